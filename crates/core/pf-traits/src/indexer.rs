@@ -1,0 +1,38 @@
+use pf_error::Result;
+use pf_types::{RecordFailure, WorkItem};
+
+use crate::DocBatch;
+
+/// What the destination did with one request's documents.
+///
+/// `indexed + failures.len()` equals the number of documents sent.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct IndexOutcome {
+    /// Documents the destination accepted (or already held, for idempotent creates).
+    pub indexed: u64,
+    /// Documents the destination rejected on their own (e.g. a mapping error).
+    pub failures: Vec<RecordFailure>,
+}
+
+/// One pipeline thread's connection to a destination.
+///
+/// `index` returns only once every document has a final outcome, so that a work item
+/// can be acknowledged as soon as all its batches were indexed. An `Err` means the
+/// request as a whole failed after the indexer's own retries; its class decides
+/// whether the file is retried or dead-lettered.
+pub trait Indexer: Send {
+    /// Indexes `docs`, all from `item`, as one request (or as few as the destination needs).
+    fn index(&mut self, item: &WorkItem, docs: &[DocBatch]) -> Result<IndexOutcome>;
+}
+
+/// Builds one [`Indexer`] per pipeline thread and shares anything thread-safe between them.
+pub trait IndexerFactory: Send + Sync {
+    /// The destination's name, for logs and the summary.
+    fn name(&self) -> &'static str;
+    /// A new indexer for one pipeline thread.
+    fn create(&self) -> Result<Box<dyn Indexer>>;
+    /// Called once after every pipeline thread finished; flushes shared output.
+    fn finish(&self) -> Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,31 @@
+//! The contracts between Paraflow's components.
+//!
+//! Every stage of the pipeline is a trait here, so that sources, queues and
+//! destinations can be swapped (local ↔ S3, memory ↔ SQS, memory ↔ Valkey,
+//! stdout ↔ Elasticsearch) without touching orchestration.
+//!
+//! All traits are synchronous and blocking: the worker runs one pipeline per
+//! thread, so a blocking call is the natural shape. Implementations backed by an
+//! async client (aws-sdk, redis, elasticsearch) own a runtime and block on it;
+//! their calls still run concurrently across the pipeline threads.
+//!
+//! Components that hold per-thread state (transforms, indexers) are built by a
+//! shared factory, once per pipeline thread, so the per-record path needs no locks.
+
+mod dlq;
+mod docs;
+mod indexer;
+mod metadata;
+mod queue;
+mod reader;
+mod source;
+mod transform;
+
+pub use dlq::RecordDlq;
+pub use docs::DocBatch;
+pub use indexer::{IndexOutcome, Indexer, IndexerFactory};
+pub use metadata::{Claim, ItemRecord, ItemStatus, MetadataStore};
+pub use queue::{Delivery, WorkQueue};
+pub use reader::{BatchStream, ReadBatch, Reader, ResumePoint};
+pub use source::{ObjectListing, ObjectSource};
+pub use transform::{IdentityTransform, Transform, TransformFactory, TransformOutput};

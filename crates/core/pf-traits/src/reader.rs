@@ -1,0 +1,52 @@
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+
+use pf_error::Result;
+use pf_types::{Checkpoint, FileFormat, RecordFailure, WorkItem};
+
+use crate::ObjectSource;
+
+/// A point after which reading can resume without repeating records.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ResumePoint {
+    /// See [`Checkpoint::position`].
+    pub position: u64,
+    /// See [`Checkpoint::next_row`].
+    pub next_row: u64,
+    /// See [`Checkpoint::lines_done`].
+    pub lines_done: u64,
+}
+
+/// One decoded stretch of a file.
+#[derive(Debug, Clone)]
+pub struct ReadBatch {
+    /// The decoded records (may have zero rows when a stretch held only bad records).
+    pub batch: RecordBatch,
+    /// Ordinal of the batch's first record in the file.
+    pub first_row: u64,
+    /// Records in this stretch that failed to decode; they count as read.
+    pub failures: Vec<RecordFailure>,
+    /// Source bytes read since the previous batch.
+    pub bytes_read: u64,
+    /// Set when, once this batch and all before it are indexed, a reader opened at this
+    /// point continues exactly after it.
+    pub resume: Option<ResumePoint>,
+}
+
+/// A stream of decoded batches; an `Err` ends the file (transient or permanent).
+pub type BatchStream = Box<dyn Iterator<Item = Result<ReadBatch>> + Send>;
+
+/// Decodes one file format into Arrow batches, streaming.
+pub trait Reader: Send + Sync {
+    /// The format this reader decodes.
+    fn format(&self) -> FileFormat;
+    /// Opens `item` through `source`, resuming after `resume` (the default checkpoint
+    /// starts at the beginning).
+    fn open(
+        &self,
+        source: Arc<dyn ObjectSource>,
+        item: &WorkItem,
+        resume: &Checkpoint,
+    ) -> Result<BatchStream>;
+}

@@ -1,0 +1,50 @@
+use pf_error::Result;
+use pf_types::{RecordFailure, WorkItem};
+
+use crate::DocBatch;
+
+/// What a transform made of one batch.
+#[derive(Debug, Clone)]
+pub struct TransformOutput {
+    /// The surviving records, with their source ordinals.
+    pub docs: DocBatch,
+    /// Records the script deliberately dropped.
+    pub dropped: u64,
+    /// Records whose evaluation failed (script error); they are not in `docs`.
+    pub failures: Vec<RecordFailure>,
+    /// Records in `docs` flagged as fraud.
+    pub fraud_rows: u64,
+}
+
+/// One pipeline thread's transform (script, enrichment, rules), with per-thread state.
+pub trait Transform: Send {
+    /// Transforms one batch of records read from `item`.
+    fn apply(&mut self, item: &WorkItem, input: DocBatch) -> Result<TransformOutput>;
+}
+
+/// Builds one [`Transform`] per pipeline thread, sharing compiled scripts and tables.
+pub trait TransformFactory: Send + Sync {
+    /// A new transform for one pipeline thread.
+    fn create(&self) -> Result<Box<dyn Transform>>;
+}
+
+/// Passes every record through unchanged.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct IdentityTransform;
+
+impl Transform for IdentityTransform {
+    fn apply(&mut self, _item: &WorkItem, input: DocBatch) -> Result<TransformOutput> {
+        Ok(TransformOutput {
+            docs: input,
+            dropped: 0,
+            failures: Vec::new(),
+            fraud_rows: 0,
+        })
+    }
+}
+
+impl TransformFactory for IdentityTransform {
+    fn create(&self) -> Result<Box<dyn Transform>> {
+        Ok(Box::new(IdentityTransform))
+    }
+}

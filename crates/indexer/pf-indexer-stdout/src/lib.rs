@@ -1,0 +1,1 @@
+//! pf-indexer-stdout (placeholder)

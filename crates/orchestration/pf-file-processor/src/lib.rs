@@ -1,0 +1,1 @@
+//! pf-file-processor (placeholder)

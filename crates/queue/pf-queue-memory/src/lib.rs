@@ -1,0 +1,1 @@
+//! pf-queue-memory (placeholder)

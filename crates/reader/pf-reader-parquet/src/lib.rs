@@ -1,0 +1,1 @@
+//! pf-reader-parquet (placeholder)

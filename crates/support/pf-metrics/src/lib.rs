@@ -1,0 +1,1 @@
+//! pf-metrics (placeholder)
