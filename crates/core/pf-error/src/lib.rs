@@ -194,7 +194,10 @@ mod tests {
         let e = PfError::io("x", std::io::Error::from(std::io::ErrorKind::NotFound));
         assert!(matches!(e, PfError::NotFound { .. }));
         assert_eq!(e.class(), ErrorClass::Permanent);
-        let e = PfError::io("x", std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        let e = PfError::io(
+            "x",
+            std::io::Error::from(std::io::ErrorKind::ConnectionReset),
+        );
         assert_eq!(e.class(), ErrorClass::Transient);
         let e = PfError::io("x", std::io::Error::from(std::io::ErrorKind::UnexpectedEof));
         assert_eq!(e.class(), ErrorClass::Permanent);

@@ -123,8 +123,17 @@ mod tests {
         s.finish(2.0);
         let v = serde_json::to_value(&s).unwrap();
         for key in [
-            "files_total", "files_failed", "rows_read", "rows_indexed", "rows_dropped",
-            "rows_failed", "fraud_rows", "batches", "bytes_read", "duration_s", "rows_per_s",
+            "files_total",
+            "files_failed",
+            "rows_read",
+            "rows_indexed",
+            "rows_dropped",
+            "rows_failed",
+            "fraud_rows",
+            "batches",
+            "bytes_read",
+            "duration_s",
+            "rows_per_s",
             "mb_per_s",
         ] {
             assert!(v.get(key).is_some(), "missing {key}");

@@ -251,11 +251,17 @@ mod tests {
     #[test]
     fn infers_missing_format_and_compression() {
         let it = &WorkItem::parse_message(r#"{"uri":"file:///d/a.ndjson.gz"}"#).unwrap()[0];
-        assert_eq!((it.format, it.compression), (FileFormat::Ndjson, Compression::Gzip));
+        assert_eq!(
+            (it.format, it.compression),
+            (FileFormat::Ndjson, Compression::Gzip)
+        );
         let it =
             &WorkItem::parse_message(r#"{"uri":"/d/blob","format":"ndjson","compression":"zstd"}"#)
                 .unwrap()[0];
-        assert_eq!((it.format, it.compression), (FileFormat::Ndjson, Compression::Zstd));
+        assert_eq!(
+            (it.format, it.compression),
+            (FileFormat::Ndjson, Compression::Zstd)
+        );
     }
 
     #[test]
@@ -288,7 +294,10 @@ mod tests {
         assert_eq!(items[0].uri, "s3://data/in/my file:1.parquet");
         assert_eq!(items[0].size, Some(42));
         assert_eq!(items[0].etag.as_deref(), Some("abc"));
-        assert_eq!(items[0].last_modified.as_deref(), Some("2026-11-01T10:00:00.000Z"));
+        assert_eq!(
+            items[0].last_modified.as_deref(),
+            Some("2026-11-01T10:00:00.000Z")
+        );
         assert_eq!(items[1].uri, "s3://data/a/b+c.ndjson.gz");
         assert_eq!(items[1].compression, Compression::Gzip);
     }

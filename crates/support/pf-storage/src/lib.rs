@@ -1,1 +1,11 @@
-//! pf-storage (placeholder)
+//! Byte access to stored objects.
+//!
+//! [`LocalObjectSource`] serves `file://` URIs and plain paths with positional reads
+//! (no whole-file loads); [`ObjectSources`] routes each URI to the source for its scheme,
+//! so the pipeline holds one `Arc<dyn ObjectSource>` whatever the mix of inputs.
+
+mod local;
+mod router;
+
+pub use local::{LocalObjectSource, local_path};
+pub use router::ObjectSources;
