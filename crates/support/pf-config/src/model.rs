@@ -1,0 +1,478 @@
+//! The configuration model: one struct per YAML section.
+//!
+//! Every struct has a default for every field so an empty file is a valid
+//! configuration, and rejects unknown keys so a typo fails loudly instead of being
+//! silently ignored.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+
+use pf_error::PfError;
+use serde::{Deserialize, Serialize};
+
+use crate::mask::{MASK, mask_url_userinfo};
+
+/// The whole Paraflow configuration, as read from `worker.yaml` or `demo.yaml`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// `worker`: thread pool, retries, shutdown and progress display.
+    pub worker: WorkerConfig,
+    /// `queue`: where work items come from.
+    pub queue: QueueConfig,
+    /// `storage`: how files are fetched (S3 connection settings).
+    pub storage: StorageConfig,
+    /// `reader`: batch size and per-format reader settings.
+    pub reader: ReaderConfig,
+    /// `indexer`: where documents go and how bulk requests are sized.
+    pub indexer: IndexerConfig,
+    /// `record_dlq`: where records that fail on their own are written.
+    pub record_dlq: RecordDlqConfig,
+    /// `coordinator`: where batch/file metadata is kept.
+    pub coordinator: CoordinatorConfig,
+    /// `metrics`: the Prometheus endpoint.
+    pub metrics: MetricsConfig,
+}
+
+/// `worker`: how a worker process runs its pipelines.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkerConfig {
+    /// `worker.threads`: number of pipeline threads, each processing one file at a time.
+    /// Default `null`: one per CPU core (see [`WorkerConfig::thread_count`]).
+    pub threads: Option<usize>,
+    /// `worker.id`: name recorded in Valkey for the files this worker holds, so stale
+    /// items can be traced to a machine. Default `null`: the binary uses
+    /// `<hostname>-<pid>`.
+    pub id: Option<String>,
+    /// `worker.max_attempts`: how many times a file is attempted before it goes to the
+    /// queue DLQ. Default `5`.
+    pub max_attempts: u32,
+    /// `worker.retry_base_ms`: first delay of the exponential backoff (with jitter) after
+    /// a transient failure. Default `500`.
+    pub retry_base_ms: u64,
+    /// `worker.retry_max_ms`: ceiling of the backoff delay. Default `60000`.
+    pub retry_max_ms: u64,
+    /// `worker.idle_exit_secs`: stop once the queue has stayed empty this long, for
+    /// batch runs that should end when the backlog is drained. Default `null`: run until
+    /// stopped (or until a stdin/memory queue is closed).
+    pub idle_exit_secs: Option<u64>,
+    /// `worker.shutdown_grace_secs`: after SIGINT/SIGTERM, how long in-flight files may
+    /// finish before they are released back to the queue. Default `30`.
+    pub shutdown_grace_secs: u64,
+    /// `worker.progress`: whether to draw a progress bar. Default `auto`.
+    pub progress: Progress,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            threads: None,
+            id: None,
+            max_attempts: 5,
+            retry_base_ms: 500,
+            retry_max_ms: 60_000,
+            idle_exit_secs: None,
+            shutdown_grace_secs: 30,
+            progress: Progress::Auto,
+        }
+    }
+}
+
+impl WorkerConfig {
+    /// The effective thread count: `threads`, else the number of CPU cores (1 when the
+    /// platform cannot tell).
+    pub fn thread_count(&self) -> usize {
+        self.threads.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(NonZeroUsize::get)
+                .unwrap_or(1)
+        })
+    }
+}
+
+/// `worker.progress`: when to draw a progress bar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Progress {
+    /// Only when stderr is a terminal, so logs shipped from servers stay clean.
+    #[default]
+    Auto,
+    /// Always, even when stderr is redirected.
+    Always,
+    /// Never.
+    Never,
+}
+
+/// `queue`: the source of work items.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueueConfig {
+    /// `queue.kind`: `stdin`, `memory` or `sqs`. Default `stdin`.
+    pub kind: QueueKind,
+    /// `queue.sqs`: SQS settings, used when `kind` is `sqs`.
+    pub sqs: SqsConfig,
+}
+
+/// `queue.kind`: where work items come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QueueKind {
+    /// One JSON work item per line on standard input (`pf-discoverer … | pf-worker`).
+    #[default]
+    Stdin,
+    /// An in-process queue, filled by the same process (demo, tests).
+    Memory,
+    /// An SQS queue shared by any number of workers.
+    Sqs,
+}
+
+/// `queue.sqs`: the SQS queue and how it is polled.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SqsConfig {
+    /// `queue.sqs.queue_url`: URL of the work queue. Default `null`; required when
+    /// `queue.kind` is `sqs`.
+    pub queue_url: Option<String>,
+    /// `queue.sqs.dlq_url`: URL of the dead-letter queue for items that failed
+    /// permanently or `worker.max_attempts` times. Default `null`: rely on the queue's
+    /// own redrive policy.
+    pub dlq_url: Option<String>,
+    /// `queue.sqs.endpoint`: custom endpoint (LocalStack, moto). Default `null`: AWS.
+    pub endpoint: Option<String>,
+    /// `queue.sqs.region`: AWS region. Default `null`: the AWS default chain
+    /// (`AWS_REGION`, profile).
+    pub region: Option<String>,
+    /// `queue.sqs.wait_time_secs`: long-poll duration, 0–20 (SQS limit). Default `20`.
+    pub wait_time_secs: u32,
+    /// `queue.sqs.visibility_timeout_secs`: how long a received item stays hidden from
+    /// other workers; the worker extends it at half this interval while it works on the
+    /// file. 1–43200 (SQS limit). Default `300`.
+    pub visibility_timeout_secs: u32,
+    /// `queue.sqs.max_messages`: messages fetched per receive call, 1–10 (SQS limit).
+    /// Default `10`.
+    pub max_messages: u32,
+}
+
+impl Default for SqsConfig {
+    fn default() -> Self {
+        SqsConfig {
+            queue_url: None,
+            dlq_url: None,
+            endpoint: None,
+            region: None,
+            wait_time_secs: 20,
+            visibility_timeout_secs: 300,
+            max_messages: 10,
+        }
+    }
+}
+
+/// `storage`: how input files are fetched.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// `storage.s3`: S3 connection settings for `s3://` URIs.
+    pub s3: S3Config,
+}
+
+/// `storage.s3`: the S3 connection.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct S3Config {
+    /// `storage.s3.endpoint`: custom endpoint (LocalStack, moto, MinIO). Default `null`:
+    /// AWS.
+    pub endpoint: Option<String>,
+    /// `storage.s3.region`: AWS region. Default `null`: the AWS default chain.
+    pub region: Option<String>,
+    /// `storage.s3.force_path_style`: address buckets as `endpoint/bucket` instead of
+    /// `bucket.endpoint`. Default `null`: true when `endpoint` is set, because emulators
+    /// rarely resolve virtual-host names (see [`S3Config::path_style`]).
+    pub force_path_style: Option<bool>,
+}
+
+impl S3Config {
+    /// The effective path-style flag: `force_path_style`, else whether an endpoint is set.
+    pub fn path_style(&self) -> bool {
+        self.force_path_style.unwrap_or(self.endpoint.is_some())
+    }
+}
+
+/// `reader`: how files are decoded into Arrow batches.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReaderConfig {
+    /// `reader.batch_size`: rows per Arrow batch; bounds memory per thread. Default
+    /// `65536`.
+    pub batch_size: usize,
+    /// `reader.parquet`: Parquet reader settings.
+    pub parquet: ParquetConfig,
+    /// `reader.ndjson`: NDJSON reader settings.
+    pub ndjson: NdjsonConfig,
+}
+
+impl Default for ReaderConfig {
+    fn default() -> Self {
+        ReaderConfig {
+            batch_size: 65_536,
+            parquet: ParquetConfig::default(),
+            ndjson: NdjsonConfig::default(),
+        }
+    }
+}
+
+/// `reader.parquet`: Parquet reader settings.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ParquetConfig {
+    /// `reader.parquet.columns`: read only these columns; the others are never fetched
+    /// from storage. Default `null`: every column.
+    pub columns: Option<Vec<String>>,
+}
+
+/// `reader.ndjson`: NDJSON reader settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NdjsonConfig {
+    /// `reader.ndjson.max_line_bytes`: longer lines are record failures, so one runaway
+    /// line cannot exhaust memory. Default `1048576` (1 MiB).
+    pub max_line_bytes: usize,
+    /// `reader.ndjson.infer_rows`: lines sampled to infer the schema when `schema` is
+    /// null. Default `1000`.
+    pub infer_rows: usize,
+    /// `reader.ndjson.schema`: fixed schema, a list of `{name, type, nullable}`.
+    /// Default `null`: inferred from the first `infer_rows` lines.
+    pub schema: Option<Vec<FieldSpec>>,
+}
+
+impl Default for NdjsonConfig {
+    fn default() -> Self {
+        NdjsonConfig {
+            max_line_bytes: 1_048_576,
+            infer_rows: 1000,
+            schema: None,
+        }
+    }
+}
+
+/// One entry of `reader.ndjson.schema`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldSpec {
+    /// `name`: the JSON key. Required, unique within the schema.
+    pub name: String,
+    /// `type`: the Arrow type the value is decoded as. Required.
+    #[serde(rename = "type")]
+    pub field_type: FieldType,
+    /// `nullable`: whether the key may be missing or null. Default `true`.
+    #[serde(default = "default_true")]
+    pub nullable: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// The value type of a [`FieldSpec`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FieldType {
+    /// UTF-8 text.
+    String,
+    /// 64-bit signed integer.
+    Int64,
+    /// 64-bit float.
+    Float64,
+    /// `true` / `false`.
+    Boolean,
+    /// Microseconds since the Unix epoch, UTC (RFC 3339 strings are parsed).
+    Timestamp,
+}
+
+/// `indexer`: the destination of documents.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IndexerConfig {
+    /// `indexer.destination`: `stats`, `stdout`, `null` or `elasticsearch`. Default
+    /// `stats`.
+    pub destination: Destination,
+    /// `indexer.bulk_max_docs`: a bulk request is sent once it holds this many
+    /// documents. Default `5000`.
+    pub bulk_max_docs: usize,
+    /// `indexer.bulk_max_bytes`: … or once its body reaches this many bytes. Default
+    /// `5242880` (5 MiB).
+    pub bulk_max_bytes: usize,
+    /// `indexer.elasticsearch`: Elasticsearch settings, used when `destination` is
+    /// `elasticsearch`.
+    pub elasticsearch: ElasticsearchConfig,
+}
+
+impl Default for IndexerConfig {
+    fn default() -> Self {
+        IndexerConfig {
+            destination: Destination::Stats,
+            bulk_max_docs: 5000,
+            bulk_max_bytes: 5 * 1024 * 1024,
+            elasticsearch: ElasticsearchConfig::default(),
+        }
+    }
+}
+
+/// `indexer.destination`: where documents go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Destination {
+    /// Count documents and bytes only; measures the pipeline without a sink.
+    #[default]
+    Stats,
+    /// NDJSON documents on standard output.
+    Stdout,
+    /// Discard documents.
+    Null,
+    /// Elasticsearch bulk API.
+    Elasticsearch,
+}
+
+/// `indexer.elasticsearch`: the Elasticsearch cluster.
+///
+/// `Debug` hides `password` and `api_key`, so logging the config cannot leak them.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ElasticsearchConfig {
+    /// `indexer.elasticsearch.endpoints`: node URLs (`https://host:9200`), used in
+    /// turn. Default `[]`; at least one is required when `destination` is
+    /// `elasticsearch`.
+    pub endpoints: Vec<String>,
+    /// `indexer.elasticsearch.index`: target index (or alias / data stream). Default
+    /// `transactions`.
+    pub index: String,
+    /// `indexer.elasticsearch.username`: basic-auth user. Default `null`.
+    pub username: Option<String>,
+    /// `indexer.elasticsearch.password`: basic-auth password (secret, masked in
+    /// output). Default `null`.
+    pub password: Option<String>,
+    /// `indexer.elasticsearch.api_key`: base64 API key, sent as `Authorization: ApiKey`
+    /// (secret, masked in output); alternative to username/password. Default `null`.
+    pub api_key: Option<String>,
+    /// `indexer.elasticsearch.ca_cert`: PEM file of the CA that signed the cluster's
+    /// certificate. Default `null`: system roots.
+    pub ca_cert: Option<PathBuf>,
+    /// `indexer.elasticsearch.compression`: gzip bulk bodies; trades CPU for network.
+    /// Default `false`.
+    pub compression: bool,
+    /// `indexer.elasticsearch.timeout_secs`: per-request timeout. Default `30`.
+    pub timeout_secs: u64,
+    /// `indexer.elasticsearch.max_retries`: retries of a bulk request (or of its
+    /// 429-rejected items) before the file fails as transient. Default `5`.
+    pub max_retries: u32,
+}
+
+impl Default for ElasticsearchConfig {
+    fn default() -> Self {
+        ElasticsearchConfig {
+            endpoints: Vec::new(),
+            index: "transactions".to_owned(),
+            username: None,
+            password: None,
+            api_key: None,
+            ca_cert: None,
+            compression: false,
+            timeout_secs: 30,
+            max_retries: 5,
+        }
+    }
+}
+
+impl fmt::Debug for ElasticsearchConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let endpoints: Vec<String> = self
+            .endpoints
+            .iter()
+            .map(|e| mask_url_userinfo(e))
+            .collect();
+        f.debug_struct("ElasticsearchConfig")
+            .field("endpoints", &endpoints)
+            .field("index", &self.index)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| MASK))
+            .field("api_key", &self.api_key.as_ref().map(|_| MASK))
+            .field("ca_cert", &self.ca_cert)
+            .field("compression", &self.compression)
+            .field("timeout_secs", &self.timeout_secs)
+            .field("max_retries", &self.max_retries)
+            .finish()
+    }
+}
+
+/// `record_dlq`: the record-level dead-letter files.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RecordDlqConfig {
+    /// `record_dlq.dir`: directory for the NDJSON files of failed records (source uri,
+    /// row, error, original record). Created when needed. Default `./dlq`.
+    pub dir: PathBuf,
+}
+
+impl Default for RecordDlqConfig {
+    fn default() -> Self {
+        RecordDlqConfig {
+            dir: PathBuf::from("./dlq"),
+        }
+    }
+}
+
+/// `coordinator`: the metadata store.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CoordinatorConfig {
+    /// `coordinator.valkey`: the Valkey connection.
+    pub valkey: ValkeyConfig,
+}
+
+/// `coordinator.valkey`: the Valkey server holding status, attempts and checkpoints.
+///
+/// `Debug` masks the userinfo of `url`, which may carry a password.
+#[derive(Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ValkeyConfig {
+    /// `coordinator.valkey.url`: `redis://[user:password@]host:port[/db]` (also
+    /// `rediss://`, `valkey://`). Its userinfo is masked in output. Default `null`:
+    /// in-memory metadata, which only suits a single worker process.
+    pub url: Option<String>,
+}
+
+impl fmt::Debug for ValkeyConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ValkeyConfig")
+            .field("url", &self.url.as_deref().map(mask_url_userinfo))
+            .finish()
+    }
+}
+
+/// `metrics`: the Prometheus endpoint.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// `metrics.addr`: `ip:port` to serve `/metrics` on, e.g. `127.0.0.1:9898`.
+    /// Default `null`: no endpoint.
+    pub addr: Option<String>,
+}
+
+impl MetricsConfig {
+    /// The parsed `addr`; an error names `metrics.addr` when it is not `ip:port`.
+    pub fn socket_addr(&self) -> Result<Option<SocketAddr>, PfError> {
+        match &self.addr {
+            None => Ok(None),
+            Some(addr) => addr.trim().parse().map(Some).map_err(|e| {
+                PfError::config(
+                    "metrics.addr",
+                    format!(
+                        "`{addr}` is not a socket address ({e}); expected ip:port such as 127.0.0.1:9898"
+                    ),
+                )
+            }),
+        }
+    }
+}
