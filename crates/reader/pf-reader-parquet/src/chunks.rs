@@ -1,0 +1,424 @@
+//! Parquet's [`ChunkReader`] over an [`ObjectSource`]: every byte comes from a ranged read.
+//!
+//! Parquet's page reader asks for a `Read` at each page header and then for the page
+//! bytes, column by column in turn. Answering each call with its own range request would
+//! cost two requests per page on S3, and answering with whole column chunks would hold a
+//! whole row group in memory. Instead each projected column chunk of the current row
+//! group gets a bounded read-ahead window that only ever moves forward, so requests are
+//! few, memory is `window × columns`, and no byte of a column chunk is fetched twice.
+//! The file's tail (footer plus whatever precedes it within the prefetch) is fetched
+//! once up front and kept, so small files cost a single request.
+
+use std::error::Error;
+use std::fmt;
+use std::io::{self, Read};
+use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use bytes::{Buf, Bytes, BytesMut};
+use parquet::errors::{ParquetError, Result as ParquetResult};
+use parquet::file::reader::{ChunkReader, Length};
+
+use pf_error::PfError;
+use pf_traits::ObjectSource;
+
+/// Smallest request made for a `Read` that falls outside the tail and every window, so
+/// that byte-at-a-time thrift decoding cannot turn into byte-sized requests.
+const MIN_LOOSE_READ: u64 = 8 * 1024;
+
+/// Largest footer accepted. The metadata must be held whole to be decoded, so a corrupt
+/// or hostile length must not turn into a multi-gigabyte allocation; real footers,
+/// even of very wide files with many row groups, stay far below this.
+const MAX_METADATA_LEN: u64 = 64 * 1024 * 1024;
+
+/// Cheaply cloneable handle that parquet's readers hold; all clones share one state.
+#[derive(Clone)]
+pub(crate) struct ObjectChunks {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    source: Arc<dyn ObjectSource>,
+    uri: String,
+    len: u64,
+    /// Bytes fetched from the source and not yet reported in a batch.
+    fetched: AtomicU64,
+    buffers: Mutex<Buffers>,
+    /// The first source error, kept whole because parquet's arrow reader turns the errors
+    /// it returns into strings, which would lose the class (transient vs permanent).
+    failure: Mutex<Option<PfError>>,
+}
+
+#[derive(Default)]
+struct Buffers {
+    tail: Span,
+    windows: Vec<Window>,
+    window_size: u64,
+}
+
+/// Contiguous bytes of the object starting at `start`.
+#[derive(Default)]
+struct Span {
+    start: u64,
+    bytes: Bytes,
+}
+
+impl Span {
+    fn end(&self) -> u64 {
+        self.start + self.bytes.len() as u64
+    }
+
+    fn contains(&self, pos: u64) -> bool {
+        pos >= self.start && pos < self.end()
+    }
+
+    /// The bytes of `range`, or from `range.start` to the end of the span when `extend`,
+    /// if the span covers `range`.
+    fn get(&self, range: &Range<u64>, extend: bool) -> Option<Bytes> {
+        if range.start < self.start || range.end > self.end() || range.start > range.end {
+            return None;
+        }
+        let from = usize::try_from(range.start - self.start).ok()?;
+        let to = if extend {
+            self.bytes.len()
+        } else {
+            usize::try_from(range.end - self.start).ok()?
+        };
+        Some(self.bytes.slice(from..to))
+    }
+}
+
+/// The read-ahead buffer of one column chunk.
+struct Window {
+    chunk: Range<u64>,
+    span: Span,
+}
+
+/// A source failure as parquet sees it; the original [`PfError`] waits in the shared state.
+#[derive(Debug)]
+struct SourceFailure(String);
+
+impl fmt::Display for SourceFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Error for SourceFailure {}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The guarded data stays consistent even if a holder panicked (every update is a
+    // single assignment), so poisoning carries no information here.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl ObjectChunks {
+    /// Reads `uri`, `len` bytes long, through `source`.
+    pub(crate) fn new(source: Arc<dyn ObjectSource>, uri: String, len: u64) -> Self {
+        ObjectChunks {
+            shared: Arc::new(Shared {
+                source,
+                uri,
+                len,
+                fetched: AtomicU64::new(0),
+                buffers: Mutex::new(Buffers::default()),
+                failure: Mutex::new(None),
+            }),
+        }
+    }
+
+    /// Fetches the last `n` bytes (at most the whole object), and the rest of the footer
+    /// metadata if it is larger, and keeps them, so that the footer and, for small files,
+    /// the data are served without further requests.
+    pub(crate) fn prefetch_tail(&self, n: u64) -> Result<(), PfError> {
+        self.load_tail(n).map_err(|e| {
+            self.take_failure()
+                .unwrap_or_else(|| PfError::invalid_data(&self.shared.uri, "parquet", e))
+        })
+    }
+
+    fn load_tail(&self, n: u64) -> ParquetResult<()> {
+        let len = self.shared.len;
+        let mut start = len - n.min(len);
+        let mut bytes = self.shared.fetch(start..len)?;
+        // The last 8 bytes are the metadata length and `PAR1`; parquet itself checks them.
+        if let Some(footer) = bytes
+            .len()
+            .checked_sub(8)
+            .and_then(|at| bytes.get(at..at + 4))
+        {
+            let mut le = [0u8; 4];
+            le.copy_from_slice(footer);
+            let needed = u64::from(u32::from_le_bytes(le)) + 8;
+            if needed > MAX_METADATA_LEN && needed <= len {
+                return Err(ParquetError::General(format!(
+                    "the footer metadata takes {needed} bytes, over the {MAX_METADATA_LEN}-byte \
+                     limit"
+                )));
+            }
+            if needed > bytes.len() as u64 && needed <= len {
+                let head = self.shared.fetch(len - needed..start)?;
+                bytes = join(&[head, bytes]);
+                start = len - needed;
+            }
+        }
+        lock(&self.shared.buffers).tail = Span { start, bytes };
+        Ok(())
+    }
+
+    /// Keeps at most the last `n` bytes of the tail once the metadata is decoded, so an
+    /// outsized footer is not held twice (raw and decoded) for the whole file.
+    pub(crate) fn trim_tail(&self, n: u64) {
+        let mut buffers = lock(&self.shared.buffers);
+        let tail = &mut buffers.tail;
+        let excess = (tail.bytes.len() as u64).saturating_sub(n);
+        if let Ok(excess) = usize::try_from(excess)
+            && excess > 0
+        {
+            // A copy, because a slice would keep the whole allocation alive.
+            tail.bytes = Bytes::copy_from_slice(&tail.bytes[excess..]);
+            tail.start += excess as u64;
+        }
+    }
+
+    /// Gives each of `chunks` (the byte ranges of the column chunks about to be decoded)
+    /// a read-ahead window of `window_size` bytes, dropping the previous row group's.
+    pub(crate) fn set_column_chunks(&self, mut chunks: Vec<Range<u64>>, window_size: u64) {
+        chunks.sort_by_key(|c| c.start);
+        let mut buffers = lock(&self.shared.buffers);
+        buffers.window_size = window_size.max(1);
+        buffers.windows = chunks
+            .into_iter()
+            .filter(|c| c.start < c.end)
+            .map(|chunk| Window {
+                span: Span {
+                    start: chunk.start,
+                    bytes: Bytes::new(),
+                },
+                chunk,
+            })
+            .collect();
+    }
+
+    /// Releases the windows once a row group is done.
+    pub(crate) fn clear_column_chunks(&self) {
+        lock(&self.shared.buffers).windows = Vec::new();
+    }
+
+    /// Bytes fetched since the previous call.
+    pub(crate) fn take_bytes_read(&self) -> u64 {
+        self.shared.fetched.swap(0, Ordering::Relaxed)
+    }
+
+    /// The source error behind the latest parquet failure, if a source error caused it.
+    pub(crate) fn take_failure(&self) -> Option<PfError> {
+        lock(&self.shared.failure).take()
+    }
+
+    /// The object being read.
+    pub(crate) fn uri(&self) -> &str {
+        &self.shared.uri
+    }
+}
+
+impl Shared {
+    /// Exactly `range` from the source, counted.
+    fn fetch(&self, range: Range<u64>) -> ParquetResult<Bytes> {
+        if range.start >= range.end {
+            return Ok(Bytes::new());
+        }
+        let want = range.end - range.start;
+        match self.source.read_range(&self.uri, range.clone()) {
+            Ok(bytes) => {
+                self.fetched
+                    .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                if bytes.len() as u64 == want {
+                    Ok(bytes)
+                } else {
+                    // The object is shorter than its listed size: it changed under us.
+                    Err(self.fail(PfError::Io {
+                        location: format!("{} bytes {range:?}", self.uri),
+                        source: io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            format!("the source returned {} of {want} bytes", bytes.len()),
+                        ),
+                    }))
+                }
+            }
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+
+    fn fail(&self, err: PfError) -> ParquetError {
+        let message = err.to_string();
+        let mut slot = lock(&self.failure);
+        if slot.is_none() {
+            *slot = Some(err);
+        }
+        ParquetError::External(Box::new(SourceFailure(message)))
+    }
+
+    /// Exactly `range`, taking the part that lies in the tail from the tail.
+    fn fetch_before_tail(&self, range: Range<u64>, tail: &Span) -> ParquetResult<Bytes> {
+        if tail.bytes.is_empty() || range.end <= tail.start {
+            return self.fetch(range);
+        }
+        let split = range.start.max(tail.start);
+        let head = self.fetch(range.start..split)?;
+        let rest = tail
+            .get(&(split..range.end), false)
+            .ok_or_else(|| ParquetError::General("tail buffer misses".into()))?;
+        Ok(join(&[head, rest]))
+    }
+
+    /// The bytes of `range` (which lies within the object), or from `range.start` to
+    /// wherever the buffer that serves it ends when `extend`.
+    fn serve(&self, range: Range<u64>, extend: bool) -> ParquetResult<Bytes> {
+        let mut buffers = lock(&self.buffers);
+        let Buffers {
+            tail,
+            windows,
+            window_size,
+        } = &mut *buffers;
+        if let Some(bytes) = tail.get(&range, extend) {
+            return Ok(bytes);
+        }
+        let window = windows.iter_mut().find(|w| w.chunk.contains(&range.start));
+        if let Some(window) = window
+            && (extend || range.end <= window.chunk.end)
+        {
+            // A sequential reader only needs its first byte from here; the rest of the
+            // chunk follows on later calls.
+            let range = range.start..range.end.min(window.chunk.end);
+            if let Some(bytes) = window.span.get(&range, extend) {
+                return Ok(bytes);
+            }
+            let ahead = range
+                .start
+                .saturating_add(*window_size)
+                .min(window.chunk.end)
+                .max(range.end);
+            // Keep the unread part of the window instead of fetching it again.
+            let (kept, from) = if window.span.contains(range.start) {
+                let kept_from = usize::try_from(range.start - window.span.start)
+                    .map_err(|e| ParquetError::General(e.to_string()))?;
+                (window.span.bytes.slice(kept_from..), window.span.end())
+            } else {
+                (Bytes::new(), range.start)
+            };
+            let more = self.fetch_before_tail(from..ahead, tail)?;
+            window.span = Span {
+                start: range.start,
+                bytes: join(&[kept, more]),
+            };
+            return window
+                .span
+                .get(&range, extend)
+                .ok_or_else(|| ParquetError::General("read-ahead window misses".into()));
+        }
+        // Outside every column chunk we know of: parquet reading on its own. Fetch what
+        // was asked for, with a floor for sequential readers.
+        let end = if extend {
+            range
+                .start
+                .saturating_add(MIN_LOOSE_READ)
+                .min(self.len)
+                .max(range.end)
+        } else {
+            range.end
+        };
+        self.fetch_before_tail(range.start..end, tail)
+    }
+}
+
+/// The pieces as one buffer, copying only when there is more than one.
+fn join(pieces: &[Bytes]) -> Bytes {
+    let mut non_empty = pieces.iter().filter(|p| !p.is_empty());
+    match (non_empty.next(), non_empty.next()) {
+        (None, _) => Bytes::new(),
+        (Some(only), None) => only.clone(),
+        _ => {
+            let total = pieces.iter().map(Bytes::len).sum();
+            let mut joined = BytesMut::with_capacity(total);
+            for piece in pieces {
+                joined.extend_from_slice(piece);
+            }
+            joined.freeze()
+        }
+    }
+}
+
+impl Length for ObjectChunks {
+    fn len(&self) -> u64 {
+        self.shared.len
+    }
+}
+
+impl ChunkReader for ObjectChunks {
+    type T = RangeRead;
+
+    fn get_read(&self, start: u64) -> ParquetResult<RangeRead> {
+        if start > self.shared.len {
+            return Err(ParquetError::EOF(format!(
+                "read at {start} is beyond the end of the {}-byte object",
+                self.shared.len
+            )));
+        }
+        Ok(RangeRead {
+            shared: Arc::clone(&self.shared),
+            pos: start,
+            buf: Bytes::new(),
+        })
+    }
+
+    fn get_bytes(&self, start: u64, length: usize) -> ParquetResult<Bytes> {
+        let end = start
+            .checked_add(length as u64)
+            .filter(|&end| end <= self.shared.len)
+            .ok_or_else(|| {
+                ParquetError::EOF(format!(
+                    "{length} bytes at {start} reach beyond the end of the {}-byte object",
+                    self.shared.len
+                ))
+            })?;
+        self.shared.serve(start..end, false)
+    }
+}
+
+/// A sequential reader that pulls bytes through the tail, a window or a ranged read.
+pub(crate) struct RangeRead {
+    shared: Arc<Shared>,
+    pos: u64,
+    /// Bytes from `pos` onwards already in hand.
+    buf: Bytes,
+}
+
+impl Read for RangeRead {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if out.is_empty() {
+            return Ok(0);
+        }
+        if self.buf.is_empty() {
+            if self.pos >= self.shared.len {
+                return Ok(0);
+            }
+            let end = self
+                .pos
+                .saturating_add(out.len() as u64)
+                .min(self.shared.len);
+            self.buf = self
+                .shared
+                .serve(self.pos..end, true)
+                .map_err(io::Error::other)?;
+            if self.buf.is_empty() {
+                return Ok(0);
+            }
+        }
+        let n = out.len().min(self.buf.len());
+        out[..n].copy_from_slice(&self.buf[..n]);
+        self.buf.advance(n);
+        self.pos += n as u64;
+        Ok(n)
+    }
+}

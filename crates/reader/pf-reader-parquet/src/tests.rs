@@ -1,0 +1,931 @@
+use std::fs;
+use std::io::Read;
+use std::ops::Range;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use arrow::array::{
+    Array, ArrayRef, DictionaryArray, Int32Array, Int64Array, ListArray, RecordBatch, StringArray,
+    StructArray,
+};
+use arrow::datatypes::{DataType, Field, Fields, Int32Type, Int64Type, Schema, SchemaRef};
+use bytes::Bytes;
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_writer::compute_leaves;
+use parquet::file::properties::WriterProperties;
+
+use pf_error::ErrorClass;
+use pf_storage::LocalObjectSource;
+use pf_traits::ObjectListing;
+use pf_types::{Compression, ObjectInfo};
+
+use super::*;
+
+fn id_name_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("name", DataType::Utf8, true),
+    ]))
+}
+
+/// Rows `start..start + n`; every seventh name is null.
+fn id_name_batch(start: i64, n: usize) -> RecordBatch {
+    let ids: Vec<i64> = (start..start + n as i64).collect();
+    let names: Vec<Option<String>> = ids
+        .iter()
+        .map(|i| (i % 7 != 0).then(|| format!("name-{i}")))
+        .collect();
+    RecordBatch::try_new(
+        id_name_schema(),
+        vec![
+            Arc::new(Int64Array::from(ids)),
+            Arc::new(StringArray::from(names)),
+        ],
+    )
+    .unwrap()
+}
+
+fn props(max_rows_per_group: usize) -> WriterProperties {
+    WriterProperties::builder()
+        .set_max_row_group_row_count(Some(max_rows_per_group))
+        .build()
+}
+
+/// Writes `batches` to `dir/name`, returning a work item for it.
+fn write(
+    dir: &Path,
+    name: &str,
+    schema: SchemaRef,
+    batches: &[RecordBatch],
+    props: WriterProperties,
+) -> WorkItem {
+    let path = dir.join(name);
+    let file = fs::File::create(&path).unwrap();
+    let mut writer = ArrowWriter::try_new(file, schema, Some(props)).unwrap();
+    for batch in batches {
+        writer.write(batch).unwrap();
+    }
+    writer.close().unwrap();
+    item_for(&path)
+}
+
+fn item_for(path: &Path) -> WorkItem {
+    WorkItem {
+        uri: format!("file://{}", path.display()),
+        size: Some(fs::metadata(path).unwrap().len()),
+        etag: None,
+        format: FileFormat::Parquet,
+        compression: Compression::None,
+        job_id: None,
+        last_modified: None,
+    }
+}
+
+fn local() -> Arc<dyn ObjectSource> {
+    Arc::new(LocalObjectSource)
+}
+
+fn reader(batch_size: usize) -> ParquetReader {
+    ParquetReader::new(ParquetReaderOptions {
+        batch_size,
+        columns: None,
+    })
+}
+
+/// Tiny buffers so that files of a few kilobytes go through windows and refills.
+fn tiny_io() -> IoTuning {
+    IoTuning {
+        footer_prefetch: 2048,
+        window_budget: 1024,
+        min_window: 300,
+        max_window: 700,
+    }
+}
+
+fn read_all(
+    reader: &ParquetReader,
+    source: Arc<dyn ObjectSource>,
+    item: &WorkItem,
+    resume: &Checkpoint,
+) -> Result<Vec<ReadBatch>> {
+    reader.open(source, item, resume)?.collect()
+}
+
+fn ids(batches: &[ReadBatch]) -> Vec<i64> {
+    batches
+        .iter()
+        .flat_map(|b| {
+            let col = b.batch.column_by_name("id").unwrap();
+            let col = col.as_any().downcast_ref::<Int64Array>().unwrap();
+            col.values().to_vec()
+        })
+        .collect()
+}
+
+/// `(first_row, rows, resume as (position, next_row))` of one batch.
+type Shape = (u64, usize, Option<(u64, u64)>);
+
+fn shape(batches: &[ReadBatch]) -> Vec<Shape> {
+    batches
+        .iter()
+        .map(|b| {
+            (
+                b.first_row,
+                b.batch.num_rows(),
+                b.resume.map(|r| (r.position, r.next_row)),
+            )
+        })
+        .collect()
+}
+
+fn checkpoint(position: u64, next_row: u64) -> Checkpoint {
+    Checkpoint {
+        position,
+        next_row,
+        ..Checkpoint::default()
+    }
+}
+
+#[test]
+fn reports_parquet_format() {
+    assert_eq!(reader(10).format(), FileFormat::Parquet);
+    let defaults = ParquetReaderOptions::default();
+    assert_eq!((defaults.batch_size, defaults.columns), (65_536, None));
+}
+
+#[test]
+fn row_groups_give_ordinals_batch_sizes_and_resume_points() {
+    let dir = tempfile::tempdir().unwrap();
+    let item = write(
+        dir.path(),
+        "a.parquet",
+        id_name_schema(),
+        &[id_name_batch(0, 25)],
+        props(10),
+    );
+    let batches = read_all(&reader(4), local(), &item, &Checkpoint::default()).unwrap();
+    assert_eq!(
+        shape(&batches),
+        vec![
+            (0, 4, None),
+            (4, 4, None),
+            (8, 2, Some((1, 10))),
+            (10, 4, None),
+            (14, 4, None),
+            (18, 2, Some((2, 20))),
+            (20, 4, None),
+            (24, 1, Some((3, 25))),
+        ]
+    );
+    assert_eq!(ids(&batches), (0..25).collect::<Vec<_>>());
+    for b in &batches {
+        assert!(b.failures.is_empty());
+        assert_eq!(b.resume.map(|r| r.lines_done).unwrap_or(0), 0);
+    }
+}
+
+#[test]
+fn batch_size_zero_reads_one_row_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let item = write(
+        dir.path(),
+        "a.parquet",
+        id_name_schema(),
+        &[id_name_batch(0, 3)],
+        props(10),
+    );
+    let batches = read_all(&reader(0), local(), &item, &Checkpoint::default()).unwrap();
+    assert_eq!(
+        shape(&batches),
+        vec![(0, 1, None), (1, 1, None), (2, 1, Some((1, 3)))]
+    );
+}
+
+#[test]
+fn bytes_read_are_counted_once_and_bounded_by_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let item = write(
+        dir.path(),
+        "a.parquet",
+        id_name_schema(),
+        &[id_name_batch(0, 3000)],
+        WriterProperties::builder()
+            .set_max_row_group_row_count(Some(1000))
+            .set_data_page_row_count_limit(100)
+            .set_write_batch_size(100)
+            .build(),
+    );
+    let len = item.size.unwrap();
+    for (what, reader) in [
+        ("default buffers", reader(256)),
+        ("tiny buffers", reader(256).with_io(tiny_io())),
+        (
+            "footer larger than the prefetch",
+            reader(256).with_io(IoTuning {
+                footer_prefetch: 16,
+                ..tiny_io()
+            }),
+        ),
+    ] {
+        let batches = read_all(&reader, local(), &item, &Checkpoint::default()).unwrap();
+        assert_eq!(ids(&batches), (0..3000).collect::<Vec<_>>(), "{what}");
+        let total: u64 = batches.iter().map(|b| b.bytes_read).sum();
+        assert!(total > 0 && total <= len, "{what}: read {total} of {len}");
+        assert!(
+            batches[0].bytes_read > 0,
+            "{what}: footer bytes are reported"
+        );
+    }
+}
+
+/// Serves reads from a local file, counting them, and fails every read after the
+/// first `healthy` ones with a transient service error.
+struct FlakySource {
+    healthy: usize,
+    calls: AtomicUsize,
+    ranges: std::sync::Mutex<Vec<Range<u64>>>,
+}
+
+impl FlakySource {
+    fn new(healthy: usize) -> Arc<Self> {
+        Arc::new(FlakySource {
+            healthy,
+            calls: AtomicUsize::new(0),
+            ranges: std::sync::Mutex::new(Vec::new()),
+        })
+    }
+}
+
+impl ObjectSource for FlakySource {
+    fn stat(&self, uri: &str) -> Result<ObjectInfo> {
+        LocalObjectSource.stat(uri)
+    }
+
+    fn read_range(&self, uri: &str, range: Range<u64>) -> Result<Bytes> {
+        self.ranges.lock().unwrap().push(range.clone());
+        if self.calls.fetch_add(1, Ordering::SeqCst) >= self.healthy {
+            return Err(PfError::Service {
+                service: "s3",
+                operation: "GetObject".into(),
+                class: ErrorClass::Transient,
+                message: "connection reset".into(),
+            });
+        }
+        LocalObjectSource.read_range(uri, range)
+    }
+
+    fn read_from(&self, uri: &str, offset: u64) -> Result<Box<dyn Read + Send>> {
+        LocalObjectSource.read_from(uri, offset)
+    }
+
+    fn list(&self, root: &str, recursive: bool) -> Result<ObjectListing<'_>> {
+        LocalObjectSource.list(root, recursive)
+    }
+}
+
+#[test]
+fn footer_costs_one_ranged_read_and_data_reads_stay_in_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let item = write(
+        dir.path(),
+        "a.parquet",
+        id_name_schema(),
+        &[id_name_batch(0, 3000)],
+        props(1000),
+    );
+    let len = item.size.unwrap();
+    let source = FlakySource::new(usize::MAX);
+    let stream = reader(500)
+        .with_io(tiny_io())
+        .open(source.clone(), &item, &Checkpoint::default())
+        .unwrap();
+    assert_eq!(source.calls.load(Ordering::SeqCst), 1, "footer");
+    assert_eq!(stream.count(), 6);
+    let ranges = source.ranges.lock().unwrap();
+    assert!(ranges.len() > 2, "data came through ranged reads");
+    assert!(ranges.iter().all(|r| r.start < r.end && r.end <= len));
+}
+
+#[test]
+fn source_errors_keep_their_class() {
+    let dir = tempfile::tempdir().unwrap();
+    let item = write(
+        dir.path(),
+        "a.parquet",
+        id_name_schema(),
+        &[id_name_batch(0, 3000)],
+        props(1000),
+    );
+    // The footer read succeeds; the first data read fails.
+    let source = FlakySource::new(1);
+    let mut stream = reader(500)
+        .with_io(tiny_io())
+        .open(source, &item, &Checkpoint::default())
+        .unwrap();
+    let err = stream.next().unwrap().unwrap_err();
+    assert!(matches!(err, PfError::Service { .. }), "{err:?}");
+    assert_eq!(err.class(), ErrorClass::Transient);
+    assert!(stream.next().is_none(), "the stream ends after an error");
+
+    // A failure part way through the file, after some batches came out.
+    let healthy = FlakySource::new(usize::MAX);
+    let all = read_all(
+        &reader(100).with_io(tiny_io()),
+        healthy.clone(),
+        &item,
+        &Checkpoint::default(),
+    )
+    .unwrap();
+    assert_eq!(all.len(), 30);
+    let calls = healthy.calls.load(Ordering::SeqCst);
+    let source = FlakySource::new(calls / 2);
+    let results: Vec<_> = reader(100)
+        .with_io(tiny_io())
+        .open(source, &item, &Checkpoint::default())
+        .unwrap()
+        .collect();
+    let (ok, err): (Vec<_>, Vec<_>) = results.into_iter().partition(|r| r.is_ok());
+    assert!(!ok.is_empty(), "some batches before the failure");
+    assert_eq!(err.len(), 1);
+    let err = err.into_iter().next().unwrap().unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Transient, "{err}");
+
+    // The footer read itself fails.
+    let err = reader(100)
+        .open(FlakySource::new(0), &item, &Checkpoint::default())
+        .err()
+        .unwrap();
+    assert_eq!(err.class(), ErrorClass::Transient, "{err}");
+}
+
+#[test]
+fn projection_selects_columns_in_file_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let item = write(
+        dir.path(),
+        "a.parquet",
+        id_name_schema(),
+        &[id_name_batch(0, 20)],
+        props(8),
+    );
+    let only_name = ParquetReader::new(ParquetReaderOptions {
+        batch_size: 100,
+        columns: Some(vec!["name".into()]),
+    });
+    let batches = read_all(&only_name, local(), &item, &Checkpoint::default()).unwrap();
+    assert_eq!(batches.len(), 3);
+    for b in &batches {
+        let schema = b.batch.schema();
+        let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        assert_eq!(names, ["name"]);
+    }
+    let rows: usize = batches.iter().map(|b| b.batch.num_rows()).sum();
+    assert_eq!(rows, 20);
+    let first = batches[0]
+        .batch
+        .column(0)
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .unwrap();
+    assert_eq!(first.value(1), "name-1");
+
+    let both = ParquetReader::new(ParquetReaderOptions {
+        batch_size: 100,
+        columns: Some(vec!["name".into(), "id".into()]),
+    });
+    let batches = read_all(&both, local(), &item, &Checkpoint::default()).unwrap();
+    assert_eq!(batches[0].batch.schema(), id_name_schema());
+    assert_eq!(ids(&batches), (0..20).collect::<Vec<_>>());
+}
+
+#[test]
+fn empty_projection_still_counts_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let item = write(
+        dir.path(),
+        "a.parquet",
+        id_name_schema(),
+        &[id_name_batch(0, 20)],
+        props(8),
+    );
+    let none = ParquetReader::new(ParquetReaderOptions {
+        batch_size: 100,
+        columns: Some(Vec::new()),
+    });
+    let batches = read_all(&none, local(), &item, &Checkpoint::default()).unwrap();
+    assert_eq!(
+        shape(&batches),
+        vec![
+            (0, 8, Some((1, 8))),
+            (8, 8, Some((2, 16))),
+            (16, 4, Some((3, 20)))
+        ]
+    );
+    assert!(batches.iter().all(|b| b.batch.num_columns() == 0));
+}
+
+#[test]
+fn unknown_projected_column_is_a_permanent_schema_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let item = write(
+        dir.path(),
+        "a.parquet",
+        id_name_schema(),
+        &[id_name_batch(0, 5)],
+        props(8),
+    );
+    let r = ParquetReader::new(ParquetReaderOptions {
+        batch_size: 100,
+        columns: Some(vec!["id".into(), "amount".into()]),
+    });
+    let err = r
+        .open(local(), &item, &Checkpoint::default())
+        .err()
+        .unwrap();
+    assert!(matches!(err, PfError::Schema { .. }), "{err:?}");
+    assert_eq!(err.class(), ErrorClass::Permanent);
+    let text = err.to_string();
+    assert!(
+        text.contains("`amount`") && text.contains("id, name"),
+        "{text}"
+    );
+}
+
+#[test]
+fn resumes_after_finished_row_groups() {
+    let dir = tempfile::tempdir().unwrap();
+    let item = write(
+        dir.path(),
+        "a.parquet",
+        id_name_schema(),
+        &[id_name_batch(0, 25)],
+        props(10),
+    );
+    let r = reader(6);
+    let batches = read_all(&r, local(), &item, &checkpoint(1, 10)).unwrap();
+    assert_eq!(ids(&batches), (10..25).collect::<Vec<_>>());
+    assert_eq!(
+        shape(&batches),
+        vec![
+            (10, 6, None),
+            (16, 4, Some((2, 20))),
+            (20, 5, Some((3, 25))),
+        ]
+    );
+    // A resume point taken from a full read leads to the same rows.
+    let full = read_all(&r, local(), &item, &Checkpoint::default()).unwrap();
+    let point = full.iter().filter_map(|b| b.resume).nth(1).unwrap();
+    let rest = read_all(
+        &r,
+        local(),
+        &item,
+        &checkpoint(point.position, point.next_row),
+    )
+    .unwrap();
+    assert_eq!(ids(&rest), (20..25).collect::<Vec<_>>());
+    // next_row 0 is accepted as "not recorded".
+    let rest = read_all(&r, local(), &item, &checkpoint(2, 0)).unwrap();
+    assert_eq!(rest[0].first_row, 20);
+    // Everything done: nothing to read.
+    assert!(
+        read_all(&r, local(), &item, &checkpoint(3, 25))
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+fn checkpoints_that_do_not_fit_the_file_are_permanent() {
+    let dir = tempfile::tempdir().unwrap();
+    let item = write(
+        dir.path(),
+        "a.parquet",
+        id_name_schema(),
+        &[id_name_batch(0, 25)],
+        props(10),
+    );
+    for cp in [checkpoint(1, 7), checkpoint(4, 0), checkpoint(u64::MAX, 1)] {
+        let err = reader(6).open(local(), &item, &cp).err().unwrap();
+        assert!(
+            matches!(err, PfError::InvalidData { .. }),
+            "{cp:?}: {err:?}"
+        );
+        assert_eq!(err.class(), ErrorClass::Permanent);
+        assert!(err.to_string().contains("changed"), "{err}");
+    }
+}
+
+#[test]
+fn file_without_rows_yields_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let item = write(
+        dir.path(),
+        "empty.parquet",
+        id_name_schema(),
+        &[],
+        props(10),
+    );
+    let batches = read_all(&reader(10), local(), &item, &Checkpoint::default()).unwrap();
+    assert!(batches.is_empty());
+    // Projection is still checked against the schema.
+    let r = ParquetReader::new(ParquetReaderOptions {
+        batch_size: 10,
+        columns: Some(vec!["name".into()]),
+    });
+    assert!(
+        read_all(&r, local(), &item, &Checkpoint::default())
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// Rows 0..3, an empty row group, rows 3..5.
+fn write_with_empty_row_group(dir: &Path) -> WorkItem {
+    let path = dir.join("gap.parquet");
+    let file = fs::File::create(&path).unwrap();
+    let schema = id_name_schema();
+    let mut writer = ArrowWriter::try_new(file, schema.clone(), None).unwrap();
+    writer.write(&id_name_batch(0, 3)).unwrap();
+    let (mut file_writer, factory) = writer.into_serialized_writer().unwrap();
+
+    let mut append = |batch: Option<RecordBatch>, index: usize| {
+        let mut writers = factory.create_column_writers(index).unwrap();
+        if let Some(batch) = batch {
+            let mut leaves = Vec::new();
+            for (field, column) in schema.fields().iter().zip(batch.columns()) {
+                leaves.extend(compute_leaves(field, column).unwrap());
+            }
+            for (writer, leaf) in writers.iter_mut().zip(&leaves) {
+                writer.write(leaf).unwrap();
+            }
+        }
+        let mut group = file_writer.next_row_group().unwrap();
+        for writer in writers {
+            writer
+                .close()
+                .unwrap()
+                .append_to_row_group(&mut group)
+                .unwrap();
+        }
+        group.close().unwrap();
+    };
+    append(None, 1);
+    append(Some(id_name_batch(3, 2)), 2);
+    file_writer.close().unwrap();
+    item_for(&path)
+}
+
+#[test]
+fn empty_row_groups_yield_nothing_but_count_as_done() {
+    let dir = tempfile::tempdir().unwrap();
+    let item = write_with_empty_row_group(dir.path());
+    let batches = read_all(&reader(10), local(), &item, &Checkpoint::default()).unwrap();
+    assert_eq!(
+        shape(&batches),
+        vec![(0, 3, Some((1, 3))), (3, 2, Some((3, 5)))]
+    );
+    assert_eq!(ids(&batches), (0..5).collect::<Vec<_>>());
+    // Resuming at or after the empty row group gives the same tail.
+    for cp in [checkpoint(1, 3), checkpoint(2, 3)] {
+        let rest = read_all(&reader(10), local(), &item, &cp).unwrap();
+        assert_eq!(shape(&rest), vec![(3, 2, Some((3, 5)))], "{cp:?}");
+    }
+}
+
+#[test]
+fn nulls_survive() {
+    let dir = tempfile::tempdir().unwrap();
+    let item = write(
+        dir.path(),
+        "a.parquet",
+        id_name_schema(),
+        &[id_name_batch(0, 30)],
+        props(16),
+    );
+    let batches = read_all(&reader(100), local(), &item, &Checkpoint::default()).unwrap();
+    let nulls: usize = batches
+        .iter()
+        .map(|b| b.batch.column_by_name("name").unwrap().null_count())
+        .sum();
+    assert_eq!(nulls, 5, "rows 0, 7, 14, 21 and 28");
+    let names = batches[0]
+        .batch
+        .column(1)
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .unwrap();
+    assert!(names.is_null(7) && names.is_valid(8));
+}
+
+fn nested_batch() -> RecordBatch {
+    let inner = Fields::from(vec![
+        Field::new("code", DataType::Int32, true),
+        Field::new("label", DataType::Utf8, true),
+    ]);
+    let detail = StructArray::try_new(
+        inner.clone(),
+        vec![
+            Arc::new(Int32Array::from(vec![Some(1), None, Some(3), Some(4)])) as ArrayRef,
+            Arc::new(StringArray::from(vec![
+                Some("a"),
+                Some("b"),
+                None,
+                Some("d"),
+            ])),
+        ],
+        Some(vec![true, true, true, false].into()),
+    )
+    .unwrap();
+    let tags = ListArray::from_iter_primitive::<Int64Type, _, _>(vec![
+        Some(vec![Some(1), Some(2)]),
+        None,
+        Some(vec![]),
+        Some(vec![Some(4), None, Some(6)]),
+    ]);
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("detail", DataType::Struct(inner), true),
+        Field::new("tags", tags.data_type().clone(), true),
+    ]));
+    RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(Int64Array::from(vec![0, 1, 2, 3])),
+            Arc::new(detail),
+            Arc::new(tags),
+        ],
+    )
+    .unwrap()
+}
+
+#[test]
+fn nested_struct_and_list_columns_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let batch = nested_batch();
+    let item = write(
+        dir.path(),
+        "nested.parquet",
+        batch.schema(),
+        std::slice::from_ref(&batch),
+        props(2),
+    );
+    let batches = read_all(&reader(100), local(), &item, &Checkpoint::default()).unwrap();
+    assert_eq!(batches.len(), 2);
+    let read = arrow::compute::concat_batches(
+        &batches[0].batch.schema(),
+        batches.iter().map(|b| &b.batch),
+    )
+    .unwrap();
+    assert_eq!(read, batch);
+
+    // A nested column is projected by its top-level name, with all its leaves, and its
+    // chunks go through the read-ahead windows.
+    let r = ParquetReader::new(ParquetReaderOptions {
+        batch_size: 100,
+        columns: Some(vec!["tags".into(), "detail".into()]),
+    })
+    .with_io(tiny_io());
+    let batches = read_all(&r, local(), &item, &Checkpoint::default()).unwrap();
+    assert_eq!(batches[0].batch.num_columns(), 2);
+    assert_eq!(
+        batches[0].batch.column(0).as_ref(),
+        batch.column(1).slice(0, 2).as_ref()
+    );
+    assert_eq!(
+        batches[1].batch.column(1).as_ref(),
+        batch.column(2).slice(2, 2).as_ref()
+    );
+}
+
+#[test]
+fn dictionary_columns_keep_their_arrow_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let dict: DictionaryArray<Int32Type> = vec![
+        Some("red"),
+        Some("green"),
+        None,
+        Some("red"),
+        Some("blue"),
+        Some("green"),
+    ]
+    .into_iter()
+    .collect();
+    let schema = Arc::new(Schema::new(vec![Field::new(
+        "color",
+        DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
+        true,
+    )]));
+    let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(dict)]).unwrap();
+    let item = write(
+        dir.path(),
+        "dict.parquet",
+        schema.clone(),
+        std::slice::from_ref(&batch),
+        props(4),
+    );
+    let batches = read_all(&reader(100), local(), &item, &Checkpoint::default()).unwrap();
+    assert_eq!(batches.len(), 2);
+    for b in &batches {
+        assert_eq!(b.batch.schema(), schema);
+    }
+    let read = arrow::compute::concat_batches(&schema, batches.iter().map(|b| &b.batch)).unwrap();
+    let read = read
+        .column(0)
+        .as_any()
+        .downcast_ref::<DictionaryArray<Int32Type>>()
+        .unwrap();
+    let values = read.downcast_dict::<StringArray>().unwrap();
+    let got: Vec<Option<&str>> = values.into_iter().collect();
+    assert_eq!(
+        got,
+        [
+            Some("red"),
+            Some("green"),
+            None,
+            Some("red"),
+            Some("blue"),
+            Some("green")
+        ]
+    );
+}
+
+fn assert_permanent_invalid(err: &PfError) {
+    assert!(
+        matches!(
+            err,
+            PfError::InvalidData {
+                format: "parquet",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(err.class(), ErrorClass::Permanent);
+}
+
+#[test]
+fn truncated_file_is_permanent_invalid_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let item = write(
+        dir.path(),
+        "a.parquet",
+        id_name_schema(),
+        &[id_name_batch(0, 100)],
+        props(10),
+    );
+    let path = dir.path().join("a.parquet");
+    let bytes = fs::read(&path).unwrap();
+    for cut in [1, 4, 10, bytes.len() / 2, bytes.len() - 8] {
+        let short = dir.path().join(format!("cut{cut}.parquet"));
+        fs::write(&short, &bytes[..bytes.len() - cut]).unwrap();
+        let err = reader(10)
+            .open(local(), &item_for(&short), &Checkpoint::default())
+            .err()
+            .unwrap();
+        assert_permanent_invalid(&err);
+        assert!(
+            err.to_string().contains(&format!("cut{cut}.parquet")),
+            "{err}"
+        );
+    }
+    // A listed size larger than the object: it shrank after discovery.
+    let stale = WorkItem {
+        size: Some(bytes.len() as u64 + 100),
+        ..item.clone()
+    };
+    let err = reader(10)
+        .open(local(), &stale, &Checkpoint::default())
+        .err()
+        .unwrap();
+    assert_eq!(err.class(), ErrorClass::Permanent, "{err}");
+}
+
+#[test]
+fn non_parquet_files_are_permanent_invalid_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("a.parquet");
+    fs::write(
+        &json,
+        "{\"id\":1,\"name\":\"x\"}\n{\"id\":2,\"name\":\"y\"}\n",
+    )
+    .unwrap();
+    let err = reader(10)
+        .open(local(), &item_for(&json), &Checkpoint::default())
+        .err()
+        .unwrap();
+    assert_permanent_invalid(&err);
+
+    let tiny = dir.path().join("tiny.parquet");
+    fs::write(&tiny, "PAR1").unwrap();
+    let err = reader(10)
+        .open(local(), &item_for(&tiny), &Checkpoint::default())
+        .err()
+        .unwrap();
+    assert_permanent_invalid(&err);
+
+    // A footer declaring a huge metadata block is refused before it is fetched (a sparse
+    // file, so the test costs no disk).
+    let huge = dir.path().join("huge.parquet");
+    let file = fs::File::create(&huge).unwrap();
+    let len = 100 * 1024 * 1024;
+    file.set_len(len).unwrap();
+    let mut footer = (80u32 * 1024 * 1024).to_le_bytes().to_vec();
+    footer.extend_from_slice(b"PAR1");
+    std::os::unix::fs::FileExt::write_all_at(&file, &footer, len - 8).unwrap();
+    let source = FlakySource::new(usize::MAX);
+    let err = reader(10)
+        .open(source.clone(), &item_for(&huge), &Checkpoint::default())
+        .err()
+        .unwrap();
+    assert_permanent_invalid(&err);
+    assert!(err.to_string().contains("limit"), "{err}");
+    assert_eq!(source.calls.load(Ordering::SeqCst), 1);
+
+    // Magic at both ends, garbage in between.
+    let fake = dir.path().join("fake.parquet");
+    let mut bytes = b"PAR1".to_vec();
+    bytes.extend_from_slice(&[0xAB; 64]);
+    bytes.extend_from_slice(&40u32.to_le_bytes());
+    bytes.extend_from_slice(b"PAR1");
+    fs::write(&fake, &bytes).unwrap();
+    let err = reader(10)
+        .open(local(), &item_for(&fake), &Checkpoint::default())
+        .err()
+        .unwrap();
+    assert_permanent_invalid(&err);
+}
+
+#[test]
+fn missing_object_is_permanent_not_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut item = item_for(&{
+        let p = dir.path().join("gone.parquet");
+        fs::write(&p, "x").unwrap();
+        p
+    });
+    fs::remove_file(dir.path().join("gone.parquet")).unwrap();
+    item.size = None;
+    let err = reader(10)
+        .open(local(), &item, &Checkpoint::default())
+        .err()
+        .unwrap();
+    assert!(matches!(err, PfError::NotFound { .. }), "{err:?}");
+}
+
+/// Corrupting any single stretch of a file must end in data or a permanent error,
+/// never a panic or a transient error that would be retried forever.
+#[test]
+fn corrupted_bytes_never_escape_as_panics_or_transient_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let batch = nested_batch();
+    write(
+        dir.path(),
+        "a.parquet",
+        batch.schema(),
+        &[batch.clone(), batch.clone(), batch],
+        props(5),
+    );
+    let bytes = fs::read(dir.path().join("a.parquet")).unwrap();
+    let path = dir.path().join("bad.parquet");
+    let r = reader(3).with_io(tiny_io());
+    let check = |at: usize, err: PfError| {
+        assert_eq!(err.class(), ErrorClass::Permanent, "at {at}: {err}");
+        assert!(
+            !err.to_string().contains("panicked"),
+            "at {at}: the decoder panicked: {err}"
+        );
+    };
+    let (mut open_errors, mut stream_errors) = (0, 0);
+    for at in (0..bytes.len()).step_by(7) {
+        let mut bad = bytes.clone();
+        for b in bad.iter_mut().skip(at).take(3) {
+            *b ^= 0x5A;
+        }
+        fs::write(&path, &bad).unwrap();
+        match r.open(local(), &item_for(&path), &Checkpoint::default()) {
+            Err(err) => {
+                open_errors += 1;
+                check(at, err);
+            }
+            Ok(stream) => {
+                if let Err(err) = stream.collect::<Result<Vec<_>>>() {
+                    stream_errors += 1;
+                    check(at, err);
+                }
+            }
+        }
+    }
+    // Both the footer and the pages were hit.
+    assert!(
+        open_errors > 0 && stream_errors > 0,
+        "{open_errors} {stream_errors}"
+    );
+}
+
+#[test]
+fn decoder_panics_become_messages() {
+    let err = guarded(|| -> u8 { panic!("bad page {}", 3) }).unwrap_err();
+    assert_eq!(err, "the Parquet decoder panicked: bad page 3");
+    assert_eq!(guarded(|| 7), Ok(7));
+}
