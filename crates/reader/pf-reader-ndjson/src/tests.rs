@@ -1,0 +1,1020 @@
+//! Reader tests against real files in a temporary directory, read through
+//! `LocalObjectSource`.
+
+use std::io::{self, Read, Write};
+use std::ops::Range;
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::{DataType, Field, Schema};
+use arrow::json::LineDelimitedWriter;
+use bytes::Bytes;
+use serde_json::{Value, json};
+
+use pf_error::{ErrorClass, PfError, Result};
+use pf_storage::LocalObjectSource;
+use pf_traits::{ObjectListing, ObjectSource, ReadBatch, Reader};
+use pf_types::{Checkpoint, ObjectInfo, RecordFailure, Stage, WorkItem};
+
+use crate::{NdjsonReader, NdjsonReaderOptions};
+
+const DEFAULT_CHUNK: usize = crate::DEFAULT_CHUNK_BYTES;
+
+fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).expect("write test file");
+    format!("file://{}", path.display())
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(bytes).expect("gzip");
+    enc.finish().expect("gzip")
+}
+
+fn zstd(bytes: &[u8]) -> Vec<u8> {
+    zstd::stream::encode_all(bytes, 3).expect("zstd")
+}
+
+fn options() -> NdjsonReaderOptions {
+    NdjsonReaderOptions::default()
+}
+
+fn open(reader: &NdjsonReader, uri: &str, resume: &Checkpoint) -> Result<Vec<ReadBatch>> {
+    open_with(Arc::new(LocalObjectSource), reader, uri, resume)
+}
+
+fn open_with(
+    source: Arc<dyn ObjectSource>,
+    reader: &NdjsonReader,
+    uri: &str,
+    resume: &Checkpoint,
+) -> Result<Vec<ReadBatch>> {
+    let item = WorkItem::from_uri(uri)?;
+    reader.open(source, &item, resume)?.collect()
+}
+
+fn read_all(reader: &NdjsonReader, uri: &str) -> Vec<ReadBatch> {
+    open(reader, uri, &Checkpoint::default()).expect("file reads without a file-level error")
+}
+
+/// Decoded rows as JSON objects (nulls omitted), in file order.
+fn rows(batches: &[ReadBatch]) -> Vec<Value> {
+    let mut out = Vec::new();
+    for b in batches {
+        out.extend(batch_rows(&b.batch));
+    }
+    out
+}
+
+fn batch_rows(batch: &RecordBatch) -> Vec<Value> {
+    if batch.num_columns() == 0 {
+        return vec![json!({}); batch.num_rows()];
+    }
+    let mut writer = LineDelimitedWriter::new(Vec::new());
+    writer.write(batch).expect("json write");
+    writer.finish().expect("json finish");
+    let text = writer.into_inner();
+    text.split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).expect("writer output is JSON"))
+        .collect()
+}
+
+fn failures(batches: &[ReadBatch]) -> Vec<RecordFailure> {
+    batches.iter().flat_map(|b| b.failures.clone()).collect()
+}
+
+fn failed_lines(batches: &[ReadBatch]) -> Vec<u64> {
+    failures(batches).iter().filter_map(|f| f.line).collect()
+}
+
+fn total_rows(batches: &[ReadBatch]) -> usize {
+    batches.iter().map(|b| b.batch.num_rows()).sum()
+}
+
+/// Ordinals are contiguous over decoded rows and every batch carries a resume point
+/// consistent with them.
+fn assert_consistent(batches: &[ReadBatch], first: u64) {
+    let mut next = first;
+    for b in batches {
+        assert_eq!(
+            b.first_row, next,
+            "first_row continues from the previous batch"
+        );
+        next += b.batch.num_rows() as u64;
+        let resume = b.resume.expect("every batch has a resume point");
+        assert_eq!(resume.next_row, next);
+    }
+}
+
+fn tx_line(i: usize) -> String {
+    format!(
+        r#"{{"id":{i},"account":"acc-{:05}","amount":{}.{:02},"currency":"EUR","merchant":"shop {}","ok":{}}}"#,
+        i % 977,
+        i * 7 % 10_000,
+        i % 100,
+        i % 13,
+        i.is_multiple_of(2)
+    )
+}
+
+fn ids(rows: &[Value]) -> Vec<i64> {
+    rows.iter().map(|r| r["id"].as_i64().expect("id")).collect()
+}
+
+fn assert_record_failure(f: &RecordFailure, uri: &str) {
+    assert_eq!(f.uri, uri);
+    assert_eq!(f.stage, Stage::Read);
+    assert_eq!(f.class, ErrorClass::Record);
+    assert_eq!(f.row, None);
+    assert!(f.record.is_some());
+    assert!(!f.error.is_empty());
+}
+
+#[test]
+fn malformed_lines_become_failures_with_line_numbers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut text = String::new();
+    let bad = [3usize, 8, 12];
+    for line in 1..=14 {
+        match line {
+            3 => text.push_str("{\"id\":3,\"account\":\n"),
+            8 => text.push_str("this is not json\n"),
+            12 => text.push_str("{\"id\":12,,\"x\":}\n"),
+            _ => {
+                text.push_str(&tx_line(line));
+                text.push('\n');
+            }
+        }
+    }
+    let uri = write_file(dir.path(), "bad.ndjson", text.as_bytes());
+    for chunk in [DEFAULT_CHUNK, 64, 5] {
+        let reader = NdjsonReader::new(options()).with_chunk_bytes(chunk);
+        let batches = read_all(&reader, &uri);
+        assert_eq!(
+            failed_lines(&batches),
+            bad.map(|l| l as u64),
+            "chunk {chunk}"
+        );
+        for f in failures(&batches) {
+            assert_record_failure(&f, &uri);
+        }
+        assert_eq!(
+            failures(&batches)[1].record.as_deref(),
+            Some("this is not json")
+        );
+        let got = ids(&rows(&batches));
+        let want: Vec<i64> = (1..=14)
+            .filter(|l| !bad.contains(l))
+            .map(|l| l as i64)
+            .collect();
+        assert_eq!(got, want, "chunk {chunk}");
+        assert_consistent(&batches, 0);
+    }
+}
+
+#[test]
+fn type_mismatch_against_given_schema_is_a_record_failure() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("amount", DataType::Float64, true),
+    ]));
+    let text =
+        "{\"id\":1,\"amount\":1.5}\n{\"id\":2,\"amount\":\"lots\"}\n{\"id\":3}\n{\"amount\":2}\n";
+    let uri = write_file(dir.path(), "typed.ndjson", text.as_bytes());
+    let reader = NdjsonReader::new(NdjsonReaderOptions {
+        schema: Some(schema.clone()),
+        ..options()
+    });
+    let batches = read_all(&reader, &uri);
+    // Line 2: a string where a number belongs; line 4: the non-nullable id is missing.
+    assert_eq!(failed_lines(&batches), vec![2, 4]);
+    let f = failures(&batches);
+    assert!(
+        f[0].error.contains("lots") || f[0].error.contains("amount"),
+        "{}",
+        f[0].error
+    );
+    assert_eq!(
+        f[0].record.as_deref(),
+        Some("{\"id\":2,\"amount\":\"lots\"}")
+    );
+    assert_eq!(
+        rows(&batches),
+        vec![json!({"id":1,"amount":1.5}), json!({"id":3})]
+    );
+    assert_eq!(batches[0].batch.schema(), schema);
+}
+
+#[test]
+fn given_schema_ignores_extra_fields_and_fills_missing_ones_with_null() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int32, true),
+        Field::new("name", DataType::Utf8, true),
+    ]));
+    let text =
+        "{\"id\":1,\"name\":\"a\",\"extra\":[1,2]}\n{\"name\":\"b\"}\n{\"id\":3,\"name\":null}\n";
+    let uri = write_file(dir.path(), "given.jsonl", text.as_bytes());
+    let reader = NdjsonReader::new(NdjsonReaderOptions {
+        schema: Some(schema.clone()),
+        ..options()
+    });
+    let batches = read_all(&reader, &uri);
+    assert!(failures(&batches).is_empty());
+    assert_eq!(
+        rows(&batches),
+        vec![
+            json!({"id":1,"name":"a"}),
+            json!({"name":"b"}),
+            json!({"id":3})
+        ]
+    );
+    assert_eq!(batches[0].batch.schema(), schema);
+}
+
+#[test]
+fn overlong_lines_are_reported_and_skipped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let long = format!("{{\"id\":2,\"pad\":\"{}\"}}", "x".repeat(3_000));
+    let last = format!("{{\"id\":5,\"pad\":\"{}\"}}", "é".repeat(700));
+    let text = format!(
+        "{}\n{long}\n{}\r\n{}\n{last}",
+        tx_line(1),
+        tx_line(3),
+        tx_line(4)
+    );
+    let uri = write_file(dir.path(), "long.ndjson", text.as_bytes());
+    for chunk in [DEFAULT_CHUNK, 300, 7] {
+        let reader = NdjsonReader::new(NdjsonReaderOptions {
+            max_line_bytes: 200,
+            ..options()
+        })
+        .with_chunk_bytes(chunk);
+        let batches = read_all(&reader, &uri);
+        assert_eq!(failed_lines(&batches), vec![2, 5], "chunk {chunk}");
+        let f = failures(&batches);
+        assert_eq!(f[0].error, "line 2 exceeds max_line_bytes (200 bytes)");
+        let record = f[0].record.as_deref().expect("record");
+        assert_eq!(record.len(), 1024);
+        assert!(long.starts_with(record));
+        // Cut before a split two-byte character, never through it.
+        let record = f[1].record.as_deref().expect("record");
+        assert!(last.starts_with(record), "chunk {chunk}");
+        assert!(record.len() <= 1024 && record.len() >= 1022);
+        assert_eq!(ids(&rows(&batches)), vec![1, 3, 4], "chunk {chunk}");
+        let end = batches.last().and_then(|b| b.resume).expect("resume");
+        assert_eq!(end.position, text.len() as u64);
+        assert_eq!(end.lines_done, 5);
+    }
+}
+
+#[test]
+fn an_overlong_line_keeps_only_its_own_text() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let long = format!("{{\"id\":2,\"pad\":\"{}\"}}", "z".repeat(30));
+    let text = format!("{{\"id\":1}}\n{long}\r\n{{\"id\":3}}\n");
+    let uri = write_file(dir.path(), "short-limit.ndjson", text.as_bytes());
+    let reader = NdjsonReader::new(NdjsonReaderOptions {
+        max_line_bytes: 20,
+        ..options()
+    });
+    let batches = read_all(&reader, &uri);
+    assert_eq!(ids(&rows(&batches)), vec![1, 3]);
+    let f = failures(&batches);
+    assert_eq!(f.len(), 1);
+    assert_eq!(f[0].line, Some(2));
+    assert_eq!(f[0].record.as_deref(), Some(long.as_str()));
+}
+
+#[test]
+fn a_line_longer_than_a_chunk_but_within_the_limit_is_decoded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wide = format!("{{\"id\":2,\"pad\":\"{}\"}}", "y".repeat(5_000));
+    let text = format!("{}\n{wide}\n{}\n", tx_line(1), tx_line(3));
+    let uri = write_file(dir.path(), "wide.ndjson", text.as_bytes());
+    // A schema, because inference would only see the first (tiny) chunk.
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, true),
+        Field::new("pad", DataType::Utf8, true),
+    ]));
+    let reader = NdjsonReader::new(NdjsonReaderOptions {
+        schema: Some(schema),
+        ..options()
+    })
+    .with_chunk_bytes(64);
+    let batches = read_all(&reader, &uri);
+    assert!(failures(&batches).is_empty());
+    let rows = rows(&batches);
+    assert_eq!(ids(&rows), vec![1, 2, 3]);
+    assert_eq!(rows[1]["pad"].as_str().map(str::len), Some(5_000));
+}
+
+#[test]
+fn blank_lines_crlf_and_a_missing_final_newline() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = "\r\n{\"id\":1}\r\n   \r\n\t\n{\"id\":2}\r\n\n{\"id\":\r\n{\"id\":4}";
+    let uri = write_file(dir.path(), "crlf.ndjson", text.as_bytes());
+    for chunk in [DEFAULT_CHUNK, 3] {
+        let reader = NdjsonReader::new(options()).with_chunk_bytes(chunk);
+        let batches = read_all(&reader, &uri);
+        assert_eq!(ids(&rows(&batches)), vec![1, 2, 4], "chunk {chunk}");
+        assert_eq!(failed_lines(&batches), vec![7]);
+        assert_eq!(failures(&batches)[0].record.as_deref(), Some("{\"id\":"));
+        let end = batches.last().and_then(|b| b.resume).expect("resume");
+        assert_eq!(end.position, text.len() as u64);
+        assert_eq!(end.lines_done, 8);
+        assert_eq!(end.next_row, 3);
+    }
+}
+
+#[test]
+fn byte_order_mark_is_ignored() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let uri = write_file(
+        dir.path(),
+        "bom.ndjson",
+        b"\xEF\xBB\xBF{\"id\":1}\n{\"id\":2}\n",
+    );
+    let batches = read_all(&NdjsonReader::new(options()), &uri);
+    assert!(failures(&batches).is_empty());
+    assert_eq!(ids(&rows(&batches)), vec![1, 2]);
+}
+
+#[test]
+fn gzip_and_zstd_files_decode_like_plain_ones() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut text = String::new();
+    for i in 0..500 {
+        text.push_str(&tx_line(i));
+        text.push('\n');
+        if i == 250 {
+            text.push_str("{broken\n");
+        }
+    }
+    let plain = write_file(dir.path(), "t.ndjson", text.as_bytes());
+    let gz_bytes = gzip(text.as_bytes());
+    // Two gzip members back to back read as one stream.
+    let mut two_members = gzip(&text.as_bytes()[..1000]);
+    two_members.extend(gzip(&text.as_bytes()[1000..]));
+    let zst_bytes = zstd(text.as_bytes());
+    let files = [
+        (
+            write_file(dir.path(), "t.ndjson.gz", &gz_bytes),
+            gz_bytes.len(),
+        ),
+        (
+            write_file(dir.path(), "t2.ndjson.gz", &two_members),
+            two_members.len(),
+        ),
+        (
+            write_file(dir.path(), "t.ndjson.zst", &zst_bytes),
+            zst_bytes.len(),
+        ),
+    ];
+    let reader = NdjsonReader::new(NdjsonReaderOptions {
+        batch_size: 100,
+        ..options()
+    })
+    .with_chunk_bytes(4096);
+    let want = read_all(&reader, &plain);
+    for (uri, stored) in files {
+        let got = read_all(&reader, &uri);
+        assert_eq!(rows(&got), rows(&want), "{uri}");
+        assert_eq!(failed_lines(&got), vec![252], "{uri}");
+        let bytes: u64 = got.iter().map(|b| b.bytes_read).sum();
+        assert_eq!(
+            bytes, stored as u64,
+            "{uri}: bytes_read counts stored bytes"
+        );
+        assert_consistent(&got, 0);
+        assert!(
+            got.iter()
+                .all(|b| b.batch.num_rows() + b.failures.len() <= 100)
+        );
+    }
+}
+
+#[test]
+fn inference_skips_bad_head_lines() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = "not json at all\n{\"id\":1,\"amount\":2.5,\"tag\":\"a\"}\n[1,2]\n{\"id\":2,\"amount\":3,\"tag\":\"b\"}\n";
+    let uri = write_file(dir.path(), "head.ndjson", text.as_bytes());
+    let batches = read_all(&NdjsonReader::new(options()), &uri);
+    assert_eq!(failed_lines(&batches), vec![1, 3]);
+    let schema = batches[0].batch.schema();
+    let mut names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(names, vec!["amount", "id", "tag"]);
+    assert_eq!(
+        schema
+            .field_with_name("amount")
+            .map(|f| f.data_type().clone())
+            .ok(),
+        Some(DataType::Float64)
+    );
+    assert_eq!(
+        schema
+            .field_with_name("id")
+            .map(|f| f.data_type().clone())
+            .ok(),
+        Some(DataType::Int64)
+    );
+    assert_eq!(
+        rows(&batches),
+        vec![
+            json!({"id":1,"amount":2.5,"tag":"a"}),
+            json!({"id":2,"amount":3.0,"tag":"b"})
+        ]
+    );
+}
+
+#[test]
+fn inference_sees_only_the_head_and_tolerates_what_it_missed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // `note` is null throughout the head and a string later; `code` holds a number in
+    // the head and later a string, and the other way round.
+    let text = "{\"id\":1,\"note\":null,\"code\":\"A1\"}\n{\"id\":2,\"note\":null,\"code\":7}\n{\"id\":3,\"note\":\"late\",\"code\":9,\"new\":1}\n";
+    let uri = write_file(dir.path(), "late.ndjson", text.as_bytes());
+    let reader = NdjsonReader::new(NdjsonReaderOptions {
+        infer_rows: 2,
+        ..options()
+    });
+    let batches = read_all(&reader, &uri);
+    assert!(failures(&batches).is_empty(), "{:?}", failures(&batches));
+    assert_eq!(
+        rows(&batches),
+        vec![
+            json!({"id":1,"code":"A1"}),
+            json!({"id":2,"code":"7"}),
+            json!({"id":3,"note":"late","code":"9"})
+        ]
+    );
+}
+
+#[test]
+fn nulls_are_preserved() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = "{\"a\":null,\"b\":1,\"c\":[1,null]}\n{\"a\":\"x\",\"b\":null,\"c\":null}\n{}\n";
+    let uri = write_file(dir.path(), "nulls.ndjson", text.as_bytes());
+    let batches = read_all(&NdjsonReader::new(options()), &uri);
+    assert!(failures(&batches).is_empty());
+    let batch = &batches[0].batch;
+    assert_eq!(batch.num_rows(), 3);
+    let a = batch.column_by_name("a").expect("a");
+    let b = batch.column_by_name("b").expect("b");
+    let c = batch.column_by_name("c").expect("c");
+    assert_eq!(a.null_count(), 2);
+    assert_eq!(b.null_count(), 2);
+    assert_eq!(c.null_count(), 2);
+    assert_eq!(
+        rows(&batches),
+        vec![json!({"b":1,"c":[1,null]}), json!({"a":"x"}), json!({})]
+    );
+}
+
+#[test]
+fn nested_objects_and_arrays_become_structs_and_lists() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = concat!(
+        r#"{"id":1,"user":{"name":"ann","geo":{"cc":"FR"}},"tags":["a","b"],"items":[{"sku":"x","qty":2}]}"#,
+        "\n",
+        r#"{"id":2,"user":{"name":"bob"},"tags":[],"items":[{"sku":"y","qty":1},{"sku":"z","qty":5}]}"#,
+        "\n",
+    );
+    let uri = write_file(dir.path(), "nested.ndjson", text.as_bytes());
+    let batches = read_all(&NdjsonReader::new(options()), &uri);
+    assert!(failures(&batches).is_empty());
+    let schema = batches[0].batch.schema();
+    assert!(matches!(
+        schema.field_with_name("user").map(|f| f.data_type()),
+        Ok(DataType::Struct(_))
+    ));
+    assert!(matches!(
+        schema.field_with_name("tags").map(|f| f.data_type()),
+        Ok(DataType::List(_))
+    ));
+    match schema.field_with_name("items").map(|f| f.data_type()) {
+        Ok(DataType::List(item)) => assert!(matches!(item.data_type(), DataType::Struct(_))),
+        other => panic!("items: {other:?}"),
+    }
+    let expected: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    assert_eq!(rows(&batches), expected);
+}
+
+#[test]
+fn empty_and_whitespace_only_files_yield_no_rows() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (name, bytes) in [
+        ("empty.ndjson", &b""[..]),
+        ("ws.ndjson", &b"\n  \r\n\t\n\n"[..]),
+        ("empty.ndjson.gz", &gzip(b"")[..]),
+    ] {
+        let uri = write_file(dir.path(), name, bytes);
+        let batches = read_all(&NdjsonReader::new(options()), &uri);
+        assert_eq!(total_rows(&batches), 0, "{name}");
+        assert!(failures(&batches).is_empty(), "{name}");
+        let bytes_read: u64 = batches.iter().map(|b| b.bytes_read).sum();
+        assert_eq!(bytes_read, bytes.len() as u64, "{name}");
+    }
+}
+
+#[test]
+fn a_file_of_only_invalid_lines_fails_every_line_and_decodes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = "nope\n[1,2,3]\n\n42\n\"str\"\nnull\n{\"unterminated\":\n";
+    let uri = write_file(dir.path(), "junk.ndjson", text.as_bytes());
+    for chunk in [DEFAULT_CHUNK, 4] {
+        let reader = NdjsonReader::new(NdjsonReaderOptions {
+            batch_size: 4,
+            ..options()
+        })
+        .with_chunk_bytes(chunk);
+        let batches = read_all(&reader, &uri);
+        assert_eq!(total_rows(&batches), 0);
+        assert_eq!(
+            failed_lines(&batches),
+            vec![1, 2, 4, 5, 6, 7],
+            "chunk {chunk}"
+        );
+        for f in failures(&batches) {
+            assert_record_failure(&f, &uri);
+        }
+        assert!(batches.iter().all(|b| b.failures.len() <= 4));
+        let end = batches.last().and_then(|b| b.resume).expect("resume");
+        assert_eq!(
+            (end.position, end.lines_done, end.next_row),
+            (text.len() as u64, 7, 0)
+        );
+    }
+}
+
+#[test]
+fn lines_that_are_not_exactly_one_object_fail_once_the_schema_is_known() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text: &[u8] = b"{\"id\":1}\n\
+        {\"id\":2}{\"id\":3}\n\
+        {\"id\":\"four\n\
+        five\"}\n\
+        7\n\
+        [{\"id\":8}]\n\
+        null\n\
+        {\"id\":9,\"s\":\"\xFF\xFE\"}\n\
+        {\"id\":10}\n";
+    let uri = write_file(dir.path(), "odd.ndjson", text);
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, true),
+        Field::new("s", DataType::Utf8, true),
+    ]));
+    let reader = NdjsonReader::new(NdjsonReaderOptions {
+        schema: Some(schema),
+        ..options()
+    });
+    let batches = read_all(&reader, &uri);
+    assert_eq!(ids(&rows(&batches)), vec![1, 10]);
+    assert_eq!(failed_lines(&batches), vec![2, 3, 4, 5, 6, 7, 8]);
+    let invalid_utf8 = &failures(&batches)[6];
+    assert!(
+        invalid_utf8
+            .record
+            .as_deref()
+            .is_some_and(|r| r.contains('\u{FFFD}'))
+    );
+}
+
+#[test]
+fn two_objects_on_one_line_cannot_cancel_out_an_object_over_two_lines() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = "{\"s\":\"ok\"}\n{\"s\":\"a\"}{\"s\":\"b\n c\"}\n{\"s\":\"end\"}\n";
+    let uri = write_file(dir.path(), "cancel.ndjson", text.as_bytes());
+    let schema = Arc::new(Schema::new(vec![Field::new("s", DataType::Utf8, true)]));
+    let reader = NdjsonReader::new(NdjsonReaderOptions {
+        schema: Some(schema),
+        ..options()
+    });
+    let batches = read_all(&reader, &uri);
+    assert_eq!(rows(&batches), vec![json!({"s":"ok"}), json!({"s":"end"})]);
+    assert_eq!(failed_lines(&batches), vec![2, 3]);
+}
+
+#[test]
+fn chunk_boundaries_inside_lines_do_not_change_the_result() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut text = String::new();
+    for i in 0..300 {
+        text.push_str(&tx_line(i));
+        text.push_str(if i.is_multiple_of(3) { "\r\n" } else { "\n" });
+        if i % 50 == 7 {
+            text.push_str("{\"bad\": tru}\n\n");
+        }
+    }
+    let uri = write_file(dir.path(), "chunks.ndjson", text.as_bytes());
+    let opts = NdjsonReaderOptions {
+        batch_size: 64,
+        ..options()
+    };
+    let want = read_all(&NdjsonReader::new(opts.clone()), &uri);
+    assert_eq!(total_rows(&want), 300);
+    for chunk in [1, 2, 17, 100, 233, 1000] {
+        let got = read_all(
+            &NdjsonReader::new(opts.clone()).with_chunk_bytes(chunk),
+            &uri,
+        );
+        assert_eq!(rows(&got), rows(&want), "chunk {chunk}");
+        assert_eq!(failed_lines(&got), failed_lines(&want), "chunk {chunk}");
+        assert_consistent(&got, 0);
+    }
+}
+
+/// Reads `uri` whole, then again from the resume point of batch `k`; the second read
+/// must continue exactly where the first left off.
+fn check_resume(reader: &NdjsonReader, uri: &str, k: usize) {
+    let all = read_all(reader, uri);
+    assert!(all.len() > k + 1, "need batches after the resume point");
+    let point = all[k].resume.expect("resume point");
+    let checkpoint = Checkpoint {
+        position: point.position,
+        next_row: point.next_row,
+        lines_done: point.lines_done,
+        ..Checkpoint::default()
+    };
+    let resumed = open(reader, uri, &checkpoint).expect("resumed read");
+    let tail = &all[k + 1..];
+    assert_eq!(rows(&resumed), rows(tail));
+    assert_eq!(failed_lines(&resumed), failed_lines(tail));
+    assert_eq!(resumed[0].first_row, point.next_row);
+    assert_consistent(&resumed, point.next_row);
+    let last = |b: &[ReadBatch]| b.last().and_then(|b| b.resume);
+    assert_eq!(last(&resumed), last(&all));
+}
+
+fn resume_text() -> String {
+    let mut text = String::new();
+    for i in 0..40 {
+        text.push_str(&tx_line(i));
+        text.push('\n');
+        if i % 9 == 4 {
+            text.push_str("\n{oops}\n");
+        }
+    }
+    text
+}
+
+#[test]
+fn resume_plain_file_from_checkpoint() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let uri = write_file(dir.path(), "resume.ndjson", resume_text().as_bytes());
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, true),
+        Field::new("amount", DataType::Float64, true),
+    ]));
+    for chunk in [DEFAULT_CHUNK, 50] {
+        let reader = NdjsonReader::new(NdjsonReaderOptions {
+            batch_size: 7,
+            schema: Some(schema.clone()),
+            ..options()
+        })
+        .with_chunk_bytes(chunk);
+        for k in [0, 2, 4] {
+            check_resume(&reader, &uri, k);
+        }
+    }
+}
+
+#[test]
+fn resume_compressed_files_from_checkpoint() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = resume_text();
+    let gz = write_file(dir.path(), "resume.ndjson.gz", &gzip(text.as_bytes()));
+    let zst = write_file(dir.path(), "resume.ndjson.zst", &zstd(text.as_bytes()));
+    let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, true)]));
+    let reader = NdjsonReader::new(NdjsonReaderOptions {
+        batch_size: 6,
+        schema: Some(schema),
+        ..options()
+    })
+    .with_chunk_bytes(100);
+    for k in [0, 3] {
+        check_resume(&reader, &gz, k);
+        check_resume(&reader, &zst, k);
+    }
+}
+
+#[test]
+fn resume_with_inferred_schema_infers_from_the_resumed_head() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let uri = write_file(dir.path(), "resume-infer.ndjson", resume_text().as_bytes());
+    let reader = NdjsonReader::new(NdjsonReaderOptions {
+        batch_size: 10,
+        ..options()
+    });
+    check_resume(&reader, &uri, 1);
+}
+
+#[test]
+fn resume_at_the_end_and_at_a_bad_position() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = "{\"id\":1}\n{\"id\":2}";
+    let uri = write_file(dir.path(), "end.ndjson", text.as_bytes());
+    let reader = NdjsonReader::new(options());
+    let at = |position: u64| Checkpoint {
+        position,
+        next_row: 1,
+        lines_done: 1,
+        ..Checkpoint::default()
+    };
+    // At the very end (after a last line without newline): nothing left, no error.
+    let done = open(&reader, &uri, &at(text.len() as u64)).expect("resume at end");
+    assert_eq!(total_rows(&done), 0);
+    // Mid-line and past the end: the checkpoint does not belong to this file.
+    for position in [4, 100] {
+        let err = open(&reader, &uri, &at(position)).expect_err("bad checkpoint");
+        assert!(matches!(err, PfError::InvalidData { .. }), "{err}");
+        assert_eq!(err.class(), ErrorClass::Permanent);
+    }
+    let gz = write_file(dir.path(), "end.ndjson.gz", &gzip(text.as_bytes()));
+    let err = open(&reader, &gz, &at(4)).expect_err("bad checkpoint");
+    assert_eq!(err.class(), ErrorClass::Permanent);
+    let resumed = open(&reader, &gz, &at(9)).expect("resume after line 1");
+    assert_eq!(ids(&rows(&resumed)), vec![2]);
+    assert_eq!(resumed[0].first_row, 1);
+}
+
+#[test]
+fn corrupt_compressed_streams_are_permanent_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text: String = (0..2000).map(|i| tx_line(i) + "\n").collect();
+    let mut gz = gzip(text.as_bytes());
+    let mid = gz.len() / 2;
+    for b in &mut gz[mid..mid + 64] {
+        *b ^= 0x5A;
+    }
+    let mut truncated = gzip(text.as_bytes());
+    truncated.truncate(truncated.len() / 2);
+    let mut zst = zstd(text.as_bytes());
+    let mid = zst.len() / 2;
+    for b in &mut zst[mid..mid + 64] {
+        *b ^= 0x5A;
+    }
+    let cases = [
+        write_file(dir.path(), "corrupt.ndjson.gz", &gz),
+        write_file(dir.path(), "truncated.ndjson.gz", &truncated),
+        write_file(dir.path(), "plain-text.ndjson.gz", text.as_bytes()),
+        write_file(dir.path(), "corrupt.ndjson.zst", &zst),
+    ];
+    let reader = NdjsonReader::new(options());
+    for uri in cases {
+        let err = open(&reader, &uri, &Checkpoint::default()).expect_err(&uri);
+        assert_eq!(err.class(), ErrorClass::Permanent, "{uri}: {err}");
+        assert!(
+            matches!(
+                err,
+                PfError::InvalidData {
+                    format: "ndjson",
+                    ..
+                }
+            ),
+            "{uri}: {err}"
+        );
+    }
+}
+
+#[test]
+fn missing_file_is_not_found() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let uri = format!("file://{}/absent.ndjson", dir.path().display());
+    let err = open(&NdjsonReader::new(options()), &uri, &Checkpoint::default())
+        .expect_err("missing file");
+    assert!(matches!(err, PfError::NotFound { .. }), "{err}");
+}
+
+/// A source whose stream breaks after `limit` bytes, like a dropped connection.
+struct FlakySource {
+    data: Vec<u8>,
+    limit: usize,
+}
+
+struct FlakyRead {
+    data: Vec<u8>,
+    pos: usize,
+    limit: usize,
+}
+
+impl Read for FlakyRead {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.pos >= self.limit {
+            return Err(io::Error::from(io::ErrorKind::ConnectionReset));
+        }
+        let n = buf
+            .len()
+            .min(self.limit - self.pos)
+            .min(self.data.len() - self.pos);
+        buf[..n].copy_from_slice(&self.data[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+impl ObjectSource for FlakySource {
+    fn stat(&self, uri: &str) -> Result<ObjectInfo> {
+        Ok(ObjectInfo {
+            uri: uri.to_owned(),
+            size: self.data.len() as u64,
+            etag: None,
+            last_modified: None,
+        })
+    }
+    fn read_range(&self, _uri: &str, range: Range<u64>) -> Result<Bytes> {
+        Ok(Bytes::copy_from_slice(
+            &self.data[range.start as usize..range.end as usize],
+        ))
+    }
+    fn read_from(&self, _uri: &str, offset: u64) -> Result<Box<dyn Read + Send>> {
+        Ok(Box::new(FlakyRead {
+            data: self.data.clone(),
+            pos: offset as usize,
+            limit: self.limit,
+        }))
+    }
+    fn list(&self, _root: &str, _recursive: bool) -> Result<ObjectListing<'_>> {
+        Ok(Box::new(std::iter::empty()))
+    }
+}
+
+#[test]
+fn transport_errors_keep_their_class_through_decompression() {
+    let text: String = (0..3000).map(|i| tx_line(i) + "\n").collect();
+    let reader = NdjsonReader::new(NdjsonReaderOptions {
+        batch_size: 100,
+        ..options()
+    })
+    .with_chunk_bytes(1024);
+    for (uri, data) in [
+        ("s3://b/flaky.ndjson", text.clone().into_bytes()),
+        ("s3://b/flaky.ndjson.gz", gzip(text.as_bytes())),
+        ("s3://b/flaky.ndjson.zst", zstd(text.as_bytes())),
+    ] {
+        let limit = data.len() / 2;
+        let source = Arc::new(FlakySource { data, limit });
+        let item = WorkItem::from_uri(uri).expect("item");
+        let mut stream = reader
+            .open(source, &item, &Checkpoint::default())
+            .expect("open");
+        let mut batches = 0;
+        let err = loop {
+            match stream.next() {
+                Some(Ok(_)) => batches += 1,
+                Some(Err(e)) => break e,
+                None => panic!("{uri}: the stream ended without the transport error"),
+            }
+        };
+        assert!(
+            batches > 0,
+            "{uri}: batches before the failure are delivered"
+        );
+        assert!(matches!(err, PfError::Io { .. }), "{uri}: {err}");
+        assert_eq!(err.class(), ErrorClass::Transient, "{uri}: {err}");
+        assert!(stream.next().is_none(), "an error ends the stream");
+    }
+}
+
+#[test]
+fn segments_larger_than_the_fast_decoder_are_flushed_in_pieces() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut text = String::new();
+    for i in 0..80_000 {
+        if i == 70_000 {
+            text.push_str("{\"id\":}\n");
+        } else {
+            text.push_str(&format!("{{\"id\":{i}}}\n"));
+        }
+    }
+    let uri = write_file(dir.path(), "many.ndjson", text.as_bytes());
+    let batches = read_all(&NdjsonReader::new(options()), &uri);
+    assert_eq!(failed_lines(&batches), vec![70_001]);
+    let got = ids(&rows(&batches));
+    assert_eq!(got.len(), 79_999);
+    assert!(got.iter().zip(got.iter().skip(1)).all(|(a, b)| a < b));
+    assert_eq!(batches[0].batch.num_rows(), 65_536);
+    assert_consistent(&batches, 0);
+}
+
+#[test]
+fn batches_respect_batch_size_and_account_for_every_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut text = String::new();
+    let mut bad = 0;
+    for i in 0..1000usize {
+        if i.is_multiple_of(37) {
+            text.push_str("{\"id\":\n");
+            bad += 1;
+        } else {
+            text.push_str(&tx_line(i));
+            text.push('\n');
+        }
+    }
+    let uri = write_file(dir.path(), "count.ndjson", text.as_bytes());
+    let reader = NdjsonReader::new(NdjsonReaderOptions {
+        batch_size: 128,
+        ..options()
+    })
+    .with_chunk_bytes(3000);
+    let batches = read_all(&reader, &uri);
+    assert_eq!(total_rows(&batches), 1000 - bad);
+    assert_eq!(failures(&batches).len(), bad);
+    for b in &batches {
+        assert!(b.batch.num_rows() + b.failures.len() <= 128);
+    }
+    assert_consistent(&batches, 0);
+    let bytes: u64 = batches.iter().map(|b| b.bytes_read).sum();
+    assert_eq!(bytes, text.len() as u64);
+}
+
+#[test]
+fn wrong_format_and_unusable_schema_are_rejected_at_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let uri = write_file(dir.path(), "x.parquet", b"PAR1");
+    let item = WorkItem::from_uri(&uri).expect("item");
+    let reader = NdjsonReader::new(options());
+    assert!(
+        reader
+            .open(Arc::new(LocalObjectSource), &item, &Checkpoint::default())
+            .is_err()
+    );
+    assert_eq!(reader.format(), pf_types::FileFormat::Ndjson);
+}
+
+/// Throughput on ~220-byte, 12-field transaction lines (one of them always null). Run with
+/// `cargo test -p pf-reader-ndjson --release -- --ignored --nocapture throughput`.
+#[test]
+#[ignore = "timing; run in release mode"]
+fn throughput() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let n = 200_000;
+    let mut text = String::with_capacity(n * 230);
+    for i in 0..n {
+        text.push_str(&format!(
+            r#"{{"tx_id":"tx-{i:09}","account":"acc-{:06}","merchant":"m-{:05}","amount":{}.{:02},"currency":"EUR","ts":"2026-01-15T10:{:02}:{:02}Z","ip":"10.{}.{}.{}","country":"FR","channel":"web","card_present":{},"fraud":false,"rules":null}}"#,
+            i % 50_000,
+            i % 20_000,
+            i % 5_000,
+            i % 100,
+            i % 60,
+            (i / 60) % 60,
+            i % 256,
+            (i / 256) % 256,
+            i % 7,
+            i.is_multiple_of(3),
+        ));
+        text.push('\n');
+    }
+    let uri = write_file(dir.path(), "speed.ndjson", text.as_bytes());
+    let reader = NdjsonReader::new(options());
+    let mut best = f64::MAX;
+    for _ in 0..3 {
+        let started = std::time::Instant::now();
+        let batches = read_all(&reader, &uri);
+        let elapsed = started.elapsed().as_secs_f64();
+        assert_eq!(total_rows(&batches), n);
+        assert!(failures(&batches).is_empty());
+        best = best.min(elapsed);
+    }
+    println!(
+        "throughput: {n} rows, {:.1} MB, avg line {} bytes, best {:.3}s = {:.0} rows/s, {:.0} MB/s",
+        text.len() as f64 / 1e6,
+        text.len() / n,
+        best,
+        n as f64 / best,
+        text.len() as f64 / 1e6 / best
+    );
+
+    // The isolation path: one line in a hundred is malformed.
+    let damaged: String = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            if i % 100 == 50 {
+                format!("{}\n", &l[..l.len() / 2])
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    let uri = write_file(dir.path(), "damaged.ndjson", damaged.as_bytes());
+    let started = std::time::Instant::now();
+    let batches = read_all(&reader, &uri);
+    let elapsed = started.elapsed().as_secs_f64();
+    assert_eq!(failures(&batches).len(), n / 100);
+    assert_eq!(total_rows(&batches), n - n / 100);
+    println!(
+        "throughput with 1% malformed lines: {:.3}s = {:.0} lines/s",
+        elapsed,
+        n as f64 / elapsed
+    );
+}
