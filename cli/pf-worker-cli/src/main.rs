@@ -1,2 +1,188 @@
-//! placeholder
-fn main() {}
+//! `pf-worker`: takes work items from a queue and runs one pipeline per thread:
+//! read → transform → index → acknowledge.
+
+use std::io::BufReader;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, ValueEnum};
+
+use pf_config::{Config, Destination, QueueKind};
+use pf_queue_memory::{MemoryQueue, feed_lines};
+use pf_runner::{EXIT_FATAL, RunReporting, exit_code, init_logging, run_deployment};
+use pf_worker::{deploy, render_summary};
+
+/// Process work items (from `pf-discoverer` or SQS) into a destination.
+///
+/// Every flag overrides the matching key of --config. Exit status: 0 when every file
+/// completed, 2 when some failed (listed in the summary), 1 on a fatal error.
+#[derive(Debug, Parser)]
+#[command(name = "pf-worker", version, after_help = EXAMPLES)]
+struct Args {
+    /// YAML configuration file (see config/worker.yaml); `${VAR}` and `${VAR:-default}`
+    /// are substituted from the environment.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Where work items come from [config: queue.kind].
+    #[arg(long, value_enum, value_name = "QUEUE")]
+    input: Option<InputArg>,
+    /// Where documents go [config: indexer.destination].
+    #[arg(long, value_enum, value_name = "DEST")]
+    destination: Option<DestinationArg>,
+    /// Pipeline threads; default: all cores [config: worker.threads].
+    #[arg(long, short = 't', value_name = "N")]
+    threads: Option<usize>,
+    /// Records per Arrow batch [config: reader.batch_size].
+    #[arg(long, value_name = "ROWS")]
+    batch_size: Option<usize>,
+    /// Directory of the record-level DLQ [config: record_dlq.dir].
+    #[arg(long, value_name = "DIR")]
+    dlq_dir: Option<PathBuf>,
+    /// Stop once the queue stayed empty this many seconds [config: worker.idle_exit_secs].
+    #[arg(long, value_name = "SECS")]
+    idle_exit: Option<u64>,
+    /// This worker's id in metadata; default: <hostname>-<pid> [config: worker.id].
+    #[arg(long, value_name = "ID")]
+    worker_id: Option<String>,
+    /// S3 endpoint URL for S3-compatible stores and emulators [config: storage.s3.endpoint].
+    #[arg(long, value_name = "URL")]
+    s3_endpoint: Option<String>,
+    /// AWS region [config: storage.s3.region and queue.sqs.region].
+    #[arg(long, value_name = "REGION")]
+    region: Option<String>,
+    /// SQS work queue URL [config: queue.sqs.queue_url].
+    #[arg(long, value_name = "URL")]
+    sqs_queue_url: Option<String>,
+    /// SQS endpoint URL [config: queue.sqs.endpoint].
+    #[arg(long, value_name = "URL")]
+    sqs_endpoint: Option<String>,
+    /// Serve Prometheus metrics on this address, e.g. 127.0.0.1:9898 [config: metrics.addr].
+    #[arg(long, value_name = "ADDR")]
+    metrics_addr: Option<SocketAddr>,
+    /// Also write the run summary as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    summary_json: Option<PathBuf>,
+    /// Print the effective configuration (secrets masked) and exit.
+    #[arg(long)]
+    print_config: bool,
+}
+
+const EXAMPLES: &str = "Examples:
+  pf-discoverer --path data/ | pf-worker --input stdin --destination stats --threads 4
+  pf-worker --config config/worker.yaml --summary-json summary.json";
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum InputArg {
+    /// NDJSON work items on standard input.
+    Stdin,
+    /// An SQS queue (--sqs-queue-url).
+    Sqs,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum DestinationArg {
+    /// Count documents only.
+    Stats,
+    /// NDJSON documents on stdout.
+    Stdout,
+    /// Discard documents.
+    Null,
+    /// Elasticsearch bulk API.
+    Elasticsearch,
+}
+
+fn main() {
+    init_logging();
+    let args = Args::parse();
+    let code = match run(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("pf-worker: error: {e:#}");
+            EXIT_FATAL
+        }
+    };
+    std::process::exit(code);
+}
+
+fn effective_config(args: &Args) -> anyhow::Result<Config> {
+    let mut config = match &args.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    if let Some(i) = args.input {
+        config.queue.kind = match i {
+            InputArg::Stdin => QueueKind::Stdin,
+            InputArg::Sqs => QueueKind::Sqs,
+        };
+    }
+    if let Some(d) = args.destination {
+        config.indexer.destination = match d {
+            DestinationArg::Stats => Destination::Stats,
+            DestinationArg::Stdout => Destination::Stdout,
+            DestinationArg::Null => Destination::Null,
+            DestinationArg::Elasticsearch => Destination::Elasticsearch,
+        };
+    }
+    let w = &mut config.worker;
+    w.threads = args.threads.or(w.threads);
+    w.idle_exit_secs = args.idle_exit.or(w.idle_exit_secs);
+    w.id = args.worker_id.clone().or(w.id.take());
+    if let Some(b) = args.batch_size {
+        config.reader.batch_size = b;
+    }
+    if let Some(d) = &args.dlq_dir {
+        config.record_dlq.dir = d.clone();
+    }
+    let s3 = &mut config.storage.s3;
+    s3.endpoint = args.s3_endpoint.clone().or(s3.endpoint.take());
+    s3.region = args.region.clone().or(s3.region.take());
+    let sqs = &mut config.queue.sqs;
+    sqs.queue_url = args.sqs_queue_url.clone().or(sqs.queue_url.take());
+    sqs.endpoint = args.sqs_endpoint.clone().or(sqs.endpoint.take());
+    sqs.region = args.region.clone().or(sqs.region.take());
+    if let Some(addr) = args.metrics_addr {
+        config.metrics.addr = Some(addr.to_string());
+    }
+    config.validate()?;
+    Ok(config)
+}
+
+fn run(args: Args) -> anyhow::Result<i32> {
+    let config = effective_config(&args)?;
+    if args.print_config {
+        print!("{}", config.to_masked_yaml());
+        return Ok(0);
+    }
+    let queue = Arc::new(MemoryQueue::default());
+    match config.queue.kind {
+        QueueKind::Stdin => {
+            feed_lines(queue.clone(), BufReader::new(std::io::stdin()), "stdin");
+        }
+        QueueKind::Memory => anyhow::bail!(
+            "queue.kind `memory` is only for in-process runs (pf demo, tests); use stdin or sqs"
+        ),
+        QueueKind::Sqs => anyhow::bail!(
+            "queue.kind `sqs` (--input sqs) is not part of this build yet; use --input stdin"
+        ),
+    }
+    let deployment = deploy(&config, queue.clone()).context("cannot start the worker")?;
+    tracing::info!(
+        threads = config.worker.thread_count(),
+        destination = deployment.destination,
+        "pf-worker started"
+    );
+    let reporting = RunReporting {
+        metrics_addr: config.metrics.socket_addr()?,
+        summary_json: args.summary_json.clone(),
+    };
+    let known = queue.clone();
+    let summary = run_deployment(
+        &deployment,
+        Box::new(move || Some(known.pushed())),
+        &reporting,
+    )?;
+    eprint!("{}", render_summary(&summary, deployment.destination));
+    Ok(exit_code(&summary))
+}

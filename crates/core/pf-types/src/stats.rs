@@ -95,11 +95,6 @@ impl RunSummary {
         self.totals += o.totals;
         self.failures.extend(o.failures);
     }
-
-    /// The process exit code the CLIs use: 0 when every file completed, 2 when some failed.
-    pub fn exit_code(&self) -> i32 {
-        if self.files_failed > 0 { 2 } else { 0 }
-    }
 }
 
 #[cfg(test)]
@@ -141,6 +136,5 @@ mod tests {
         assert_eq!(v["rows_read"], 10);
         assert_eq!(v["rows_per_s"], 5.0);
         assert_eq!(v["mb_per_s"], 1.0);
-        assert_eq!(s.exit_code(), 0);
     }
 }

@@ -1,1 +1,252 @@
-//! pf-discoverer (placeholder)
+//! Discovery: list objects under a root, keep the ones that match, emit work items.
+//!
+//! Listing streams (work items come out while the listing is still running), so a
+//! prefix with millions of objects needs no more memory than one listing page.
+
+use globset::{GlobBuilder, GlobMatcher};
+
+use pf_error::{PfError, Result};
+use pf_traits::ObjectSource;
+use pf_types::{FileFormat, ObjectInfo, WorkItem};
+
+/// What to discover.
+#[derive(Debug, Clone, Default)]
+pub struct DiscoverOptions {
+    /// Directory, `file://` URI or `s3://bucket/prefix` to list.
+    pub root: String,
+    /// Glob over the key relative to `root` (`*`, `**`, `?`, `{a,b}`); a pattern without
+    /// `/` matches the file name at any depth.
+    pub pattern: Option<String>,
+    /// Descend into subdirectories (always true for object stores).
+    pub recursive: bool,
+    /// Skip objects smaller than this many bytes.
+    pub min_size: Option<u64>,
+    /// Skip objects larger than this many bytes.
+    pub max_size: Option<u64>,
+    /// Attached to every work item.
+    pub job_id: Option<String>,
+}
+
+/// Counters for one discovery run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DiscoveryStats {
+    /// Objects listed.
+    pub listed: u64,
+    /// Work items emitted.
+    pub emitted: u64,
+    /// Bytes in the emitted objects.
+    pub bytes: u64,
+    /// Objects skipped by pattern or size filters.
+    pub filtered: u64,
+    /// Objects skipped because their format is not recognised.
+    pub unknown_format: u64,
+}
+
+/// Lists `options.root` through `source` and calls `emit` for each matching work item,
+/// in listing order. Stops at the first error from the listing or from `emit`.
+pub fn discover(
+    source: &dyn ObjectSource,
+    options: &DiscoverOptions,
+    emit: &mut dyn FnMut(WorkItem) -> Result<()>,
+) -> Result<DiscoveryStats> {
+    let filter = Filter::new(options)?;
+    let root_prefix = listing_prefix(&options.root)?;
+    let mut stats = DiscoveryStats::default();
+    for object in source.list(&options.root, options.recursive)? {
+        let object = object?;
+        stats.listed += 1;
+        let relative = object.uri.strip_prefix(&root_prefix).unwrap_or(&object.uri);
+        if !filter.accepts(relative, &object) {
+            stats.filtered += 1;
+            continue;
+        }
+        let Some((format, compression)) = FileFormat::infer(&object.uri) else {
+            stats.unknown_format += 1;
+            tracing::debug!(uri = %object.uri, "skipping object of unknown format");
+            continue;
+        };
+        stats.emitted += 1;
+        stats.bytes += object.size;
+        emit(WorkItem {
+            uri: object.uri,
+            size: Some(object.size),
+            etag: object.etag,
+            format,
+            compression,
+            job_id: options.job_id.clone(),
+            last_modified: object.last_modified,
+        })?;
+    }
+    Ok(stats)
+}
+
+/// The URI prefix that listed objects share with the root, so patterns match keys
+/// relative to it: the root folder (or, for `s3://bucket/some/pre`, `s3://bucket/some/`).
+fn listing_prefix(root: &str) -> Result<String> {
+    if let Some(rest) = root.strip_prefix("s3://") {
+        return Ok(match rest.rsplit_once('/') {
+            Some((dir, _)) => format!("s3://{dir}/"),
+            None => format!("s3://{rest}/"),
+        });
+    }
+    // The local source lists canonical paths, so the prefix must be canonical too.
+    let path = root.strip_prefix("file://").unwrap_or(root);
+    let canonical = std::fs::canonicalize(path).map_err(|e| PfError::io(root, e))?;
+    let dir = if canonical.is_file() {
+        canonical
+            .parent()
+            .map(|p| p.to_path_buf())
+            .unwrap_or(canonical)
+    } else {
+        canonical
+    };
+    let mut prefix = format!("file://{}", dir.display());
+    if !prefix.ends_with('/') {
+        prefix.push('/');
+    }
+    Ok(prefix)
+}
+
+struct Filter {
+    glob: Option<GlobMatcher>,
+    name_only: bool,
+    min_size: Option<u64>,
+    max_size: Option<u64>,
+}
+
+impl Filter {
+    fn new(o: &DiscoverOptions) -> Result<Self> {
+        let glob = o
+            .pattern
+            .as_deref()
+            .map(|p| {
+                GlobBuilder::new(p)
+                    .literal_separator(true)
+                    .build()
+                    .map(|g| g.compile_matcher())
+                    .map_err(|e| PfError::config("--pattern", format!("invalid glob `{p}`: {e}")))
+            })
+            .transpose()?;
+        Ok(Filter {
+            glob,
+            name_only: o.pattern.as_deref().is_some_and(|p| !p.contains('/')),
+            min_size: o.min_size,
+            max_size: o.max_size,
+        })
+    }
+
+    fn accepts(&self, relative: &str, object: &ObjectInfo) -> bool {
+        if self.min_size.is_some_and(|m| object.size < m)
+            || self.max_size.is_some_and(|m| object.size > m)
+        {
+            return false;
+        }
+        match &self.glob {
+            None => true,
+            Some(g) if self.name_only => {
+                g.is_match(relative.rsplit('/').next().unwrap_or(relative))
+            }
+            Some(g) => g.is_match(relative),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pf_storage::LocalObjectSource;
+    use pf_types::Compression;
+
+    fn tree() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("2026/01")).unwrap();
+        for (f, len) in [
+            ("a.parquet", 10),
+            ("b.ndjson.gz", 20),
+            ("notes.txt", 5),
+            ("2026/01/c.parquet", 30),
+            ("2026/01/d.jsonl", 1),
+        ] {
+            std::fs::write(dir.path().join(f), vec![b'x'; len]).unwrap();
+        }
+        dir
+    }
+
+    fn run(o: DiscoverOptions) -> (Vec<WorkItem>, DiscoveryStats) {
+        let mut items = Vec::new();
+        let stats = discover(&LocalObjectSource, &o, &mut |i| {
+            items.push(i);
+            Ok(())
+        })
+        .unwrap();
+        (items, stats)
+    }
+
+    fn names(items: &[WorkItem]) -> Vec<&str> {
+        items
+            .iter()
+            .map(|i| i.uri.rsplit('/').next().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn discovers_recursively_with_formats_and_sizes() {
+        let dir = tree();
+        let root = dir.path().to_str().unwrap().to_owned();
+        let (items, stats) = run(DiscoverOptions {
+            root: root.clone(),
+            recursive: true,
+            job_id: Some("j1".into()),
+            ..Default::default()
+        });
+        assert_eq!(
+            names(&items),
+            ["a.parquet", "b.ndjson.gz", "c.parquet", "d.jsonl"]
+        );
+        assert_eq!(stats.listed, 5);
+        assert_eq!(stats.unknown_format, 1);
+        assert_eq!(stats.bytes, 61);
+        assert_eq!(items[1].compression, Compression::Gzip);
+        assert_eq!(items[0].size, Some(10));
+        assert!(items[0].uri.starts_with("file:///"));
+        assert!(
+            items
+                .iter()
+                .all(|i| i.job_id.as_deref() == Some("j1") && i.etag.is_some())
+        );
+
+        let (items, _) = run(DiscoverOptions {
+            root: root.clone(),
+            ..Default::default()
+        });
+        assert_eq!(names(&items), ["a.parquet", "b.ndjson.gz"]);
+    }
+
+    #[test]
+    fn patterns_and_size_filters() {
+        let dir = tree();
+        let root = dir.path().to_str().unwrap().to_owned();
+        let opts = |pattern: &str| DiscoverOptions {
+            root: root.clone(),
+            pattern: Some(pattern.into()),
+            recursive: true,
+            ..Default::default()
+        };
+        assert_eq!(names(&run(opts("*.parquet")).0), ["a.parquet", "c.parquet"]);
+        assert_eq!(
+            names(&run(opts("2026/**/*.{parquet,jsonl}")).0),
+            ["c.parquet", "d.jsonl"]
+        );
+        assert_eq!(names(&run(opts("?.parquet")).0), ["a.parquet", "c.parquet"]);
+        assert_eq!(names(&run(opts("*/c.parquet")).0), Vec::<&str>::new());
+        let (items, stats) = run(DiscoverOptions {
+            min_size: Some(10),
+            max_size: Some(20),
+            ..opts("*")
+        });
+        assert_eq!(names(&items), ["a.parquet", "b.ndjson.gz"]);
+        assert_eq!(stats.filtered, 3);
+        let err = discover(&LocalObjectSource, &opts("a[.parquet"), &mut |_| Ok(())).unwrap_err();
+        assert!(err.to_string().contains("invalid glob"), "{err}");
+    }
+}

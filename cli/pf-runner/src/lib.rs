@@ -1,0 +1,98 @@
+//! What every Paraflow binary does around a run, so the binaries stay thin:
+//! logging set-up, signal handling, the metrics endpoint, the progress display,
+//! the summary (human and JSON) and the exit code.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use pf_error::{PfError, Result};
+use pf_types::RunSummary;
+use pf_worker::{Deployment, ProgressDisplay};
+
+/// Exit code: every file completed.
+pub const EXIT_OK: i32 = 0;
+/// Exit code: a fatal error stopped the run (bad config, unusable input, I/O failure).
+pub const EXIT_FATAL: i32 = 1;
+/// Exit code: the run finished but some files failed (they were reported).
+pub const EXIT_FILES_FAILED: i32 = 2;
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// The first SIGINT/SIGTERM sets `flag` (stop taking work, finish in-flight files);
+/// a second one exits at once with status 130.
+pub fn stop_on_signals(flag: Arc<AtomicBool>) -> Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    for sig in [SIGINT, SIGTERM] {
+        // Registered first so it sees the flag as it was before this signal set it.
+        signal_hook::flag::register_conditional_shutdown(sig, 130, flag.clone())
+            .map_err(|e| PfError::io("signal handler", e))?;
+        signal_hook::flag::register(sig, flag.clone())
+            .map_err(|e| PfError::io("signal handler", e))?;
+    }
+    Ok(())
+}
+
+/// Where a run reports besides the log.
+#[derive(Debug, Clone, Default)]
+pub struct RunReporting {
+    /// Serve Prometheus metrics here.
+    pub metrics_addr: Option<SocketAddr>,
+    /// Write the summary as JSON here.
+    pub summary_json: Option<std::path::PathBuf>,
+}
+
+/// Runs `deployment` to the end with signals, metrics and progress wired up; writes the
+/// JSON summary when asked. `files_known` feeds the progress bar's total.
+pub fn run_deployment(
+    deployment: &Deployment,
+    files_known: Box<dyn Fn() -> Option<u64> + Send>,
+    reporting: &RunReporting,
+) -> Result<RunSummary> {
+    stop_on_signals(deployment.worker.shutdown_flag())?;
+    if let Some(addr) = reporting.metrics_addr {
+        pf_metrics::serve(deployment.metrics.clone(), addr)?;
+    }
+    let progress =
+        ProgressDisplay::start(deployment.metrics.clone(), files_known, deployment.progress);
+    let result = deployment.worker.run();
+    progress.stop();
+    let summary = result?;
+    if deployment.record_dlq.written() > 0 {
+        tracing::warn!(
+            records = deployment.record_dlq.written(),
+            path = %deployment.record_dlq.path().display(),
+            "records failed on their own and were written to the record DLQ"
+        );
+    }
+    if let Some(path) = &reporting.summary_json {
+        write_summary_json(&summary, path)?;
+    }
+    Ok(summary)
+}
+
+/// Writes `summary` as pretty JSON to `path`.
+pub fn write_summary_json(summary: &RunSummary, path: &Path) -> Result<()> {
+    let text = serde_json::to_string_pretty(summary)
+        .map_err(|e| PfError::io(path.display().to_string(), std::io::Error::other(e)))?;
+    std::fs::write(path, text + "\n").map_err(|e| PfError::io(path.display().to_string(), e))
+}
+
+/// The exit code for a finished run.
+pub fn exit_code(summary: &RunSummary) -> i32 {
+    if summary.files_failed > 0 {
+        EXIT_FILES_FAILED
+    } else {
+        EXIT_OK
+    }
+}

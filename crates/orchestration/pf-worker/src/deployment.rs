@@ -1,0 +1,135 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+
+use pf_accumulator::ChunkLimits;
+use pf_config::{Config, Destination, FieldType, Progress};
+use pf_coordinator::MemoryMetadataStore;
+use pf_dlq::FileRecordDlq;
+use pf_error::{PfError, Result};
+use pf_file_processor::SharedParts;
+use pf_indexer_stdout::{LocalDestination, LocalIndexerFactory};
+use pf_metrics::Metrics;
+use pf_reader_ndjson::{NdjsonReader, NdjsonReaderOptions};
+use pf_reader_parquet::{ParquetReader, ParquetReaderOptions};
+use pf_storage::ObjectSources;
+use pf_traits::{IdentityTransform, IndexerFactory, MetadataStore, WorkQueue};
+
+use crate::{Backoff, ProgressMode, Worker, WorkerSettings, default_worker_id};
+
+/// A worker assembled from a validated [`Config`], with handles the CLI reports from.
+pub struct Deployment {
+    /// The worker, ready to [`run`](Worker::run).
+    pub worker: Worker,
+    /// Live counters (for `/metrics` and the progress display).
+    pub metrics: Arc<Metrics>,
+    /// The record DLQ file sink.
+    pub record_dlq: Arc<FileRecordDlq>,
+    /// The destination's name, for the summary.
+    pub destination: &'static str,
+    /// How to show progress.
+    pub progress: ProgressMode,
+}
+
+/// Builds every component the config names around `queue`.
+///
+/// Components that later issues provide (Elasticsearch, Valkey) are rejected here with
+/// the config key that asked for them, rather than failing mid-run.
+pub fn deploy(config: &Config, queue: Arc<dyn WorkQueue>) -> Result<Deployment> {
+    config.validate()?;
+    let metrics = Metrics::new();
+    let record_dlq = Arc::new(FileRecordDlq::new(&config.record_dlq.dir));
+    let r = &config.reader;
+    let parts = SharedParts {
+        source: Arc::new(ObjectSources::local_only()),
+        parquet: Arc::new(ParquetReader::new(ParquetReaderOptions {
+            batch_size: r.batch_size,
+            columns: r.parquet.columns.clone(),
+        })),
+        ndjson: Arc::new(NdjsonReader::new(NdjsonReaderOptions {
+            batch_size: r.batch_size,
+            schema: ndjson_schema(config),
+            infer_rows: r.ndjson.infer_rows,
+            max_line_bytes: r.ndjson.max_line_bytes,
+        })),
+        record_dlq: record_dlq.clone(),
+        metrics: metrics.clone(),
+        chunk_limits: ChunkLimits {
+            max_docs: config.indexer.bulk_max_docs,
+            max_bytes: config.indexer.bulk_max_bytes,
+        },
+    };
+    let indexers: Arc<dyn IndexerFactory> = match config.indexer.destination {
+        Destination::Stats => Arc::new(LocalIndexerFactory::new(LocalDestination::Stats)),
+        Destination::Stdout => Arc::new(LocalIndexerFactory::new(LocalDestination::Stdout)),
+        Destination::Null => Arc::new(LocalIndexerFactory::new(LocalDestination::Null)),
+        Destination::Elasticsearch => {
+            return Err(PfError::config(
+                "indexer.destination",
+                "`elasticsearch` is not part of this build yet; use stats, stdout or null",
+            ));
+        }
+    };
+    if config.coordinator.valkey.url.is_some() {
+        return Err(PfError::config(
+            "coordinator.valkey.url",
+            "the Valkey metadata store is not part of this build yet; remove the key to use \
+             in-memory metadata",
+        ));
+    }
+    let metadata: Arc<dyn MetadataStore> = Arc::new(MemoryMetadataStore::default());
+    let w = &config.worker;
+    let settings = WorkerSettings {
+        threads: w.thread_count(),
+        worker_id: w.id.clone().unwrap_or_else(default_worker_id),
+        max_attempts: w.max_attempts,
+        retry: Backoff {
+            base: Duration::from_millis(w.retry_base_ms),
+            max: Duration::from_millis(w.retry_max_ms),
+        },
+        idle_exit: w.idle_exit_secs.map(Duration::from_secs),
+        ..WorkerSettings::default()
+    };
+    let destination = indexers.name();
+    let worker = Worker::new(
+        settings,
+        queue,
+        metadata,
+        parts,
+        Arc::new(IdentityTransform),
+        indexers,
+    );
+    let progress = match w.progress {
+        Progress::Auto => ProgressMode::Auto,
+        Progress::Always => ProgressMode::Bar,
+        Progress::Never => ProgressMode::Log,
+    };
+    Ok(Deployment {
+        worker,
+        metrics,
+        record_dlq,
+        destination,
+        progress,
+    })
+}
+
+fn ndjson_schema(config: &Config) -> Option<arrow::datatypes::SchemaRef> {
+    let fields = config.reader.ndjson.schema.as_ref()?;
+    let fields: Vec<Field> = fields
+        .iter()
+        .map(|f| {
+            let dt = match f.field_type {
+                FieldType::String => DataType::Utf8,
+                FieldType::Int64 => DataType::Int64,
+                FieldType::Float64 => DataType::Float64,
+                FieldType::Boolean => DataType::Boolean,
+                FieldType::Timestamp => {
+                    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+                }
+            };
+            Field::new(&f.name, dt, f.nullable)
+        })
+        .collect();
+    Some(Arc::new(Schema::new(fields)))
+}

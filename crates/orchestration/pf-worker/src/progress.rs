@@ -1,0 +1,112 @@
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use pf_metrics::Metrics;
+
+/// How progress is shown while a run is under way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProgressMode {
+    /// A live bar on a terminal, periodic log lines otherwise.
+    Auto,
+    /// Always a live bar (on stderr).
+    Bar,
+    /// Periodic log lines only.
+    Log,
+    /// Nothing.
+    Off,
+}
+
+/// A progress display fed from the live [`Metrics`]; stop it before printing the summary.
+pub struct ProgressDisplay {
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl ProgressDisplay {
+    /// Starts showing progress; `files_known` tells how many files are known so far.
+    pub fn start(
+        metrics: Arc<Metrics>,
+        files_known: Box<dyn Fn() -> Option<u64> + Send>,
+        mode: ProgressMode,
+    ) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let bar = match mode {
+            ProgressMode::Off => None,
+            ProgressMode::Log => Some(false),
+            ProgressMode::Bar => Some(true),
+            ProgressMode::Auto => Some(std::io::stderr().is_terminal()),
+        };
+        let Some(bar) = bar else {
+            return ProgressDisplay { stop, handle: None };
+        };
+        let flag = stop.clone();
+        let handle = std::thread::Builder::new()
+            .name("progress".into())
+            .spawn(move || show(metrics, files_known, bar, flag))
+            .ok();
+        ProgressDisplay { stop, handle }
+    }
+
+    /// Stops and clears the display.
+    pub fn stop(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+fn show(
+    metrics: Arc<Metrics>,
+    files_known: Box<dyn Fn() -> Option<u64> + Send>,
+    bar: bool,
+    stop: Arc<AtomicBool>,
+) {
+    let started = Instant::now();
+    let pb = bar.then(|| {
+        let pb = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+        pb.set_style(
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} files  {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        pb
+    });
+    let log_every = Duration::from_secs(10);
+    let mut last_log = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(100));
+        let secs = started.elapsed().as_secs_f64().max(1e-3);
+        let rows = metrics.rows_read();
+        let mb = metrics.bytes_read.load(Ordering::Relaxed) as f64 / 1e6;
+        let done = metrics.files_done();
+        let msg = format!(
+            "{} rows  {:.0} rows/s  {:.1} MB/s  {} in flight",
+            rows,
+            rows as f64 / secs,
+            mb / secs,
+            metrics.files_in_flight.load(Ordering::Relaxed)
+        );
+        match &pb {
+            Some(pb) => {
+                pb.set_length(files_known().unwrap_or(done).max(done));
+                pb.set_position(done);
+                pb.set_message(msg);
+            }
+            None if last_log.elapsed() >= log_every => {
+                last_log = Instant::now();
+                tracing::info!(files_done = done, "progress: {msg}");
+            }
+            None => {}
+        }
+    }
+    if let Some(pb) = pb {
+        pb.finish_and_clear();
+    }
+}
