@@ -1,1 +1,73 @@
-//! placeholder
+//! Shared helpers for the integration tests: locating and running the workspace's
+//! binaries, and reading their JSON summaries.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use pf_types::RunSummary;
+
+/// Path of a workspace binary built by `cargo build --workspace --bins` in the same
+/// profile as the running test.
+///
+/// # Panics
+/// When the binary is missing, with the command that builds it.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> → target/<profile>/<name>
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace --bins` first (testing/run-tests.sh does)",
+        path.display()
+    );
+    path
+}
+
+/// Runs `pf-discoverer <discover_args> | pf-worker <worker_args>` and returns the
+/// worker's output.
+pub fn discover_and_process(discover_args: &[&str], worker_args: &[&str]) -> Output {
+    let listing = Command::new(bin("pf-discoverer"))
+        .args(discover_args)
+        .output()
+        .expect("run pf-discoverer");
+    assert!(
+        listing.status.success(),
+        "pf-discoverer failed: {}",
+        String::from_utf8_lossy(&listing.stderr)
+    );
+    run_with_stdin(&bin("pf-worker"), worker_args, &listing.stdout)
+}
+
+/// Runs `program args` with `input` on stdin.
+pub fn run_with_stdin(program: &Path, args: &[&str], input: &[u8]) -> Output {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(input).expect("write stdin");
+    drop(stdin);
+    child.wait_with_output().expect("wait")
+}
+
+/// Reads a `--summary-json` file.
+pub fn read_summary(path: &Path) -> RunSummary {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("summary {} not written: {e}", path.display()));
+    serde_json::from_str(&text).expect("summary JSON")
+}
+
+/// Asserts the exact accounting identity of a run.
+pub fn assert_accounted(s: &RunSummary) {
+    let t = &s.totals;
+    assert_eq!(
+        t.rows_read,
+        t.rows_indexed + t.rows_dropped + t.rows_failed,
+        "read = indexed + dropped + failed must hold: {s:?}"
+    );
+}

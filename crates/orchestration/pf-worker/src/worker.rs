@@ -242,7 +242,7 @@ impl Worker {
             Ok(stats) => {
                 self.metadata.complete(item, wid, &stats)?;
                 self.queue.ack(delivery)?;
-                tracing::info!(
+                tracing::debug!(
                     uri = %item.uri,
                     rows = stats.rows_read,
                     indexed = stats.rows_indexed,

@@ -1,0 +1,88 @@
+//! Fixtures shared by the benchmarks: cached generated data sets and a single-thread
+//! pipeline over the embedded components.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use pf_accumulator::ChunkLimits;
+use pf_datagen::{GenOptions, generate};
+use pf_dlq::FileRecordDlq;
+use pf_file_processor::{FileProcessor, SharedParts};
+use pf_indexer_stdout::{LocalDestination, LocalIndexerFactory};
+use pf_metrics::Metrics;
+use pf_reader_ndjson::{NdjsonReader, NdjsonReaderOptions};
+use pf_reader_parquet::{ParquetReader, ParquetReaderOptions};
+use pf_storage::ObjectSources;
+use pf_traits::{IdentityTransform, IndexerFactory, TransformFactory};
+use pf_types::{Compression, FileFormat};
+
+/// A generated data set, cached across benchmark runs under the system temp dir.
+pub fn dataset(rows: u64, files: usize, format: FileFormat, compression: Compression) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "paraflow-bench/{rows}-{files}-{}-{}",
+        format.as_str(),
+        compression.as_str()
+    ));
+    let done = dir.join(".complete");
+    if !done.exists() {
+        let _ = std::fs::remove_dir_all(&dir);
+        generate(&GenOptions {
+            files,
+            format,
+            compression,
+            seed: 1,
+            ..GenOptions::new(dir.clone(), rows)
+        })
+        .expect("generate benchmark data");
+        std::fs::write(&done, b"").expect("mark data set complete");
+    }
+    dir
+}
+
+/// The data files of a data set, in name order.
+pub fn files_of(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("data dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| {
+            !p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// Shared parts of the embedded pipeline (local source, both readers, stats counters).
+pub fn shared_parts(dlq_dir: &Path) -> SharedParts {
+    SharedParts {
+        source: Arc::new(ObjectSources::local_only()),
+        parquet: Arc::new(ParquetReader::new(ParquetReaderOptions {
+            batch_size: 65_536,
+            columns: None,
+        })),
+        ndjson: Arc::new(NdjsonReader::new(NdjsonReaderOptions {
+            batch_size: 65_536,
+            schema: None,
+            infer_rows: 1_000,
+            max_line_bytes: 1 << 20,
+        })),
+        record_dlq: Arc::new(FileRecordDlq::new(dlq_dir)),
+        metrics: Metrics::new(),
+        chunk_limits: ChunkLimits::default(),
+    }
+}
+
+/// A single-thread processor: reader → identity transform → stats destination.
+pub fn stats_processor(parts: SharedParts) -> FileProcessor {
+    let transform = IdentityTransform.create().expect("identity transform");
+    let indexer = LocalIndexerFactory::new(LocalDestination::Stats)
+        .create()
+        .expect("stats indexer");
+    FileProcessor::new(parts, transform, indexer)
+}
+
+/// Peak resident memory of this process in MiB (Linux).
+pub fn peak_rss_mb() -> f64 {
+    pf_worker::peak_rss_mb().unwrap_or(f64::NAN)
+}
