@@ -8,7 +8,7 @@ use pf_accumulator::ChunkLimits;
 use pf_datagen::{GenOptions, generate};
 use pf_dlq::FileRecordDlq;
 use pf_file_processor::{FileProcessor, SharedParts};
-use pf_indexer_stdout::{LocalDestination, LocalIndexerFactory};
+use pf_indexer_stdout::{AlertTarget, LocalDestination, LocalIndexerFactory, NdjsonAlertSink};
 use pf_metrics::Metrics;
 use pf_reader_ndjson::{NdjsonReader, NdjsonReaderOptions};
 use pf_reader_parquet::{ParquetReader, ParquetReaderOptions};
@@ -68,6 +68,7 @@ pub fn shared_parts(dlq_dir: &Path) -> SharedParts {
             max_line_bytes: 1 << 20,
         })),
         record_dlq: Arc::new(FileRecordDlq::new(dlq_dir)),
+        alerts: Arc::new(NdjsonAlertSink::new(AlertTarget::Discard)),
         metrics: Metrics::new(),
         chunk_limits: ChunkLimits::default(),
     }

@@ -28,4 +28,4 @@ pub use metadata::{Claim, ItemRecord, ItemStatus, MetadataStore};
 pub use queue::{Delivery, WorkQueue};
 pub use reader::{BatchStream, ReadBatch, Reader, ResumePoint};
 pub use source::{ObjectListing, ObjectSource};
-pub use transform::{IdentityTransform, Transform, TransformFactory, TransformOutput};
+pub use transform::{AlertSink, IdentityTransform, Transform, TransformFactory, TransformOutput};

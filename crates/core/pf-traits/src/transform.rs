@@ -1,5 +1,5 @@
 use pf_error::Result;
-use pf_types::{RecordFailure, WorkItem};
+use pf_types::{Alert, RecordFailure, WorkItem};
 
 use crate::DocBatch;
 
@@ -14,6 +14,16 @@ pub struct TransformOutput {
     pub failures: Vec<RecordFailure>,
     /// Records in `docs` flagged as fraud.
     pub fraud_rows: u64,
+    /// Alerts raised while transforming this batch.
+    pub alerts: Vec<Alert>,
+}
+
+/// Where alerts go (stdout, a file, later an Elasticsearch index); shared by all threads.
+pub trait AlertSink: Send + Sync {
+    /// Delivers one batch's alerts. Called once per batch, never per record.
+    fn send(&self, alerts: &[Alert]) -> Result<()>;
+    /// Makes everything sent so far durable.
+    fn flush(&self) -> Result<()>;
 }
 
 /// One pipeline thread's transform (script, enrichment, rules), with per-thread state.
@@ -39,6 +49,7 @@ impl Transform for IdentityTransform {
             dropped: 0,
             failures: Vec::new(),
             fraud_rows: 0,
+            alerts: Vec::new(),
         })
     }
 }

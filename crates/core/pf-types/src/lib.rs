@@ -7,6 +7,6 @@ mod stats;
 mod work_item;
 
 pub use format::{Compression, FileFormat};
-pub use record::{RecordFailure, Stage};
+pub use record::{Alert, RecordFailure, Severity, Stage};
 pub use stats::{FileFailure, FileStats, RunSummary};
 pub use work_item::{Checkpoint, ObjectInfo, WorkItem};

@@ -37,3 +37,45 @@ pub struct RecordFailure {
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub record: Option<String>,
 }
+
+/// How serious a fraud signal is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// Worth a look.
+    Low,
+    /// Likely fraud.
+    Medium,
+    /// Act now.
+    High,
+}
+
+impl Severity {
+    /// The lower-case name used in alerts and summaries.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+        }
+    }
+}
+
+/// A fraud signal raised by a rule or by a script's `alert(…)`, sent to the alerts
+/// destination (one NDJSON line each).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Alert {
+    /// The rule (or script-chosen name) that raised it.
+    pub rule: String,
+    /// How serious it is.
+    pub severity: Severity,
+    /// URI of the file holding the record.
+    pub uri: String,
+    /// Ordinal of the record in its file.
+    pub row: u64,
+    /// Identifies the alert across workers and retries (e.g. `rule|account|window end`),
+    /// so a destination can deduplicate.
+    pub key: String,
+    /// Free-form context (the script's `details`, the rule's key fields).
+    pub details: serde_json::Value,
+}

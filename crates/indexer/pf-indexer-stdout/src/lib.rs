@@ -5,6 +5,12 @@
 //!   accounts for every record.
 //! * `stdout` — writes every document as one NDJSON line.
 //! * `null` — accepts and forgets.
+//!
+//! Fraud alerts have their own local sink, [`NdjsonAlertSink`].
+
+mod alerts;
+
+pub use alerts::{AlertTarget, NdjsonAlertSink};
 
 use std::io::Write;
 use std::sync::Arc;

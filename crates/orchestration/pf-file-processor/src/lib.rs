@@ -18,7 +18,9 @@ use std::time::Instant;
 use pf_accumulator::{Accumulator, Chunk, ChunkLimits};
 use pf_error::{PfError, Result};
 use pf_metrics::Metrics;
-use pf_traits::{DocBatch, Indexer, ObjectSource, ReadBatch, Reader, RecordDlq, Transform};
+use pf_traits::{
+    AlertSink, DocBatch, Indexer, ObjectSource, ReadBatch, Reader, RecordDlq, Transform,
+};
 use pf_types::{Checkpoint, FileFormat, FileStats, RecordFailure, Stage, WorkItem};
 
 /// What a [`FileProcessor`] shares with the other pipeline threads.
@@ -32,6 +34,8 @@ pub struct SharedParts {
     pub ndjson: Arc<dyn Reader>,
     /// Where failed records go.
     pub record_dlq: Arc<dyn RecordDlq>,
+    /// Where fraud alerts go.
+    pub alerts: Arc<dyn AlertSink>,
     /// Live counters.
     pub metrics: Arc<Metrics>,
     /// Index request size limits.
@@ -142,6 +146,7 @@ impl FileRun<'_> {
                 ..Default::default()
             });
             self.fail_records(Stage::Transform, out.failures)?;
+            self.parts.alerts.send(&out.alerts)?;
 
             for chunk in acc.push(out.docs, resume) {
                 self.index(chunk)?;
@@ -150,6 +155,7 @@ impl FileRun<'_> {
         if let Some(chunk) = acc.flush() {
             self.index(chunk)?;
         }
+        self.parts.alerts.flush()?;
         self.parts.record_dlq.flush()
     }
 
@@ -202,5 +208,198 @@ impl FileRun<'_> {
     fn add(&mut self, delta: FileStats) {
         self.stats += delta;
         self.parts.metrics.add_stats(&delta);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    use arrow::array::{Int64Array, RecordBatch};
+    use pf_error::ErrorClass;
+    use pf_traits::{BatchStream, IdentityTransform, IndexOutcome, ObjectListing, ResumePoint};
+    use pf_types::{Alert, ObjectInfo};
+
+    /// Three batches of 10 rows; the second also reports 2 undecodable records.
+    struct FakeReader;
+
+    impl Reader for FakeReader {
+        fn format(&self) -> FileFormat {
+            FileFormat::Parquet
+        }
+        fn open(
+            &self,
+            _: Arc<dyn ObjectSource>,
+            item: &WorkItem,
+            resume: &Checkpoint,
+        ) -> Result<BatchStream> {
+            let uri = item.uri.clone();
+            let start = resume.position;
+            Ok(Box::new((start..3).map(move |i| {
+                let first = i * 10;
+                let col = Int64Array::from_iter_values((first..first + 10).map(|v| v as i64));
+                let failures = if i == 1 {
+                    (0..2)
+                        .map(|n| RecordFailure {
+                            uri: uri.clone(),
+                            line: Some(n),
+                            row: None,
+                            stage: Stage::Read,
+                            class: ErrorClass::Record,
+                            error: "bad".into(),
+                            record: None,
+                        })
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                Ok(ReadBatch {
+                    batch: RecordBatch::try_from_iter([("v", Arc::new(col) as _)]).unwrap(),
+                    first_row: first,
+                    failures,
+                    bytes_read: 100,
+                    resume: Some(ResumePoint {
+                        position: i + 1,
+                        next_row: first + 10,
+                        lines_done: 0,
+                    }),
+                })
+            })))
+        }
+    }
+
+    struct NoSource;
+    impl ObjectSource for NoSource {
+        fn stat(&self, _: &str) -> Result<ObjectInfo> {
+            unreachable!()
+        }
+        fn read_range(&self, _: &str, _: std::ops::Range<u64>) -> Result<bytes::Bytes> {
+            unreachable!()
+        }
+        fn read_from(&self, _: &str, _: u64) -> Result<Box<dyn std::io::Read + Send>> {
+            unreachable!()
+        }
+        fn list(&self, _: &str, _: bool) -> Result<ObjectListing<'_>> {
+            unreachable!()
+        }
+    }
+
+    #[derive(Default)]
+    struct Collect(Mutex<Vec<RecordFailure>>);
+    impl RecordDlq for Collect {
+        fn write(&self, f: &[RecordFailure]) -> Result<()> {
+            self.0.lock().unwrap().extend_from_slice(f);
+            Ok(())
+        }
+        fn flush(&self) -> Result<()> {
+            Ok(())
+        }
+    }
+    impl AlertSink for Collect {
+        fn send(&self, _: &[Alert]) -> Result<()> {
+            Ok(())
+        }
+        fn flush(&self) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Rejects documents whose ordinal is a multiple of 7.
+    struct PickyIndexer;
+    impl Indexer for PickyIndexer {
+        fn index(&mut self, item: &WorkItem, docs: &[DocBatch]) -> Result<IndexOutcome> {
+            let mut out = IndexOutcome::default();
+            for d in docs {
+                for i in 0..d.num_rows() {
+                    if d.ordinal(i) % 7 == 0 {
+                        out.failures.push(RecordFailure {
+                            uri: item.uri.clone(),
+                            line: None,
+                            row: Some(d.ordinal(i)),
+                            stage: Stage::Index,
+                            class: ErrorClass::Record,
+                            error: "mapper_parsing_exception".into(),
+                            record: None,
+                        });
+                    } else {
+                        out.indexed += 1;
+                    }
+                }
+            }
+            Ok(out)
+        }
+    }
+
+    fn processor(dlq: Arc<Collect>) -> FileProcessor {
+        let parts = SharedParts {
+            source: Arc::new(NoSource),
+            parquet: Arc::new(FakeReader),
+            ndjson: Arc::new(FakeReader),
+            record_dlq: dlq.clone(),
+            alerts: dlq,
+            metrics: Metrics::new(),
+            chunk_limits: ChunkLimits {
+                max_docs: 4,
+                max_bytes: usize::MAX,
+            },
+        };
+        FileProcessor::new(parts, Box::new(IdentityTransform), Box::new(PickyIndexer))
+    }
+
+    #[test]
+    fn accounts_exactly_and_checkpoints_at_resume_points() {
+        let dlq = Arc::new(Collect::default());
+        let mut p = processor(dlq.clone());
+        let item = WorkItem::from_uri("/x.parquet").unwrap();
+        let mut checkpoints = Vec::new();
+        let stats = p
+            .process(&item, &Checkpoint::default(), &mut |cp| {
+                checkpoints.push(*cp);
+                Ok(())
+            })
+            .unwrap();
+        // 30 decoded + 2 undecodable; ordinals 0, 7, 14, 21, 28 rejected by the indexer.
+        assert_eq!(stats.rows_read, 32);
+        assert_eq!(stats.rows_indexed, 25);
+        assert_eq!(stats.rows_failed, 7);
+        assert_eq!(stats.bytes_read, 300);
+        assert_eq!(
+            stats.rows_read,
+            stats.rows_indexed + stats.rows_dropped + stats.rows_failed
+        );
+        assert_eq!(dlq.0.lock().unwrap().len(), 7);
+        // Rows of batch 0 were still pending when batch 1 arrived: its point was superseded.
+        assert_eq!(
+            checkpoints.iter().map(|c| c.position).collect::<Vec<_>>(),
+            [2, 3]
+        );
+        assert_eq!(checkpoints.last().unwrap().stats, stats);
+
+        // Resuming after two row groups counts the rest on top of the checkpoint.
+        let resumed = p.process(&item, &checkpoints[0], &mut |_| Ok(())).unwrap();
+        assert_eq!(resumed, stats);
+    }
+
+    #[test]
+    fn checkpoint_errors_stop_the_file_with_partial_counts() {
+        let mut p = processor(Arc::new(Collect::default()));
+        let item = WorkItem::from_uri("/x.parquet").unwrap();
+        let err = p
+            .process(&item, &Checkpoint::default(), &mut |cp| {
+                if cp.position == 2 {
+                    Err(PfError::Service {
+                        service: "metadata",
+                        operation: "checkpoint".into(),
+                        class: ErrorClass::Transient,
+                        message: "claim lost".into(),
+                    })
+                } else {
+                    Ok(())
+                }
+            })
+            .unwrap_err();
+        assert!(err.error.is_transient());
+        assert_eq!(err.partial.rows_read, 22);
     }
 }

@@ -4,12 +4,12 @@ use std::time::Duration;
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 
 use pf_accumulator::ChunkLimits;
-use pf_config::{Config, Destination, FieldType, Progress};
+use pf_config::{AlertDestination, Config, Destination, FieldType, Progress};
 use pf_coordinator::MemoryMetadataStore;
 use pf_dlq::FileRecordDlq;
 use pf_error::{PfError, Result};
 use pf_file_processor::SharedParts;
-use pf_indexer_stdout::{LocalDestination, LocalIndexerFactory};
+use pf_indexer_stdout::{AlertTarget, LocalDestination, LocalIndexerFactory, NdjsonAlertSink};
 use pf_metrics::Metrics;
 use pf_reader_ndjson::{NdjsonReader, NdjsonReaderOptions};
 use pf_reader_parquet::{ParquetReader, ParquetReaderOptions};
@@ -26,6 +26,8 @@ pub struct Deployment {
     pub metrics: Arc<Metrics>,
     /// The record DLQ file sink.
     pub record_dlq: Arc<FileRecordDlq>,
+    /// The fraud alert sink.
+    pub alerts: Arc<NdjsonAlertSink>,
     /// The destination's name, for the summary.
     pub destination: &'static str,
     /// How to show progress.
@@ -40,6 +42,11 @@ pub fn deploy(config: &Config, queue: Arc<dyn WorkQueue>) -> Result<Deployment> 
     config.validate()?;
     let metrics = Metrics::new();
     let record_dlq = Arc::new(FileRecordDlq::new(&config.record_dlq.dir));
+    let alerts = Arc::new(NdjsonAlertSink::new(match config.alerts.destination {
+        AlertDestination::None => AlertTarget::Discard,
+        AlertDestination::Stdout => AlertTarget::Stdout,
+        AlertDestination::File => AlertTarget::File(config.alerts.path.clone()),
+    }));
     let r = &config.reader;
     let parts = SharedParts {
         source: Arc::new(ObjectSources::local_only()),
@@ -54,6 +61,7 @@ pub fn deploy(config: &Config, queue: Arc<dyn WorkQueue>) -> Result<Deployment> 
             max_line_bytes: r.ndjson.max_line_bytes,
         })),
         record_dlq: record_dlq.clone(),
+        alerts: alerts.clone(),
         metrics: metrics.clone(),
         chunk_limits: ChunkLimits {
             max_docs: config.indexer.bulk_max_docs,
@@ -109,6 +117,7 @@ pub fn deploy(config: &Config, queue: Arc<dyn WorkQueue>) -> Result<Deployment> 
         worker,
         metrics,
         record_dlq,
+        alerts,
         destination,
         progress,
     })

@@ -27,16 +27,17 @@ mod mask;
 mod model;
 mod validate;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use pf_error::PfError;
 
 pub use env::substitute_env;
 pub use mask::mask_url_userinfo;
 pub use model::{
-    Config, CoordinatorConfig, Destination, ElasticsearchConfig, FieldSpec, FieldType,
-    IndexerConfig, MetricsConfig, NdjsonConfig, ParquetConfig, Progress, QueueConfig, QueueKind,
-    ReaderConfig, RecordDlqConfig, S3Config, SqsConfig, StorageConfig, ValkeyConfig, WorkerConfig,
+    AlertDestination, AlertsConfig, Config, CoordinatorConfig, Destination, ElasticsearchConfig,
+    FieldSpec, FieldType, IndexerConfig, MetricsConfig, NdjsonConfig, ParquetConfig, Progress,
+    QueueConfig, QueueKind, ReaderConfig, RecordDlqConfig, S3Config, SqsConfig, StorageConfig,
+    TableFormatSpec, TableKindSpec, TableSpec, TransformConfig, ValkeyConfig, WorkerConfig,
 };
 
 /// The shipped `config/demo.yaml`: memory queue, local files, stats destination, no
@@ -121,7 +122,7 @@ impl Config {
             (err, _) => err,
         };
         let text = substitute_env(text, env).map_err(with_origin)?;
-        let config = parse(&text).map_err(|failure| {
+        let mut config = parse(&text).map_err(|failure| {
             let message = match (origin, failure.line) {
                 (Some(path), Some(line)) => {
                     format!("{}:{line}: {}", path.display(), failure.message)
@@ -134,8 +135,31 @@ impl Config {
                 message,
             }
         })?;
+        if let Some(dir) = origin.and_then(Path::parent) {
+            config.resolve_paths(dir);
+        }
         config.validate().map_err(with_origin)?;
         Ok(config)
+    }
+
+    /// Makes the relative paths of `transform` (script, rules, tables) relative to
+    /// `base`, so a config file works from any working directory.
+    pub fn resolve_paths(&mut self, base: &Path) {
+        let resolve = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        let t = &mut self.transform;
+        if let Some(p) = t.script.as_mut() {
+            resolve(p);
+        }
+        if let Some(p) = t.rules.as_mut() {
+            resolve(p);
+        }
+        for table in &mut t.tables {
+            resolve(&mut table.path);
+        }
     }
 }
 

@@ -34,6 +34,10 @@ pub struct Config {
     pub coordinator: CoordinatorConfig,
     /// `metrics`: the Prometheus endpoint.
     pub metrics: MetricsConfig,
+    /// `transform`: the Rhai script, fraud rules and enrichment tables.
+    pub transform: TransformConfig,
+    /// `alerts`: where fraud alerts go.
+    pub alerts: AlertsConfig,
 }
 
 /// `worker`: how a worker process runs its pipelines.
@@ -475,4 +479,113 @@ impl MetricsConfig {
             }),
         }
     }
+}
+
+/// `transform`: what every record passes through between reading and indexing.
+///
+/// Relative paths are resolved against the directory of the configuration file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TransformConfig {
+    /// `transform.script`: a Rhai script defining `fn transform(record)`, which returns
+    /// the record (possibly changed) or `()` to drop it. Default `null`: records pass
+    /// through unchanged.
+    pub script: Option<PathBuf>,
+    /// `transform.rules`: fraud rules YAML (see `config/rules/fraud.yaml`). Default
+    /// `null`: no fraud scoring.
+    pub rules: Option<PathBuf>,
+    /// `transform.max_operations`: Rhai operations allowed per record before the record
+    /// fails (stops runaway loops). Default `100000`.
+    pub max_operations: u64,
+    /// `transform.watch`: reload rules and tables when their files change (SIGHUP always
+    /// reloads). Default `false`.
+    pub watch: bool,
+    /// `transform.tables`: enrichment tables, loaded once and shared by every thread.
+    pub tables: Vec<TableSpec>,
+}
+
+impl Default for TransformConfig {
+    fn default() -> Self {
+        TransformConfig {
+            script: None,
+            rules: None,
+            max_operations: 100_000,
+            watch: false,
+            tables: Vec::new(),
+        }
+    }
+}
+
+/// One entry of `transform.tables`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableSpec {
+    /// `name`: how scripts and rules refer to it (`lookup("users", account_id)`).
+    pub name: String,
+    /// `kind`: `cidr` (longest-prefix match on IPs) or `exact`.
+    pub kind: TableKindSpec,
+    /// `path`: CSV, NDJSON or Parquet file.
+    pub path: PathBuf,
+    /// `format`: `csv`, `ndjson` or `parquet`; inferred from the extension when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<TableFormatSpec>,
+    /// `key`: the key column (a CIDR prefix or IP for `cidr` tables).
+    pub key: String,
+    /// `values`: value columns to keep; empty keeps all but the key.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<String>,
+}
+
+/// `transform.tables[].kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TableKindSpec {
+    /// Longest-prefix match over IPv4/IPv6 prefixes.
+    Cidr,
+    /// Exact key match.
+    Exact,
+}
+
+/// `transform.tables[].format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TableFormatSpec {
+    /// Comma-separated values with a header row.
+    Csv,
+    /// One JSON object per line.
+    Ndjson,
+    /// Apache Parquet.
+    Parquet,
+}
+
+/// `alerts`: the destination of fraud alerts (one NDJSON line per alert).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// `alerts.destination`: `none`, `stdout` or `file`. Default `none`.
+    pub destination: AlertDestination,
+    /// `alerts.path`: the file for `destination: file`. Default `./alerts.ndjson`.
+    pub path: PathBuf,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            destination: AlertDestination::None,
+            path: PathBuf::from("./alerts.ndjson"),
+        }
+    }
+}
+
+/// `alerts.destination`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertDestination {
+    /// Alerts are counted but not written.
+    #[default]
+    None,
+    /// NDJSON on standard output.
+    Stdout,
+    /// NDJSON appended to `alerts.path`.
+    File,
 }

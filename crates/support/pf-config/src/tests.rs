@@ -175,7 +175,43 @@ fn full_config() -> Config {
         metrics: MetricsConfig {
             addr: Some("127.0.0.1:9898".into()),
         },
+        transform: TransformConfig {
+            script: Some("scripts/enrich.rhai".into()),
+            rules: Some("rules/fraud.yaml".into()),
+            max_operations: 5_000,
+            watch: true,
+            tables: vec![TableSpec {
+                name: "geo".into(),
+                kind: TableKindSpec::Cidr,
+                path: "enrichment/geo.csv".into(),
+                format: Some(TableFormatSpec::Csv),
+                key: "network".into(),
+                values: vec!["country".into()],
+            }],
+        },
+        alerts: AlertsConfig {
+            destination: AlertDestination::File,
+            path: "/var/log/alerts.ndjson".into(),
+        },
     }
+}
+
+#[test]
+fn transform_paths_resolve_against_the_config_directory() {
+    let mut c = full_config();
+    c.resolve_paths(std::path::Path::new("/etc/paraflow"));
+    assert_eq!(
+        c.transform.script,
+        Some(PathBuf::from("/etc/paraflow/scripts/enrich.rhai"))
+    );
+    assert_eq!(
+        c.transform.tables[0].path,
+        PathBuf::from("/etc/paraflow/enrichment/geo.csv")
+    );
+    let mut dup = full_config();
+    dup.transform.tables.push(dup.transform.tables[0].clone());
+    let e = dup.validate().unwrap_err();
+    assert!(e.to_string().contains("transform.tables[1].name"), "{e}");
 }
 
 #[test]
@@ -249,6 +285,21 @@ coordinator:
     url: redis://:pw@localhost:6379/1
 metrics:
   addr: 127.0.0.1:9898
+transform:
+  script: scripts/enrich.rhai
+  rules: rules/fraud.yaml
+  max_operations: 5000
+  watch: true
+  tables:
+    - name: geo
+      kind: cidr
+      path: enrichment/geo.csv
+      format: csv
+      key: network
+      values: [country]
+alerts:
+  destination: file
+  path: /var/log/alerts.ndjson
 "#;
     assert_eq!(parse(yaml).unwrap(), full_config());
 }

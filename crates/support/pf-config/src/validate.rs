@@ -27,6 +27,7 @@ fn at_least_one(key: &str, value: u64) -> Result<(), PfError> {
 /// Error messages never echo secret-bearing values (the Valkey URL, ES endpoints that
 /// may carry userinfo), since they end up in logs.
 pub(crate) fn validate(config: &Config) -> Result<(), PfError> {
+    validate_transform(config)?;
     let worker = &config.worker;
     if worker.threads == Some(0) {
         return err(
@@ -196,6 +197,32 @@ fn unique_names<'a>(
                 format!("duplicate name `{name}`"),
             );
         }
+    }
+    Ok(())
+}
+
+fn validate_transform(config: &Config) -> Result<(), PfError> {
+    let t = &config.transform;
+    at_least_one("transform.max_operations", t.max_operations)?;
+    let mut names = std::collections::HashSet::new();
+    for (i, table) in t.tables.iter().enumerate() {
+        if table.name.trim().is_empty() {
+            return err(&format!("transform.tables[{i}].name"), "must not be empty");
+        }
+        if !names.insert(table.name.as_str()) {
+            return err(
+                &format!("transform.tables[{i}].name"),
+                format!("duplicate table name `{}`", table.name),
+            );
+        }
+        if table.key.trim().is_empty() {
+            return err(&format!("transform.tables[{i}].key"), "must not be empty");
+        }
+    }
+    if config.alerts.destination == crate::AlertDestination::File
+        && config.alerts.path.as_os_str().is_empty()
+    {
+        return err("alerts.path", "is required when alerts.destination is file");
     }
     Ok(())
 }
