@@ -1,6 +1,5 @@
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -32,7 +31,8 @@ impl InFlight {
 /// Runs on its own thread, touching the registry twice per file, so pipeline threads
 /// pay nothing per record and a slow batch cannot make a heartbeat late.
 pub(crate) struct VisibilityHeartbeat {
-    stop: Arc<AtomicBool>,
+    /// Dropping the sender wakes the thread at once, so stopping never waits a tick.
+    stop: Option<mpsc::Sender<()>>,
     handle: Option<JoinHandle<()>>,
 }
 
@@ -45,14 +45,12 @@ impl VisibilityHeartbeat {
         worker_id: String,
         interval: Duration,
     ) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
+        let (stop, stopped) = mpsc::channel::<()>();
         let handle = std::thread::Builder::new()
             .name("visibility-heartbeat".into())
             .spawn(move || {
                 let tick = interval.min(Duration::from_millis(200)).max(Duration::from_millis(10));
-                while !flag.load(Ordering::Relaxed) {
-                    std::thread::sleep(tick);
+                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(tick) {
                     let due: Vec<Delivery> = {
                         let mut map = in_flight.lock();
                         let now = Instant::now();
@@ -77,12 +75,15 @@ impl VisibilityHeartbeat {
                 }
             })
             .ok();
-        VisibilityHeartbeat { stop, handle }
+        VisibilityHeartbeat {
+            stop: Some(stop),
+            handle,
+        }
     }
 
     /// Stops the heartbeat thread and waits for it.
     pub(crate) fn stop(mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        drop(self.stop.take());
         if let Some(h) = self.handle.take() {
             let _ = h.join();
         }

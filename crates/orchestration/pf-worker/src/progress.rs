@@ -1,6 +1,7 @@
 use std::io::IsTerminal;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -23,7 +24,8 @@ pub enum ProgressMode {
 
 /// A progress display fed from the live [`Metrics`]; stop it before printing the summary.
 pub struct ProgressDisplay {
-    stop: Arc<AtomicBool>,
+    /// Dropping the sender wakes the display at once, so stopping never waits a tick.
+    stop: Option<mpsc::Sender<()>>,
     handle: Option<JoinHandle<()>>,
 }
 
@@ -34,7 +36,7 @@ impl ProgressDisplay {
         files_known: Box<dyn Fn() -> Option<u64> + Send>,
         mode: ProgressMode,
     ) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
+        let (stop, stopped) = mpsc::channel::<()>();
         let bar = match mode {
             ProgressMode::Off => None,
             ProgressMode::Log => Some(false),
@@ -42,19 +44,24 @@ impl ProgressDisplay {
             ProgressMode::Auto => Some(std::io::stderr().is_terminal()),
         };
         let Some(bar) = bar else {
-            return ProgressDisplay { stop, handle: None };
+            return ProgressDisplay {
+                stop: None,
+                handle: None,
+            };
         };
-        let flag = stop.clone();
         let handle = std::thread::Builder::new()
             .name("progress".into())
-            .spawn(move || show(metrics, files_known, bar, flag))
+            .spawn(move || show(metrics, files_known, bar, stopped))
             .ok();
-        ProgressDisplay { stop, handle }
+        ProgressDisplay {
+            stop: Some(stop),
+            handle,
+        }
     }
 
     /// Stops and clears the display.
     pub fn stop(mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        drop(self.stop.take());
         if let Some(h) = self.handle.take() {
             let _ = h.join();
         }
@@ -65,7 +72,7 @@ fn show(
     metrics: Arc<Metrics>,
     files_known: Box<dyn Fn() -> Option<u64> + Send>,
     bar: bool,
-    stop: Arc<AtomicBool>,
+    stopped: mpsc::Receiver<()>,
 ) {
     let started = Instant::now();
     let pb = bar.then(|| {
@@ -80,8 +87,9 @@ fn show(
     });
     let log_every = Duration::from_secs(10);
     let mut last_log = Instant::now();
-    while !stop.load(Ordering::Relaxed) {
-        std::thread::sleep(Duration::from_millis(100));
+    while let Err(mpsc::RecvTimeoutError::Timeout) =
+        stopped.recv_timeout(Duration::from_millis(100))
+    {
         let secs = started.elapsed().as_secs_f64().max(1e-3);
         let rows = metrics.rows_read();
         let mb = metrics.bytes_read.load(Ordering::Relaxed) as f64 / 1e6;
