@@ -1,0 +1,673 @@
+//! Loading from each format, the errors operators see, the registry and the sample tables.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray,
+};
+use arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema};
+use parquet::arrow::ArrowWriter;
+use pf_enrichment::{EnrichmentTable, EnrichmentTables, TableConfig, TableFormat, TableKind};
+use pf_error::PfError;
+
+fn config(name: &str, kind: TableKind, path: &Path, key: &str, values: &[&str]) -> TableConfig {
+    TableConfig {
+        name: name.to_owned(),
+        kind,
+        path: path.to_owned(),
+        format: None,
+        key: key.to_owned(),
+        values: values.iter().map(|v| (*v).to_owned()).collect(),
+    }
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    fs::write(&p, text).unwrap();
+    p
+}
+
+fn write_parquet(path: &Path, batch: &RecordBatch) {
+    let mut w =
+        ArrowWriter::try_new(fs::File::create(path).unwrap(), batch.schema(), None).unwrap();
+    w.write(batch).unwrap();
+    w.close().unwrap();
+}
+
+fn load_err(cfg: &TableConfig) -> String {
+    EnrichmentTable::load(cfg).unwrap_err().to_string()
+}
+
+#[test]
+fn csv_cidr_table_with_selected_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(
+        dir.path(),
+        "geo.csv",
+        "network,country,city,asn\n10.0.0.0/8,US,,64500\n10.1.0.0/16,\"GB\",\"London, City\",64501\n",
+    );
+    let t = EnrichmentTable::load(&config(
+        "geo",
+        TableKind::Cidr,
+        &p,
+        "network",
+        &["city", "country"],
+    ))
+    .unwrap();
+    assert_eq!(t.name(), "geo");
+    assert_eq!(t.kind(), TableKind::Cidr);
+    assert_eq!(t.len(), 2);
+    let names: Vec<_> = t
+        .values()
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    assert_eq!(names, ["city", "country"]);
+    assert_eq!(t.values().num_rows(), 2);
+    assert_eq!(t.lookup_value("10.1.2.3", "city"), Some("London, City"));
+    assert_eq!(
+        t.lookup_value("10.2.2.3", "city"),
+        None,
+        "empty cell is null"
+    );
+    assert_eq!(t.lookup_value("10.2.2.3", "country"), Some("US"));
+    assert_eq!(t.lookup_value("10.2.2.3", "asn"), None, "not selected");
+    assert_eq!(t.keys().value(1), "10.1.0.0/16");
+    assert_eq!(t.column_index("country"), Some(1));
+
+    // No values configured: every other column, in file order.
+    let t = EnrichmentTable::load(&config("geo", TableKind::Cidr, &p, "network", &[])).unwrap();
+    let names: Vec<_> = t
+        .values()
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    assert_eq!(names, ["country", "city", "asn"]);
+    assert_eq!(t.lookup_value("10.1.0.1", "asn"), Some("64501"));
+}
+
+#[test]
+fn ndjson_exact_table_infers_types() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(
+        dir.path(),
+        "users.jsonl",
+        concat!(
+            r#"{"id":"acct-0000001","score":1,"ratio":0.5,"vip":true,"tier":"low","extra":[1]}"#,
+            "\n\n",
+            r#"{"tier":2,"id":7,"score":null,"ratio":2,"vip":false,"extra":{"a":1}}"#,
+            "\n",
+            r#"{"id":"acct-0000003","score":-4,"vip":null}"#,
+            "\n"
+        ),
+    );
+    let t = EnrichmentTable::load(&config("users", TableKind::Exact, &p, "id", &[])).unwrap();
+    assert_eq!(t.len(), 3);
+    let v = t.values();
+    let names: Vec<_> = v
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    assert_eq!(names, ["score", "ratio", "vip", "tier", "extra"]);
+    assert_eq!(v.column(0).data_type(), &DataType::Int64);
+    assert_eq!(v.column(1).data_type(), &DataType::Float64);
+    assert_eq!(v.column(2).data_type(), &DataType::Boolean);
+    assert_eq!(v.column(3).data_type(), &DataType::Utf8);
+    assert_eq!(v.column(4).data_type(), &DataType::Utf8);
+    let score = v.column(0).as_primitive::<Int64Type>();
+    assert_eq!(
+        score.iter().collect::<Vec<_>>(),
+        vec![Some(1), None, Some(-4)]
+    );
+    let ratio = v.column(1).as_primitive::<Float64Type>();
+    assert_eq!(
+        ratio.iter().collect::<Vec<_>>(),
+        vec![Some(0.5), Some(2.0), None]
+    );
+    assert_eq!(
+        t.lookup_row("7"),
+        Some(1),
+        "numeric keys are matched as text"
+    );
+    assert_eq!(t.lookup_value("7", "tier"), Some("2"));
+    assert_eq!(t.lookup_value("7", "extra"), Some(r#"{"a":1}"#));
+    assert_eq!(t.lookup_value("acct-0000001", "vip"), Some("true"));
+    assert_eq!(t.lookup_value("acct-0000001", "score"), Some("1"));
+    assert_eq!(t.lookup_value("acct-0000003", "ratio"), None);
+
+    // Configured values pick and order columns.
+    let t = EnrichmentTable::load(&config(
+        "users",
+        TableKind::Exact,
+        &p,
+        "id",
+        &["tier", "score"],
+    ))
+    .unwrap();
+    let names: Vec<_> = t
+        .values()
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    assert_eq!(names, ["tier", "score"]);
+}
+
+#[test]
+fn parquet_keeps_types_and_accepts_integer_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("t.parquet");
+    let batch = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![
+            Field::new("unused", DataType::Utf8, true),
+            Field::new("id", DataType::Int64, false),
+            Field::new("score", DataType::Float64, true),
+            Field::new("flag", DataType::Boolean, true),
+            Field::new("label", DataType::Utf8, true),
+        ])),
+        vec![
+            Arc::new(StringArray::from(vec!["x", "y", "z"])) as ArrayRef,
+            Arc::new(Int64Array::from(vec![10, 20, 10])),
+            Arc::new(Float64Array::from(vec![Some(1.5), None, Some(3.0)])),
+            Arc::new(BooleanArray::from(vec![true, false, true])),
+            Arc::new(StringArray::from(vec![Some("a"), Some("b"), None])),
+        ],
+    )
+    .unwrap();
+    write_parquet(&p, &batch);
+    let t = EnrichmentTable::load(&config(
+        "p",
+        TableKind::Exact,
+        &p,
+        "id",
+        &["label", "score", "flag"],
+    ))
+    .unwrap();
+    assert_eq!(t.len(), 3);
+    assert_eq!(t.values().column(1).data_type(), &DataType::Float64);
+    assert_eq!(t.lookup_row("10"), Some(2), "last duplicate wins");
+    assert_eq!(t.lookup_value("10", "score"), Some("3.0"));
+    assert_eq!(t.lookup_value("10", "label"), None);
+    assert_eq!(t.lookup_value("20", "label"), Some("b"));
+    assert_eq!(t.lookup_value("20", "flag"), Some("false"));
+    assert_eq!(t.duplicate_keys(), 1);
+
+    let rows = t.lookup_rows(&StringArray::from(vec![Some("20"), Some("30"), None]));
+    let taken = t.take_values(&rows).unwrap();
+    let score = taken.column(1).as_primitive::<Float64Type>();
+    assert_eq!(score.iter().collect::<Vec<_>>(), vec![None, None, None]);
+    let label = taken.column(0).as_string::<i32>();
+    assert_eq!(
+        label.iter().collect::<Vec<_>>(),
+        vec![Some("b"), None, None]
+    );
+
+    // Everything but the key, in file order.
+    let t = EnrichmentTable::load(&config("p", TableKind::Exact, &p, "id", &[])).unwrap();
+    let names: Vec<_> = t
+        .values()
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    assert_eq!(names, ["unused", "score", "flag", "label"]);
+}
+
+#[test]
+fn explicit_format_overrides_extension() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(dir.path(), "threats.txt", "ip,cat\n1.2.3.4,bad\n");
+    let mut cfg = config("t", TableKind::Cidr, &p, "ip", &[]);
+    let err = EnrichmentTable::load(&cfg).unwrap_err();
+    assert!(matches!(err, PfError::Config { .. }), "{err}");
+    cfg.format = Some(TableFormat::Csv);
+    let t = EnrichmentTable::load(&cfg).unwrap();
+    assert_eq!(t.lookup_value("1.2.3.4", "cat"), Some("bad"));
+}
+
+#[test]
+fn empty_tables_are_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let header_only = write(dir.path(), "h.csv", "network,country\n");
+    let zero_bytes = write(dir.path(), "z.csv", "");
+    let empty_ndjson = write(dir.path(), "e.ndjson", "\n\n");
+    let parquet = dir.path().join("e.parquet");
+    let batch = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![
+            Field::new("network", DataType::Utf8, false),
+            Field::new("country", DataType::Utf8, false),
+        ])),
+        vec![
+            Arc::new(StringArray::from(Vec::<&str>::new())) as ArrayRef,
+            Arc::new(StringArray::from(Vec::<&str>::new())),
+        ],
+    )
+    .unwrap();
+    write_parquet(&parquet, &batch);
+    for p in [&header_only, &zero_bytes, &empty_ndjson, &parquet] {
+        for kind in [TableKind::Cidr, TableKind::Exact] {
+            let t = EnrichmentTable::load(&config("e", kind, p, "network", &["country"]))
+                .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            assert!(t.is_empty());
+            assert_eq!(t.len(), 0);
+            assert_eq!(t.values().num_rows(), 0);
+            assert_eq!(t.values().num_columns(), 1);
+            assert_eq!(t.lookup_row("1.2.3.4"), None);
+            assert_eq!(t.lookup_value("1.2.3.4", "country"), None);
+            assert_eq!(
+                t.lookup_rows(&StringArray::from(vec!["1.2.3.4"]))
+                    .null_count(),
+                1
+            );
+        }
+    }
+}
+
+#[test]
+fn missing_and_unreadable_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.csv");
+    let err =
+        EnrichmentTable::load(&config("g", TableKind::Cidr, &missing, "network", &[])).unwrap_err();
+    assert!(matches!(err, PfError::NotFound { .. }), "{err}");
+    assert!(err.to_string().contains("nope.csv"), "{err}");
+
+    // A directory opens on Unix but cannot be read.
+    let as_dir = dir.path().join("dir.csv");
+    fs::create_dir(&as_dir).unwrap();
+    let err = load_err(&config("g", TableKind::Cidr, &as_dir, "network", &[]));
+    assert!(err.contains("dir.csv"), "{err}");
+    let as_dir = dir.path().join("dir.ndjson");
+    fs::create_dir(&as_dir).unwrap();
+    let err = load_err(&config("g", TableKind::Cidr, &as_dir, "network", &[]));
+    assert!(err.contains("dir.ndjson"), "{err}");
+
+    let not_parquet = write(dir.path(), "bad.parquet", "network,country\n1.2.3.4,US\n");
+    let err = EnrichmentTable::load(&config("g", TableKind::Cidr, &not_parquet, "network", &[]))
+        .unwrap_err();
+    assert!(matches!(err, PfError::InvalidData { .. }), "{err}");
+    assert!(err.to_string().contains("bad.parquet"), "{err}");
+}
+
+#[test]
+fn missing_key_and_unknown_value_columns_name_file_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = write(dir.path(), "geo.csv", "net,country\n1.2.3.4,US\n");
+    let err =
+        EnrichmentTable::load(&config("geo", TableKind::Cidr, &csv, "network", &[])).unwrap_err();
+    assert!(matches!(err, PfError::Schema { .. }), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("geo.csv") && msg.contains("`network`"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("`net`") && msg.contains("`country`"),
+        "lists the columns: {msg}"
+    );
+
+    let msg = load_err(&config(
+        "geo",
+        TableKind::Cidr,
+        &csv,
+        "net",
+        &["country", "city"],
+    ));
+    assert!(
+        msg.contains("geo.csv") && msg.contains("unknown value column `city`"),
+        "{msg}"
+    );
+
+    let nd = write(
+        dir.path(),
+        "geo.ndjson",
+        "{\"net\":\"1.2.3.4\",\"country\":\"US\"}\n",
+    );
+    let msg = load_err(&config(
+        "geo",
+        TableKind::Cidr,
+        &nd,
+        "net",
+        &["country", "city"],
+    ));
+    assert!(
+        msg.contains("geo.ndjson") && msg.contains("unknown value column `city`"),
+        "{msg}"
+    );
+    let msg = load_err(&config("geo", TableKind::Cidr, &nd, "network", &[]));
+    assert!(
+        msg.contains("geo.ndjson:1") && msg.contains("`network`"),
+        "{msg}"
+    );
+
+    let pq = dir.path().join("geo.parquet");
+    let batch = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![Field::new("net", DataType::Utf8, false)])),
+        vec![Arc::new(StringArray::from(vec!["1.2.3.4"])) as ArrayRef],
+    )
+    .unwrap();
+    write_parquet(&pq, &batch);
+    let msg = load_err(&config("geo", TableKind::Cidr, &pq, "network", &[]));
+    assert!(
+        msg.contains("geo.parquet") && msg.contains("`network`"),
+        "{msg}"
+    );
+    let msg = load_err(&config("geo", TableKind::Cidr, &pq, "net", &["country"]));
+    assert!(
+        msg.contains("geo.parquet") && msg.contains("`country`"),
+        "{msg}"
+    );
+
+    let msg = load_err(&config(
+        "geo",
+        TableKind::Cidr,
+        &csv,
+        "net",
+        &["country", "country"],
+    ));
+    assert!(msg.contains("enrichment.tables.geo.values"), "{msg}");
+}
+
+#[test]
+fn bad_rows_name_file_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = write(
+        dir.path(),
+        "geo.csv",
+        "network,country\n10.0.0.0/8,US\n\"11.0.0.0/8\",GB\n10.0.0.300/8,FR\n",
+    );
+    let err =
+        EnrichmentTable::load(&config("geo", TableKind::Cidr, &csv, "network", &[])).unwrap_err();
+    assert!(matches!(err, PfError::InvalidData { .. }), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("geo.csv:4") && msg.contains("`network`") && msg.contains("10.0.0.300/8"),
+        "{msg}"
+    );
+    // The same file is a fine exact table.
+    assert!(EnrichmentTable::load(&config("geo", TableKind::Exact, &csv, "network", &[])).is_ok());
+
+    for (text, line, what) in [
+        ("network,country\n10.0.0.0/33,US\n", 2, "0..=32"),
+        ("network,country\n10.0.0.0/8,US\n,GB\n", 3, "empty key"),
+        (
+            "network,country\n10.0.0.0/8,US\n1.2.3.4,GB,extra\n",
+            3,
+            "field",
+        ),
+        ("network,country\n2001:db8::/129,US\n", 2, "0..=128"),
+    ] {
+        let p = write(dir.path(), "bad.csv", text);
+        let msg = load_err(&config("geo", TableKind::Cidr, &p, "network", &[]));
+        assert!(
+            msg.contains(&format!("bad.csv:{line}")) && msg.contains(what),
+            "{msg}"
+        );
+    }
+
+    let nd = write(
+        dir.path(),
+        "threats.ndjson",
+        "{\"ip\":\"1.2.3.4\"}\n\n{\"ip\":\"1.2.3.0/24\"}\n{\"ip\":\"1.2.3\"}\n",
+    );
+    let msg = load_err(&config("t", TableKind::Cidr, &nd, "ip", &[]));
+    assert!(
+        msg.contains("threats.ndjson:4") && msg.contains("`ip`"),
+        "{msg}"
+    );
+    for (text, line, what) in [
+        ("{\"ip\":\"1.2.3.4\"}\n{\"ip\":\"1.2.3.5\"\n", 2, "ndjson"),
+        ("{\"ip\":\"1.2.3.4\"}\n[1]\n", 2, "object"),
+        (
+            "{\"ip\":\"1.2.3.4\"}\n{\"ip\":true}\n",
+            2,
+            "string or a number",
+        ),
+        (
+            "{\"ip\":\"1.2.3.4\"}\n{\"ip\":null}\n",
+            2,
+            "string or a number",
+        ),
+        ("{\"ip\":\"1.2.3.4\"}\n{\"IP\":\"1.2.3.4\"}\n", 2, "missing"),
+    ] {
+        let p = write(dir.path(), "bad.ndjson", text);
+        let msg = load_err(&config("t", TableKind::Cidr, &p, "ip", &[]));
+        assert!(
+            msg.contains(&format!("bad.ndjson:{line}")) && msg.contains(what),
+            "{msg}"
+        );
+    }
+
+    let pq = dir.path().join("threats.parquet");
+    let batch = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![Field::new("ip", DataType::Utf8, true)])),
+        vec![Arc::new(StringArray::from(vec![Some("1.2.3.4"), Some("nope")])) as ArrayRef],
+    )
+    .unwrap();
+    write_parquet(&pq, &batch);
+    let msg = load_err(&config("t", TableKind::Cidr, &pq, "ip", &[]));
+    assert!(
+        msg.contains("threats.parquet row 2") && msg.contains("`ip`"),
+        "{msg}"
+    );
+    let batch = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![Field::new("ip", DataType::Utf8, true)])),
+        vec![Arc::new(StringArray::from(vec![Some("1.2.3.4"), None])) as ArrayRef],
+    )
+    .unwrap();
+    write_parquet(&pq, &batch);
+    let msg = load_err(&config("t", TableKind::Exact, &pq, "ip", &[]));
+    assert!(
+        msg.contains("threats.parquet row 2") && msg.contains("empty key"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn byte_order_marks_and_crlf_are_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = write(
+        dir.path(),
+        "bom.csv",
+        "\u{feff}network,country\r\n10.0.0.0/8,US\r\n",
+    );
+    let t = EnrichmentTable::load(&config("g", TableKind::Cidr, &csv, "network", &[])).unwrap();
+    assert_eq!(t.lookup_value("10.1.1.1", "country"), Some("US"));
+    let nd = write(
+        dir.path(),
+        "bom.ndjson",
+        "\u{feff}{\"network\":\"10.0.0.0/8\",\"country\":\"US\"}\r\n",
+    );
+    let t = EnrichmentTable::load(&config("g", TableKind::Cidr, &nd, "network", &[])).unwrap();
+    assert_eq!(t.lookup_value("10.1.1.1", "country"), Some("US"));
+}
+
+#[test]
+fn non_utf8_csv_is_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("bin.csv");
+    fs::write(&p, b"network,country\n1.2.3.4,\xff\xfe\n").unwrap();
+    let msg = load_err(&config("g", TableKind::Cidr, &p, "network", &[]));
+    assert!(msg.contains("bin.csv:2"), "{msg}");
+}
+
+#[test]
+fn registry_loads_in_parallel_and_rejects_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = write(dir.path(), "a.csv", "k,v\nx,1\n");
+    let b = write(dir.path(), "b.ndjson", "{\"k\":\"10.0.0.0/8\",\"v\":2}\n");
+    let c = write(dir.path(), "c.csv", "k,v\ny,3\n");
+    let tables = EnrichmentTables::load(&[
+        config("a", TableKind::Exact, &a, "k", &[]),
+        config("b", TableKind::Cidr, &b, "k", &[]),
+        config("c", TableKind::Exact, &c, "k", &[]),
+    ])
+    .unwrap();
+    assert_eq!(tables.len(), 3);
+    assert_eq!(tables.names().collect::<Vec<_>>(), ["a", "b", "c"]);
+    assert_eq!(tables.get("a").unwrap().lookup_value("x", "v"), Some("1"));
+    assert_eq!(
+        tables.get("b").unwrap().lookup_value("10.2.3.4", "v"),
+        Some("2")
+    );
+    assert!(tables.get("d").is_none());
+    let shared = Arc::clone(tables.get("c").unwrap());
+    assert_eq!(shared.lookup_row("y"), Some(0));
+
+    let err = EnrichmentTables::load(&[
+        config("a", TableKind::Exact, &a, "k", &[]),
+        config("a", TableKind::Exact, &c, "k", &[]),
+    ])
+    .unwrap_err();
+    assert!(matches!(err, PfError::Config { .. }), "{err}");
+    assert!(err.to_string().contains("`a`"), "{err}");
+
+    // The first failing table in configuration order is reported.
+    let err = EnrichmentTables::load(&[
+        config("a", TableKind::Exact, &a, "k", &[]),
+        config(
+            "m1",
+            TableKind::Exact,
+            &dir.path().join("missing1.csv"),
+            "k",
+            &[],
+        ),
+        config(
+            "m2",
+            TableKind::Exact,
+            &dir.path().join("missing2.csv"),
+            "k",
+            &[],
+        ),
+    ])
+    .unwrap_err();
+    assert!(err.to_string().contains("missing1.csv"), "{err}");
+
+    assert!(EnrichmentTables::load(&[]).unwrap().is_empty());
+    let t = EnrichmentTable::load(&config("a", TableKind::Exact, &a, "k", &[])).unwrap();
+    let err = EnrichmentTables::from_tables([t.clone(), t]).unwrap_err();
+    assert!(matches!(err, PfError::Config { .. }), "{err}");
+}
+
+fn samples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../config/enrichment")
+}
+
+fn sample_configs() -> Vec<TableConfig> {
+    let dir = samples();
+    vec![
+        config("geo", TableKind::Cidr, &dir.join("geo.csv"), "network", &[]),
+        config(
+            "threats",
+            TableKind::Cidr,
+            &dir.join("threats.csv"),
+            "network",
+            &[],
+        ),
+        config(
+            "users",
+            TableKind::Exact,
+            &dir.join("users.csv"),
+            "account_id",
+            &[],
+        ),
+    ]
+}
+
+#[test]
+fn sample_tables_load_and_answer() {
+    let tables = EnrichmentTables::load(&sample_configs()).unwrap();
+    let geo = tables.get("geo").unwrap();
+    let threats = tables.get("threats").unwrap();
+    let users = tables.get("users").unwrap();
+    for t in [geo, threats, users] {
+        assert!((30..=80).contains(&t.len()), "{}: {}", t.name(), t.len());
+        assert_eq!(t.duplicate_keys(), 0, "{}", t.name());
+    }
+
+    assert_eq!(geo.lookup_value("81.2.69.161", "city"), Some("Glasgow"));
+    assert_eq!(geo.lookup_value("81.2.69.170", "city"), Some("Leeds"));
+    assert_eq!(geo.lookup_value("81.2.69.1", "city"), Some("Manchester"));
+    assert_eq!(geo.lookup_value("81.200.1.1", "city"), Some("London"));
+    assert_eq!(
+        geo.lookup_value("::ffff:81.2.69.161", "country"),
+        Some("GB")
+    );
+    assert_eq!(
+        geo.lookup_value("2a02:c7f:8000::1", "city"),
+        Some("Birmingham")
+    );
+    assert_eq!(geo.lookup_value("10.0.0.1", "country"), None);
+    assert_eq!(geo.lookup_value("8.8.8.8", "asn"), Some("15169"));
+
+    assert_eq!(
+        threats.lookup_value("95.214.53.17", "category"),
+        Some("malware_c2")
+    );
+    assert_eq!(
+        threats.lookup_value("95.214.53.18", "category"),
+        Some("tor_exit")
+    );
+    assert_eq!(threats.lookup_value("81.2.69.161", "category"), None);
+
+    assert_eq!(
+        users.lookup_value("acct-0000000", "home_country"),
+        Some("SE")
+    );
+    assert!(users.lookup_value("acct-0000039", "risk_tier").is_some());
+    assert!(users.lookup_row("acct-0000040").is_none());
+
+    // The samples follow the generators' layout: every geo row has its block's country,
+    // every threat lies in threat space, and users match the generator for seed 42.
+    let countries = geo.column("country").unwrap().as_string::<i32>().clone();
+    for (key, country) in geo.keys().iter().zip(countries.iter()) {
+        let addr = key.unwrap().split('/').next().unwrap().parse().unwrap();
+        assert_eq!(
+            pf_enrichment::generate::geo_country(addr),
+            country,
+            "{key:?}"
+        );
+    }
+    for key in threats.keys().iter().flatten() {
+        let addr: std::net::IpAddr = key.split('/').next().unwrap().parse().unwrap();
+        let home = match addr {
+            std::net::IpAddr::V4(v4) => {
+                !pf_enrichment::generate::THREAT_V4_OCTETS.contains(&v4.octets()[0])
+            }
+            std::net::IpAddr::V6(v6) => {
+                v6.segments()[0] != pf_enrichment::generate::THREAT_V6_GROUP
+            }
+        };
+        assert!(!home, "{key} is outside threat space");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let generated = dir.path().join("users.csv");
+    pf_enrichment::write_users_table(&generated, 40, 42).unwrap();
+    assert_eq!(
+        fs::read_to_string(generated).unwrap(),
+        fs::read_to_string(samples().join("users.csv")).unwrap(),
+        "config/enrichment/users.csv is the first 40 generated users of seed 42"
+    );
+}
+
+#[test]
+fn config_deserializes_from_yaml_like_json() {
+    let cfgs: Vec<TableConfig> = serde_json::from_str(
+        r#"[{"name":"geo","kind":"cidr","path":"geo.parquet","key":"network","values":["country"]},
+            {"name":"users","kind":"exact","path":"u.data","format":"ndjson","key":"account_id"}]"#,
+    )
+    .unwrap();
+    assert_eq!(cfgs[0].resolved_format().unwrap(), TableFormat::Parquet);
+    assert_eq!(cfgs[1].resolved_format().unwrap(), TableFormat::Ndjson);
+    assert_eq!(cfgs[0].values, ["country"]);
+}
