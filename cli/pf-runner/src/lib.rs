@@ -69,7 +69,8 @@ pub fn run_deployment(
         ProgressDisplay::start(deployment.metrics.clone(), files_known, deployment.progress);
     let result = deployment.worker.run();
     progress.stop();
-    let summary = result?;
+    let mut summary = result?;
+    deployment.add_rule_figures(&mut summary);
     if deployment.record_dlq.written() > 0 {
         tracing::warn!(
             records = deployment.record_dlq.written(),

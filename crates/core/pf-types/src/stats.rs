@@ -1,3 +1,4 @@
+use std::collections::BTreeMap;
 use std::ops::AddAssign;
 
 use serde::{Deserialize, Serialize};
@@ -75,6 +76,19 @@ pub struct RunSummary {
     pub peak_rss_mb: Option<f64>,
     /// Files that failed, with their errors.
     pub failures: Vec<FileFailure>,
+    /// Rows each fraud rule fired on (present when rules are configured).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub fraud_by_rule: BTreeMap<String, u64>,
+    /// Rule firings by the rules' severity (`low`, `medium`, `high`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub fraud_by_severity: BTreeMap<String, u64>,
+    /// Per rule, the share of rows labelled with it (input column `label_rules`) that it
+    /// fired on; present only when the input carries ground-truth labels.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub recall_by_rule: BTreeMap<String, f64>,
+    /// Per rule, the share of its firings on rows labelled with it (see `recall_by_rule`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub precision_by_rule: BTreeMap<String, f64>,
 }
 
 impl RunSummary {

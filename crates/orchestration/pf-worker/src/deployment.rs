@@ -4,9 +4,12 @@ use std::time::Duration;
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 
 use pf_accumulator::ChunkLimits;
-use pf_config::{AlertDestination, Config, Destination, FieldType, Progress};
+use pf_config::{
+    AlertDestination, Config, Destination, FieldType, Progress, TableFormatSpec, TableKindSpec,
+};
 use pf_coordinator::MemoryMetadataStore;
 use pf_dlq::FileRecordDlq;
+use pf_enrichment::{EnrichmentTables, TableConfig, TableFormat, TableKind};
 use pf_error::{PfError, Result};
 use pf_file_processor::SharedParts;
 use pf_indexer_stdout::{AlertTarget, LocalDestination, LocalIndexerFactory, NdjsonAlertSink};
@@ -14,7 +17,9 @@ use pf_metrics::Metrics;
 use pf_reader_ndjson::{NdjsonReader, NdjsonReaderOptions};
 use pf_reader_parquet::{ParquetReader, ParquetReaderOptions};
 use pf_storage::ObjectSources;
-use pf_traits::{IdentityTransform, IndexerFactory, MetadataStore, WorkQueue};
+use pf_traits::{IndexerFactory, MetadataStore, WorkQueue};
+use pf_transform::{RuleTally, ScriptEngine, ScriptLimits, TransformStage};
+use pf_types::RunSummary;
 
 use crate::{Backoff, ProgressMode, Worker, WorkerSettings, default_worker_id};
 
@@ -32,6 +37,31 @@ pub struct Deployment {
     pub destination: &'static str,
     /// How to show progress.
     pub progress: ProgressMode,
+    /// Per-rule counts, when fraud rules are configured.
+    pub rule_tally: Option<Arc<RuleTally>>,
+}
+
+impl Deployment {
+    /// Adds the fraud-rule figures (by rule, by severity, precision and recall against
+    /// ground-truth labels) to a finished run's summary.
+    pub fn add_rule_figures(&self, summary: &mut RunSummary) {
+        let Some(tally) = &self.rule_tally else {
+            return;
+        };
+        for (rule, (severity, counts)) in tally.snapshot() {
+            summary.fraud_by_rule.insert(rule.clone(), counts.fired);
+            *summary
+                .fraud_by_severity
+                .entry(severity.as_str().to_owned())
+                .or_default() += counts.fired;
+            if let Some(r) = counts.recall() {
+                summary.recall_by_rule.insert(rule.clone(), r);
+            }
+            if let Some(p) = counts.precision() {
+                summary.precision_by_rule.insert(rule, p);
+            }
+        }
+    }
 }
 
 /// Builds every component the config names around `queue`.
@@ -99,15 +129,10 @@ pub fn deploy(config: &Config, queue: Arc<dyn WorkQueue>) -> Result<Deployment> 
         idle_exit: w.idle_exit_secs.map(Duration::from_secs),
         ..WorkerSettings::default()
     };
+    let stage = transform_stage(config)?;
+    let rule_tally = (!stage.is_identity()).then(|| stage.tally());
     let destination = indexers.name();
-    let worker = Worker::new(
-        settings,
-        queue,
-        metadata,
-        parts,
-        Arc::new(IdentityTransform),
-        indexers,
-    );
+    let worker = Worker::new(settings, queue, metadata, parts, Arc::new(stage), indexers);
     let progress = match w.progress {
         Progress::Auto => ProgressMode::Auto,
         Progress::Always => ProgressMode::Bar,
@@ -120,7 +145,48 @@ pub fn deploy(config: &Config, queue: Arc<dyn WorkQueue>) -> Result<Deployment> 
         alerts,
         destination,
         progress,
+        rule_tally,
     })
+}
+
+/// Loads the enrichment tables and compiles the script and rules of `transform`.
+fn transform_stage(config: &Config) -> Result<TransformStage> {
+    let t = &config.transform;
+    let tables: Vec<TableConfig> = t
+        .tables
+        .iter()
+        .map(|s| TableConfig {
+            name: s.name.clone(),
+            kind: match s.kind {
+                TableKindSpec::Cidr => TableKind::Cidr,
+                TableKindSpec::Exact => TableKind::Exact,
+            },
+            path: s.path.clone(),
+            format: s.format.map(|f| match f {
+                TableFormatSpec::Csv => TableFormat::Csv,
+                TableFormatSpec::Ndjson => TableFormat::Ndjson,
+                TableFormatSpec::Parquet => TableFormat::Parquet,
+            }),
+            key: s.key.clone(),
+            values: s.values.clone(),
+        })
+        .collect();
+    let tables = EnrichmentTables::load(&tables)?;
+    for table in tables.iter() {
+        tracing::info!(
+            table = table.name(),
+            entries = table.len(),
+            "enrichment table loaded"
+        );
+    }
+    let engine = ScriptEngine::new(
+        tables.clone(),
+        ScriptLimits {
+            max_operations: t.max_operations,
+            ..ScriptLimits::default()
+        },
+    )?;
+    TransformStage::new(&engine, t.script.as_deref(), t.rules.as_deref(), &tables)
 }
 
 fn ndjson_schema(config: &Config) -> Option<arrow::datatypes::SchemaRef> {

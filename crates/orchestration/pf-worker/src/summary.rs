@@ -34,6 +34,24 @@ pub fn render_summary(s: &RunSummary, destination: &str) -> String {
     if let Some(rss) = s.peak_rss_mb {
         let _ = writeln!(out, "memory     peak RSS {rss:.1} MiB");
     }
+    for (rule, fired) in &s.fraud_by_rule {
+        let mut line = format!("rule       {rule:<16} {fired:>10} rows");
+        if let Some(r) = s.recall_by_rule.get(rule) {
+            let _ = write!(line, "  recall {r:.4}");
+        }
+        if let Some(p) = s.precision_by_rule.get(rule) {
+            let _ = write!(line, "  precision {p:.4}");
+        }
+        let _ = writeln!(out, "{line}");
+    }
+    if !s.fraud_by_severity.is_empty() {
+        let by: Vec<String> = s
+            .fraud_by_severity
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        let _ = writeln!(out, "severity   {}", by.join(", "));
+    }
     for f in &s.failures {
         let _ = writeln!(
             out,

@@ -11,21 +11,46 @@
 //! * **unusual_hour** — each day of the span has an active period 05:00–01:00 (next day)
 //!   and a night 01:00–05:00 UTC. Normal and burst rows get times inside the active
 //!   period only; the planted rows (~0.5 %) are the night's rows.
-//! * **rapid_activity** — within a file, rows are in non-decreasing timestamp order
-//!   (slots spread evenly over the active period, then the night). For every account the
-//!   generator remembers the times of its last four rows. A normal row may only go to an
-//!   account whose fourth-latest row is more than 60 s older than the new row; because
-//!   times never decrease, this checks every 60-s window at the moment its latest row is
-//!   written, so no window of five rows can end in a normal row. A burst (5–8 consecutive
-//!   rows of one account, ≤ 49 s) only starts on an account whose latest row is more
-//!   than 60 s older than the burst, so no earlier row shares a window with it, and rows
-//!   after it fall under the normal-row check. Hence the rows in some ≥ 5-in-60 s window
-//!   are exactly the burst rows. Accounts are disjoint between files, so a window can
-//!   never straddle files either. An account that passes the check always exists: a
-//!   file has at least 1,000 accounts, and the span grows with the row count (30 days per
-//!   million rows), so a 60-s window holds a few dozen rows at most.
+//! * **rapid_activity** — the label is the streaming rule's definition: the row's own
+//!   trailing window `[t − 60 s, t]` (inclusive) holds at least five rows of its account,
+//!   counting the row itself and earlier rows. Within a file rows are in non-decreasing
+//!   timestamp order (slots spread evenly over the active period, then the night), and
+//!   accounts are disjoint between files, so "earlier" is the same in stream order and in
+//!   time order, and the generator, which remembers the times of every account's latest
+//!   four rows, computes the label directly: a row is labelled exactly when its account's
+//!   fourth-latest earlier row is at or after `t − 60 s`. Planting decides where that
+//!   happens: a normal row may only go to an account whose fourth-latest row is more than
+//!   60 s older, so its window holds at most four rows; a burst (5–8 consecutive rows of
+//!   one account, ≤ 49 s, ~1 % of rows) only starts on an account whose latest row is more
+//!   than 60 s older, so the `k`-th burst row's window holds exactly `k` rows. Hence the
+//!   labelled rows are exactly the 5th and later rows of the bursts (~0.4 % of rows); the
+//!   first four rows of each burst are unlabelled near misses. An account that passes the
+//!   check always exists: a file has at least 1,000 accounts, and the span grows with the
+//!   row count (30 days per million rows), so a 60-s window holds a few dozen rows at most.
+//! * **geo_mismatch** and **threat_ip** — these follow the address layout of
+//!   [`pf_enrichment::generate`], so they are exact against the geo, users and threat
+//!   tables it writes (for any seed and any table size of at least 49 geo rows and 6
+//!   threat rows; see [`crate::tables`]). Account `n` is `acct-%07d` with home country
+//!   [`user_home_country`]`(seed, n)`, the users table's formula. Normal rows take their
+//!   `source_ip` from the home country's space ([`home_v4_octets`], [`home_v6_groups`]):
+//!   the account's fixed home address (~79 %), another address in home space (~17 %) or
+//!   a home IPv6 address (~3 %; IPv4 for countries without IPv6 space). Planted
+//!   geo-mismatch rows (~0.5 %) draw the address from another home country's space (10 %
+//!   of them IPv6), never from threat space; planted threat rows (~0.3 %) draw it inside
+//!   a [`THREAT_ANCHORS`] prefix, which every generated threat table lists. The labels are
+//!   then computed for *every* row from its final address: `geo_mismatch` when
+//!   [`geo_country`]`(ip)` differs from the home country, `threat_ip` when the address
+//!   lies in an anchor prefix. Threat tables list nothing outside threat space, which
+//!   only threat rows use, so "in an anchor" equals "on the threat list" for every row.
+//!   Threat space lies in countries that are nobody's home, so threat rows are also
+//!   geo-mismatch rows and carry both labels.
+//!
+//! The `country` column is the *merchant's* country (the account's home country for ~92 %
+//! of rows, else a weighted random one, e.g. a cross-border purchase), and `currency`
+//! follows it; neither is derived from `source_ip` nor used by any label.
 
-use std::sync::Arc;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::{Arc, OnceLock};
 
 use arrow::array::{
     ArrayRef, BooleanArray, BooleanBufferBuilder, Float64Array, RecordBatch, StringArray,
@@ -33,6 +58,10 @@ use arrow::array::{
 };
 use arrow::buffer::{Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow::datatypes::SchemaRef;
+
+use pf_enrichment::generate::{
+    HOME_COUNTRIES, THREAT_ANCHORS, geo_country, home_v4_octets, home_v6_groups, user_home_country,
+};
 
 use crate::pattern::{LabelSet, Pattern, label_table};
 use crate::plan::FilePlan;
@@ -75,7 +104,20 @@ const P_LOCAL_CURRENCY: u64 = probability(900_000);
 const MERCHANTS: u64 = 20_000;
 const HOT_MERCHANTS: u64 = 1_000;
 
-/// Country weights sum to 100; each country pays in its local currency.
+/// Shares of the `source_ip` kinds, per million rows (cumulative bounds, in this order):
+/// planted threat addresses, planted foreign (geo-mismatch) addresses, then the normal
+/// kinds: the account's fixed home address, another home-space IPv4 address, and home
+/// IPv6 for the rest.
+const IP_THREAT_PER_MILLION: u64 = 3_000;
+const IP_FOREIGN_PER_MILLION: u64 = IP_THREAT_PER_MILLION + 5_000;
+const IP_HOME_FIXED_PER_MILLION: u64 = 800_000;
+const IP_HOME_V4_PER_MILLION: u64 = 970_000;
+/// Planted foreign addresses that are IPv6, in percent.
+const FOREIGN_V6_PERCENT: u64 = 10;
+
+/// Country weights sum to 100; each country pays in its local currency. Codes and weights
+/// are pf-enrichment's [`HOME_COUNTRIES`] (checked at compile time), so an index into
+/// this table is also an index into that one.
 const COUNTRIES: [(&str, &str, u8); 16] = [
     ("US", "USD", 40),
     ("GB", "GBP", 10),
@@ -94,6 +136,17 @@ const COUNTRIES: [(&str, &str, u8); 16] = [
     ("MX", "MXN", 2),
     ("IN", "INR", 2),
 ];
+
+const _: () = {
+    let mut i = 0;
+    assert!(COUNTRIES.len() == HOME_COUNTRIES.len());
+    while i < COUNTRIES.len() {
+        let (a, b) = (COUNTRIES[i].0.as_bytes(), HOME_COUNTRIES[i].0.as_bytes());
+        assert!(a.len() == 2 && b.len() == 2 && a[0] == b[0] && a[1] == b[1]);
+        assert!(COUNTRIES[i].2 == HOME_COUNTRIES[i].1);
+        i += 1;
+    }
+};
 
 /// Country index by percentile, so a weighted draw is one table lookup.
 static COUNTRY_BY_PERCENT: [u8; 100] = {
@@ -156,23 +209,145 @@ const AMOUNT_BUCKETS: [(u64, u64, u64); 10] = [
     (300_000, HIGH_VALUE_CENTS as u64 + 1, 5),
 ];
 
-/// First octets of ordinary public unicast space (no private, loopback, link-local,
-/// CGNAT, documentation or multicast ranges), so addresses look real to CIDR tables.
-const PUBLIC_FIRST_OCTETS: [u8; 32] = [
-    3, 5, 8, 12, 13, 18, 23, 24, 31, 34, 35, 37, 45, 46, 50, 52, 54, 62, 66, 69, 73, 77, 81, 85,
-    91, 98, 104, 142, 151, 178, 185, 212,
-];
+/// The address space of one home country under pf-enrichment's layout.
+struct CountrySpace {
+    /// First octets of `/8`s that resolve to the country ([`home_v4_octets`]).
+    home_v4: Vec<u8>,
+    /// First groups of IPv6 `/16`s that resolve to it ([`home_v6_groups`]; may be empty).
+    home_v6: Vec<u16>,
+    /// First octets of the other home countries' `/8`s (never threat space).
+    foreign_v4: Vec<u8>,
+    /// First groups of the other home countries' IPv6 `/16`s (never threat space).
+    foreign_v6: Vec<u16>,
+}
 
-const IPV6_PREFIXES: [u16; 8] = [
-    0x2001, 0x2400, 0x2600, 0x2604, 0x2a00, 0x2a01, 0x2a02, 0x2c0f,
-];
+/// One [`THREAT_ANCHORS`] prefix, parsed.
+struct Anchor {
+    ip: Ip,
+    len: u32,
+}
+
+/// A generated address, kept numeric until it is written.
+///
+/// IPv6 addresses are only ever built with groups 4–6 zero (see [`v6`]), the form
+/// [`push_ip`] writes as `g0:g1:g2:g3::g7`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Ip {
+    V4(u32),
+    V6(u128),
+}
+
+impl Ip {
+    fn addr(self) -> IpAddr {
+        match self {
+            Ip::V4(v4) => IpAddr::V4(Ipv4Addr::from(v4)),
+            Ip::V6(v6) => IpAddr::V6(Ipv6Addr::from(v6)),
+        }
+    }
+}
+
+/// An IPv6 address `g0:g1:g2:g3::g7` (groups 4–6 zero).
+const fn v6(g: [u16; 4], last: u16) -> u128 {
+    (g[0] as u128) << 112
+        | (g[1] as u128) << 96
+        | (g[2] as u128) << 80
+        | (g[3] as u128) << 64
+        | last as u128
+}
+
+/// The layout-derived address spaces, by index into [`COUNTRIES`], and the parsed threat
+/// anchors; built once from pf-enrichment's layout functions.
+struct Layout {
+    spaces: Vec<CountrySpace>,
+    anchors: Vec<Anchor>,
+}
+
+fn layout() -> &'static Layout {
+    static LAYOUT: OnceLock<Layout> = OnceLock::new();
+    LAYOUT.get_or_init(|| {
+        let spaces = HOME_COUNTRIES
+            .iter()
+            .map(|&(code, _)| {
+                let others = HOME_COUNTRIES.iter().filter(|c| c.0 != code);
+                CountrySpace {
+                    home_v4: home_v4_octets(code),
+                    home_v6: home_v6_groups(code),
+                    foreign_v4: others.clone().flat_map(|c| home_v4_octets(c.0)).collect(),
+                    foreign_v6: others.flat_map(|c| home_v6_groups(c.0)).collect(),
+                }
+            })
+            .collect();
+        let anchors = THREAT_ANCHORS
+            .iter()
+            .map(|&(prefix, _, _)| {
+                let (addr, len) = prefix.split_once('/').expect("anchors are CIDR prefixes");
+                let len: u32 = len.parse().expect("anchor prefix length");
+                let ip = match addr.parse::<IpAddr>().expect("anchor address") {
+                    IpAddr::V4(a) => Ip::V4(u32::from(a)),
+                    IpAddr::V6(a) => {
+                        // Addresses inside are built as `g0:g1:g2:g3::g7`, so the prefix
+                        // must not reach into groups 4–7.
+                        assert!(len <= 64, "IPv6 anchor longer than /64: {prefix}");
+                        Ip::V6(u128::from(a))
+                    }
+                };
+                Anchor { ip, len }
+            })
+            .collect();
+        Layout { spaces, anchors }
+    })
+}
+
+/// Whether `ip` lies in one of the [`THREAT_ANCHORS`] prefixes.
+fn in_threat_anchor(anchors: &[Anchor], ip: Ip) -> bool {
+    anchors.iter().any(|a| match (a.ip, ip) {
+        (Ip::V4(net), Ip::V4(x)) => a.len == 0 || (net ^ x) >> (32 - a.len) == 0,
+        (Ip::V6(net), Ip::V6(x)) => a.len == 0 || (net ^ x) >> (128 - a.len) == 0,
+        _ => false,
+    })
+}
+
+/// An IPv4 address in the `/8` of `first`: the other octets from `h`, the last in 1–254.
+fn ipv4_in(first: u8, h: u64) -> u32 {
+    let last = 1 + ((h >> 40) % 254) as u8;
+    u32::from_be_bytes([first, (h >> 16) as u8, (h >> 24) as u8, last])
+}
+
+/// An IPv6 address in the `/16` of `group`, other groups from `h`.
+fn ipv6_in(group: u16, h: u64) -> u128 {
+    v6(
+        [group, (h >> 8) as u16, (h >> 24) as u16, (h >> 40) as u16],
+        (h >> 48) as u16 | 1,
+    )
+}
+
+/// Appends `ip` as text: a dotted quad, or `g0:g1:g2:g3::g7` for IPv6.
+#[inline]
+fn push_ip(out: &mut Vec<u8>, ip: Ip) {
+    match ip {
+        Ip::V4(v4) => text::push_ipv4(out, v4),
+        Ip::V6(v6) => {
+            debug_assert_eq!(v6 >> 16 & 0xFFFF_FFFF_FFFF, 0, "groups 4-6 must be zero");
+            for (i, shift) in [112u32, 96, 80, 64].into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b':');
+                }
+                text::push_hex_group(out, (v6 >> shift) as u16);
+            }
+            out.extend_from_slice(b"::");
+            text::push_hex_group(out, v6 as u16);
+        }
+    }
+}
 
 /// Per-account state: fixed home attributes and the times of the latest four rows.
 #[derive(Clone, Copy)]
 struct Account {
     /// Oldest first; `recent[0]` is the fourth-latest row.
     recent: [i64; 4],
+    /// The account's usual address, in its home country's IPv4 space.
     home_ip: u32,
+    /// Index into [`COUNTRIES`] (and [`HOME_COUNTRIES`]).
     home_country: u8,
 }
 
@@ -184,12 +359,6 @@ const TAG_TRANSACTION: u64 = u64::from_be_bytes(*b"pf-txid\0");
 
 /// Far enough in the past that no window check can see it, yet safe to subtract from.
 const NEVER: i64 = i64::MIN / 4;
-
-fn public_ipv4(h: u64) -> u32 {
-    let first = PUBLIC_FIRST_OCTETS[(h % PUBLIC_FIRST_OCTETS.len() as u64) as usize];
-    let last = 1 + ((h >> 40) % 254) as u8;
-    u32::from_be_bytes([first, (h >> 16) as u8, (h >> 24) as u8, last])
-}
 
 /// Where the stream is within the current day of the span.
 #[derive(Default)]
@@ -209,6 +378,8 @@ struct DayState {
 /// The burst in progress, if any.
 #[derive(Default)]
 struct Burst {
+    /// Rows of the burst written so far.
+    done: u64,
     left: u64,
     account: u32,
     ts: i64,
@@ -240,6 +411,7 @@ pub struct TransactionGenerator {
     schema: SchemaRef,
     utc: Arc<str>,
     labels: Vec<Option<String>>,
+    layout: &'static Layout,
     pattern_rows: [u64; Pattern::ALL.len()],
     fraud_rows: u64,
 }
@@ -250,13 +422,22 @@ impl TransactionGenerator {
     pub fn new(seed: u64, plan: &FilePlan, batch_rows: usize) -> Self {
         let file_seed = mix64(seed ^ mix64(TAG_FILE ^ plan.file_index as u64));
         let account_key = mix64(seed ^ TAG_ACCOUNT);
+        let layout = layout();
         let accounts = (0..u64::from(plan.accounts))
             .map(|a| {
-                let h = mix64((plan.first_account + a) ^ account_key);
+                let n = plan.first_account + a;
+                // The users table's home country, so both agree for the same seed.
+                let code = user_home_country(seed, n);
+                let home = HOME_COUNTRIES
+                    .iter()
+                    .position(|c| c.0 == code)
+                    .expect("user_home_country returns a HOME_COUNTRIES code");
+                let octets = &layout.spaces[home].home_v4;
+                let h = mix64(n ^ account_key);
                 Account {
                     recent: [NEVER; 4],
-                    home_ip: public_ipv4(h),
-                    home_country: COUNTRY_BY_PERCENT[((h >> 48) % 100) as usize],
+                    home_ip: ipv4_in(octets[(h % octets.len() as u64) as usize], h),
+                    home_country: home as u8,
                 }
             })
             .collect();
@@ -272,6 +453,7 @@ impl TransactionGenerator {
             schema: transaction_schema(),
             utc: Arc::from("UTC"),
             labels: label_table(),
+            layout,
             pattern_rows: [0; Pattern::ALL.len()],
             fraud_rows: 0,
             plan: plan.clone(),
@@ -383,11 +565,30 @@ impl TransactionGenerator {
             .ok_or(start as u32)
     }
 
+    /// Records a row of `account` at `ts` and returns its `rapid_activity` label: whether
+    /// the window `[ts − 60 s, ts]` holds five rows of the account counting this one, i.e.
+    /// whether the fourth-latest earlier row is in it. Exact because an account's rows
+    /// arrive in non-decreasing time order (see the module documentation).
     #[inline]
-    fn record(&mut self, account: u32, ts: i64) {
+    fn record(&mut self, account: u32, ts: i64) -> bool {
         let r = &mut self.accounts[account as usize].recent;
+        debug_assert!(r[3] <= ts, "an account's rows are in time order");
+        let rapid = r[0] >= ts - RAPID_WINDOW_US;
         r.copy_within(1.., 0);
         r[3] = ts;
+        rapid
+    }
+
+    /// The labels of a row decided by account and time.
+    fn time_labels(rapid: bool, night: bool) -> LabelSet {
+        let mut labels = LabelSet::EMPTY;
+        if rapid {
+            labels.insert(Pattern::RapidActivity);
+        }
+        if night {
+            labels.insert(Pattern::UnusualHour);
+        }
+        labels
     }
 
     /// Decides account, time and time-based labels of the next row.
@@ -398,13 +599,15 @@ impl TransactionGenerator {
                 .range_inclusive((self.burst.max_gap / 8) as u64, self.burst.max_gap as u64);
             self.burst.ts += gap as i64;
             self.burst.left -= 1;
+            self.burst.done += 1;
             self.day.slot += 1;
             let (account, ts) = (self.burst.account, self.burst.ts);
-            self.record(account, ts);
+            let rapid = self.record(account, ts);
+            debug_assert_eq!(rapid, self.burst.done >= RAPID_MIN_ROWS as u64);
             return Event {
                 account,
                 ts,
-                labels: LabelSet(Pattern::RapidActivity.bit()),
+                labels: Self::time_labels(rapid, false),
             };
         }
         loop {
@@ -420,27 +623,29 @@ impl TransactionGenerator {
                         && let Some(account) = self.pick_burst_account(ts)
                     {
                         self.burst = Burst {
+                            done: 1,
                             left: size - 1,
                             account,
                             ts,
                             max_gap: step.min(BURST_MAX_GAP_US),
                         };
                         self.day.slot += 1;
-                        self.record(account, ts);
+                        let rapid = self.record(account, ts);
+                        debug_assert!(!rapid, "a burst starts on a quiet account");
                         return Event {
                             account,
                             ts,
-                            labels: LabelSet(Pattern::RapidActivity.bit()),
+                            labels: Self::time_labels(rapid, false),
                         };
                     }
                 }
                 let account = self.pick_quiet_account(ts);
                 self.day.slot += 1;
-                self.record(account, ts);
+                let rapid = self.record(account, ts);
                 return Event {
                     account,
                     ts,
-                    labels: LabelSet::EMPTY,
+                    labels: Self::time_labels(rapid, false),
                 };
             }
             if d.night_slot < d.night_rows {
@@ -449,14 +654,78 @@ impl TransactionGenerator {
                     + self.rng.below(d.night_step as u64) as i64;
                 let account = self.pick_quiet_account(ts);
                 self.day.night_slot += 1;
-                self.record(account, ts);
+                let rapid = self.record(account, ts);
                 return Event {
                     account,
                     ts,
-                    labels: LabelSet(Pattern::UnusualHour.bit()),
+                    labels: Self::time_labels(rapid, true),
                 };
             }
             self.start_next_day();
+        }
+    }
+
+    /// The source address of a row of an account with `home` country and `home_ip`:
+    /// planted threat and foreign addresses, else home space (see the module docs).
+    #[inline]
+    fn source_ip(&mut self, home: u8, home_ip: u32) -> Ip {
+        let kind = self.rng.below(1_000_000);
+        if (IP_FOREIGN_PER_MILLION..IP_HOME_FIXED_PER_MILLION).contains(&kind) {
+            return Ip::V4(home_ip);
+        }
+        let space = &self.layout.spaces[home as usize];
+        let h = self.rng.next_u64();
+        if kind < IP_THREAT_PER_MILLION {
+            let anchors = &self.layout.anchors;
+            let anchor = &anchors[self.rng.below(anchors.len() as u64) as usize];
+            match anchor.ip {
+                Ip::V4(net) => {
+                    let host = if anchor.len == 0 {
+                        u32::MAX
+                    } else {
+                        u32::MAX >> anchor.len
+                    };
+                    // Host bits from a 1–254 last octet and random middle octets.
+                    Ip::V4(net | (ipv4_in(0, h) & host))
+                }
+                Ip::V6(net) => {
+                    // Groups 0–3 from the anchor's network bits, host bits from `h`;
+                    // groups 4–6 zero and group 7 random, as `push_ip` writes.
+                    let host_hi = if anchor.len == 0 {
+                        u64::MAX
+                    } else {
+                        u64::MAX >> anchor.len
+                    };
+                    let hi = (net >> 64) as u64 | (h & host_hi);
+                    Ip::V6(u128::from(hi) << 64 | u128::from((h >> 48) as u16 | 1))
+                }
+            }
+        } else if kind < IP_FOREIGN_PER_MILLION {
+            if self.rng.below(100) < FOREIGN_V6_PERCENT && !space.foreign_v6.is_empty() {
+                let g = space.foreign_v6[self.rng.below(space.foreign_v6.len() as u64) as usize];
+                Ip::V6(ipv6_in(g, h))
+            } else {
+                let o = space.foreign_v4[self.rng.below(space.foreign_v4.len() as u64) as usize];
+                Ip::V4(ipv4_in(o, h))
+            }
+        } else if kind < IP_HOME_V4_PER_MILLION || space.home_v6.is_empty() {
+            let o = space.home_v4[self.rng.below(space.home_v4.len() as u64) as usize];
+            Ip::V4(ipv4_in(o, h))
+        } else {
+            let g = space.home_v6[self.rng.below(space.home_v6.len() as u64) as usize];
+            Ip::V6(ipv6_in(g, h))
+        }
+    }
+
+    /// The address labels of a row, from its final address and home country with the
+    /// rules' own definitions (see the module docs).
+    #[inline]
+    fn ip_labels(&self, ip: Ip, home: u8, labels: &mut LabelSet) {
+        if geo_country(ip.addr()) != Some(COUNTRIES[home as usize].0) {
+            labels.insert(Pattern::GeoMismatch);
+        }
+        if in_threat_anchor(&self.layout.anchors, ip) {
+            labels.insert(Pattern::ThreatIp);
         }
     }
 
@@ -550,23 +819,9 @@ impl TransactionGenerator {
 
             timestamp.push(ts);
 
-            let ip_kind = self.rng.below(100);
-            if ip_kind < 80 {
-                text::push_ipv4(&mut source_ip.values, acct.home_ip);
-            } else if ip_kind < 97 {
-                let h = self.rng.next_u64();
-                text::push_ipv4(&mut source_ip.values, public_ipv4(h));
-            } else {
-                let h = self.rng.next_u64();
-                let out = &mut source_ip.values;
-                text::push_hex_group(out, IPV6_PREFIXES[(h & 7) as usize]);
-                for shift in [8u32, 24, 40] {
-                    out.push(b':');
-                    text::push_hex_group(out, (h >> shift) as u16);
-                }
-                out.extend_from_slice(b"::");
-                text::push_hex_group(out, (h >> 48) as u16 | 1);
-            }
+            let ip = self.source_ip(acct.home_country, acct.home_ip);
+            self.ip_labels(ip, acct.home_country, &mut labels);
+            push_ip(&mut source_ip.values, ip);
             source_ip.end_value();
 
             channel_col.push(channel.name().as_bytes());
@@ -668,26 +923,21 @@ mod tests {
 
     use super::*;
 
-    /// Labels recomputed from account and time alone, with a plain sliding window.
+    /// Labels recomputed from account and time alone, by the definition: the row's own
+    /// trailing window `[t − 60 s, t]` holds ≥ 5 rows of the account among this row and
+    /// the rows before it in the stream.
     fn rapid_truth(accounts: &[String], ts: &[i64]) -> Vec<bool> {
-        let mut by_account: HashMap<&str, Vec<(i64, usize)>> = HashMap::new();
-        for (i, a) in accounts.iter().enumerate() {
-            by_account.entry(a).or_default().push((ts[i], i));
-        }
+        let mut by_account: HashMap<&str, Vec<i64>> = HashMap::new();
         let mut rapid = vec![false; ts.len()];
-        for events in by_account.values_mut() {
-            events.sort_unstable();
-            let mut end = 0;
-            for start in 0..events.len() {
-                while end < events.len() && events[end].0 - events[start].0 <= RAPID_WINDOW_US {
-                    end += 1;
-                }
-                if end - start >= RAPID_MIN_ROWS {
-                    for &(_, i) in &events[start..end] {
-                        rapid[i] = true;
-                    }
-                }
-            }
+        for (i, a) in accounts.iter().enumerate() {
+            let times = by_account.entry(a).or_default();
+            times.push(ts[i]);
+            let t = ts[i];
+            let in_window = times
+                .iter()
+                .filter(|&&u| (t - RAPID_WINDOW_US..=t).contains(&u))
+                .count();
+            rapid[i] = in_window >= RAPID_MIN_ROWS;
         }
         rapid
     }
@@ -721,5 +971,76 @@ mod tests {
         let planted = labelled.iter().filter(|&&l| l).count() as u64;
         assert_eq!(planted, generator.planted(Pattern::RapidActivity));
         assert!(planted > 100, "bursts still get planted: {planted}");
+    }
+
+    #[test]
+    fn layout_spaces_follow_pf_enrichment() {
+        let layout = layout();
+        for (i, space) in layout.spaces.iter().enumerate() {
+            let home = Some(COUNTRIES[i].0);
+            let v4 = |o: u8| geo_country(Ip::V4(ipv4_in(o, 12_345)).addr());
+            let v6 = |g: u16| geo_country(Ip::V6(ipv6_in(g, 12_345)).addr());
+            assert!(!space.home_v4.is_empty() && !space.foreign_v4.is_empty());
+            assert!(space.home_v4.iter().all(|&o| v4(o) == home));
+            assert!(space.home_v6.iter().all(|&g| v6(g) == home));
+            assert!(
+                space
+                    .foreign_v4
+                    .iter()
+                    .all(|&o| v4(o).is_some() && v4(o) != home)
+            );
+            assert!(
+                space
+                    .foreign_v6
+                    .iter()
+                    .all(|&g| v6(g).is_some() && v6(g) != home)
+            );
+            assert_eq!(space.home_v4.len() + space.foreign_v4.len(), 32);
+        }
+        assert_eq!(layout.anchors.len(), THREAT_ANCHORS.len());
+        let ip = |s: &str| match s.parse::<IpAddr>().unwrap() {
+            IpAddr::V4(a) => Ip::V4(u32::from(a)),
+            IpAddr::V6(a) => Ip::V6(u128::from(a)),
+        };
+        assert!(in_threat_anchor(&layout.anchors, ip("95.214.53.17")));
+        assert!(in_threat_anchor(&layout.anchors, ip("2a0e:1c80:1:2::3")));
+        assert!(!in_threat_anchor(&layout.anchors, ip("95.214.56.1")));
+        assert!(!in_threat_anchor(&layout.anchors, ip("2a0e:1c81::1")));
+        assert!(!in_threat_anchor(&layout.anchors, ip("3.1.2.3")));
+    }
+
+    #[test]
+    fn addresses_are_written_as_they_are_labelled() {
+        // Every kind of address, written and parsed back, is the address the labels were
+        // computed from.
+        let mut generator = TransactionGenerator::single_file(11, 10_000, 10_000);
+        let mut seen = [0u32; 4];
+        for home in 0..COUNTRIES.len() as u8 {
+            let home_ip = ipv4_in(layout().spaces[usize::from(home)].home_v4[0], 77);
+            for _ in 0..20_000 {
+                let ip = generator.source_ip(home, home_ip);
+                let mut text = Vec::new();
+                push_ip(&mut text, ip);
+                let parsed: IpAddr = std::str::from_utf8(&text).unwrap().parse().unwrap();
+                assert_eq!(parsed, ip.addr(), "{}", String::from_utf8_lossy(&text));
+                let mut labels = LabelSet::EMPTY;
+                generator.ip_labels(ip, home, &mut labels);
+                let threat = labels.contains(Pattern::ThreatIp);
+                let geo = labels.contains(Pattern::GeoMismatch);
+                assert!(!threat || geo, "threat addresses are foreign");
+                seen[usize::from(threat) * 2 + usize::from(geo)] += 1;
+            }
+        }
+        let [clean, geo_only, threat_only, both] = seen;
+        assert_eq!(threat_only, 0);
+        let total = f64::from(clean + geo_only + both);
+        assert!(
+            (0.003..0.007).contains(&(f64::from(geo_only) / total)),
+            "{seen:?}"
+        );
+        assert!(
+            (0.002..0.004).contains(&(f64::from(both) / total)),
+            "{seen:?}"
+        );
     }
 }

@@ -10,10 +10,24 @@
 //! has recall and precision 1.0 on generated data. How that is achieved for each pattern
 //! is explained on [`TransactionGenerator`]'s module ([`generator`]).
 //!
-//! A note for rule authors: `rapid_activity` labels *every* row of a 60-s window with
-//! five or more rows of the account, including the first four. A causal streaming rule,
-//! which only sees the past, flags a burst from its fifth row on; compare such a rule on
-//! the rows it can see, or let it look ahead by 60 s.
+//! The patterns are the five rules of `config/rules/fraud.yaml`:
+//!
+//! | label | rule | planted share |
+//! | --- | --- | --- |
+//! | `high_value` | `amount > 10000.0` | ~0.5 % |
+//! | `rapid_activity` | ≥ 5 rows of the account in the row's own trailing `[t − 60 s, t]` | ~0.4 % |
+//! | `unusual_hour` | `hour(timestamp)` in 1..5 (UTC) | ~0.5 % |
+//! | `geo_mismatch` | `lookup_cidr("geo", source_ip).country != lookup("users", account_id).home_country` | ~0.8 % |
+//! | `threat_ip` | `in_table("threats", source_ip)` | ~0.3 % |
+//!
+//! `rapid_activity` is defined as a causal streaming window rule sees it: a row is
+//! labelled when its own trailing window (inclusive, same account) holds five or more
+//! rows counting itself and earlier ones, i.e. the 5th and later rows of a burst; the
+//! first four rows of a burst are unlabelled. `geo_mismatch` and `threat_ip` are exact
+//! against the enrichment tables written for the same seed ([`tables::write_tables`],
+//! `pf gen tables`); every planted threat address is also a geo mismatch (threat space
+//! is foreign to every account), so those rows carry both labels, and `geo_mismatch`
+//! covers ~0.5 % foreign addresses plus the ~0.3 % threat rows.
 
 pub mod generator;
 mod ndjson;
@@ -21,6 +35,7 @@ mod pattern;
 mod plan;
 pub mod rng;
 mod schema;
+pub mod tables;
 mod text;
 mod write;
 
@@ -85,6 +100,14 @@ impl GenOptions {
         }
     }
 
+    /// Accounts the data set uses: its account ids are `acct-0000000` …
+    /// `acct-{account_count − 1}` ([`account_id`]), whatever the seed. A users table with
+    /// this many rows (`pf gen tables --users`) covers every account of the data set.
+    /// Only `rows` and `files` matter; `files == 0` is a configuration error.
+    pub fn account_count(&self) -> Result<u64, PfError> {
+        Ok(DatasetPlan::new(self.rows, self.files)?.accounts())
+    }
+
     /// Checks the options without touching the file system.
     pub fn validate(&self) -> Result<(), PfError> {
         if self.files == 0 {
@@ -111,6 +134,12 @@ impl GenOptions {
         }
         Ok(())
     }
+}
+
+/// The id of account number `n`: `acct-` and at least 7 zero-padded digits, as in the
+/// `account_id` column and in the users table.
+pub fn account_id(n: u64) -> String {
+    format!("acct-{n:07}")
 }
 
 /// One written file.

@@ -4,18 +4,25 @@ use std::fmt;
 
 /// A fraud pattern whose ground truth is recorded in `label_rules`.
 ///
-/// The names match the default rules in `config/rules`, so recall and precision of a rule
-/// can be read off by comparing its output with the label of the same name. Patterns that
-/// need enrichment tables (an IP on a threat list, an IP country that differs from the
-/// account's home country) are meant to be added here; the enum is non-exhaustive so that
-/// adding them does not break matches in other crates.
+/// The names match the default rules in `config/rules/fraud.yaml`, so recall and precision
+/// of a rule can be read off by comparing its output with the label of the same name.
+/// The two enrichment patterns are exact against the tables `pf_enrichment::generate`
+/// writes for the same seed (see [`crate::tables`]). Variants are declared in name order,
+/// so a pattern's bit ([`Pattern::bit`]) is its position in [`Pattern::ALL`]. The enum is
+/// non-exhaustive so that adding patterns does not break matches in other crates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[non_exhaustive]
 pub enum Pattern {
+    /// The source IP's geo country differs from the account's home country:
+    /// `lookup_cidr("geo", source_ip).country != lookup("users", account_id).home_country`.
+    GeoMismatch,
     /// `amount > 10,000`.
     HighValue,
-    /// Five or more transactions of one account within 60 seconds (inclusive window).
+    /// The row's own trailing window `[t − 60 s, t]` (inclusive) holds five or more rows of
+    /// its account, counting itself and earlier rows: the 5th and later rows of a burst.
     RapidActivity,
+    /// The source IP is on the threat list: `in_table("threats", source_ip)`.
+    ThreatIp,
     /// Timestamp hour in `[01:00, 05:00)` UTC.
     UnusualHour,
 }
@@ -23,17 +30,21 @@ pub enum Pattern {
 impl Pattern {
     /// Every pattern, in label order (sorted by name), so joining the names of a row's
     /// patterns in this order yields the sorted `label_rules` string.
-    pub const ALL: [Pattern; 3] = [
+    pub const ALL: [Pattern; 5] = [
+        Pattern::GeoMismatch,
         Pattern::HighValue,
         Pattern::RapidActivity,
+        Pattern::ThreatIp,
         Pattern::UnusualHour,
     ];
 
     /// The name used in `label_rules`, in [`crate::GenReport::planted`] and by the rules.
     pub const fn name(self) -> &'static str {
         match self {
+            Pattern::GeoMismatch => "geo_mismatch",
             Pattern::HighValue => "high_value",
             Pattern::RapidActivity => "rapid_activity",
+            Pattern::ThreatIp => "threat_ip",
             Pattern::UnusualHour => "unusual_hour",
         }
     }
@@ -128,11 +139,21 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), Pattern::ALL.len());
         let table = label_table();
+        assert_eq!(table.len(), 32);
         assert_eq!(table[0], None);
         assert_eq!(
-            table[7].as_deref(),
-            Some("high_value,rapid_activity,unusual_hour")
+            table[31].as_deref(),
+            Some("geo_mismatch,high_value,rapid_activity,threat_ip,unusual_hour")
         );
+        assert_eq!(
+            LabelSet::parse(Some("threat_ip,geo_mismatch")),
+            Ok(LabelSet(
+                Pattern::GeoMismatch.bit() | Pattern::ThreatIp.bit()
+            ))
+        );
+        for (i, p) in Pattern::ALL.into_iter().enumerate() {
+            assert_eq!(p as usize, i, "{p}: bit order is name order");
+        }
         for (bits, label) in table.iter().enumerate() {
             assert_eq!(LabelSet::parse(label.as_deref()), Ok(LabelSet(bits as u8)));
         }

@@ -138,6 +138,14 @@ impl DatasetPlan {
     pub fn days(&self) -> u32 {
         self.days
     }
+
+    /// Accounts over all files. Files own consecutive ranges starting at 0, so the data
+    /// set's account ids are exactly `acct-0000000` … `acct-{accounts − 1}` (see
+    /// [`crate::account_id`]); every id in that range occurs unless the file owning it
+    /// has very few rows.
+    pub fn accounts(&self) -> u64 {
+        self.files.iter().map(|f| u64::from(f.accounts)).sum()
+    }
 }
 
 #[cfg(test)]
@@ -155,6 +163,8 @@ mod tests {
         let p = DatasetPlan::new(2_000_000, 2).unwrap();
         assert_eq!(p.days(), 60);
         assert_eq!(p.files()[0].accounts(), 20_000);
+        assert_eq!(p.accounts(), 40_000);
+        assert_eq!(DatasetPlan::new(10_007, 4).unwrap().accounts(), 4_000);
         assert!(DatasetPlan::new(5, 0).is_err());
         let p = DatasetPlan::new(0, 3).unwrap();
         assert!(p.files().iter().all(|f| f.rows() == 0));

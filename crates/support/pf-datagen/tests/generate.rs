@@ -3,6 +3,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::Read;
+use std::net::IpAddr;
 use std::path::Path;
 
 use arrow::array::{
@@ -12,10 +13,13 @@ use arrow::datatypes::TimestampMicrosecondType;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::{Compression as PageCompression, Encoding};
 use parquet::file::reader::{FileReader, SerializedFileReader};
+use pf_datagen::tables::{TableOptions, write_tables};
 use pf_datagen::{
-    DatasetPlan, GenOptions, GenReport, LabelSet, Pattern, TransactionGenerator, generate,
-    transaction_schema,
+    DatasetPlan, GenOptions, GenReport, LabelSet, Pattern, TransactionGenerator, account_id,
+    generate, transaction_schema,
 };
+use pf_enrichment::generate::{THREAT_ANCHORS, geo_country, user_home_country};
+use pf_enrichment::{EnrichmentTables, TableConfig, TableKind};
 use pf_error::PfError;
 use pf_types::{Compression, FileFormat};
 
@@ -100,8 +104,37 @@ fn options(dir: &Path, rows: u64, files: usize, format: FileFormat, c: Compressi
 
 const HOUR_US: i64 = 3_600_000_000;
 
-/// Recomputes every pattern from the values alone, independently of the generator.
-fn recompute_labels(files: &[Vec<Row>]) -> Vec<Vec<LabelSet>> {
+/// Whether `ip` lies in one of pf-enrichment's threat anchor prefixes, by a plain
+/// bit comparison independent of the generator.
+fn in_threat_anchors(ip: IpAddr) -> bool {
+    THREAT_ANCHORS.iter().any(|(prefix, _, _)| {
+        let (net, len) = prefix.split_once('/').unwrap();
+        let len: u32 = len.parse().unwrap();
+        match (net.parse::<IpAddr>().unwrap(), ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                (u32::from(n) ^ u32::from(a))
+                    .checked_shr(32 - len)
+                    .unwrap_or(0)
+                    == 0
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                (u128::from(n) ^ u128::from(a))
+                    .checked_shr(128 - len)
+                    .unwrap_or(0)
+                    == 0
+            }
+            _ => false,
+        }
+    })
+}
+
+fn account_number(account: &str) -> u64 {
+    account.strip_prefix("acct-").unwrap().parse().unwrap()
+}
+
+/// Recomputes every pattern from the values alone, independently of the generator; the
+/// enrichment patterns with pf-enrichment's layout functions for `seed`.
+fn recompute_labels(files: &[Vec<Row>], seed: u64) -> Vec<Vec<LabelSet>> {
     let mut labels: Vec<Vec<LabelSet>> = files
         .iter()
         .map(|rows| {
@@ -115,13 +148,23 @@ fn recompute_labels(files: &[Vec<Row>]) -> Vec<Vec<LabelSet>> {
                     if (1..5).contains(&hour) {
                         set.insert(Pattern::UnusualHour);
                     }
+                    let ip: IpAddr = r.ip.parse().unwrap();
+                    let home = user_home_country(seed, account_number(&r.account));
+                    if geo_country(ip) != Some(home) {
+                        set.insert(Pattern::GeoMismatch);
+                    }
+                    if in_threat_anchors(ip) {
+                        set.insert(Pattern::ThreatIp);
+                    }
                     set
                 })
                 .collect()
         })
         .collect();
-    // Sliding window per account over *all* files: a window straddling files would be a
-    // real pattern for a rule that shares state between workers.
+    // Each row's own trailing window [t - 60 s, t] per account, over *all* files (a window
+    // straddling files would be a real pattern for a rule that shares state between
+    // workers), counting the row itself and the rows before it: earlier times, or the
+    // same time earlier in its file.
     let mut by_account: HashMap<&str, Vec<(i64, usize, usize)>> = HashMap::new();
     for (f, rows) in files.iter().enumerate() {
         for (i, r) in rows.iter().enumerate() {
@@ -130,19 +173,13 @@ fn recompute_labels(files: &[Vec<Row>]) -> Vec<Vec<LabelSet>> {
     }
     for events in by_account.values_mut() {
         events.sort_unstable();
-        let mut end = 0;
-        // Every qualifying window can be taken to start at one of the account's rows.
-        let mut marked_until = 0;
-        for start in 0..events.len() {
-            end = end.max(start);
-            while end < events.len() && events[end].0 - events[start].0 <= 60_000_000 {
-                end += 1;
+        let mut first = 0;
+        for (j, &(t, f, i)) in events.iter().enumerate() {
+            while events[first].0 < t - 60_000_000 {
+                first += 1;
             }
-            if end - start >= 5 {
-                for &(_, f, i) in &events[start.max(marked_until)..end] {
-                    labels[f][i].insert(Pattern::RapidActivity);
-                }
-                marked_until = end;
+            if j + 1 - first >= 5 {
+                labels[f][i].insert(Pattern::RapidActivity);
             }
         }
     }
@@ -169,7 +206,7 @@ fn labels_are_exact_and_values_well_formed() {
     let files: Vec<Vec<Row>> = report.files.iter().map(|f| read_parquet(&f.path)).collect();
     assert_eq!(files.iter().map(Vec::len).sum::<usize>(), rows as usize);
 
-    let truth = recompute_labels(&files);
+    let truth = recompute_labels(&files, opts.seed);
     for (f, rows) in files.iter().enumerate() {
         for (i, r) in rows.iter().enumerate() {
             let label = LabelSet::parse(r.rules.as_deref()).unwrap();
@@ -190,9 +227,28 @@ fn labels_are_exact_and_values_well_formed() {
         (0.003..0.007).contains(&share(Pattern::UnusualHour)),
         "{report:?}"
     );
+    // 5th and later rows of bursts of 5-8 rows that make up ~1 % of rows.
     assert!(
-        (0.006..0.015).contains(&share(Pattern::RapidActivity)),
+        (0.002..0.006).contains(&share(Pattern::RapidActivity)),
         "{report:?}"
+    );
+    // ~0.5 % foreign addresses plus the ~0.3 % threat addresses, all foreign.
+    assert!(
+        (0.006..0.010).contains(&share(Pattern::GeoMismatch)),
+        "{report:?}"
+    );
+    assert!(
+        (0.002..0.004).contains(&share(Pattern::ThreatIp)),
+        "{report:?}"
+    );
+    let threat_and_geo = truth
+        .iter()
+        .flatten()
+        .filter(|l| l.contains(Pattern::ThreatIp) && l.contains(Pattern::GeoMismatch))
+        .count() as u64;
+    assert_eq!(
+        threat_and_geo, report.planted["threat_ip"],
+        "threat space is foreign"
     );
     let multi = truth
         .iter()
@@ -237,6 +293,207 @@ fn labels_are_exact_and_values_well_formed() {
     assert!(countries.len() >= 10 && currencies.len() >= 8);
     assert!(currencies.contains("USD") && currencies.contains("EUR"));
     assert!((1_000..12_000).contains(&v6), "IPv6 share: {v6}");
+}
+
+fn table_config(dir: &Path, name: &str, kind: TableKind, file: &str, key: &str) -> TableConfig {
+    TableConfig {
+        name: name.into(),
+        kind,
+        path: dir.join(file),
+        format: None,
+        key: key.into(),
+        values: vec![],
+    }
+}
+
+/// The rules' semantics: a missing value is `()`, and `() != x` is true unless `x` is
+/// `()` too.
+fn differs(a: Option<&str>, b: Option<&str>) -> bool {
+    a != b
+}
+
+#[test]
+fn enrichment_labels_match_the_generated_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = options(
+        &dir.path().join("tx"),
+        120_000,
+        3,
+        FileFormat::Parquet,
+        Compression::None,
+    );
+    opts.seed = 7;
+    let report = generate(&opts).unwrap();
+    let table_dir = dir.path().join("tables");
+    let table_opts = TableOptions {
+        geo_rows: 20_000,
+        threat_rows: 5_000,
+        ..TableOptions::for_transactions(&table_dir, &opts).unwrap()
+    };
+    assert_eq!(table_opts.users, opts.account_count().unwrap());
+    assert_eq!(table_opts.seed, 7);
+    let written = write_tables(&table_opts).unwrap();
+    let names: Vec<String> = written
+        .iter()
+        .map(|f| f.path.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["geo.parquet", "users.parquet", "threats.parquet"]);
+    assert_eq!(
+        written.iter().map(|f| f.rows).collect::<Vec<_>>(),
+        [20_000, table_opts.users, 5_000]
+    );
+    let tables = EnrichmentTables::load(&[
+        table_config(&table_dir, "geo", TableKind::Cidr, "geo.parquet", "network"),
+        table_config(
+            &table_dir,
+            "users",
+            TableKind::Exact,
+            "users.parquet",
+            "account_id",
+        ),
+        table_config(
+            &table_dir,
+            "threats",
+            TableKind::Cidr,
+            "threats.parquet",
+            "network",
+        ),
+    ])
+    .unwrap();
+    let geo = tables.get("geo").unwrap();
+    let users = tables.get("users").unwrap();
+    let threats = tables.get("threats").unwrap();
+    assert_eq!(users.len() as u64, table_opts.users);
+
+    let (mut checked, mut geo_hits, mut threat_hits) = (0u64, 0u64, 0u64);
+    for file in &report.files {
+        for (i, r) in read_parquet(&file.path).iter().enumerate() {
+            let label = LabelSet::parse(r.rules.as_deref()).unwrap();
+            // Every row with an enrichment label, and a sample of the others.
+            let planted = label.contains(Pattern::GeoMismatch) || label.contains(Pattern::ThreatIp);
+            if !planted && i % 5 != 0 {
+                continue;
+            }
+            checked += 1;
+            let home = users.lookup_value(&r.account, "home_country");
+            assert!(home.is_some(), "users table covers {}", r.account);
+            let mismatch = differs(geo.lookup_value(&r.ip, "country"), home);
+            assert_eq!(
+                mismatch,
+                label.contains(Pattern::GeoMismatch),
+                "geo_mismatch: {r:?}"
+            );
+            let threat = threats.lookup_row(&r.ip).is_some();
+            assert_eq!(
+                threat,
+                label.contains(Pattern::ThreatIp),
+                "threat_ip: {r:?}"
+            );
+            geo_hits += u64::from(mismatch);
+            threat_hits += u64::from(threat);
+        }
+    }
+    assert_eq!(geo_hits, report.planted["geo_mismatch"]);
+    assert_eq!(threat_hits, report.planted["threat_ip"]);
+    assert!(
+        geo_hits > 500 && threat_hits > 200,
+        "{geo_hits} {threat_hits}"
+    );
+    assert!(checked > 24_000, "{checked}");
+
+    // The check is not vacuous: a users table of another seed disagrees a lot.
+    pf_enrichment::write_users_table(
+        &table_dir.join("other.parquet"),
+        table_opts.users as usize,
+        8,
+    )
+    .unwrap();
+    let other = EnrichmentTables::load(&[table_config(
+        &table_dir,
+        "users",
+        TableKind::Exact,
+        "other.parquet",
+        "account_id",
+    )])
+    .unwrap();
+    let other = other.get("users").unwrap();
+    let rows = read_parquet(&report.files[0].path);
+    let wrong = rows
+        .iter()
+        .filter(|r| {
+            differs(
+                geo.lookup_value(&r.ip, "country"),
+                other.lookup_value(&r.account, "home_country"),
+            )
+        })
+        .count();
+    assert!(wrong > rows.len() / 4, "{wrong} of {}", rows.len());
+}
+
+#[test]
+fn account_count_covers_every_account_id() {
+    for (rows, files) in [(0u64, 1usize), (10_007, 4), (1_000_000, 1), (2_345_678, 3)] {
+        let opts = GenOptions {
+            files,
+            ..GenOptions::new("unused", rows)
+        };
+        let plan = DatasetPlan::new(rows, files).unwrap();
+        let n = opts.account_count().unwrap();
+        assert_eq!(n, plan.accounts());
+        let last = plan.files().last().unwrap();
+        assert_eq!(last.first_account() + u64::from(last.accounts()), n);
+    }
+    assert_eq!(
+        GenOptions::new("unused", 1_000_000)
+            .account_count()
+            .unwrap(),
+        20_000
+    );
+    assert!(
+        GenOptions {
+            files: 0,
+            ..GenOptions::new("unused", 5)
+        }
+        .account_count()
+        .is_err()
+    );
+    assert_eq!(account_id(42), "acct-0000042");
+    assert_eq!(account_id(12_345_678), "acct-12345678");
+    // Every id a data set writes is below the count.
+    let opts = GenOptions {
+        files: 3,
+        ..GenOptions::new("unused", 25_001)
+    };
+    let n = opts.account_count().unwrap();
+    let plan = DatasetPlan::new(opts.rows, opts.files).unwrap();
+    let mut max = 0;
+    for file in plan.files() {
+        let mut rows = Vec::new();
+        for batch in TransactionGenerator::new(opts.seed, file, 10_000) {
+            rows_of(&batch, &mut rows);
+        }
+        max = rows
+            .iter()
+            .map(|r| account_number(&r.account))
+            .fold(max, u64::max);
+    }
+    assert!(max < n && max + 100 >= n, "{max} {n}");
+    // Too-small tables are refused before anything is written.
+    let dir = tempfile::tempdir().unwrap();
+    let base = TableOptions::for_transactions(dir.path().join("t"), &opts).unwrap();
+    for bad in [
+        TableOptions {
+            geo_rows: 48,
+            ..base.clone()
+        },
+        TableOptions {
+            threat_rows: 5,
+            ..base.clone()
+        },
+    ] {
+        assert!(matches!(write_tables(&bad), Err(PfError::Config { .. })));
+    }
+    assert!(!dir.path().join("t").exists());
 }
 
 #[test]
@@ -618,5 +875,7 @@ fn ndjson_output_for_a_seed_is_frozen() {
     assert_eq!(fnv1a(&text), FROZEN_FNV);
 }
 
-const FROZEN_FIRST_LINE: &str = r#"{"transaction_id":"tx-f2c142efb5d8c2d9","account_id":"acct-0001599","merchant_id":"merch-002410","amount":198.60,"currency":"USD","timestamp":"2026-01-01T05:00:18.714668Z","source_ip":"69.63.35.41","country":"US","channel":"pos","is_card_present":true,"label_fraud":false,"label_rules":null}"#;
-const FROZEN_FNV: u64 = 0x5b7c_b2fa_7301_67c3;
+// Last deliberate change: rapid_activity labels only a row whose own trailing window
+// holds five rows, and source IPs follow pf-enrichment's layout (geo_mismatch, threat_ip).
+const FROZEN_FIRST_LINE: &str = r#"{"transaction_id":"tx-f2c142efb5d8c2d9","account_id":"acct-0001599","merchant_id":"merch-002410","amount":198.60,"currency":"USD","timestamp":"2026-01-01T05:00:18.714668Z","source_ip":"66.63.35.41","country":"US","channel":"pos","is_card_present":true,"label_fraud":false,"label_rules":null}"#;
+const FROZEN_FNV: u64 = 0xfb4c_9cb8_8fc2_d978;

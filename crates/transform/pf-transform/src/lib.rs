@@ -5,6 +5,9 @@
 //! * [`ScriptTransformFactory`] / [`ScriptTransform`] — compile a script defining
 //!   `fn transform(record)` once, run it on every record of each batch; columns the
 //!   script does not touch pass through as the same Arrow arrays.
+//! * [`TransformStage`] — the configured stage: the script (optional), then the fraud
+//!   rules of `pf-rules` (optional, vectorized with Rhai as the per-record fallback),
+//!   adding `fraud_score`, `fraud_rules` and `is_fraud` to every record.
 //! * [`RhaiConditions`] — rule conditions (Rhai expressions) evaluated one record at a
 //!   time, the fallback of the vectorized rule engine; its docs list the Rhai comparison
 //!   and arithmetic semantics a vectorized evaluator must reproduce.
@@ -38,11 +41,13 @@ mod engine;
 mod error;
 mod lex;
 mod limits;
+mod stage;
 mod transform;
 
 pub use conditions::RhaiConditions;
 pub use engine::ScriptEngine;
 pub use limits::ScriptLimits;
+pub use stage::{RuleTally, TransformStage, compile_rules};
 pub use transform::{ScriptOptions, ScriptTransform, ScriptTransformFactory};
 
 /// The Rhai crate this one is built on, so callers can name [`rhai::Scope`] and friends
