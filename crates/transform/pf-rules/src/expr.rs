@@ -163,7 +163,7 @@ pub enum TimeFn {
     Hour,
     /// `minute(ts)`: 0–59.
     Minute,
-    /// `day_of_week(ts)`: ISO 8601, 1 = Monday … 7 = Sunday, UTC.
+    /// `day_of_week(ts)`: 0 = Monday … 6 = Sunday (as Rhai's built-in), UTC.
     DayOfWeek,
 }
 

@@ -18,20 +18,34 @@
 //! | `Boolean` | `bool` |
 //! | `Int8`…`Int64`, `UInt8`…`UInt32` | `INT` (i64) |
 //! | `UInt64` | `INT`; values above `i64::MAX` are `()` |
-//! | `Float16`…`Float64`, `Decimal*` | `FLOAT` (f64; decimals as Arrow casts them) |
+//! | `Float16`…`Float64` | `FLOAT` (f64) |
+//! | `Decimal32`…`Decimal256` | `FLOAT`: f64 as Arrow casts them (the Rhai side reads them the same way, so `amount > 1000.0` works on a decimal column) |
 //! | `Utf8`, `LargeUtf8`, `Utf8View`, dictionaries of these | string |
 //! | `Timestamp(unit, any zone)` | `INT`: microseconds since the epoch, UTC (ns floored; a value that does not fit is `()`) |
-//! | `Date32`, `Date64` | `INT`: microseconds of midnight UTC |
-//! | anything else | not readable by rules: an error for the record |
+//! | `Date32` | `INT`: days since 1970-01-01 (as the Rhai side reads it; **not** µs, so `hour`/`day_of_week` of a Date32 field are not meaningful) |
+//! | `Date64` | string: Arrow's display form (as the Rhai side reads it, e.g. `2026-01-01T00:00:00`) |
+//! | anything else | not readable by rules: an error for the record (handed to the Rhai fallback, which reads it as its display text) |
 //!
 //! # Operators
 //!
 //! * `==` / `!=`: `() == ()` is true; values of different types (including `()` against
-//!   anything else) are not equal; `INT` and `FLOAT` compare as `FLOAT`. Floats follow
-//!   IEEE 754: `NaN != NaN`, `-0.0 == 0.0` (unlike Arrow's total order).
-//! * `< <= > >=`: numbers (mixed `INT`/`FLOAT` as `FLOAT`), strings (byte-wise, which is
-//!   code-point order) and booleans (`false < true`); anything involving `()` or two
-//!   different types is false; so is any comparison with NaN.
+//!   anything else) are not equal (`!=` is true); `INT` with `INT` is exact.
+//! * `< <= > >=`: numbers, strings (byte-wise, which is code-point order) and booleans
+//!   (`false < true`); anything involving `()` or two different types is false.
+//! * **Floats, and `INT` mixed with `FLOAT`** (the `INT` converted with `as f64`) compare
+//!   as Rhai does in checked mode ([`float_compare`]), with a relative epsilon, **not**
+//!   IEEE 754. With `ε = f64::EPSILON` and `m = 1.0` if `x * y == 0.0`, else
+//!   `max(|x|, |y|)` (`f64::max`, which ignores NaN):
+//!   - if `m == 0.0` (only NaN against ±0.0): `==`, `<=`, `>=` are true, the rest false;
+//!   - `x == y` ⇔ `|x − y| / m <= ε`, `x != y` ⇔ `|x − y| / m > ε`;
+//!   - `x > y` ⇔ `(x − y) / m > ε`, `x >= y` ⇔ `(x − y) / m > −ε`;
+//!   - `x < y` ⇔ `(y − x) / m > ε`, `x <= y` ⇔ `(y − x) / m > −ε`.
+//!
+//!   So `10000.000000000002 == 10000.0` (and is not `> 10000.0`), `0.1 + 0.2 == 0.3`,
+//!   `1e-300 == 0.0`, `-0.0 == 0.0`; NaN and ±infinity are false under every operator,
+//!   `!=` included (`NaN != NaN` is false, `inf == inf` is false), except NaN against
+//!   ±0.0, which is "equal". `!=` is therefore **not** `!(==)` for floats. The verified
+//!   table is `pf-transform/tests/semantics.rs`.
 //! * `+ - * / %`: `INT` with `INT` is checked i64 arithmetic (overflow, division or
 //!   remainder by zero are errors; `/` and `%` truncate toward zero); any `FLOAT` operand
 //!   makes it f64 arithmetic (never an error: `1.0 / 0` is infinity). String `+` string
@@ -40,9 +54,10 @@
 //! * `!`, `&&`, `||`: operands must be `bool`, else error. `&&` and `||` short-circuit:
 //!   the right operand is not evaluated (cannot fail) when the left decides.
 //! * `x in [a, b, …]`: `x == a || x == b || …` with `==` above.
-//! * `hour`, `minute`, `day_of_week` of `INT` microseconds (UTC; day of week ISO 8601,
-//!   Monday = 1 … Sunday = 7) or of an RFC 3339 string (unparsable → `()`); of `()` they
-//!   are `()`; of anything else an error.
+//! * `hour`, `minute`, `day_of_week` of `INT` microseconds (UTC; day of week as Rhai's
+//!   built-in gives it: Monday = 0 … Sunday = 6) or of an RFC 3339 string (surrounding
+//!   whitespace trimmed; unparsable → `()`); of `()` they are `()`; of anything else an
+//!   error.
 //! * `lookup(t, k).c` / `lookup_cidr(t, k).c`: column `c` of the matching row, `()` when
 //!   nothing matches or the value is null. `in_table(t, k)`: whether a row matches. The
 //!   key is a string, an `INT` (looked up as its decimal text) or `()` (matches nothing);
@@ -55,8 +70,8 @@
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, StringArray};
 use arrow::buffer::{NullBuffer, ScalarBuffer};
 use arrow::datatypes::{
-    DataType, Date32Type, Date64Type, Int64Type, TimeUnit, TimestampMicrosecondType,
-    TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType,
+    DataType, Int64Type, TimeUnit, TimestampMicrosecondType, TimestampMillisecondType,
+    TimestampNanosecondType, TimestampSecondType,
 };
 
 use crate::expr::{BinaryOp, TimeFn};
@@ -105,6 +120,32 @@ impl Value {
     }
 }
 
+/// `x op y` for floats (and integers mixed with floats, converted with `as f64`) as Rhai
+/// compares them in checked mode: a relative epsilon, not IEEE 754 (see the module docs).
+/// False for a non-comparison operator.
+#[inline]
+pub fn float_compare(op: BinaryOp, x: f64, y: f64) -> bool {
+    const EPS: f64 = f64::EPSILON;
+    let m = if x * y == 0.0 {
+        1.0
+    } else {
+        // `f64::max` ignores NaN: NaN against ±0.0 gives 0.0.
+        x.abs().max(y.abs())
+    };
+    if m == 0.0 {
+        return matches!(op, BinaryOp::Eq | BinaryOp::Le | BinaryOp::Ge);
+    }
+    match op {
+        BinaryOp::Eq => (x - y).abs() / m <= EPS,
+        BinaryOp::Ne => (x - y).abs() / m > EPS,
+        BinaryOp::Gt => (x - y) / m > EPS,
+        BinaryOp::Ge => (x - y) / m > -EPS,
+        BinaryOp::Lt => (y - x) / m > EPS,
+        BinaryOp::Le => (y - x) / m > -EPS,
+        _ => false,
+    }
+}
+
 /// `a == b`.
 pub fn equals(a: &Value, b: &Value) -> bool {
     match (a, b) {
@@ -112,9 +153,10 @@ pub fn equals(a: &Value, b: &Value) -> bool {
         (Value::Bool(x), Value::Bool(y)) => x == y,
         (Value::Int(x), Value::Int(y)) => x == y,
         (Value::Str(x), Value::Str(y)) => x == y,
-        (Value::Int(_) | Value::Float(_), Value::Int(_) | Value::Float(_)) => {
-            a.as_f64() == b.as_f64()
-        }
+        (Value::Int(_) | Value::Float(_), Value::Int(_) | Value::Float(_)) => a
+            .as_f64()
+            .zip(b.as_f64())
+            .is_some_and(|(x, y)| float_compare(BinaryOp::Eq, x, y)),
         _ => false,
     }
 }
@@ -122,6 +164,14 @@ pub fn equals(a: &Value, b: &Value) -> bool {
 /// `a op b` for a comparison operator (`== != < <= > >=`); false for any other operator.
 pub fn compare(op: BinaryOp, a: &Value, b: &Value) -> bool {
     use std::cmp::Ordering::{Equal, Greater, Less};
+    if let (Value::Int(_) | Value::Float(_), Value::Int(_) | Value::Float(_)) = (a, b)
+        && !matches!((a, b), (Value::Int(_), Value::Int(_)))
+    {
+        return a
+            .as_f64()
+            .zip(b.as_f64())
+            .is_some_and(|(x, y)| float_compare(op, x, y));
+    }
     match op {
         BinaryOp::Eq => return equals(a, b),
         BinaryOp::Ne => return !equals(a, b),
@@ -131,10 +181,6 @@ pub fn compare(op: BinaryOp, a: &Value, b: &Value) -> bool {
         (Value::Bool(x), Value::Bool(y)) => Some(x.cmp(y)),
         (Value::Int(x), Value::Int(y)) => Some(x.cmp(y)),
         (Value::Str(x), Value::Str(y)) => Some(x.as_str().cmp(y.as_str())),
-        (Value::Int(_) | Value::Float(_), Value::Int(_) | Value::Float(_)) => a
-            .as_f64()
-            .zip(b.as_f64())
-            .and_then(|(x, y)| x.partial_cmp(&y)),
         _ => None,
     };
     matches!(
@@ -247,16 +293,16 @@ pub fn time_of_micros(f: TimeFn, us: i64) -> i64 {
     match f {
         TimeFn::Hour => us.rem_euclid(DAY_US) / HOUR_US,
         TimeFn::Minute => us.rem_euclid(HOUR_US) / MINUTE_US,
-        // 1970-01-01 was a Thursday (ISO day 4).
-        TimeFn::DayOfWeek => (us.div_euclid(DAY_US) + 3).rem_euclid(7) + 1,
+        // Monday = 0 … Sunday = 6, as Rhai's built-in; 1970-01-01 was a Thursday (3).
+        TimeFn::DayOfWeek => (us.div_euclid(DAY_US) + 3).rem_euclid(7),
     }
 }
 
 /// Microseconds since the epoch of an RFC 3339 timestamp (as chrono's
-/// `DateTime::parse_from_rfc3339` reads it: any offset, fractional seconds); `None` when
-/// the text is not one.
+/// `DateTime::parse_from_rfc3339` reads it: any offset, fractional seconds; surrounding
+/// whitespace trimmed, as the Rhai built-ins do); `None` when the text is not one.
 pub fn parse_rfc3339_micros(s: &str) -> Option<i64> {
-    chrono::DateTime::parse_from_rfc3339(s)
+    chrono::DateTime::parse_from_rfc3339(s.trim())
         .ok()
         .map(|t| t.timestamp_micros())
 }
@@ -347,18 +393,25 @@ pub fn column_value(array: &dyn Array) -> Result<ColumnValues, String> {
             return column_value(plain.as_ref());
         }
         DataType::Timestamp(unit, _) => ColumnValues::Int(timestamp_micros(array, *unit)),
+        // Days, as the Rhai side reads them (not µs of midnight).
         DataType::Date32 => {
-            ColumnValues::Int(map_checked(array.as_primitive::<Date32Type>(), |d| {
-                i64::from(d).checked_mul(DAY_US)
-            }))
+            ColumnValues::Int(cast(&DataType::Int64)?.as_primitive::<Int64Type>().clone())
         }
-        DataType::Date64 => {
-            ColumnValues::Int(map_checked(array.as_primitive::<Date64Type>(), |ms| {
-                ms.checked_mul(1_000)
-            }))
-        }
+        // Arrow's display text, as the Rhai side reads it.
+        DataType::Date64 => ColumnValues::Str(display_strings(array)?),
         other => return Err(format!("columns of type {other} cannot be read by rules")),
     })
+}
+
+/// Every value of `array` as Arrow displays it (the Rhai side's reading of types it has
+/// no native value for); nulls stay null.
+fn display_strings(array: &dyn Array) -> Result<StringArray, String> {
+    use arrow::util::display::{ArrayFormatter, FormatOptions};
+    let f = ArrayFormatter::try_new(array, &FormatOptions::default())
+        .map_err(|e| format!("cannot display {}: {e}", array.data_type()))?;
+    Ok((0..array.len())
+        .map(|i| array.is_valid(i).then(|| f.value(i).to_string()))
+        .collect())
 }
 
 /// Timestamps of any unit as µs; `array` must be a timestamp array of `unit`.
@@ -462,7 +515,7 @@ mod tests {
             );
             assert_eq!(
                 time_of_micros(TimeFn::DayOfWeek, us),
-                i64::from(t.weekday().number_from_monday()),
+                i64::from(t.weekday().num_days_from_monday()),
                 "{us}"
             );
         }
@@ -475,7 +528,22 @@ mod tests {
         assert!(!equals(&Unit, &Int(0)));
         assert!(equals(&Int(1), &Float(1.0)));
         assert!(!equals(&Float(f64::NAN), &Float(f64::NAN)));
+        assert!(!compare(BinaryOp::Ne, &Float(f64::NAN), &Float(f64::NAN)));
+        assert!(equals(&Float(f64::NAN), &Float(0.0)));
+        assert!(!equals(&Float(f64::INFINITY), &Float(f64::INFINITY)));
         assert!(equals(&Float(-0.0), &Int(0)));
+        assert!(equals(&Float(10_000.000_000_000_002), &Int(10_000)));
+        assert!(!compare(
+            BinaryOp::Gt,
+            &Float(10_000.000_000_000_002),
+            &Float(10_000.0)
+        ));
+        assert!(equals(&Float(1e-300), &Float(0.0)));
+        assert!(compare(
+            BinaryOp::Ne,
+            &Int(9_007_199_254_740_993),
+            &Int(9_007_199_254_740_992)
+        ));
         assert!(!compare(BinaryOp::Lt, &Unit, &Unit));
         assert!(!compare(BinaryOp::Le, &Unit, &Unit));
         assert!(compare(BinaryOp::Ne, &Str("1".into()), &Int(1)));

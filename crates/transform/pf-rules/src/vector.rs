@@ -822,8 +822,8 @@ fn zip_bool<T: Copy>(
     }
 }
 
-/// Raw comparison of valid values with IEEE semantics for floats (Rust's `PartialOrd`,
-/// unlike Arrow's total order). `Ne` is computed as `Eq` and negated by the caller.
+/// Raw comparison of valid values (integers: exact; floats go through
+/// [`compare_float`] instead). `Ne` is computed as `Eq` and negated by the caller.
 fn compare_values<T: Copy + PartialOrd>(
     op: BinaryOp,
     a: Side<'_, T>,
@@ -878,6 +878,48 @@ fn compare_num<T: ArrowNativeType + PartialOrd>(
     with_nulls(op, values, num_nulls(a), num_nulls(b))
 }
 
+/// Float comparison with Rhai's relative epsilon ([`semantics::float_compare`]), one
+/// pass over the values. Unlike the other types, `!=` is not `!(==)` (NaN and infinities
+/// are false under both), so it is computed directly: true where both are valid and
+/// [`semantics::float_compare`] says so, or where exactly one side is `()`.
+fn compare_float(op: BinaryOp, a: &Num<f64>, b: &Num<f64>, len: usize) -> BooleanBuffer {
+    let (sa, sb) = (side(a, len), side(b, len));
+    // One monomorphic kernel per operator, so the operator match is not in the loop.
+    let values = match op {
+        BinaryOp::Eq => zip_bool(sa, sb, len, |x, y| {
+            semantics::float_compare(BinaryOp::Eq, x, y)
+        }),
+        BinaryOp::Ne => zip_bool(sa, sb, len, |x, y| {
+            semantics::float_compare(BinaryOp::Ne, x, y)
+        }),
+        BinaryOp::Lt => zip_bool(sa, sb, len, |x, y| {
+            semantics::float_compare(BinaryOp::Lt, x, y)
+        }),
+        BinaryOp::Le => zip_bool(sa, sb, len, |x, y| {
+            semantics::float_compare(BinaryOp::Le, x, y)
+        }),
+        BinaryOp::Gt => zip_bool(sa, sb, len, |x, y| {
+            semantics::float_compare(BinaryOp::Gt, x, y)
+        }),
+        BinaryOp::Ge => zip_bool(sa, sb, len, |x, y| {
+            semantics::float_compare(BinaryOp::Ge, x, y)
+        }),
+        _ => BooleanBuffer::new_unset(len),
+    };
+    let (va, vb) = (num_nulls(a), num_nulls(b));
+    if op != BinaryOp::Ne {
+        return with_nulls(op, values, va, vb);
+    }
+    match (va, vb) {
+        (None, None) => values,
+        (Some(a), None) | (None, Some(a)) => &(&values & a.inner()) | &!a.inner(),
+        (Some(a), Some(b)) => {
+            let both = &(&values & a.inner()) & b.inner();
+            &both | &(a.inner() ^ b.inner())
+        }
+    }
+}
+
 fn bools_side(b: &Bools, len: usize) -> (BooleanBuffer, Option<NullBuffer>) {
     materialize_bool(b, len)
 }
@@ -896,9 +938,9 @@ fn compare(op: BinaryOp, a: &Data, b: &Data, len: usize) -> Option<BooleanBuffer
             }
         }
         (Data::Int(x), Data::Int(y)) => compare_num(op, x, y, len),
-        (Data::Float(x), Data::Float(y)) => compare_num(op, x, y, len),
-        (Data::Int(x), Data::Float(y)) => compare_num(op, &to_float(x), y, len),
-        (Data::Float(x), Data::Int(y)) => compare_num(op, x, &to_float(y), len),
+        (Data::Float(x), Data::Float(y)) => compare_float(op, x, y, len),
+        (Data::Int(x), Data::Float(y)) => compare_float(op, &to_float(x), y, len),
+        (Data::Float(x), Data::Int(y)) => compare_float(op, x, &to_float(y), len),
         (Data::Str(x), Data::Str(y)) => compare_str(op, x, y, len)?,
         (Data::Bool(x), Data::Bool(y)) => {
             let (xv, xn) = bools_side(x, len);

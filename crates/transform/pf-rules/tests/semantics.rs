@@ -456,16 +456,20 @@ fn null_semantics_table() {
         ("i < s", [f; 8]),
         ("n == j", [f, f, t, f, f, f, f, f]),
         ("record.zz == i", [f, f, f, f, f, t, f, f]),
-        // Int and float mix.
+        // Int and float mix; floats compare with Rhai's relative epsilon:
+        // f = [0.0, -0.0, NaN, (), 1.5, inf, 2.0, -1e300]. NaN is "equal" to zero, NaN and
+        // infinities are unequal to themselves.
         ("i == 1.0", [f, t, f, f, f, f, f, f]),
-        ("f == 0", [t, t, f, f, f, f, f, f]),
-        ("f == f", [t, t, f, t, t, t, t, t]),
+        ("f == 0", [t, t, t, f, f, f, f, f]),
+        ("f == f", [t, t, f, t, t, f, t, t]),
+        ("f != f", [f, f, f, f, f, f, f, f]),
         ("f == g", [t, t, f, f, f, f, t, f]),
         ("f < g", [f, f, f, f, f, f, f, t]),
         // Arithmetic with () fails the record; so does integer overflow / division by 0.
         ("i + 1 > 0", [t, t, f, e, f, e, t, t]),
         ("i / j > 0", [e, f, e, t, e, e, e, f]),
-        ("f / 0 > 0", [f, f, f, e, t, t, t, f]),
+        // f / 0 is NaN or ±inf, never `> 0` under the epsilon rule.
+        ("f / 0 > 0", [f, f, f, e, f, f, f, f]),
         ("-i < 0", [f, t, f, t, e, e, t, t]),
         // Booleans: () operands fail, short-circuit spares the right side.
         ("b && c", [t, f, e, f, f, e, e, f]),

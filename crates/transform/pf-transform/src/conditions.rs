@@ -22,8 +22,9 @@ struct Rule {
 /// A condition sees each record field it names both as a variable (`amount > 10000.0`)
 /// and as `record.<field>`. Values are converted as in the script stage (see
 /// [`ScriptTransformFactory`](crate::ScriptTransformFactory): integers and timestamps
-/// are `i64` (timestamps in µs), dates `i64` days, nulls `()`, non-primitive types their
-/// display text). A field the batch lacks is not bound: a bare use is the error
+/// are `i64` (timestamps in µs), `Date32` dates `i64` **days** (not µs: the rule engine
+/// reads them as days too), decimals `f64` (as Arrow casts them, like the rule engine),
+/// nulls `()`, other non-primitive types (`Date64` included) their display text). A field the batch lacks is not bound: a bare use is the error
 /// `Variable not found: <name>`, while `record.<name>` is `()`. A variable named
 /// `record` is always the map.
 ///

@@ -7,13 +7,14 @@
 //! | Int8…Int64, UInt8…UInt32                           | `i64`                          |
 //! | UInt64                                             | `i64`; above `i64::MAX` `()`   |
 //! | Float16, Float32, Float64                          | `f64`                          |
+//! | Decimal32, Decimal64, Decimal128, Decimal256       | `f64`, as Arrow casts it (as the rule engine reads decimals, so `amount > 1000.0` works) |
 //! | Boolean                                            | `bool`                         |
 //! | Utf8, LargeUtf8, Utf8View                          | string                         |
 //! | Dictionary(_, V)                                   | as V                           |
 //! | Timestamp(any unit, any or no time zone)           | `i64` µs since the epoch (UTC; ns floored; `()` if it overflows) |
 //! | Date32                                             | `i64` days since the epoch     |
 //! | null (any type), Null                              | `()`                           |
-//! | anything else (Decimal, Date64, Time, List, Struct…) | string: Arrow's display form |
+//! | anything else (Date64, Time, List, Struct…)        | string: Arrow's display form   |
 //!
 //! Rhai → Arrow (what a changed or new field becomes) is in [`build_sparse`] and the
 //! transform docs.
@@ -55,6 +56,9 @@ pub(crate) enum Reader {
     /// Any timestamp unit; values scaled to microseconds on read.
     Timestamp(arrow::array::Int64Array, TimeUnit),
     Date32(arrow::array::Date32Array),
+    /// Any decimal type; each value cast to f64 by Arrow on read (the same cast the
+    /// rule engine applies to the whole column, so both see the same number).
+    Decimal(ArrayRef),
     Dict {
         keys: ArrayRef,
         values: Box<Reader>,
@@ -130,6 +134,10 @@ impl Reader {
                 Reader::Timestamp(values, *unit)
             }
             DataType::Date32 => Reader::Date32(array.as_primitive::<Date32Type>().clone()),
+            DataType::Decimal32(..)
+            | DataType::Decimal64(..)
+            | DataType::Decimal128(..)
+            | DataType::Decimal256(..) => Reader::Decimal(array.clone()),
             DataType::Dictionary(..) => match array.as_any_dictionary_opt() {
                 Some(dict) => Reader::Dict {
                     keys: dict.keys().slice(0, dict.keys().len()),
@@ -155,7 +163,13 @@ impl Reader {
             | DataType::UInt64
             | DataType::Timestamp(..)
             | DataType::Date32 => Kind::Int,
-            DataType::Float16 | DataType::Float32 | DataType::Float64 => Kind::Float,
+            DataType::Float16
+            | DataType::Float32
+            | DataType::Float64
+            | DataType::Decimal32(..)
+            | DataType::Decimal64(..)
+            | DataType::Decimal128(..)
+            | DataType::Decimal256(..) => Kind::Float,
             DataType::Boolean => Kind::Bool,
             DataType::Dictionary(_, v) => Reader::kind_of(v),
             _ => Kind::Str,
@@ -202,6 +216,21 @@ impl Reader {
                 micros.map_or(Dynamic::UNIT, Dynamic::from_int)
             }),
             Reader::Date32(a) => prim!(a, |v: i32| Dynamic::from_int(v.into())),
+            Reader::Decimal(a) => {
+                if row >= a.len() || a.is_null(row) {
+                    return Dynamic::UNIT;
+                }
+                match cast_with_options(
+                    &a.slice(row, 1),
+                    &DataType::Float64,
+                    &CastOptions::default(),
+                ) {
+                    Ok(f) if f.is_valid(0) => {
+                        Dynamic::from_float(f.as_primitive::<Float64Type>().value(0))
+                    }
+                    _ => Dynamic::UNIT,
+                }
+            }
             Reader::Dict { keys, values } => match dictionary_key(keys, row) {
                 Some(k) => values.get(k),
                 None => Dynamic::UNIT,
