@@ -8,6 +8,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
+mod reload;
+
 use pf_error::{PfError, Result};
 use pf_types::RunSummary;
 use pf_worker::{Deployment, ProgressDisplay};
@@ -55,7 +57,8 @@ pub struct RunReporting {
 }
 
 /// Runs `deployment` to the end with signals, metrics and progress wired up; writes the
-/// JSON summary when asked. `files_known` feeds the progress bar's total.
+/// JSON summary when asked. `files_known` feeds the progress bar's total. SIGHUP (and,
+/// with `transform.watch`, a change of its files) reloads the transform stage.
 pub fn run_deployment(
     deployment: &Deployment,
     files_known: Box<dyn Fn() -> Option<u64> + Send>,
@@ -65,10 +68,19 @@ pub fn run_deployment(
     if let Some(addr) = reporting.metrics_addr {
         pf_metrics::serve(deployment.metrics.clone(), addr)?;
     }
+    let reload_requested = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, reload_requested.clone())
+        .map_err(|e| PfError::io("signal handler", e))?;
+    let reloader = reload::TransformReloader::start(
+        deployment.transform.clone(),
+        reload_requested,
+        deployment.watch,
+    );
     let progress =
         ProgressDisplay::start(deployment.metrics.clone(), files_known, deployment.progress);
     let result = deployment.worker.run();
     progress.stop();
+    reloader.stop();
     let mut summary = result?;
     deployment.add_rule_figures(&mut summary);
     if deployment.record_dlq.written() > 0 {

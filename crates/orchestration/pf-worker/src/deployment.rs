@@ -9,7 +9,7 @@ use pf_config::{
 };
 use pf_coordinator::MemoryMetadataStore;
 use pf_dlq::FileRecordDlq;
-use pf_enrichment::{EnrichmentTables, TableConfig, TableFormat, TableKind};
+use pf_enrichment::{TableConfig, TableFormat, TableKind};
 use pf_error::{PfError, Result};
 use pf_file_processor::SharedParts;
 use pf_indexer_stdout::{AlertTarget, LocalDestination, LocalIndexerFactory, NdjsonAlertSink};
@@ -18,7 +18,7 @@ use pf_reader_ndjson::{NdjsonReader, NdjsonReaderOptions};
 use pf_reader_parquet::{ParquetReader, ParquetReaderOptions};
 use pf_storage::ObjectSources;
 use pf_traits::{IndexerFactory, MetadataStore, WorkQueue};
-use pf_transform::{RuleTally, ScriptEngine, ScriptLimits, TransformStage};
+use pf_transform::{RuleTally, ScriptLimits, StageSource, TransformStage};
 use pf_types::RunSummary;
 
 use crate::{Backoff, ProgressMode, Worker, WorkerSettings, default_worker_id};
@@ -39,6 +39,10 @@ pub struct Deployment {
     pub progress: ProgressMode,
     /// Per-rule counts, when fraud rules are configured.
     pub rule_tally: Option<Arc<RuleTally>>,
+    /// The transform stage, for reloading its script, rules and tables.
+    pub transform: Arc<TransformStage>,
+    /// Reload the transform when its files change (`transform.watch`).
+    pub watch: bool,
 }
 
 impl Deployment {
@@ -129,10 +133,10 @@ pub fn deploy(config: &Config, queue: Arc<dyn WorkQueue>) -> Result<Deployment> 
         idle_exit: w.idle_exit_secs.map(Duration::from_secs),
         ..WorkerSettings::default()
     };
-    let stage = transform_stage(config)?;
+    let stage = Arc::new(transform_stage(config)?);
     let rule_tally = (!stage.is_identity()).then(|| stage.tally());
     let destination = indexers.name();
-    let worker = Worker::new(settings, queue, metadata, parts, Arc::new(stage), indexers);
+    let worker = Worker::new(settings, queue, metadata, parts, stage.clone(), indexers);
     let progress = match w.progress {
         Progress::Auto => ProgressMode::Auto,
         Progress::Always => ProgressMode::Bar,
@@ -146,13 +150,15 @@ pub fn deploy(config: &Config, queue: Arc<dyn WorkQueue>) -> Result<Deployment> 
         destination,
         progress,
         rule_tally,
+        transform: stage,
+        watch: config.transform.watch,
     })
 }
 
 /// Loads the enrichment tables and compiles the script and rules of `transform`.
 fn transform_stage(config: &Config) -> Result<TransformStage> {
     let t = &config.transform;
-    let tables: Vec<TableConfig> = t
+    let tables = t
         .tables
         .iter()
         .map(|s| TableConfig {
@@ -171,22 +177,15 @@ fn transform_stage(config: &Config) -> Result<TransformStage> {
             values: s.values.clone(),
         })
         .collect();
-    let tables = EnrichmentTables::load(&tables)?;
-    for table in tables.iter() {
-        tracing::info!(
-            table = table.name(),
-            entries = table.len(),
-            "enrichment table loaded"
-        );
-    }
-    let engine = ScriptEngine::new(
-        tables.clone(),
-        ScriptLimits {
+    TransformStage::load(StageSource {
+        script: t.script.clone(),
+        rules: t.rules.clone(),
+        tables,
+        limits: ScriptLimits {
             max_operations: t.max_operations,
             ..ScriptLimits::default()
         },
-    )?;
-    TransformStage::new(&engine, t.script.as_deref(), t.rules.as_deref(), &tables)
+    })
 }
 
 fn ndjson_schema(config: &Config) -> Option<arrow::datatypes::SchemaRef> {

@@ -47,7 +47,7 @@ mod transform;
 pub use conditions::RhaiConditions;
 pub use engine::ScriptEngine;
 pub use limits::ScriptLimits;
-pub use stage::{RuleTally, TransformStage, compile_rules};
+pub use stage::{RuleTally, StageSource, TransformStage, compile_rules};
 pub use transform::{ScriptOptions, ScriptTransform, ScriptTransformFactory};
 
 /// The Rhai crate this one is built on, so callers can name [`rhai::Scope`] and friends

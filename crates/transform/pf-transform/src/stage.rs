@@ -1,20 +1,24 @@
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 use arrow::array::{Array, BooleanArray, RecordBatch};
 use arrow::compute::filter_record_batch;
 
-use pf_enrichment::EnrichmentTables;
+use pf_enrichment::{EnrichmentTables, TableConfig};
 use pf_error::{ErrorClass, PfError, Result};
 use pf_rules::{
-    BatchMeta, CompileOptions, CompiledRules, ConditionFallback, RuleCounts, RuleFile,
-    append_fraud_columns,
+    BatchMeta, CompileOptions, CompiledRules, ConditionFallback, MemoryWindowStore, RuleCounts,
+    RuleFile, WindowStore, append_fraud_columns,
 };
 use pf_traits::{DocBatch, IdentityTransform, Transform, TransformFactory, TransformOutput};
 use pf_types::{RecordFailure, Severity, Stage, WorkItem};
 
-use crate::{RhaiConditions, ScriptEngine, ScriptOptions, ScriptTransform, ScriptTransformFactory};
+use crate::{
+    RhaiConditions, ScriptEngine, ScriptLimits, ScriptOptions, ScriptTransform,
+    ScriptTransformFactory,
+};
 
 /// Per-rule counts over the whole run (all threads), for the summary's `fraud_by_rule`
 /// and precision/recall. Updated once per batch.
@@ -43,14 +47,51 @@ impl RuleTally {
     }
 }
 
+/// What a [`TransformStage`] is built from, kept so it can be rebuilt on reload.
+#[derive(Debug, Clone, Default)]
+pub struct StageSource {
+    /// The Rhai script defining `fn transform(record)`.
+    pub script: Option<PathBuf>,
+    /// The fraud rules file.
+    pub rules: Option<PathBuf>,
+    /// The enrichment tables scripts and rules may use.
+    pub tables: Vec<TableConfig>,
+    /// Sandbox limits of the script engine.
+    pub limits: ScriptLimits,
+}
+
+impl StageSource {
+    /// Every file the stage reads: what `watch` mode polls for changes.
+    pub fn files(&self) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = self.script.iter().chain(&self.rules).cloned().collect();
+        files.extend(self.tables.iter().map(|t| t.path.clone()));
+        files
+    }
+}
+
+/// One compiled version of the stage; replaced whole on reload.
+struct StageParts {
+    script: Option<ScriptTransformFactory>,
+    rules: Option<Arc<CompiledRules>>,
+}
+
+struct StageShared {
+    source: Option<StageSource>,
+    parts: RwLock<Arc<StageParts>>,
+    /// Bumped on every successful reload; threads compare it once per batch.
+    generation: AtomicU64,
+    /// Outlives reloads, so sliding windows keep their events across rule changes.
+    windows: Arc<dyn WindowStore>,
+    tally: Arc<RuleTally>,
+}
+
 /// The transform stage as configured: an optional Rhai script, then optional fraud rules.
 ///
 /// Built once; [`TransformFactory::create`] gives each pipeline thread its own script
-/// scope while the compiled script, rules and tables are shared.
+/// scope while the compiled script, rules and tables are shared. [`reload`](Self::reload)
+/// swaps in a new version atomically; threads pick it up at their next batch.
 pub struct TransformStage {
-    script: Option<ScriptTransformFactory>,
-    rules: Option<Arc<CompiledRules>>,
-    tally: Arc<RuleTally>,
+    shared: Arc<StageShared>,
 }
 
 /// Adapts the per-record Rhai evaluator to the rule engine's fallback contract.
@@ -68,53 +109,112 @@ impl ConditionFallback for RhaiFallback {
 }
 
 impl TransformStage {
-    /// Compiles `script` and `rules` (either may be absent) against `tables`.
+    /// Loads the tables and compiles the script and rules of `source`.
     ///
     /// Rules outside the vectorized subset are evaluated per record by Rhai.
-    pub fn new(
-        engine: &ScriptEngine,
-        script: Option<&Path>,
-        rules: Option<&Path>,
-        tables: &EnrichmentTables,
-    ) -> Result<Self> {
-        let script = script
-            .map(|p| ScriptTransformFactory::from_file(engine, p, ScriptOptions::default()))
-            .transpose()?;
-        let rules = match rules {
-            None => None,
-            Some(path) => {
-                let file = RuleFile::load(path)?;
-                Some(Arc::new(compile_rules(&file, engine, tables, false)?))
-            }
-        };
-        Ok(TransformStage {
-            script,
-            rules,
-            tally: Arc::default(),
-        })
+    pub fn load(source: StageSource) -> Result<Self> {
+        let windows: Arc<dyn WindowStore> = Arc::new(MemoryWindowStore::new());
+        let parts = build_parts(&source, &windows)?;
+        Ok(Self::with(Some(source), parts, windows))
     }
 
-    /// A stage over already compiled parts (tests, benches).
+    /// A stage over already compiled parts (tests, benches); it cannot reload.
     pub fn from_parts(
         script: Option<ScriptTransformFactory>,
         rules: Option<Arc<CompiledRules>>,
     ) -> Self {
+        Self::with(
+            None,
+            StageParts { script, rules },
+            Arc::new(MemoryWindowStore::new()),
+        )
+    }
+
+    fn with(source: Option<StageSource>, parts: StageParts, windows: Arc<dyn WindowStore>) -> Self {
         TransformStage {
-            script,
-            rules,
-            tally: Arc::default(),
+            shared: Arc::new(StageShared {
+                source,
+                parts: RwLock::new(Arc::new(parts)),
+                generation: AtomicU64::new(0),
+                windows,
+                tally: Arc::default(),
+            }),
         }
+    }
+
+    /// Rebuilds the stage from its source files. On error the running version stays and
+    /// the error says what is wrong with the new one.
+    pub fn reload(&self) -> Result<()> {
+        let Some(source) = &self.shared.source else {
+            return Err(PfError::config(
+                "transform",
+                "this stage was not built from files",
+            ));
+        };
+        let parts = build_parts(source, &self.shared.windows)?;
+        *self.shared.parts.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(parts);
+        self.shared.generation.fetch_add(1, Ordering::Release);
+        Ok(())
+    }
+
+    /// The files the stage was built from (empty for [`from_parts`](Self::from_parts)).
+    pub fn source_files(&self) -> Vec<PathBuf> {
+        self.shared
+            .source
+            .as_ref()
+            .map(StageSource::files)
+            .unwrap_or_default()
     }
 
     /// The run-wide per-rule counts.
     pub fn tally(&self) -> Arc<RuleTally> {
-        self.tally.clone()
+        self.shared.tally.clone()
     }
 
-    /// True when the stage changes nothing (no script, no rules).
+    /// True when the stage changes nothing (no script, no rules); reloads keep it so.
     pub fn is_identity(&self) -> bool {
-        self.script.is_none() && self.rules.is_none()
+        let parts = self.current();
+        parts.script.is_none() && parts.rules.is_none()
     }
+
+    fn current(&self) -> Arc<StageParts> {
+        self.shared
+            .parts
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+fn build_parts(source: &StageSource, windows: &Arc<dyn WindowStore>) -> Result<StageParts> {
+    let tables = EnrichmentTables::load(&source.tables)?;
+    for table in tables.iter() {
+        tracing::info!(
+            table = table.name(),
+            entries = table.len(),
+            "enrichment table loaded"
+        );
+    }
+    let engine = ScriptEngine::new(tables.clone(), source.limits)?;
+    let script = source
+        .script
+        .as_deref()
+        .map(|p| ScriptTransformFactory::from_file(&engine, p, ScriptOptions::default()))
+        .transpose()?;
+    let rules = match &source.rules {
+        None => None,
+        Some(path) => {
+            let file = RuleFile::load(path)?;
+            Some(Arc::new(compile_with(
+                &file,
+                &engine,
+                &tables,
+                false,
+                Some(windows.clone()),
+            )?))
+        }
+    };
+    Ok(StageParts { script, rules })
 }
 
 /// Compiles a rule file with Rhai as the per-record fallback; `force_fallback` evaluates
@@ -124,6 +224,16 @@ pub fn compile_rules(
     engine: &ScriptEngine,
     tables: &EnrichmentTables,
     force_fallback: bool,
+) -> Result<CompiledRules> {
+    compile_with(file, engine, tables, force_fallback, None)
+}
+
+fn compile_with(
+    file: &RuleFile,
+    engine: &ScriptEngine,
+    tables: &EnrichmentTables,
+    force_fallback: bool,
+    window_store: Option<Arc<dyn WindowStore>>,
 ) -> Result<CompiledRules> {
     // The fallback is indexed by position in the file, window and disabled rules included.
     let conditions: Vec<(String, String)> = file
@@ -144,6 +254,7 @@ pub fn compile_rules(
         CompileOptions {
             fallback: Some(Arc::new(RhaiFallback(fallback))),
             force_fallback,
+            window_store,
             ..CompileOptions::default()
         },
     )
@@ -154,10 +265,13 @@ impl TransformFactory for TransformStage {
         if self.is_identity() {
             return IdentityTransform.create();
         }
+        let generation = self.shared.generation.load(Ordering::Acquire);
+        let parts = self.current();
         Ok(Box::new(StageTransform {
-            script: self.script.as_ref().map(ScriptTransformFactory::transform),
-            rules: self.rules.clone(),
-            tally: self.tally.clone(),
+            script: parts.script.as_ref().map(ScriptTransformFactory::transform),
+            parts,
+            generation,
+            shared: self.shared.clone(),
         }))
     }
 }
@@ -165,12 +279,35 @@ impl TransformFactory for TransformStage {
 /// One thread's instance of [`TransformStage`].
 struct StageTransform {
     script: Option<ScriptTransform>,
-    rules: Option<Arc<CompiledRules>>,
-    tally: Arc<RuleTally>,
+    parts: Arc<StageParts>,
+    generation: u64,
+    shared: Arc<StageShared>,
+}
+
+impl StageTransform {
+    /// Picks up a reloaded version between batches, never within one.
+    fn refresh(&mut self) {
+        let generation = self.shared.generation.load(Ordering::Acquire);
+        if generation != self.generation {
+            self.parts = self
+                .shared
+                .parts
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            self.script = self
+                .parts
+                .script
+                .as_ref()
+                .map(ScriptTransformFactory::transform);
+            self.generation = generation;
+        }
+    }
 }
 
 impl Transform for StageTransform {
     fn apply(&mut self, item: &WorkItem, input: DocBatch) -> Result<TransformOutput> {
+        self.refresh();
         let mut out = match self.script.as_mut() {
             Some(s) => s.apply(item, input)?,
             None => TransformOutput {
@@ -181,7 +318,7 @@ impl Transform for StageTransform {
                 alerts: Vec::new(),
             },
         };
-        let Some(rules) = &self.rules else {
+        let Some(rules) = &self.parts.rules else {
             return Ok(out);
         };
         let docs = &out.docs;
@@ -191,7 +328,7 @@ impl Transform for StageTransform {
             ordinals: docs.ordinals.as_deref(),
         };
         let eval = rules.evaluate(&docs.batch, &meta)?;
-        self.tally.add(rules, &eval.counts);
+        self.shared.tally.add(rules, &eval.counts);
         let scored = append_fraud_columns(&docs.batch, &eval)?;
         let failed = eval.failed_rows();
         let docs = if failed.is_empty() {

@@ -1,0 +1,77 @@
+//! Reloading the transform stage: a good new version is picked up at the next batch, a
+//! bad one is rejected and the running version stays.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, BooleanArray, Float64Array, RecordBatch};
+use arrow::datatypes::{DataType, Field, Schema};
+
+use pf_traits::{DocBatch, TransformFactory};
+use pf_transform::{StageSource, TransformStage};
+use pf_types::WorkItem;
+
+fn rules(threshold: &str) -> String {
+    format!(
+        "threshold: 10\nrules:\n  - name: big\n    condition: \"amount > {threshold}\"\n    severity: high\n    score: 10\n"
+    )
+}
+
+fn fraud_flags(out: &pf_traits::TransformOutput) -> Vec<bool> {
+    let col = out
+        .docs
+        .batch
+        .column_by_name("is_fraud")
+        .expect("is_fraud column");
+    let flags = col.as_any().downcast_ref::<BooleanArray>().expect("bool");
+    (0..flags.len()).map(|i| flags.value(i)).collect()
+}
+
+#[test]
+fn reload_swaps_good_versions_and_rejects_bad_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fraud.yaml");
+    std::fs::write(&path, rules("100.0")).unwrap();
+    let stage = TransformStage::load(StageSource {
+        rules: Some(path.clone()),
+        ..StageSource::default()
+    })
+    .unwrap();
+    assert_eq!(stage.source_files(), vec![path.clone()]);
+    let schema = Arc::new(Schema::new(vec![Field::new(
+        "amount",
+        DataType::Float64,
+        false,
+    )]));
+    let batch = RecordBatch::try_new(
+        schema,
+        vec![Arc::new(Float64Array::from(vec![50.0, 500.0, 5000.0]))],
+    )
+    .unwrap();
+    let item = WorkItem::from_uri("/t.parquet").unwrap();
+    let mut transform = stage.create().unwrap();
+    let run = |t: &mut Box<dyn pf_traits::Transform>| {
+        fraud_flags(
+            &t.apply(&item, DocBatch::contiguous(batch.clone(), 0))
+                .unwrap(),
+        )
+    };
+    assert_eq!(run(&mut transform), [false, true, true]);
+
+    std::fs::write(&path, rules("1000.0")).unwrap();
+    stage.reload().unwrap();
+    // The thread built before the reload picks the new version up at its next batch.
+    assert_eq!(run(&mut transform), [false, false, true]);
+
+    std::fs::write(&path, "threshold: 10\nrules:\n  - name: big\n    condition: \"amount >\"\n    severity: high\n    score: 10\n").unwrap();
+    let err = stage.reload().unwrap_err();
+    assert!(
+        err.to_string().contains("big"),
+        "the error names the rule: {err}"
+    );
+    assert_eq!(
+        run(&mut transform),
+        [false, false, true],
+        "the running version stays"
+    );
+    assert_eq!(stage.tally().snapshot()["big"].1.fired, 4);
+}
