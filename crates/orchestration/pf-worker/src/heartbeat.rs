@@ -1,9 +1,10 @@
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, mpsc};
-use std::thread::JoinHandle;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pf_traits::{Delivery, MetadataStore, WorkQueue};
+
+use crate::StoppableThread;
 
 /// Deliveries being processed, and when each was last extended.
 #[derive(Default)]
@@ -30,11 +31,7 @@ impl InFlight {
 ///
 /// Runs on its own thread, touching the registry twice per file, so pipeline threads
 /// pay nothing per record and a slow batch cannot make a heartbeat late.
-pub(crate) struct VisibilityHeartbeat {
-    /// Dropping the sender wakes the thread at once, so stopping never waits a tick.
-    stop: Option<mpsc::Sender<()>>,
-    handle: Option<JoinHandle<()>>,
-}
+pub(crate) struct VisibilityHeartbeat(StoppableThread);
 
 impl VisibilityHeartbeat {
     /// Extends each delivery every `interval` by the queue's visibility timeout.
@@ -45,12 +42,13 @@ impl VisibilityHeartbeat {
         worker_id: String,
         interval: Duration,
     ) -> Self {
-        let (stop, stopped) = mpsc::channel::<()>();
-        let handle = std::thread::Builder::new()
-            .name("visibility-heartbeat".into())
-            .spawn(move || {
-                let tick = interval.min(Duration::from_millis(200)).max(Duration::from_millis(10));
-                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(tick) {
+        VisibilityHeartbeat(StoppableThread::spawn(
+            "visibility-heartbeat",
+            move |ticks| {
+                let tick = interval
+                    .min(Duration::from_millis(200))
+                    .max(Duration::from_millis(10));
+                while ticks.wait(tick) {
                     let due: Vec<Delivery> = {
                         let mut map = in_flight.lock();
                         let now = Instant::now();
@@ -73,19 +71,12 @@ impl VisibilityHeartbeat {
                         }
                     }
                 }
-            })
-            .ok();
-        VisibilityHeartbeat {
-            stop: Some(stop),
-            handle,
-        }
+            },
+        ))
     }
 
     /// Stops the heartbeat thread and waits for it.
-    pub(crate) fn stop(mut self) {
-        drop(self.stop.take());
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
+    pub(crate) fn stop(self) {
+        self.0.stop();
     }
 }

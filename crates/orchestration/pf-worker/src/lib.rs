@@ -10,11 +10,13 @@ mod backoff;
 mod deployment;
 mod heartbeat;
 mod progress;
+mod stoppable;
 mod summary;
 mod worker;
 
 pub use backoff::Backoff;
 pub use deployment::{Deployment, deploy};
 pub use progress::{ProgressDisplay, ProgressMode};
+pub use stoppable::{StoppableThread, Ticks};
 pub use summary::render_summary;
 pub use worker::{Worker, WorkerSettings, default_worker_id, peak_rss_mb};

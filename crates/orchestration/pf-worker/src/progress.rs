@@ -1,13 +1,13 @@
 use std::io::IsTerminal;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use pf_metrics::Metrics;
+
+use crate::{StoppableThread, Ticks};
 
 /// How progress is shown while a run is under way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,11 +23,7 @@ pub enum ProgressMode {
 }
 
 /// A progress display fed from the live [`Metrics`]; stop it before printing the summary.
-pub struct ProgressDisplay {
-    /// Dropping the sender wakes the display at once, so stopping never waits a tick.
-    stop: Option<mpsc::Sender<()>>,
-    handle: Option<JoinHandle<()>>,
-}
+pub struct ProgressDisplay(Option<StoppableThread>);
 
 impl ProgressDisplay {
     /// Starts showing progress; `files_known` tells how many files are known so far.
@@ -36,34 +32,23 @@ impl ProgressDisplay {
         files_known: Box<dyn Fn() -> Option<u64> + Send>,
         mode: ProgressMode,
     ) -> Self {
-        let (stop, stopped) = mpsc::channel::<()>();
         let bar = match mode {
             ProgressMode::Off => None,
             ProgressMode::Log => Some(false),
             ProgressMode::Bar => Some(true),
             ProgressMode::Auto => Some(std::io::stderr().is_terminal()),
         };
-        let Some(bar) = bar else {
-            return ProgressDisplay {
-                stop: None,
-                handle: None,
-            };
-        };
-        let handle = std::thread::Builder::new()
-            .name("progress".into())
-            .spawn(move || show(metrics, files_known, bar, stopped))
-            .ok();
-        ProgressDisplay {
-            stop: Some(stop),
-            handle,
-        }
+        ProgressDisplay(bar.map(|bar| {
+            StoppableThread::spawn("progress", move |ticks| {
+                show(metrics, files_known, bar, ticks)
+            })
+        }))
     }
 
     /// Stops and clears the display.
-    pub fn stop(mut self) {
-        drop(self.stop.take());
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
+    pub fn stop(self) {
+        if let Some(thread) = self.0 {
+            thread.stop();
         }
     }
 }
@@ -72,7 +57,7 @@ fn show(
     metrics: Arc<Metrics>,
     files_known: Box<dyn Fn() -> Option<u64> + Send>,
     bar: bool,
-    stopped: mpsc::Receiver<()>,
+    ticks: Ticks,
 ) {
     let started = Instant::now();
     let pb = bar.then(|| {
@@ -87,9 +72,7 @@ fn show(
     });
     let log_every = Duration::from_secs(10);
     let mut last_log = Instant::now();
-    while let Err(mpsc::RecvTimeoutError::Timeout) =
-        stopped.recv_timeout(Duration::from_millis(100))
-    {
+    while ticks.wait(Duration::from_millis(100)) {
         let secs = started.elapsed().as_secs_f64().max(1e-3);
         let rows = metrics.rows_read();
         let mb = metrics.bytes_read.load(Ordering::Relaxed) as f64 / 1e6;
