@@ -1,0 +1,1 @@
+//! SQS work queue, work-item sender and DLQ operations
