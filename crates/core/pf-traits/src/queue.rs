@@ -36,6 +36,11 @@ pub trait WorkQueue: Send + Sync {
     fn visibility_timeout(&self) -> Option<Duration> {
         None
     }
+    /// Gives back anything received but not yet handed out (a prefetch buffer), so that
+    /// other workers can take it at once; called when the worker stops.
+    fn close(&self) -> Result<()> {
+        Ok(())
+    }
     /// True once no item is queued, in flight or still to come (stdin at EOF).
     /// Queues fed by other processes (SQS) never report drained.
     fn is_drained(&self) -> bool {
