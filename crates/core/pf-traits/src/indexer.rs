@@ -35,4 +35,9 @@ pub trait IndexerFactory: Send + Sync {
     fn finish(&self) -> Result<()> {
         Ok(())
     }
+    /// Destination-specific counters by stable name (e.g. bulk items sent, retried,
+    /// rejected), added to the run summary; none by default.
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
 }

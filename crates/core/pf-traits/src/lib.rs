@@ -20,12 +20,16 @@ mod queue;
 mod reader;
 mod source;
 mod transform;
+mod window;
 
 pub use dlq::RecordDlq;
 pub use docs::DocBatch;
 pub use indexer::{IndexOutcome, Indexer, IndexerFactory};
-pub use metadata::{Claim, ItemRecord, ItemStatus, MetadataStore};
+pub use metadata::{
+    Claim, ItemProgress, ItemRecord, ItemStatus, JobProgress, JobTotals, MetadataStore, NO_JOB,
+};
 pub use queue::{Delivery, WorkQueue};
 pub use reader::{BatchStream, ReadBatch, Reader, ResumePoint};
 pub use source::{ObjectListing, ObjectSource};
 pub use transform::{AlertSink, IdentityTransform, Transform, TransformFactory, TransformOutput};
+pub use window::{BatchMeta, WindowAlert, WindowOutcome, WindowRequest, WindowStore};

@@ -45,8 +45,12 @@ pub struct ItemRecord {
     pub attempts: u32,
     /// The worker that last held it.
     pub worker: Option<String>,
+    /// Unix milliseconds (store clock) when the latest attempt started.
+    pub started_ms: Option<u64>,
     /// Unix milliseconds of the last heartbeat.
     pub heartbeat_ms: Option<u64>,
+    /// Unix milliseconds when it completed or failed.
+    pub finished_ms: Option<u64>,
     /// Progress of the latest attempt.
     pub checkpoint: Option<Checkpoint>,
     /// Final counters, once completed.
@@ -74,4 +78,70 @@ pub trait MetadataStore: Send + Sync {
     fn release(&self, item: &WorkItem, worker: &str, error: Option<&str>) -> Result<()>;
     /// What the store knows about `item`.
     fn get(&self, item: &WorkItem) -> Result<Option<ItemRecord>>;
+    /// Records what discovery enqueued for `job_id` (replacing earlier totals), so
+    /// progress can be reported as a share of the whole.
+    fn register_job(&self, job_id: &str, totals: &JobTotals) -> Result<()>;
+    /// Progress of `job_id` (items without a job are under [`NO_JOB`]); `None` when the
+    /// store knows nothing of it.
+    fn job_progress(&self, job_id: &str) -> Result<Option<JobProgress>>;
+    /// The jobs the store knows, most recently active first.
+    fn jobs(&self) -> Result<Vec<String>>;
+}
+
+/// The job id of work items that carry none.
+pub const NO_JOB: &str = "-";
+
+/// What discovery enqueued for one job.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobTotals {
+    /// Work items enqueued.
+    pub files: u64,
+    /// Their sizes, summed.
+    pub bytes: u64,
+}
+
+/// One item of a job as `pf status` lists it (failed or in processing).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ItemProgress {
+    /// The file.
+    pub uri: String,
+    /// Its version tag.
+    pub etag: Option<String>,
+    /// Everything known about it.
+    #[serde(flatten)]
+    pub record: ItemRecord,
+}
+
+/// A job's progress, as one consistent read of the store.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct JobProgress {
+    /// The job.
+    pub job_id: String,
+    /// The store's clock when read (Unix ms); staleness is measured against it.
+    pub now_ms: u64,
+    /// What discovery registered, when it did.
+    pub totals: Option<JobTotals>,
+    /// When discovery registered the job (Unix ms).
+    pub registered_ms: Option<u64>,
+    /// When the first item was claimed (Unix ms).
+    pub started_ms: Option<u64>,
+    /// When the last item completed or failed (Unix ms).
+    pub last_finished_ms: Option<u64>,
+    /// Items completed.
+    pub files_completed: u64,
+    /// Items failed for good.
+    pub files_failed: u64,
+    /// Source bytes of completed and failed items plus bytes read by items in processing.
+    pub bytes_done: u64,
+    /// Records read, of completed and failed items plus checkpoints of items in
+    /// processing.
+    pub rows_done: u64,
+    /// Records indexed, counted the same way.
+    pub rows_indexed: u64,
+    /// Records sent to the record DLQ, counted the same way.
+    pub rows_failed: u64,
+    /// Items in processing, with their holder and heartbeat.
+    pub processing: Vec<ItemProgress>,
+    /// Items that failed, with their last error.
+    pub failed: Vec<ItemProgress>,
 }

@@ -100,38 +100,8 @@ pub use window::{
     WindowStoreStats,
 };
 
-/// Where a batch comes from: alert keys, alert rows and window event identities use it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BatchMeta<'a> {
-    /// URI of the source file.
-    pub uri: &'a str,
-    /// Ordinal (in the file) of row 0, when rows are contiguous.
-    pub first_row: u64,
-    /// Per-row ordinals when they are not (after a filter); length = rows.
-    pub ordinals: Option<&'a [u64]>,
-}
-
-impl<'a> BatchMeta<'a> {
-    /// Rows `first_row, first_row + 1, …` of `uri`.
-    pub fn contiguous(uri: &'a str, first_row: u64) -> Self {
-        BatchMeta {
-            uri,
-            first_row,
-            ordinals: None,
-        }
-    }
-
-    /// The ordinal of batch row `row` in its file.
-    pub fn ordinal(&self, row: usize) -> u64 {
-        match self.ordinals {
-            Some(o) => o
-                .get(row)
-                .copied()
-                .unwrap_or(self.first_row.saturating_add(row as u64)),
-            None => self.first_row.saturating_add(row as u64),
-        }
-    }
-}
+// Shared with window stores outside this crate.
+pub use pf_traits::BatchMeta;
 
 /// Per-record evaluation of condition rules, for what the kernels do not cover —
 /// implemented by the script (Rhai) crate.
