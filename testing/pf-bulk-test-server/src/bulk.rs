@@ -75,7 +75,9 @@ pub(crate) fn apply(
     }
     // Parse the whole body first: a malformed action line fails the request.
     let mut ops = Vec::new();
-    let mut lines = body.split(|&b| b == b'\n').filter(|l| !l.iter().all(u8::is_ascii_whitespace));
+    let mut lines = body
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.iter().all(u8::is_ascii_whitespace));
     while let Some(line) = lines.next() {
         let action: Action = serde_json::from_slice(line).map_err(|e| {
             (
@@ -85,9 +87,15 @@ pub(crate) fn apply(
         })?;
         let (op, meta) = match action {
             Action { index: Some(m), .. } => (Op::Index, m),
-            Action { create: Some(m), .. } => (Op::Create, m),
-            Action { update: Some(m), .. } => (Op::Update, m),
-            Action { delete: Some(m), .. } => (Op::Delete, m),
+            Action {
+                create: Some(m), ..
+            } => (Op::Create, m),
+            Action {
+                update: Some(m), ..
+            } => (Op::Update, m),
+            Action {
+                delete: Some(m), ..
+            } => (Op::Delete, m),
             _ => {
                 return Err((
                     "illegal_argument_exception",
@@ -149,7 +157,13 @@ fn execute(
         }
         None => {
             inner.stats.items_rejected += 1;
-            return item_error(&index, "", 400, "action_request_validation_exception", "Validation Failed: 1: id is missing;");
+            return item_error(
+                &index,
+                "",
+                400,
+                "action_request_validation_exception",
+                "Validation Failed: 1: id is missing;",
+            );
         }
     };
     let key = format!("{index}/{id}");
@@ -168,7 +182,9 @@ fn execute(
                     &id,
                     429,
                     "es_rejected_execution_exception",
-                    &format!("rejected execution of coordinating operation [injected by the test server, attempt {n} of {limit}]"),
+                    &format!(
+                        "rejected execution of coordinating operation [injected by the test server, attempt {n} of {limit}]"
+                    ),
                 );
             }
         }
@@ -202,7 +218,10 @@ fn execute(
         inner.stats.items_rejected += 1;
         return item_error(&index, &id, 400, "mapper_parsing_exception", &reason);
     }
-    let entry = inner.indices.entry(index.clone()).or_insert_with(Index::default);
+    let entry = inner
+        .indices
+        .entry(index.clone())
+        .or_insert_with(Index::default);
     let existing = entry.docs.get_mut(&id);
     if op == Op::Create && existing.is_some() {
         inner.stats.items_conflicts += 1;
@@ -225,7 +244,13 @@ fn execute(
         }
         None if op == Op::Update => {
             inner.stats.items_rejected += 1;
-            return item_error(&index, &id, 404, "document_missing_exception", &format!("[{id}]: document missing"));
+            return item_error(
+                &index,
+                &id,
+                404,
+                "document_missing_exception",
+                &format!("[{id}]: document missing"),
+            );
         }
         None => {
             entry.docs.insert(

@@ -197,7 +197,10 @@ pub struct BulkTestServer {
 impl BulkTestServer {
     /// Starts on a free loopback port with default options.
     pub fn start() -> std::io::Result<Self> {
-        Self::start_with("127.0.0.1:0".parse().expect("literal address"), ServerOptions::default())
+        Self::start_with(
+            "127.0.0.1:0".parse().expect("literal address"),
+            ServerOptions::default(),
+        )
     }
 
     /// Starts on `addr` (port 0 picks a free one) with `options`.
@@ -346,8 +349,7 @@ fn glob(pattern: &str, name: &str) -> bool {
         return pattern == name;
     }
     let (first, last) = (parts[0], parts[parts.len() - 1]);
-    if !name.starts_with(first) || name.len() < first.len() + last.len() || !name.ends_with(last)
-    {
+    if !name.starts_with(first) || name.len() < first.len() + last.len() || !name.ends_with(last) {
         return false;
     }
     let mut rest = &name[first.len()..name.len() - last.len()];
@@ -516,9 +518,10 @@ fn handle(shared: &Shared, req: http::Request) -> Reply {
                 ),
             }
         }
-        ("POST" | "GET", ["_refresh"] | [_, "_refresh"]) => {
-            json_reply(200, &json!({"_shards": {"total": 1, "successful": 1, "failed": 0}}))
-        }
+        ("POST" | "GET", ["_refresh"] | [_, "_refresh"]) => json_reply(
+            200,
+            &json!({"_shards": {"total": 1, "successful": 1, "failed": 0}}),
+        ),
         ("GET" | "POST", [index, "_count"]) => {
             let inner = shared.lock();
             json_reply(200, &json!({"count": count_matching(&inner, index)}))
@@ -577,7 +580,10 @@ fn handle(shared: &Shared, req: http::Request) -> Reply {
         ("GET" | "HEAD", [index]) if !index.starts_with('_') => {
             let inner = shared.lock();
             match inner.indices.get(*index) {
-                Some(i) => json_reply(200, &json!({ *index: i.settings.clone().unwrap_or(json!({})) })),
+                Some(i) => json_reply(
+                    200,
+                    &json!({ *index: i.settings.clone().unwrap_or(json!({})) }),
+                ),
                 None => error_reply(
                     404,
                     "index_not_found_exception",
