@@ -1,0 +1,162 @@
+//! The Valkey window store against the in-process reference: the same rapid-activity
+//! alerts, each once, whether one worker or two (separate connections, concurrent
+//! threads) observe the data; plus throughput figures (`--ignored`).
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use arrow::array::{AsArray, RecordBatch, StringArray, TimestampMicrosecondArray};
+use pf_coordinator::{ValkeyOptions, ValkeyWindowOptions, ValkeyWindowStore};
+use pf_datagen::TransactionGenerator;
+use pf_rules::{MemoryWindowOptions, MemoryWindowStore};
+use pf_traits::{BatchMeta, WindowAlert, WindowRequest, WindowStore};
+
+/// Late enough for any interleaving of the two workers in these tests, so the alert set
+/// is the order-independent one of the window semantics.
+const LATENESS: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// The generated batches, split into two "files": even batches are file A, odd file B,
+/// each with its own row ordinals.
+fn files(rows: u64, batch: usize) -> [Vec<(RecordBatch, u64)>; 2] {
+    let mut out = [Vec::new(), Vec::new()];
+    let mut next_row = [0u64; 2];
+    for (i, b) in TransactionGenerator::single_file(7, rows, batch).enumerate() {
+        let f = i % 2;
+        let n = b.num_rows() as u64;
+        out[f].push((b, next_row[f]));
+        next_row[f] += n;
+    }
+    out
+}
+
+const URIS: [&str; 2] = ["s3://b/part-a.parquet", "s3://b/part-b.parquet"];
+
+fn observe(store: &dyn WindowStore, uri: &str, batch: &RecordBatch, first_row: u64) -> Vec<WindowAlert> {
+    let keys: &StringArray = batch.column_by_name("account_id").unwrap().as_string();
+    let times: &TimestampMicrosecondArray =
+        batch.column_by_name("timestamp").unwrap().as_primitive();
+    let meta = BatchMeta::contiguous(uri, first_row);
+    store
+        .observe(&WindowRequest {
+            rule: "rapid_activity",
+            keys,
+            times,
+            seconds: 60,
+            min_count: 5,
+            meta: &meta,
+        })
+        .unwrap()
+        .alerts
+}
+
+fn valkey_store(url: &str, prefix: &str) -> ValkeyWindowStore {
+    ValkeyWindowStore::connect(
+        ValkeyOptions {
+            key_prefix: prefix.into(),
+            ..ValkeyOptions::new(url)
+        },
+        ValkeyWindowOptions {
+            allowed_lateness: LATENESS,
+            ..ValkeyWindowOptions::default()
+        },
+    )
+    .unwrap()
+}
+
+fn alert_set(alerts: &[WindowAlert]) -> BTreeSet<(String, i64)> {
+    alerts.iter().map(|a| (a.key.clone(), a.window_end)).collect()
+}
+
+#[test]
+fn two_workers_raise_the_alerts_of_one_each_once() {
+    let data = files(60_000, 2048);
+    // Reference: one in-process worker, file A then file B.
+    let reference = MemoryWindowStore::with_options(MemoryWindowOptions {
+        allowed_lateness: LATENESS,
+        ..MemoryWindowOptions::default()
+    });
+    let mut expected = Vec::new();
+    for (f, batches) in data.iter().enumerate() {
+        for (b, first) in batches {
+            expected.extend(observe(&reference, URIS[f], b, *first));
+        }
+    }
+    let expected_set = alert_set(&expected);
+    assert!(expected_set.len() > 50, "data has rapid activity: {}", expected_set.len());
+    assert_eq!(expected_set.len(), expected.len());
+
+    let server = pf_test_services::Valkey::start();
+    // One Valkey-backed worker gives the reference set.
+    let single = valkey_store(&server.url(), "one:");
+    let mut one = Vec::new();
+    for (f, batches) in data.iter().enumerate() {
+        for (b, first) in batches {
+            one.extend(observe(&single, URIS[f], b, *first));
+        }
+    }
+    assert_eq!(alert_set(&one), expected_set);
+    assert_eq!(one.len(), expected.len(), "each alert raised once");
+
+    // Two workers, one file each, concurrently, each with its own connections.
+    let url = server.url();
+    let two: Vec<WindowAlert> = std::thread::scope(|s| {
+        let threads: Vec<_> = (0..2)
+            .map(|f| {
+                let (url, batches) = (&url, &data[f]);
+                s.spawn(move || {
+                    let store = valkey_store(url, "two:");
+                    let mut alerts = Vec::new();
+                    for (b, first) in batches {
+                        alerts.extend(observe(&store, URIS[f], b, *first));
+                    }
+                    alerts
+                })
+            })
+            .collect();
+        threads.into_iter().flat_map(|t| t.join().unwrap()).collect()
+    });
+    assert_eq!(alert_set(&two), expected_set, "same alerts as one worker");
+    assert_eq!(two.len(), expected.len(), "each alert raised exactly once");
+
+    // A worker replaying file A after a crash raises nothing new.
+    let again = valkey_store(&server.url(), "two:");
+    let replayed: usize = data[0]
+        .iter()
+        .map(|(b, first)| observe(&again, URIS[0], b, *first).len())
+        .sum();
+    assert_eq!(replayed, 0);
+}
+
+/// Rows/s of one thread with the rapid-activity rule, in-process vs Valkey:
+/// `cargo test --release -p pf-coordinator --test window_suite -- --ignored --nocapture`.
+#[test]
+#[ignore = "speed figures; run in release with --ignored --nocapture"]
+fn window_store_rows_per_second_memory_vs_valkey() {
+    const ROWS: u64 = 500_000;
+    let batches: Vec<RecordBatch> =
+        TransactionGenerator::single_file(42, ROWS, 65_536).collect();
+    let run = |store: &dyn WindowStore| {
+        let start = Instant::now();
+        let mut first = 0;
+        let mut alerts = 0;
+        for b in &batches {
+            alerts += observe(store, URIS[0], b, first).len();
+            first += b.num_rows() as u64;
+        }
+        (ROWS as f64 / start.elapsed().as_secs_f64(), alerts)
+    };
+    let (mem, mem_alerts) = run(&MemoryWindowStore::new());
+    let server = pf_test_services::Valkey::start();
+    let store = ValkeyWindowStore::connect(
+        ValkeyOptions::new(server.url()),
+        ValkeyWindowOptions::default(),
+    )
+    .unwrap();
+    let (vk, vk_alerts) = run(&store);
+    assert_eq!(mem_alerts, vk_alerts);
+    println!(
+        "window store, {ROWS} rows, batches of 65,536, one thread: in-process {:.2} M rows/s, Valkey {:.0} k rows/s ({mem_alerts} alerts each)",
+        mem / 1e6,
+        vk / 1e3
+    );
+}
