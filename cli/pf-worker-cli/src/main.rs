@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
 
-use pf_config::{Config, Destination, QueueKind};
+use pf_config::{Config, Destination, EsOpType, QueueKind};
 use pf_queue_memory::{MemoryQueue, feed_lines};
 use pf_runner::{EXIT_FATAL, RunReporting, exit_code, init_logging, run_deployment};
 use pf_worker::{deploy, render_summary};
@@ -58,6 +58,55 @@ struct Args {
     /// SQS endpoint URL [config: queue.sqs.endpoint].
     #[arg(long, value_name = "URL")]
     sqs_endpoint: Option<String>,
+    /// Elasticsearch node URL; repeat for several nodes [config: indexer.elasticsearch.endpoints].
+    #[arg(long, value_name = "URL")]
+    es_endpoint: Vec<String>,
+    /// Target index, fixed or from the record time, e.g. `transactions-{yyyy.MM.dd}`
+    /// [config: indexer.elasticsearch.index].
+    #[arg(long, value_name = "NAME")]
+    es_index: Option<String>,
+    /// Column whose value is the document _id; default: hash of uri + etag + row
+    /// [config: indexer.elasticsearch.id_field].
+    #[arg(long, value_name = "FIELD")]
+    es_id_field: Option<String>,
+    /// `index` (overwrite) or `create` (409 = already indexed) [config: indexer.elasticsearch.op_type].
+    #[arg(long, value_enum, value_name = "OP")]
+    es_op_type: Option<EsOpArg>,
+    /// Basic-auth user [config: indexer.elasticsearch.username].
+    #[arg(long, value_name = "USER", env = "PF_ES_USERNAME")]
+    es_username: Option<String>,
+    /// Basic-auth password; prefer the environment variable [config: indexer.elasticsearch.password].
+    #[arg(
+        long,
+        value_name = "PASSWORD",
+        env = "PF_ES_PASSWORD",
+        hide_env_values = true
+    )]
+    es_password: Option<String>,
+    /// Base64 API key; prefer the environment variable [config: indexer.elasticsearch.api_key].
+    #[arg(
+        long,
+        value_name = "KEY",
+        env = "PF_ES_API_KEY",
+        hide_env_values = true
+    )]
+    es_api_key: Option<String>,
+    /// PEM file of the cluster's CA [config: indexer.elasticsearch.ca_cert].
+    #[arg(long, value_name = "FILE")]
+    es_ca_cert: Option<PathBuf>,
+    /// Gzip bulk request bodies [config: indexer.elasticsearch.compression].
+    #[arg(long)]
+    es_compression: bool,
+    /// Create the index or index template (mappings from config) at start-up, if missing
+    /// [config: indexer.elasticsearch.setup].
+    #[arg(long)]
+    es_setup: bool,
+    /// Documents per bulk request [config: indexer.bulk_max_docs].
+    #[arg(long, value_name = "N")]
+    bulk_max_docs: Option<usize>,
+    /// Bytes per bulk request body [config: indexer.bulk_max_bytes].
+    #[arg(long, value_name = "BYTES")]
+    bulk_max_bytes: Option<usize>,
     /// Serve Prometheus metrics on this address, e.g. 127.0.0.1:9898 [config: metrics.addr].
     #[arg(long, value_name = "ADDR")]
     metrics_addr: Option<SocketAddr>,
@@ -71,7 +120,9 @@ struct Args {
 
 const EXAMPLES: &str = "Examples:
   pf-discoverer --path data/ | pf-worker --input stdin --destination stats --threads 4
-  pf-worker --config config/worker.yaml --summary-json summary.json";
+  pf-worker --config config/worker.yaml --summary-json summary.json
+  pf-discoverer --path data/ | pf-worker --destination elasticsearch \\
+      --es-endpoint http://localhost:9200 --es-index transactions --es-setup";
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum InputArg {
@@ -79,6 +130,14 @@ enum InputArg {
     Stdin,
     /// An SQS queue (--sqs-queue-url).
     Sqs,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum EsOpArg {
+    /// Create or overwrite.
+    Index,
+    /// Create only; an existing _id counts as already indexed.
+    Create,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -142,6 +201,32 @@ fn effective_config(args: &Args) -> anyhow::Result<Config> {
     sqs.queue_url = args.sqs_queue_url.clone().or(sqs.queue_url.take());
     sqs.endpoint = args.sqs_endpoint.clone().or(sqs.endpoint.take());
     sqs.region = args.region.clone().or(sqs.region.take());
+    let es = &mut config.indexer.elasticsearch;
+    if !args.es_endpoint.is_empty() {
+        es.endpoints = args.es_endpoint.clone();
+    }
+    if let Some(i) = &args.es_index {
+        es.index = i.clone();
+    }
+    es.id_field = args.es_id_field.clone().or(es.id_field.take());
+    if let Some(op) = args.es_op_type {
+        es.op_type = match op {
+            EsOpArg::Index => EsOpType::Index,
+            EsOpArg::Create => EsOpType::Create,
+        };
+    }
+    es.username = args.es_username.clone().or(es.username.take());
+    es.password = args.es_password.clone().or(es.password.take());
+    es.api_key = args.es_api_key.clone().or(es.api_key.take());
+    es.ca_cert = args.es_ca_cert.clone().or(es.ca_cert.take());
+    es.compression |= args.es_compression;
+    es.setup |= args.es_setup;
+    if let Some(n) = args.bulk_max_docs {
+        config.indexer.bulk_max_docs = n;
+    }
+    if let Some(n) = args.bulk_max_bytes {
+        config.indexer.bulk_max_bytes = n;
+    }
     if let Some(addr) = args.metrics_addr {
         config.metrics.addr = Some(addr.to_string());
     }

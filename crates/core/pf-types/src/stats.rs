@@ -89,6 +89,10 @@ pub struct RunSummary {
     /// Per rule, the share of its firings on rows labelled with it (see `recall_by_rule`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub precision_by_rule: BTreeMap<String, f64>,
+    /// The destination's own counters (Elasticsearch: `sent indexed retried rejected dlq
+    /// abandoned …`); absent for destinations without any.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub indexer: BTreeMap<String, u64>,
 }
 
 impl RunSummary {

@@ -5,19 +5,21 @@ use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 
 use pf_accumulator::ChunkLimits;
 use pf_config::{
-    AlertDestination, Config, Destination, FieldType, Progress, TableFormatSpec, TableKindSpec,
+    AlertDestination, Config, Destination, EsOpType, FieldType, Progress, TableFormatSpec,
+    TableKindSpec,
 };
 use pf_coordinator::MemoryMetadataStore;
 use pf_dlq::FileRecordDlq;
 use pf_enrichment::{TableConfig, TableFormat, TableKind};
 use pf_error::{PfError, Result};
 use pf_file_processor::SharedParts;
+use pf_indexer_es::{EsAuth, EsIndexerFactory, EsSettings, IndexName, IndexSetup, OpType};
 use pf_indexer_stdout::{AlertTarget, LocalDestination, LocalIndexerFactory, NdjsonAlertSink};
 use pf_metrics::Metrics;
 use pf_reader_ndjson::{NdjsonReader, NdjsonReaderOptions};
 use pf_reader_parquet::{ParquetReader, ParquetReaderOptions};
 use pf_storage::ObjectSources;
-use pf_traits::{IndexerFactory, MetadataStore, WorkQueue};
+use pf_traits::{AlertSink, IndexerFactory, MetadataStore, WorkQueue};
 use pf_transform::{RuleTally, ScriptLimits, StageSource, TransformStage};
 use pf_types::RunSummary;
 
@@ -70,17 +72,26 @@ impl Deployment {
 
 /// Builds every component the config names around `queue`.
 ///
-/// Components that later issues provide (Elasticsearch, Valkey) are rejected here with
-/// the config key that asked for them, rather than failing mid-run.
+/// Components that later issues provide (Valkey) are rejected here with the config key
+/// that asked for them, rather than failing mid-run. With `indexer.elasticsearch.setup`
+/// the index (or template) is created here, before any file is taken.
 pub fn deploy(config: &Config, queue: Arc<dyn WorkQueue>) -> Result<Deployment> {
     config.validate()?;
     let metrics = Metrics::new();
     let record_dlq = Arc::new(FileRecordDlq::new(&config.record_dlq.dir));
+    let elasticsearch = match config.indexer.destination {
+        Destination::Elasticsearch => Some(Arc::new(elasticsearch_indexer(config)?)),
+        _ => None,
+    };
     let alerts = Arc::new(NdjsonAlertSink::new(match config.alerts.destination {
-        AlertDestination::None => AlertTarget::Discard,
+        AlertDestination::None | AlertDestination::Elasticsearch => AlertTarget::Discard,
         AlertDestination::Stdout => AlertTarget::Stdout,
         AlertDestination::File => AlertTarget::File(config.alerts.path.clone()),
     }));
+    let alert_sink: Arc<dyn AlertSink> = match (&elasticsearch, config.alerts.destination) {
+        (Some(es), AlertDestination::Elasticsearch) => Arc::new(es.alert_sink()),
+        _ => alerts.clone(),
+    };
     let r = &config.reader;
     let parts = SharedParts {
         source: Arc::new(ObjectSources::local_only()),
@@ -95,7 +106,7 @@ pub fn deploy(config: &Config, queue: Arc<dyn WorkQueue>) -> Result<Deployment> 
             max_line_bytes: r.ndjson.max_line_bytes,
         })),
         record_dlq: record_dlq.clone(),
-        alerts: alerts.clone(),
+        alerts: alert_sink,
         metrics: metrics.clone(),
         chunk_limits: ChunkLimits {
             max_docs: config.indexer.bulk_max_docs,
@@ -106,12 +117,12 @@ pub fn deploy(config: &Config, queue: Arc<dyn WorkQueue>) -> Result<Deployment> 
         Destination::Stats => Arc::new(LocalIndexerFactory::new(LocalDestination::Stats)),
         Destination::Stdout => Arc::new(LocalIndexerFactory::new(LocalDestination::Stdout)),
         Destination::Null => Arc::new(LocalIndexerFactory::new(LocalDestination::Null)),
-        Destination::Elasticsearch => {
-            return Err(PfError::config(
+        Destination::Elasticsearch => elasticsearch.ok_or_else(|| {
+            PfError::config(
                 "indexer.destination",
-                "`elasticsearch` is not part of this build yet; use stats, stdout or null",
-            ));
-        }
+                "the Elasticsearch indexer was not built",
+            )
+        })?,
     };
     if config.coordinator.valkey.url.is_some() {
         return Err(PfError::config(
@@ -153,6 +164,60 @@ pub fn deploy(config: &Config, queue: Arc<dyn WorkQueue>) -> Result<Deployment> 
         transform: stage,
         watch: config.transform.watch,
     })
+}
+
+/// The Elasticsearch indexer of `indexer.elasticsearch`, with its index set up first
+/// when `setup` is on.
+fn elasticsearch_indexer(config: &Config) -> Result<EsIndexerFactory> {
+    let es = &config.indexer.elasticsearch;
+    let index = IndexName::parse(&es.index, &es.index_time_field)?;
+    let to_json =
+        |key: &str, v: &Option<serde_norway::Value>| -> Result<Option<serde_json::Value>> {
+            v.as_ref()
+                .map(|v| serde_json::to_value(v).map_err(|e| PfError::config(key, e)))
+                .transpose()
+        };
+    let settings = EsSettings {
+        endpoints: es.endpoints.clone(),
+        alerts_index: es.alerts_index.clone().unwrap_or_else(|| {
+            let base = es.index.split('{').next().unwrap_or("paraflow");
+            format!("{}-alerts", base.trim_end_matches(['-', '_', '.']))
+        }),
+        index,
+        id_field: es.id_field.clone(),
+        op_type: match es.op_type {
+            EsOpType::Index => OpType::Index,
+            EsOpType::Create => OpType::Create,
+        },
+        auth: match (&es.username, &es.password, &es.api_key) {
+            (Some(username), Some(password), _) => EsAuth::Basic {
+                username: username.clone(),
+                password: password.clone(),
+            },
+            (_, _, Some(key)) => EsAuth::ApiKey(key.clone()),
+            _ => EsAuth::None,
+        },
+        ca_cert: es.ca_cert.clone(),
+        compression: es.compression,
+        timeout: Duration::from_secs(es.timeout_secs),
+        max_retries: es.max_retries,
+        retry_base: Duration::from_millis(es.retry_base_ms),
+        retry_max: Duration::from_millis(es.retry_max_ms),
+        bulk_max_docs: config.indexer.bulk_max_docs,
+        bulk_max_bytes: config.indexer.bulk_max_bytes,
+        setup: es
+            .setup
+            .then(|| -> Result<IndexSetup> {
+                Ok(IndexSetup {
+                    mappings: to_json("indexer.elasticsearch.mappings", &es.mappings)?,
+                    settings: to_json("indexer.elasticsearch.index_settings", &es.index_settings)?,
+                })
+            })
+            .transpose()?,
+    };
+    let factory = EsIndexerFactory::new(settings)?;
+    factory.setup()?;
+    Ok(factory)
 }
 
 /// Loads the enrichment tables and compiles the script and rules of `transform`.

@@ -52,6 +52,10 @@ pub fn render_summary(s: &RunSummary, destination: &str) -> String {
             .collect();
         let _ = writeln!(out, "severity   {}", by.join(", "));
     }
+    if !s.indexer.is_empty() {
+        let counters: Vec<String> = s.indexer.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        let _ = writeln!(out, "{destination:<10} {}", counters.join(", "));
+    }
     for f in &s.failures {
         let _ = writeln!(
             out,

@@ -133,6 +133,12 @@ impl Worker {
         }
         summary.finish(started.elapsed().as_secs_f64());
         summary.peak_rss_mb = peak_rss_mb();
+        summary.indexer = self
+            .indexers
+            .counters()
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
         Ok(summary)
     }
 

@@ -35,6 +35,7 @@ pub use env::substitute_env;
 pub use mask::mask_url_userinfo;
 pub use model::{
     AlertDestination, AlertsConfig, Config, CoordinatorConfig, Destination, ElasticsearchConfig,
+    EsOpType,
     FieldSpec, FieldType, IndexerConfig, MetricsConfig, NdjsonConfig, ParquetConfig, Progress,
     QueueConfig, QueueKind, ReaderConfig, RecordDlqConfig, S3Config, SqsConfig, StorageConfig,
     TableFormatSpec, TableKindSpec, TableSpec, TransformConfig, ValkeyConfig, WorkerConfig,

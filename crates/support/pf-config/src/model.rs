@@ -371,6 +371,47 @@ pub struct ElasticsearchConfig {
     /// `indexer.elasticsearch.max_retries`: retries of a bulk request (or of its
     /// 429-rejected items) before the file fails as transient. Default `5`.
     pub max_retries: u32,
+    /// `indexer.elasticsearch.retry_base_ms`: first backoff delay of those retries,
+    /// doubled each time, with jitter. Default `200`.
+    pub retry_base_ms: u64,
+    /// `indexer.elasticsearch.retry_max_ms`: ceiling of that backoff. Default `10000`.
+    pub retry_max_ms: u64,
+    /// `indexer.elasticsearch.id_field`: column whose value becomes the document `_id`.
+    /// Default `null`: a hash of the file's uri and etag plus the row's ordinal, so
+    /// re-processing a file overwrites instead of duplicating.
+    pub id_field: Option<String>,
+    /// `indexer.elasticsearch.op_type`: `index` (create or overwrite) or `create`
+    /// (an existing `_id` answers 409, counted as already indexed). Default `index`.
+    pub op_type: EsOpType,
+    /// `indexer.elasticsearch.index_time_field`: the column a templated `index` name
+    /// (`transactions-{yyyy.MM.dd}`; `yyyy MM dd HH`, UTC) takes its date from.
+    /// Default `timestamp`.
+    pub index_time_field: String,
+    /// `indexer.elasticsearch.alerts_index`: index for fraud alerts when
+    /// `alerts.destination` is `elasticsearch`. Default `null`: the index name's fixed
+    /// part plus `-alerts` (`transactions-alerts`).
+    pub alerts_index: Option<String>,
+    /// `indexer.elasticsearch.setup`: at start-up, create the index (fixed name) or an
+    /// index template (templated name) with `mappings` and `index_settings`; an
+    /// existing index is left unchanged. Default `false`.
+    pub setup: bool,
+    /// `indexer.elasticsearch.mappings`: the `mappings` object used by `setup`.
+    /// Default `null`: dynamic mapping.
+    pub mappings: Option<serde_norway::Value>,
+    /// `indexer.elasticsearch.index_settings`: the `settings` object used by `setup`
+    /// (shards, replicas, refresh interval). Default `null`.
+    pub index_settings: Option<serde_norway::Value>,
+}
+
+/// `indexer.elasticsearch.op_type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EsOpType {
+    /// Create or overwrite the document with the same `_id`.
+    #[default]
+    Index,
+    /// Create only; an existing `_id` counts as already indexed.
+    Create,
 }
 
 impl Default for ElasticsearchConfig {
@@ -385,6 +426,15 @@ impl Default for ElasticsearchConfig {
             compression: false,
             timeout_secs: 30,
             max_retries: 5,
+            retry_base_ms: 200,
+            retry_max_ms: 10_000,
+            id_field: None,
+            op_type: EsOpType::Index,
+            index_time_field: "timestamp".to_owned(),
+            alerts_index: None,
+            setup: false,
+            mappings: None,
+            index_settings: None,
         }
     }
 }
@@ -406,6 +456,15 @@ impl fmt::Debug for ElasticsearchConfig {
             .field("compression", &self.compression)
             .field("timeout_secs", &self.timeout_secs)
             .field("max_retries", &self.max_retries)
+            .field("retry_base_ms", &self.retry_base_ms)
+            .field("retry_max_ms", &self.retry_max_ms)
+            .field("id_field", &self.id_field)
+            .field("op_type", &self.op_type)
+            .field("index_time_field", &self.index_time_field)
+            .field("alerts_index", &self.alerts_index)
+            .field("setup", &self.setup)
+            .field("mappings", &self.mappings)
+            .field("index_settings", &self.index_settings)
             .finish()
     }
 }
@@ -562,7 +621,7 @@ pub enum TableFormatSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AlertsConfig {
-    /// `alerts.destination`: `none`, `stdout` or `file`. Default `none`.
+    /// `alerts.destination`: `none`, `stdout`, `file` or `elasticsearch`. Default `none`.
     pub destination: AlertDestination,
     /// `alerts.path`: the file for `destination: file`. Default `./alerts.ndjson`.
     pub path: PathBuf,
@@ -588,4 +647,7 @@ pub enum AlertDestination {
     Stdout,
     /// NDJSON appended to `alerts.path`.
     File,
+    /// The Elasticsearch index `indexer.elasticsearch.alerts_index` (needs
+    /// `indexer.destination: elasticsearch`).
+    Elasticsearch,
 }

@@ -154,6 +154,47 @@ pub(crate) fn validate(config: &Config) -> Result<(), PfError> {
         );
     }
     at_least_one("indexer.elasticsearch.timeout_secs", es.timeout_secs)?;
+    if es.retry_max_ms < es.retry_base_ms {
+        return err(
+            "indexer.elasticsearch.retry_max_ms",
+            format!(
+                "must be at least indexer.elasticsearch.retry_base_ms ({}), got {}",
+                es.retry_base_ms, es.retry_max_ms
+            ),
+        );
+    }
+    if es.id_field.as_deref().is_some_and(|f| f.trim().is_empty()) {
+        return err(
+            "indexer.elasticsearch.id_field",
+            "must not be empty (null hashes uri + etag + row)",
+        );
+    }
+    if es
+        .alerts_index
+        .as_deref()
+        .is_some_and(|f| f.trim().is_empty())
+    {
+        return err("indexer.elasticsearch.alerts_index", "must not be empty");
+    }
+    for (key, value) in [
+        ("indexer.elasticsearch.mappings", &es.mappings),
+        ("indexer.elasticsearch.index_settings", &es.index_settings),
+    ] {
+        if value.as_ref().is_some_and(|v| !v.is_mapping()) {
+            return err(
+                key,
+                "must be a mapping (an object), as in the Elasticsearch API",
+            );
+        }
+    }
+    if config.alerts.destination == crate::AlertDestination::Elasticsearch
+        && indexer.destination != Destination::Elasticsearch
+    {
+        return err(
+            "alerts.destination",
+            "`elasticsearch` needs indexer.destination: elasticsearch",
+        );
+    }
 
     if config.record_dlq.dir.as_os_str().is_empty() {
         return err("record_dlq.dir", "must not be empty");
