@@ -2,6 +2,8 @@
 //! services; `pf gen` writes synthetic transaction files and `pf gen tables` the
 //! enrichment tables (geo, users, threats) their labels are exact against.
 
+mod status;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -44,6 +46,9 @@ enum Command {
     /// which the geo_mismatch and threat_ip labels of transactions generated with the same
     /// --seed are exact; transaction options go either before a subcommand or not at all.
     Gen(GenArgs),
+    /// Progress of a job in the shared Valkey metadata: files, bytes and rows done of
+    /// the total, rate, ETA, failed items with their errors, stale items.
+    Status(status::StatusArgs),
 }
 
 #[derive(Debug, ClapArgs)]
@@ -185,6 +190,7 @@ fn main() {
             ..
         }) => gen_tables(t).map(|_| 0),
         Command::Gen(a) => gen_files(a).map(|_| 0),
+        Command::Status(a) => status::status(a),
     };
     let code = result.unwrap_or_else(|e| {
         eprintln!("pf: error: {e:#}");

@@ -59,6 +59,22 @@ impl ValkeyOptions {
     }
 }
 
+impl ValkeyOptions {
+    /// [`new`](Self::new), with the password from [`VALKEY_PASSWORD_ENV`] when set (used
+    /// only if the URL carries none).
+    pub fn from_url_and_env(url: impl Into<String>) -> Self {
+        ValkeyOptions {
+            password: std::env::var(VALKEY_PASSWORD_ENV)
+                .ok()
+                .filter(|p| !p.is_empty()),
+            ..Self::new(url)
+        }
+    }
+}
+
+/// The environment variable a Valkey password is read from when the URL has none.
+pub const VALKEY_PASSWORD_ENV: &str = "VALKEY_PASSWORD";
+
 /// `scheme://***@host…` when the URL has userinfo; for log lines.
 pub(crate) fn mask_userinfo(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {

@@ -59,9 +59,9 @@ mod window;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-pub use connection::ValkeyOptions;
+pub use connection::{VALKEY_PASSWORD_ENV, ValkeyOptions};
 pub use memory::MemoryMetadataStore;
-pub use status::{JobStatus, job_status};
+pub use status::{JobStatus, job_status, print_status, register_job_totals};
 pub use valkey::ValkeyMetadataStore;
 pub use window::{ValkeyWindowOptions, ValkeyWindowStore};
 

@@ -227,3 +227,44 @@ pub fn job_status(
         .job_progress(&job)?
         .map(|p| JobStatus::from_progress(p, stale_after)))
 }
+
+/// Registers what discovery enqueued for `job_id` (items without a job: `-`) in the
+/// Valkey at `url`, for `pf status` to report progress against.
+pub fn register_job_totals(
+    url: &str,
+    job_id: Option<&str>,
+    totals: &pf_traits::JobTotals,
+) -> Result<()> {
+    let store = crate::ValkeyMetadataStore::connect(crate::ValkeyOptions::from_url_and_env(url))?;
+    store.register_job(job_id.unwrap_or(pf_traits::NO_JOB), totals)
+}
+
+/// Prints the status of `job` to `out` (text, or one JSON line with `json`), and with
+/// `watch` again every `watch` interval until the job is settled (completed or failed).
+/// Returns whether the job has failed items, or `None` when the store knows no such job.
+pub fn print_status(
+    store: &dyn MetadataStore,
+    job: Option<&str>,
+    stale_after: Duration,
+    watch: Option<Duration>,
+    json: bool,
+    out: &mut dyn std::io::Write,
+) -> Result<Option<bool>> {
+    let io = |e| pf_error::PfError::io("stdout", e);
+    loop {
+        let Some(status) = job_status(store, job, stale_after)? else {
+            return Ok(None);
+        };
+        if json {
+            writeln!(out, "{}", status.to_json()).map_err(io)?;
+        } else {
+            writeln!(out, "{}", status.render()).map_err(io)?;
+        }
+        out.flush().map_err(io)?;
+        let settled = matches!(status.state, "completed" | "failed");
+        match watch {
+            Some(every) if !settled => std::thread::sleep(every),
+            _ => return Ok(Some(status.progress.files_failed > 0)),
+        }
+    }
+}

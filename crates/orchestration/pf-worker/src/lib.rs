@@ -7,6 +7,7 @@
 //! items. Shutdown stops the intake; in-flight files are finished.
 
 mod backoff;
+mod coordination;
 mod deployment;
 mod heartbeat;
 mod progress;
@@ -15,6 +16,7 @@ mod summary;
 mod worker;
 
 pub use backoff::Backoff;
+pub use coordination::{metadata_store, valkey_options};
 pub use deployment::{Deployment, deploy};
 pub use progress::{ProgressDisplay, ProgressMode};
 pub use stoppable::{StoppableThread, Ticks};

@@ -90,7 +90,8 @@ impl Config {
     pub fn to_masked_yaml(&self) -> String {
         let mut masked = self.clone();
         let es = &mut masked.indexer.elasticsearch;
-        for secret in [&mut es.password, &mut es.api_key] {
+        let valkey_password = &mut masked.coordinator.valkey.password;
+        for secret in [&mut es.password, &mut es.api_key, valkey_password] {
             if secret.is_some() {
                 *secret = Some(mask::MASK.to_owned());
             }

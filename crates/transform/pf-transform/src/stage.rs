@@ -113,7 +113,12 @@ impl TransformStage {
     ///
     /// Rules outside the vectorized subset are evaluated per record by Rhai.
     pub fn load(source: StageSource) -> Result<Self> {
-        let windows: Arc<dyn WindowStore> = Arc::new(MemoryWindowStore::new());
+        Self::load_with_windows(source, Arc::new(MemoryWindowStore::new()))
+    }
+
+    /// Like [`load`](Self::load), with window-rule state kept in `windows` (e.g. a store
+    /// shared by every worker); it survives reloads like the in-process one.
+    pub fn load_with_windows(source: StageSource, windows: Arc<dyn WindowStore>) -> Result<Self> {
         let parts = build_parts(&source, &windows)?;
         Ok(Self::with(Some(source), parts, windows))
     }
