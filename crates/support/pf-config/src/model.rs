@@ -497,19 +497,63 @@ pub struct CoordinatorConfig {
 /// `coordinator.valkey`: the Valkey server holding status, attempts and checkpoints.
 ///
 /// `Debug` masks the userinfo of `url`, which may carry a password.
-#[derive(Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ValkeyConfig {
     /// `coordinator.valkey.url`: `redis://[user:password@]host:port[/db]` (also
-    /// `rediss://`, `valkey://`). Its userinfo is masked in output. Default `null`:
-    /// in-memory metadata, which only suits a single worker process.
+    /// `rediss://` for TLS, `valkey://`). Its userinfo is masked in output. Default
+    /// `null`: in-memory metadata, which only suits a single worker process.
     pub url: Option<String>,
+    /// `coordinator.valkey.password`: used when the URL carries none; masked in output.
+    /// Default `null` (the binaries then read `VALKEY_PASSWORD` from the environment).
+    pub password: Option<String>,
+    /// `coordinator.valkey.key_prefix`: prefix of every key, so deployments can share a
+    /// server. Default `pf:`.
+    pub key_prefix: String,
+    /// `coordinator.valkey.ttl_secs`: keys expire this long after their last update, so
+    /// old jobs go away. Default 604800 (7 days).
+    pub ttl_secs: u64,
+    /// `coordinator.valkey.stale_after_secs`: a holder without a heartbeat for this long
+    /// is presumed dead; its item is listed as stale and may be claimed by another
+    /// worker. Keep it well above the heartbeat period (half the queue's visibility
+    /// timeout, else 10 s). Default 120.
+    pub stale_after_secs: u64,
+    /// `coordinator.valkey.outage_limit_secs`: how long a metadata call waits for an
+    /// unreachable Valkey (reconnecting with backoff) before it fails. Default 600.
+    pub outage_limit_secs: u64,
+    /// `coordinator.valkey.timeout_ms`: connect and per-command timeout. Default 10000.
+    pub timeout_ms: u64,
+    /// `coordinator.valkey.windows`: keep fraud-rule windows in Valkey too, so every
+    /// worker sees every worker's events. Default `true`.
+    pub windows: bool,
+}
+
+impl Default for ValkeyConfig {
+    fn default() -> Self {
+        ValkeyConfig {
+            url: None,
+            password: None,
+            key_prefix: "pf:".to_owned(),
+            ttl_secs: 7 * 24 * 3600,
+            stale_after_secs: 120,
+            outage_limit_secs: 600,
+            timeout_ms: 10_000,
+            windows: true,
+        }
+    }
 }
 
 impl fmt::Debug for ValkeyConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ValkeyConfig")
             .field("url", &self.url.as_deref().map(mask_url_userinfo))
+            .field("password", &self.password.as_ref().map(|_| MASK))
+            .field("key_prefix", &self.key_prefix)
+            .field("ttl_secs", &self.ttl_secs)
+            .field("stale_after_secs", &self.stale_after_secs)
+            .field("outage_limit_secs", &self.outage_limit_secs)
+            .field("timeout_ms", &self.timeout_ms)
+            .field("windows", &self.windows)
             .finish()
     }
 }

@@ -170,6 +170,7 @@ fn full_config() -> Config {
         coordinator: CoordinatorConfig {
             valkey: ValkeyConfig {
                 url: Some("redis://:pw@localhost:6379/1".into()),
+                ..ValkeyConfig::default()
             },
         },
         metrics: MetricsConfig {

@@ -211,6 +211,19 @@ pub(crate) fn validate(config: &Config) -> Result<(), PfError> {
                  null keeps metadata in memory",
             );
         }
+        let v = &config.coordinator.valkey;
+        if v.key_prefix.is_empty() {
+            return err("coordinator.valkey.key_prefix", "must not be empty");
+        }
+        for (key, value) in [
+            ("coordinator.valkey.ttl_secs", v.ttl_secs),
+            ("coordinator.valkey.stale_after_secs", v.stale_after_secs),
+            ("coordinator.valkey.timeout_ms", v.timeout_ms),
+        ] {
+            if value == 0 {
+                return err(key, "must be greater than 0");
+            }
+        }
     }
 
     config.metrics.socket_addr()?;
