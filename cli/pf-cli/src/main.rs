@@ -2,6 +2,7 @@
 //! services; `pf gen` writes synthetic transaction files and `pf gen tables` the
 //! enrichment tables (geo, users, threats) their labels are exact against.
 
+mod queue;
 mod status;
 
 use std::path::{Path, PathBuf};
@@ -49,6 +50,10 @@ enum Command {
     /// Progress of a job in the shared Valkey metadata: files, bytes and rows done of
     /// the total, rate, ETA, failed items with their errors, stale items.
     Status(status::StatusArgs),
+    /// SQS set-up: `pf queue setup` creates the work queue and its DLQ.
+    Queue(queue::QueueArgs),
+    /// Dead-letter queue: inspect (without consuming), redrive, purge.
+    Dlq(queue::DlqArgs),
 }
 
 #[derive(Debug, ClapArgs)]
@@ -191,6 +196,8 @@ fn main() {
         }) => gen_tables(t).map(|_| 0),
         Command::Gen(a) => gen_files(a).map(|_| 0),
         Command::Status(a) => status::status(a),
+        Command::Queue(a) => queue::queue(a),
+        Command::Dlq(a) => queue::dlq(a),
     };
     let code = result.unwrap_or_else(|e| {
         eprintln!("pf: error: {e:#}");

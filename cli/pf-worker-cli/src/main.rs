@@ -5,14 +5,18 @@ use std::io::BufReader;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
 
+use pf_aws::{AwsContext, AwsSettings};
 use pf_config::{Config, Destination, EsOpType, QueueKind};
 use pf_queue_memory::{MemoryQueue, feed_lines};
+use pf_queue_sqs::{SqsQueueOptions, SqsWorkQueue};
 use pf_runner::{EXIT_FATAL, RunReporting, exit_code, init_logging, run_deployment};
-use pf_worker::{deploy, render_summary};
+use pf_traits::WorkQueue;
+use pf_worker::{default_worker_id, deploy, render_summary};
 
 /// Process work items (from `pf-discoverer` or SQS) into a destination.
 ///
@@ -55,9 +59,16 @@ struct Args {
     /// SQS work queue URL [config: queue.sqs.queue_url].
     #[arg(long, value_name = "URL")]
     sqs_queue_url: Option<String>,
-    /// SQS endpoint URL [config: queue.sqs.endpoint].
+    /// SQS endpoint URL; default: --s3-endpoint [config: queue.sqs.endpoint].
     #[arg(long, value_name = "URL")]
     sqs_endpoint: Option<String>,
+    /// SQS dead-letter queue URL; default: the queue's redrive policy [config: queue.sqs.dlq_url].
+    #[arg(long, value_name = "URL")]
+    sqs_dlq_url: Option<String>,
+    /// SQS visibility timeout in seconds, extended at half this interval while a file is
+    /// processed [config: queue.sqs.visibility_timeout_secs].
+    #[arg(long, value_name = "SECS")]
+    visibility_timeout: Option<u32>,
     /// Elasticsearch node URL; repeat for several nodes [config: indexer.elasticsearch.endpoints].
     #[arg(long, value_name = "URL")]
     es_endpoint: Vec<String>,
@@ -107,6 +118,15 @@ struct Args {
     /// Bytes per bulk request body [config: indexer.bulk_max_bytes].
     #[arg(long, value_name = "BYTES")]
     bulk_max_bytes: Option<usize>,
+    /// Valkey for shared metadata and fraud windows, e.g. redis://localhost:6379 (also
+    /// rediss://; password in the URL or VALKEY_PASSWORD) [config: coordinator.valkey.url].
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "PF_VALKEY_URL",
+        hide_env_values = true
+    )]
+    valkey_url: Option<String>,
     /// Serve Prometheus metrics on this address, e.g. 127.0.0.1:9898 [config: metrics.addr].
     #[arg(long, value_name = "ADDR")]
     metrics_addr: Option<SocketAddr>,
@@ -120,6 +140,8 @@ struct Args {
 
 const EXAMPLES: &str = "Examples:
   pf-discoverer --path data/ | pf-worker --input stdin --destination stats --threads 4
+  pf-worker --input sqs --sqs-queue-url http://localhost:4566/000000000000/paraflow-work \\
+      --s3-endpoint http://localhost:4566 --destination stats --idle-exit 30
   pf-worker --config config/worker.yaml --summary-json summary.json
   pf-discoverer --path data/ | pf-worker --destination elasticsearch \\
       --es-endpoint http://localhost:9200 --es-index transactions --es-setup";
@@ -194,12 +216,19 @@ fn effective_config(args: &Args) -> anyhow::Result<Config> {
     if let Some(d) = &args.dlq_dir {
         config.record_dlq.dir = d.clone();
     }
+    if let Some(u) = &args.valkey_url {
+        config.coordinator.valkey.url = Some(u.clone());
+    }
     let s3 = &mut config.storage.s3;
     s3.endpoint = args.s3_endpoint.clone().or(s3.endpoint.take());
     s3.region = args.region.clone().or(s3.region.take());
     let sqs = &mut config.queue.sqs;
     sqs.queue_url = args.sqs_queue_url.clone().or(sqs.queue_url.take());
     sqs.endpoint = args.sqs_endpoint.clone().or(sqs.endpoint.take());
+    sqs.dlq_url = args.sqs_dlq_url.clone().or(sqs.dlq_url.take());
+    if let Some(v) = args.visibility_timeout {
+        sqs.visibility_timeout_secs = v;
+    }
     sqs.region = args.region.clone().or(sqs.region.take());
     let es = &mut config.indexer.elasticsearch;
     if !args.es_endpoint.is_empty() {
@@ -234,25 +263,55 @@ fn effective_config(args: &Args) -> anyhow::Result<Config> {
     Ok(config)
 }
 
+/// How many files the run knows of so far (for progress), when the queue can tell.
+type FilesKnown = Box<dyn Fn() -> Option<u64> + Send>;
+
+/// The SQS work queue of `queue.sqs`; its endpoint defaults to `storage.s3.endpoint`
+/// because emulators serve both.
+fn sqs_queue(config: &Config) -> anyhow::Result<SqsWorkQueue> {
+    let sqs = &config.queue.sqs;
+    let queue_url = sqs
+        .queue_url
+        .clone()
+        .context("queue.sqs.queue_url (--sqs-queue-url) is required with --input sqs")?;
+    let endpoint = sqs.endpoint.clone().or(config.storage.s3.endpoint.clone());
+    let aws = AwsContext::connect(&AwsSettings::new(endpoint, sqs.region.clone()))?;
+    Ok(SqsWorkQueue::connect(
+        aws,
+        SqsQueueOptions {
+            queue_url,
+            dlq_url: sqs.dlq_url.clone(),
+            wait_time_secs: sqs.wait_time_secs,
+            visibility_timeout: Duration::from_secs(u64::from(sqs.visibility_timeout_secs)),
+            prefetch: sqs.prefetch as usize,
+            max_messages: sqs.max_messages as usize,
+            worker_id: config.worker.id.clone().unwrap_or_else(default_worker_id),
+        },
+    )?)
+}
+
 fn run(args: Args) -> anyhow::Result<i32> {
     let config = effective_config(&args)?;
     if args.print_config {
         print!("{}", config.to_masked_yaml());
         return Ok(0);
     }
-    let queue = Arc::new(MemoryQueue::default());
-    match config.queue.kind {
+    let (queue, files_known): (Arc<dyn WorkQueue>, FilesKnown) = match config.queue.kind {
         QueueKind::Stdin => {
+            let queue = Arc::new(MemoryQueue::default());
             feed_lines(queue.clone(), BufReader::new(std::io::stdin()), "stdin");
+            let known = queue.clone();
+            (queue, Box::new(move || Some(known.pushed())))
         }
         QueueKind::Memory => anyhow::bail!(
             "queue.kind `memory` is only for in-process runs (pf demo, tests); use stdin or sqs"
         ),
-        QueueKind::Sqs => anyhow::bail!(
-            "queue.kind `sqs` (--input sqs) is not part of this build yet; use --input stdin"
+        QueueKind::Sqs => (
+            Arc::new(sqs_queue(&config).context("cannot use the SQS work queue")?),
+            Box::new(|| None),
         ),
-    }
-    let deployment = deploy(&config, queue.clone()).context("cannot start the worker")?;
+    };
+    let deployment = deploy(&config, queue).context("cannot start the worker")?;
     tracing::info!(
         threads = config.worker.thread_count(),
         destination = deployment.destination,
@@ -262,12 +321,7 @@ fn run(args: Args) -> anyhow::Result<i32> {
         metrics_addr: config.metrics.socket_addr()?,
         summary_json: args.summary_json.clone(),
     };
-    let known = queue.clone();
-    let summary = run_deployment(
-        &deployment,
-        Box::new(move || Some(known.pushed())),
-        &reporting,
-    )?;
+    let summary = run_deployment(&deployment, files_known, &reporting)?;
     eprint!("{}", render_summary(&summary, deployment.destination));
     Ok(exit_code(&summary))
 }

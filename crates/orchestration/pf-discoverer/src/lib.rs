@@ -3,6 +3,7 @@
 //! Listing streams (work items come out while the listing is still running), so a
 //! prefix with millions of objects needs no more memory than one listing page.
 
+use chrono::{DateTime, Utc};
 use globset::{GlobBuilder, GlobMatcher};
 
 use pf_error::{PfError, Result};
@@ -23,6 +24,10 @@ pub struct DiscoverOptions {
     pub min_size: Option<u64>,
     /// Skip objects larger than this many bytes.
     pub max_size: Option<u64>,
+    /// Skip objects last modified before this time (objects without a time are kept).
+    pub modified_after: Option<DateTime<Utc>>,
+    /// Skip objects last modified at or after this time (objects without a time are kept).
+    pub modified_before: Option<DateTime<Utc>>,
     /// Attached to every work item.
     pub job_id: Option<String>,
 }
@@ -112,6 +117,8 @@ struct Filter {
     name_only: bool,
     min_size: Option<u64>,
     max_size: Option<u64>,
+    modified_after: Option<DateTime<Utc>>,
+    modified_before: Option<DateTime<Utc>>,
 }
 
 impl Filter {
@@ -132,6 +139,8 @@ impl Filter {
             name_only: o.pattern.as_deref().is_some_and(|p| !p.contains('/')),
             min_size: o.min_size,
             max_size: o.max_size,
+            modified_after: o.modified_after,
+            modified_before: o.modified_before,
         })
     }
 
@@ -140,6 +149,19 @@ impl Filter {
             || self.max_size.is_some_and(|m| object.size > m)
         {
             return false;
+        }
+        if self.modified_after.is_some() || self.modified_before.is_some() {
+            let modified = object
+                .last_modified
+                .as_deref()
+                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.with_timezone(&Utc));
+            if let Some(t) = modified
+                && (self.modified_after.is_some_and(|a| t < a)
+                    || self.modified_before.is_some_and(|b| t >= b))
+            {
+                return false;
+            }
         }
         match &self.glob {
             None => true,
@@ -248,5 +270,27 @@ mod tests {
         assert_eq!(stats.filtered, 3);
         let err = discover(&LocalObjectSource, &opts("a[.parquet"), &mut |_| Ok(())).unwrap_err();
         assert!(err.to_string().contains("invalid glob"), "{err}");
+    }
+
+    #[test]
+    fn modification_time_window() {
+        let t = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        let filter = Filter::new(&DiscoverOptions {
+            modified_after: Some(t("2026-01-01T00:00:00Z")),
+            modified_before: Some(t("2026-02-01T00:00:00Z")),
+            ..Default::default()
+        })
+        .unwrap();
+        let object = |m: Option<&str>| ObjectInfo {
+            uri: "s3://b/k.parquet".into(),
+            size: 1,
+            etag: None,
+            last_modified: m.map(str::to_owned),
+        };
+        assert!(filter.accepts("k.parquet", &object(Some("2026-01-01T00:00:00Z"))));
+        assert!(filter.accepts("k.parquet", &object(Some("2026-01-31T23:59:59.999Z"))));
+        assert!(!filter.accepts("k.parquet", &object(Some("2025-12-31T23:59:59Z"))));
+        assert!(!filter.accepts("k.parquet", &object(Some("2026-02-01T00:00:00Z"))));
+        assert!(filter.accepts("k.parquet", &object(None)));
     }
 }

@@ -4,11 +4,11 @@ use std::time::Duration;
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 
 use pf_accumulator::ChunkLimits;
+use pf_aws::AwsSettings;
 use pf_config::{
     AlertDestination, Config, Destination, EsOpType, FieldType, Progress, TableFormatSpec,
     TableKindSpec,
 };
-use pf_coordinator::MemoryMetadataStore;
 use pf_dlq::FileRecordDlq;
 use pf_enrichment::{TableConfig, TableFormat, TableKind};
 use pf_error::{PfError, Result};
@@ -19,10 +19,12 @@ use pf_metrics::Metrics;
 use pf_reader_ndjson::{NdjsonReader, NdjsonReaderOptions};
 use pf_reader_parquet::{ParquetReader, ParquetReaderOptions};
 use pf_storage::ObjectSources;
+use pf_storage_s3::OnDemandS3;
 use pf_traits::{AlertSink, IndexerFactory, MetadataStore, WorkQueue};
 use pf_transform::{RuleTally, ScriptLimits, StageSource, TransformStage};
 use pf_types::RunSummary;
 
+use crate::coordination::{metadata_store, window_store};
 use crate::{Backoff, ProgressMode, Worker, WorkerSettings, default_worker_id};
 
 /// A worker assembled from a validated [`Config`], with handles the CLI reports from.
@@ -94,7 +96,7 @@ pub fn deploy(config: &Config, queue: Arc<dyn WorkQueue>) -> Result<Deployment> 
     };
     let r = &config.reader;
     let parts = SharedParts {
-        source: Arc::new(ObjectSources::local_only()),
+        source: Arc::new(object_sources(config)),
         parquet: Arc::new(ParquetReader::new(ParquetReaderOptions {
             batch_size: r.batch_size,
             columns: r.parquet.columns.clone(),
@@ -124,14 +126,7 @@ pub fn deploy(config: &Config, queue: Arc<dyn WorkQueue>) -> Result<Deployment> 
             )
         })?,
     };
-    if config.coordinator.valkey.url.is_some() {
-        return Err(PfError::config(
-            "coordinator.valkey.url",
-            "the Valkey metadata store is not part of this build yet; remove the key to use \
-             in-memory metadata",
-        ));
-    }
-    let metadata: Arc<dyn MetadataStore> = Arc::new(MemoryMetadataStore::default());
+    let metadata: Arc<dyn MetadataStore> = metadata_store(&config.coordinator.valkey)?;
     let w = &config.worker;
     let settings = WorkerSettings {
         threads: w.thread_count(),
@@ -142,9 +137,21 @@ pub fn deploy(config: &Config, queue: Arc<dyn WorkQueue>) -> Result<Deployment> 
             max: Duration::from_millis(w.retry_max_ms),
         },
         idle_exit: w.idle_exit_secs.map(Duration::from_secs),
+        shutdown_grace: Duration::from_secs(w.shutdown_grace_secs),
+        // An item held by a live worker is looked at again once its holder could have
+        // gone stale, so a crashed holder's work is taken over promptly.
+        held_elsewhere_delay: Duration::from_secs(
+            config.coordinator.valkey.stale_after_secs.clamp(1, 30),
+        ),
+        // Several heartbeats per staleness period, so a live holder never looks stale
+        // (queues with a visibility timeout beat at half of it instead).
+        heartbeat_interval: Duration::from_millis(
+            (config.coordinator.valkey.stale_after_secs * 1000 / 4).clamp(100, 10_000),
+        ),
         ..WorkerSettings::default()
     };
-    let stage = Arc::new(transform_stage(config)?);
+    let windows = window_store(&config.coordinator.valkey)?;
+    let stage = Arc::new(transform_stage(config, windows)?);
     let rule_tally = (!stage.is_identity()).then(|| stage.tally());
     let destination = indexers.name();
     let worker = Worker::new(settings, queue, metadata, parts, stage.clone(), indexers);
@@ -220,8 +227,21 @@ fn elasticsearch_indexer(config: &Config) -> Result<EsIndexerFactory> {
     Ok(factory)
 }
 
+/// Local files always; `s3://` through an S3 client that connects on first use, so local
+/// runs never start one.
+fn object_sources(config: &Config) -> ObjectSources {
+    let s3 = &config.storage.s3;
+    ObjectSources::local_only().with_s3(Arc::new(OnDemandS3::new(
+        AwsSettings::new(s3.endpoint.clone(), s3.region.clone()),
+        s3.path_style(),
+    )))
+}
+
 /// Loads the enrichment tables and compiles the script and rules of `transform`.
-fn transform_stage(config: &Config) -> Result<TransformStage> {
+fn transform_stage(
+    config: &Config,
+    windows: Option<Arc<dyn pf_traits::WindowStore>>,
+) -> Result<TransformStage> {
     let t = &config.transform;
     let tables = t
         .tables
@@ -242,7 +262,7 @@ fn transform_stage(config: &Config) -> Result<TransformStage> {
             values: s.values.clone(),
         })
         .collect();
-    TransformStage::load(StageSource {
+    let source = StageSource {
         script: t.script.clone(),
         rules: t.rules.clone(),
         tables,
@@ -250,7 +270,11 @@ fn transform_stage(config: &Config) -> Result<TransformStage> {
             max_operations: t.max_operations,
             ..ScriptLimits::default()
         },
-    })
+    };
+    match windows {
+        Some(w) => TransformStage::load_with_windows(source, w),
+        None => TransformStage::load(source),
+    }
 }
 
 fn ndjson_schema(config: &Config) -> Option<arrow::datatypes::SchemaRef> {

@@ -9,6 +9,7 @@ use pf_types::{Checkpoint, FileFailure, RunSummary};
 
 use crate::backoff::Backoff;
 use crate::heartbeat::{InFlight, VisibilityHeartbeat};
+use crate::stoppable::StoppableThread;
 
 /// How a worker runs.
 #[derive(Debug, Clone)]
@@ -29,6 +30,9 @@ pub struct WorkerSettings {
     pub heartbeat_interval: Duration,
     /// Delay before an item held by another live worker is offered again.
     pub held_elsewhere_delay: Duration,
+    /// After a stop request, how long files in flight may take to finish; after that
+    /// each is given up at its next checkpoint and released to the queue at once.
+    pub shutdown_grace: Duration,
 }
 
 impl Default for WorkerSettings {
@@ -42,6 +46,7 @@ impl Default for WorkerSettings {
             receive_wait: Duration::from_millis(500),
             heartbeat_interval: Duration::from_secs(10),
             held_elsewhere_delay: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(30),
         }
     }
 }
@@ -67,6 +72,8 @@ pub struct Worker {
     transforms: Arc<dyn TransformFactory>,
     indexers: Arc<dyn IndexerFactory>,
     shutdown: Arc<AtomicBool>,
+    /// Set once the shutdown grace period is over: files in flight are given up.
+    abandon: Arc<AtomicBool>,
 }
 
 impl Worker {
@@ -87,6 +94,7 @@ impl Worker {
             transforms,
             indexers,
             shutdown: Arc::new(AtomicBool::new(false)),
+            abandon: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -124,8 +132,13 @@ impl Worker {
             .thread_name(|i| format!("pipeline-{i}"))
             .build()
             .map_err(|e| PfError::config("worker.threads", format!("cannot start threads: {e}")))?;
+        let grace = self.grace_timer();
         let results = pool.broadcast(|_| self.pipeline_thread(&in_flight));
+        grace.stop();
         heartbeat.stop();
+        if let Err(e) = self.queue.close() {
+            tracing::warn!(error = %e, "cannot give back prefetched items; they reappear when their visibility lapses");
+        }
         self.indexers.finish()?;
         let mut summary = RunSummary::default();
         for r in results {
@@ -140,6 +153,28 @@ impl Worker {
             .map(|(k, v)| (k.to_owned(), v))
             .collect();
         Ok(summary)
+    }
+
+    /// Once a stop was requested and the grace period passed, tells pipelines to give up
+    /// their files at the next checkpoint.
+    fn grace_timer(&self) -> StoppableThread {
+        let shutdown = self.shutdown.clone();
+        let abandon = self.abandon.clone();
+        let grace = self.settings.shutdown_grace;
+        StoppableThread::spawn("shutdown-grace", move |ticks| {
+            while !shutdown.load(Ordering::Relaxed) {
+                if !ticks.wait(Duration::from_millis(100)) {
+                    return;
+                }
+            }
+            if ticks.wait(grace) {
+                tracing::warn!(
+                    ?grace,
+                    "shutdown grace period over; releasing files in flight at their next checkpoint"
+                );
+                abandon.store(true, Ordering::Relaxed);
+            }
+        })
     }
 
     fn pipeline_thread(&self, in_flight: &InFlight) -> Result<RunSummary> {
@@ -192,7 +227,15 @@ impl Worker {
                     .files_in_flight
                     .fetch_sub(1, Ordering::Relaxed);
                 in_flight.remove(&delivery);
-                outcome?;
+                match outcome {
+                    // The queue or metadata store failed to settle the item: it will be
+                    // delivered again when its visibility lapses, and a completed item
+                    // is then acknowledged without work. Not a reason to stop.
+                    Err(e) if e.is_transient() => {
+                        tracing::warn!(uri = %delivery.item.uri, error = %e, "cannot settle the item; it will be delivered again");
+                    }
+                    other => other?,
+                }
             }
             idle_since = Instant::now();
         }
@@ -241,8 +284,15 @@ impl Worker {
         }
         let started = Instant::now();
         let metadata = &self.metadata;
+        let abandon = &self.abandon;
         let result = processor.process(item, &resume, &mut |cp: &Checkpoint| {
-            metadata.checkpoint(item, wid, cp)
+            metadata.checkpoint(item, wid, cp)?;
+            if abandon.load(Ordering::Relaxed) {
+                return Err(PfError::Interrupted(
+                    "the shutdown grace period ended before the file did".into(),
+                ));
+            }
+            Ok(())
         });
         match result {
             Ok(stats) => {
@@ -260,6 +310,14 @@ impl Worker {
                 summary.files_completed += 1;
                 summary.totals += stats;
                 m.files_completed.fetch_add(1, Ordering::Relaxed);
+            }
+            // Given up for shutdown: back to the queue at once, no attempt spent; the next
+            // worker resumes from the checkpoint just written.
+            Err(failed) if matches!(failed.error, PfError::Interrupted(_)) => {
+                tracing::info!(uri = %item.uri, "released at a checkpoint for shutdown");
+                self.metadata.release(item, wid, None)?;
+                self.queue.release(delivery, Duration::ZERO)?;
+                m.files_retried.fetch_add(1, Ordering::Relaxed);
             }
             // Partial counts are dropped: the retry resumes from the last checkpoint, whose
             // counters cover everything before it, so the summary stays exact.

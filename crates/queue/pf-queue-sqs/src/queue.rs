@@ -28,6 +28,8 @@ pub struct SqsQueueOptions {
     pub visibility_timeout: Duration,
     /// Items fetched ahead of demand and held for the next free thread.
     pub prefetch: usize,
+    /// Most messages per ReceiveMessage call (1–10).
+    pub max_messages: usize,
     /// This worker's id, attached to dead-lettered items.
     pub worker_id: String,
 }
@@ -274,7 +276,8 @@ impl WorkQueue for SqsWorkQueue {
             }
         }
         if ready.is_empty() {
-            let fetched = self.fetch(max + self.options.prefetch, wait)?;
+            let want = (max + self.options.prefetch).min(self.options.max_messages.max(max));
+            let fetched = self.fetch(want, wait)?;
             let now = Instant::now();
             let mut fetched = fetched.into_iter();
             ready.extend(fetched.by_ref().take(max).map(|delivery| Prefetched {

@@ -27,6 +27,7 @@ fn options(queue_url: &str) -> SqsQueueOptions {
         wait_time_secs: 1,
         visibility_timeout: Duration::from_secs(30),
         prefetch: 2,
+        max_messages: 10,
         worker_id: "test-worker".into(),
     }
 }

@@ -158,6 +158,10 @@ pub struct SqsConfig {
     /// `queue.sqs.max_messages`: messages fetched per receive call, 1–10 (SQS limit).
     /// Default `10`.
     pub max_messages: u32,
+    /// `queue.sqs.prefetch`: items received ahead of demand and held for the next free
+    /// pipeline thread (their visibility is renewed before work starts). Small values
+    /// keep items available to other workers. 0–10. Default `1`.
+    pub prefetch: u32,
 }
 
 impl Default for SqsConfig {
@@ -170,6 +174,7 @@ impl Default for SqsConfig {
             wait_time_secs: 20,
             visibility_timeout_secs: 300,
             max_messages: 10,
+            prefetch: 1,
         }
     }
 }

@@ -102,6 +102,7 @@ fn full_config() -> Config {
                 wait_time_secs: 5,
                 visibility_timeout_secs: 600,
                 max_messages: 4,
+                prefetch: 1,
             },
         },
         storage: StorageConfig {

@@ -74,6 +74,15 @@ pub(crate) fn validate(config: &Config) -> Result<(), PfError> {
             ),
         );
     }
+    if sqs.prefetch > SQS_MAX_MESSAGES {
+        return err(
+            "queue.sqs.prefetch",
+            format!(
+                "must be between 0 and {SQS_MAX_MESSAGES}, got {}",
+                sqs.prefetch
+            ),
+        );
+    }
     if !(1..=SQS_MAX_MESSAGES).contains(&sqs.max_messages) {
         return err(
             "queue.sqs.max_messages",

@@ -12,6 +12,7 @@
 use std::collections::VecDeque;
 use std::io::Read;
 use std::ops::Range;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use aws_sdk_s3::Client;
@@ -19,7 +20,7 @@ use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation}
 use aws_sdk_s3::primitives::ByteStream;
 use bytes::Bytes;
 
-use pf_aws::{AwsContext, error_code, http_status, service_error};
+use pf_aws::{AwsContext, AwsSettings, error_code, http_status, service_error};
 use pf_error::{ErrorClass, PfError, Result};
 use pf_traits::{ObjectListing, ObjectSource};
 use pf_types::ObjectInfo;
@@ -150,6 +151,60 @@ impl S3ObjectSource {
                 }
             })?;
         Ok(out.body)
+    }
+}
+
+/// An S3 source that connects on first use, so that deployments which never see an
+/// `s3://` URI never start an AWS client.
+#[derive(Debug)]
+pub struct OnDemandS3 {
+    settings: AwsSettings,
+    force_path_style: bool,
+    source: OnceLock<std::result::Result<S3ObjectSource, String>>,
+}
+
+impl OnDemandS3 {
+    /// A source that will connect with `settings` when first asked for an object.
+    pub fn new(settings: AwsSettings, force_path_style: bool) -> Self {
+        OnDemandS3 {
+            settings,
+            force_path_style,
+            source: OnceLock::new(),
+        }
+    }
+
+    fn source(&self) -> Result<&S3ObjectSource> {
+        self.source
+            .get_or_init(|| {
+                AwsContext::connect(&self.settings)
+                    .map(|aws| S3ObjectSource::new(aws, self.force_path_style))
+                    .map_err(|e| e.to_string())
+            })
+            .as_ref()
+            .map_err(|message| PfError::Service {
+                service: "s3",
+                operation: "connect".into(),
+                class: ErrorClass::Transient,
+                message: message.clone(),
+            })
+    }
+}
+
+impl ObjectSource for OnDemandS3 {
+    fn stat(&self, uri: &str) -> Result<ObjectInfo> {
+        self.source()?.stat(uri)
+    }
+
+    fn read_range(&self, uri: &str, range: Range<u64>) -> Result<Bytes> {
+        self.source()?.read_range(uri, range)
+    }
+
+    fn read_from(&self, uri: &str, offset: u64) -> Result<Box<dyn Read + Send>> {
+        self.source()?.read_from(uri, offset)
+    }
+
+    fn list(&self, root: &str, recursive: bool) -> Result<ObjectListing<'_>> {
+        self.source()?.list(root, recursive)
     }
 }
 
