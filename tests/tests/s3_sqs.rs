@@ -1,0 +1,478 @@
+//! S3 + SQS end to end against a real emulator (moto, started by the harness): the
+//! discoverer lists a bucket into SQS and real `pf-worker` processes consume it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use pf_test_services::Moto;
+use pf_tests::{assert_accounted, bin, read_summary};
+use pf_types::RunSummary;
+
+const BUCKET: &str = "data";
+
+/// A moto server with a bucket and a work queue + DLQ made by `pf queue setup`.
+struct Cluster {
+    moto: Moto,
+    endpoint: String,
+    queue_url: String,
+    dlq_url: String,
+    dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    fn start(visibility_timeout: u32) -> Cluster {
+        let moto = Moto::start();
+        moto.create_bucket(BUCKET);
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Cluster {
+            endpoint: moto.endpoint(),
+            moto,
+            queue_url: String::new(),
+            dlq_url: String::new(),
+            dir,
+        };
+        let out = c.run(
+            "pf",
+            &[
+                "queue",
+                "setup",
+                "--name",
+                "work",
+                "--visibility-timeout",
+                &visibility_timeout.to_string(),
+                "--max-receive-count",
+                "10",
+            ],
+        );
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        for line in text.lines() {
+            if let Some(u) = line.strip_prefix("PF_SQS_QUEUE_URL=") {
+                c.queue_url = u.to_owned();
+            }
+            if let Some(u) = line.strip_prefix("PF_SQS_DLQ_URL=") {
+                c.dlq_url = u.to_owned();
+            }
+        }
+        assert!(!c.queue_url.is_empty() && !c.dlq_url.is_empty(), "{text}");
+        c
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let mut cmd = Command::new(bin(program));
+        cmd.envs(self.moto.env())
+            .env("AWS_ENDPOINT_URL", self.moto.endpoint())
+            .env("RUST_LOG", "info");
+        cmd
+    }
+
+    /// Runs a binary to completion and asserts it succeeded.
+    fn run(&self, program: &str, args: &[&str]) -> Output {
+        let out = self.command(program).args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{program} {args:?} failed ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// Uploads every file under `local` as `prefix/<relative path>`.
+    fn upload_dir(&self, local: &Path, prefix: &str) -> u64 {
+        let mut n = 0;
+        for entry in std::fs::read_dir(local).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_file() {
+                let name = path.file_name().unwrap().to_str().unwrap();
+                self.moto.put_object(
+                    BUCKET,
+                    &format!("{prefix}{name}"),
+                    std::fs::read(&path).unwrap(),
+                );
+                n += 1;
+            }
+        }
+        n
+    }
+
+    fn discover_to_sqs(&self, extra: &[&str]) -> String {
+        let mut args = vec![
+            "--bucket",
+            BUCKET,
+            "--s3-endpoint",
+            &self.endpoint,
+            "--destination",
+            "sqs",
+            "--sqs-queue-url",
+            &self.queue_url,
+            "--job-id",
+            "job-1",
+        ];
+        args.extend_from_slice(extra);
+        let out = self.run("pf-discoverer", &args);
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    /// A `pf-worker --input sqs` child process writing its summary to `summary`.
+    fn spawn_worker(&self, summary: &Path, extra: &[&str]) -> Child {
+        self.command("pf-worker")
+            .args([
+                "--input",
+                "sqs",
+                "--sqs-queue-url",
+                &self.queue_url,
+                "--s3-endpoint",
+                &self.endpoint,
+                "--destination",
+                "stats",
+                "--threads",
+                "2",
+                "--idle-exit",
+                "3",
+                "--dlq-dir",
+            ])
+            .arg(self.dir.path().join("record-dlq"))
+            .arg("--summary-json")
+            .arg(summary)
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn queues_empty(&self) -> bool {
+        self.moto.queue_depth(&self.queue_url) == (0, 0)
+            && self.moto.queue_depth(&self.dlq_url) == (0, 0)
+    }
+}
+
+fn finish(child: Child) -> (i32, String) {
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn generate(out: &Path, rows: u64, files: usize, format: &str, compression: &str) {
+    let status = Command::new(bin("pf"))
+        .args([
+            "gen",
+            "--rows",
+            &rows.to_string(),
+            "--files",
+            &files.to_string(),
+        ])
+        .args(["--format", format, "--compression", compression, "--out"])
+        .arg(out)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+fn merged(summaries: &[&Path]) -> RunSummary {
+    let mut total = RunSummary::default();
+    for s in summaries {
+        let s = read_summary(s);
+        assert_accounted(&s);
+        total.merge(s);
+    }
+    total
+}
+
+#[test]
+fn forty_files_through_sqs_and_two_workers_exactly_once() {
+    let c = Cluster::start(60);
+    let parquet = c.path("parquet");
+    let ndjson = c.path("ndjson");
+    generate(&parquet, 1_000_000, 20, "parquet", "none");
+    generate(&ndjson, 1_000_000, 20, "ndjson", "gzip");
+    assert_eq!(c.upload_dir(&parquet, "in/parquet/"), 20);
+    assert_eq!(c.upload_dir(&ndjson, "in/ndjson/"), 20);
+
+    let report = c.discover_to_sqs(&["--prefix", "in/"]);
+    assert!(report.contains("40 messages sent"), "{report}");
+
+    let (s1, s2) = (c.path("w1.json"), c.path("w2.json"));
+    let w1 = c.spawn_worker(&s1, &["--worker-id", "w1"]);
+    let w2 = c.spawn_worker(&s2, &["--worker-id", "w2"]);
+    let (code1, log1) = finish(w1);
+    let (code2, log2) = finish(w2);
+    assert_eq!(code1, 0, "{log1}");
+    assert_eq!(code2, 0, "{log2}");
+
+    let total = merged(&[&s1, &s2]);
+    assert_eq!(
+        total.files_completed, 40,
+        "every file exactly once: {total:?}"
+    );
+    assert_eq!(total.files_failed, 0);
+    assert_eq!(total.files_skipped, 0);
+    assert_eq!(total.totals.rows_read, 2_000_000);
+    assert_eq!(total.totals.rows_indexed, 2_000_000);
+    // Both workers took part.
+    assert!(read_summary(&s1).files_completed > 0 && read_summary(&s2).files_completed > 0);
+    assert!(c.queues_empty(), "queue and DLQ must be empty at the end");
+}
+
+#[test]
+fn discovery_paginates_2500_objects_with_and_without_a_pattern() {
+    let c = Cluster::start(60);
+    for i in 0..2500 {
+        let key = if i % 2 == 0 {
+            format!("many/{:02}/f{i:04}.parquet", i % 7)
+        } else {
+            format!("many/f{i:04}.ndjson.gz")
+        };
+        c.moto.put_object(BUCKET, &key, vec![b'x'; 1 + i % 5]);
+    }
+    c.moto.put_object(BUCKET, "elsewhere/x.parquet", vec![1]);
+    let list = |extra: &[&str]| {
+        let mut args = vec!["--bucket", BUCKET, "--prefix", "many/"];
+        args.push("--s3-endpoint");
+        args.push(&c.endpoint);
+        args.extend_from_slice(extra);
+        let out = c.run("pf-discoverer", &args);
+        let items: Vec<String> = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v["uri"].as_str().unwrap().to_owned()
+            })
+            .collect();
+        items
+    };
+    let all = list(&[]);
+    assert_eq!(all.len(), 2500);
+    let mut unique = all.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), 2500, "no object twice");
+    assert!(all.iter().all(|u| u.starts_with("s3://data/many/")));
+
+    let parquet = list(&["--pattern", "**/*.parquet"]);
+    assert_eq!(parquet.len(), 1250);
+    let gz = list(&["--pattern", "*.ndjson.gz"]);
+    assert_eq!(gz.len(), 1250);
+    let sized = list(&["--min-size", "5"]);
+    assert_eq!(sized.len(), 500);
+    let future = list(&["--modified-after", "2999-01-01"]);
+    assert!(future.is_empty());
+}
+
+#[test]
+fn corrupt_and_vanished_objects_go_to_the_dlq_with_their_class() {
+    let c = Cluster::start(60);
+    let good = c.path("good");
+    generate(&good, 30_000, 3, "parquet", "none");
+    c.upload_dir(&good, "in/");
+    c.moto.put_object(
+        BUCKET,
+        "in/corrupt.parquet",
+        b"PAR1 this is not parquet PAR1".to_vec(),
+    );
+    c.moto
+        .put_object(BUCKET, "in/vanishing.ndjson", b"{\"a\":1}\n".to_vec());
+    let report = c.discover_to_sqs(&["--prefix", "in/"]);
+    assert!(report.contains("5 messages sent"), "{report}");
+    c.moto.delete_object(BUCKET, "in/vanishing.ndjson");
+
+    let s = c.path("w.json");
+    let (code, log) = finish(c.spawn_worker(&s, &[]));
+    assert_eq!(code, 2, "some files failed: exit 2\n{log}");
+    let summary = read_summary(&s);
+    assert_eq!(summary.files_completed, 3);
+    assert_eq!(summary.files_failed, 2);
+    assert_eq!(summary.totals.rows_indexed, 30_000);
+
+    let out = c.run("pf", &["dlq", "--dlq-url", &c.dlq_url, "inspect", "--json"]);
+    let letters: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(letters.len(), 2, "{letters:?}");
+    for l in &letters {
+        let body = l["body"].as_str().unwrap();
+        let attrs = &l["attributes"];
+        assert_eq!(attrs["pf_error_class"], "permanent", "{l}");
+        let message = attrs["pf_error_message"].as_str().unwrap();
+        if body.contains("corrupt.parquet") {
+            assert!(message.to_lowercase().contains("parquet"), "{message}");
+        } else {
+            assert!(body.contains("vanishing.ndjson"), "{body}");
+            assert!(message.contains("not found"), "{message}");
+        }
+        assert!(
+            attrs["pf_worker_id"]
+                .as_str()
+                .is_some_and(|w| !w.is_empty())
+        );
+        assert!(attrs["pf_first_failure_time"].as_str().is_some());
+    }
+    // Inspect did not consume; the work queue is empty.
+    assert_eq!(c.moto.queue_depth(&c.dlq_url).0, 2);
+    assert_eq!(c.moto.queue_depth(&c.queue_url), (0, 0));
+
+    // Redrive the permanent failures back, after fixing nothing: they fail again.
+    c.run(
+        "pf",
+        &[
+            "dlq",
+            "--dlq-url",
+            &c.dlq_url,
+            "redrive",
+            "--queue-url",
+            &c.queue_url,
+            "--class",
+            "permanent",
+        ],
+    );
+    assert_eq!(c.moto.queue_depth(&c.dlq_url).0, 0);
+    assert_eq!(c.moto.queue_depth(&c.queue_url).0, 2);
+    c.run("pf", &["dlq", "--dlq-url", &c.dlq_url, "purge", "--yes"]);
+}
+
+/// A Rhai transform that burns a fixed number of operations per record, so a file takes
+/// several visibility timeouts whatever the machine.
+fn slow_config(dir: &Path, grace_secs: u64) -> PathBuf {
+    let script = dir.join("slow.rhai");
+    std::fs::write(
+        &script,
+        "fn transform(record) { let x = 0; for i in 0..400 { x += i; } record }\n",
+    )
+    .unwrap();
+    let config = dir.join("slow.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "worker:\n  shutdown_grace_secs: {grace_secs}\nreader:\n  batch_size: 1000\ntransform:\n  script: {}\n  max_operations: 1000000\n",
+            script.display()
+        ),
+    )
+    .unwrap();
+    config
+}
+
+#[test]
+fn a_file_slower_than_the_visibility_timeout_is_processed_once() {
+    let c = Cluster::start(2);
+    let data = c.path("slow");
+    generate(&data, 60_000, 1, "ndjson", "none");
+    c.upload_dir(&data, "slow/");
+    c.discover_to_sqs(&["--prefix", "slow/"]);
+    let config = slow_config(c.dir.path(), 30);
+    let config = config.to_str().unwrap();
+    let (s1, s2) = (c.path("a.json"), c.path("b.json"));
+    let started = Instant::now();
+    let a = c.spawn_worker(&s1, &["--config", config, "--visibility-timeout", "2"]);
+    let b = c.spawn_worker(&s2, &["--config", config, "--visibility-timeout", "2"]);
+    let (ca, la) = finish(a);
+    let (cb, lb) = finish(b);
+    assert_eq!((ca, cb), (0, 0), "{la}\n{lb}");
+    let total = merged(&[&s1, &s2]);
+    // The test only means something if the file outlived several visibility timeouts.
+    let file_secs = started.elapsed().as_secs_f64() - 3.0;
+    assert!(
+        file_secs > 4.0,
+        "the slow file took only {file_secs:.1} s; make the script slower"
+    );
+    assert_eq!(
+        total.files_completed, 1,
+        "processed once, not twice: {total:?}"
+    );
+    assert_eq!(total.totals.rows_indexed, 60_000);
+    assert!(c.queues_empty());
+}
+
+#[test]
+fn sigterm_mid_file_then_a_new_worker_loses_nothing() {
+    let c = Cluster::start(30);
+    let data = c.path("d");
+    generate(&data, 60_000, 2, "ndjson", "none");
+    c.upload_dir(&data, "t/");
+    c.discover_to_sqs(&["--prefix", "t/"]);
+    // Grace 0: the first worker gives its files back at the next checkpoint.
+    let config = slow_config(c.dir.path(), 0);
+    let config = config.to_str().unwrap();
+    let s1 = c.path("first.json");
+    let first = c.spawn_worker(&s1, &["--config", config]);
+    // Wait until it is working (the queue shows the files in flight), then SIGTERM.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while c.moto.queue_depth(&c.queue_url).1 == 0 {
+        assert!(Instant::now() < deadline, "worker never took a file");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let status = Command::new("kill")
+        .args(["-TERM", &first.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (code, log) = finish(first);
+    assert_eq!(code, 0, "SIGTERM ends the worker cleanly:\n{log}");
+    assert!(
+        log.contains("released at a checkpoint for shutdown"),
+        "{log}"
+    );
+    let first_summary = read_summary(&s1);
+    assert!(first_summary.files_completed < 2, "{first_summary:?}");
+
+    let s2 = c.path("second.json");
+    let (code, log) = finish(c.spawn_worker(&s2, &["--config", config]));
+    assert_eq!(code, 0, "{log}");
+    let total = merged(&[&s1, &s2]);
+    assert_eq!(total.files_completed, 2, "{total:?}");
+    assert_eq!(total.totals.rows_indexed, 60_000, "every row, none lost");
+    assert!(c.queues_empty());
+}
+
+#[test]
+fn s3_event_notifications_are_processed_like_work_items() {
+    let c = Cluster::start(60);
+    let data = c.path("ev");
+    generate(&data, 20_000, 2, "parquet", "none");
+    let mut keys = Vec::new();
+    for entry in std::fs::read_dir(&data).unwrap() {
+        let path = entry.unwrap().path();
+        let key = format!(
+            "events/2026 01/{}",
+            path.file_name().unwrap().to_str().unwrap()
+        );
+        c.moto
+            .put_object(BUCKET, &key, std::fs::read(&path).unwrap());
+        keys.push(key.replace(' ', "+"));
+    }
+    let record = |key: &str| {
+        format!(
+            r#"{{"eventSource":"aws:s3","eventName":"ObjectCreated:Put","s3":{{"bucket":{{"name":"{BUCKET}"}},"object":{{"key":"{key}"}}}}}}"#
+        )
+    };
+    c.moto.send_message(
+        &c.queue_url,
+        r#"{"Service":"Amazon S3","Event":"s3:TestEvent","Bucket":"data"}"#,
+    );
+    c.moto.send_message(
+        &c.queue_url,
+        &format!(r#"{{"Records":[{}]}}"#, record(&keys[0])),
+    );
+    c.moto.send_message(
+        &c.queue_url,
+        &format!(r#"{{"Records":[{}]}}"#, record(&keys[1])),
+    );
+    let s = c.path("ev.json");
+    let (code, log) = finish(c.spawn_worker(&s, &[]));
+    assert_eq!(code, 0, "{log}");
+    let summary = read_summary(&s);
+    assert_eq!(summary.files_completed, 2);
+    assert_eq!(summary.totals.rows_indexed, 20_000);
+    assert!(c.queues_empty());
+}
