@@ -3,8 +3,10 @@
 #
 #   testing/run-tests.sh            # build, then run all tests of the workspace
 #
-# Today's tests need no external service: the embedded pipeline runs on local files.
-# (The S3/SQS and Valkey suites add their emulator set-up here when they land.)
+# The S3/SQS and Valkey suites talk to real servers (moto, valkey-server) that
+# testing/setup-services.sh installs into testing/.venv; the test harness starts them
+# on free loopback ports and stops them again. Elasticsearch suites use the bulk-API
+# protocol test server in testing/pf-bulk-test-server (no install needed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +14,8 @@ if ! command -v cargo >/dev/null 2>&1; then
   echo "error: cargo not found; install Rust from https://rustup.rs" >&2
   exit 1
 fi
+
+testing/setup-services.sh
 
 # Integration tests drive the real binaries (pf, pf-discoverer, pf-worker), so build them first.
 cargo build --workspace --bins --locked
