@@ -1,9 +1,81 @@
 //! The `_bulk` request body, per-item outcomes and `filter_path`.
 
-use serde::Deserialize;
-use serde_json::{Map, Value, json};
-
 use crate::{Doc, Index, Inner, RejectRule};
+use serde::Deserialize;
+
+/// A response tree: what `serde_json::Value` would be, with static keys and without its
+/// per-node cost (the server builds millions of items per test run).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Node {
+    Num(u64),
+    Bool(bool),
+    Str(String),
+    Obj(Vec<(&'static str, Node)>),
+    Arr(Vec<Node>),
+}
+
+impl Node {
+    /// The value under `key` of an object.
+    pub(crate) fn get(&self, key: &str) -> Option<&Node> {
+        match self {
+            Node::Obj(fields) => fields.iter().find(|(k, _)| *k == key).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    /// Compact JSON.
+    pub(crate) fn write(&self, out: &mut Vec<u8>) {
+        match self {
+            Node::Num(n) => out.extend_from_slice(n.to_string().as_bytes()),
+            Node::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+            Node::Str(s) => write_str(s, out),
+            Node::Obj(fields) => {
+                out.push(b'{');
+                for (i, (k, v)) in fields.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    write_str(k, out);
+                    out.push(b':');
+                    v.write(out);
+                }
+                out.push(b'}');
+            }
+            Node::Arr(items) => {
+                out.push(b'[');
+                for (i, v) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    v.write(out);
+                }
+                out.push(b']');
+            }
+        }
+    }
+}
+
+fn write_str(s: &str, out: &mut Vec<u8>) {
+    out.push(b'"');
+    for c in s.chars() {
+        match c {
+            '"' => out.extend_from_slice(b"\\\""),
+            '\\' => out.extend_from_slice(b"\\\\"),
+            c if (c as u32) < 0x20 => {
+                out.extend_from_slice(format!("\\u{:04x}", c as u32).as_bytes())
+            }
+            c => {
+                let mut b = [0; 4];
+                out.extend_from_slice(c.encode_utf8(&mut b).as_bytes());
+            }
+        }
+    }
+    out.push(b'"');
+}
+
+fn s(v: &str) -> Node {
+    Node::Str(v.to_owned())
+}
 
 #[derive(Deserialize)]
 struct Action {
@@ -66,7 +138,7 @@ pub(crate) fn apply(
     keep_sources: bool,
     default_index: Option<&str>,
     body: &[u8],
-) -> Result<Value, (&'static str, String)> {
+) -> Result<Node, (&'static str, String)> {
     if !body.is_empty() && !body.ends_with(b"\n") {
         return Err((
             "illegal_argument_exception",
@@ -117,17 +189,30 @@ pub(crate) fn apply(
     let mut errors = false;
     for (op, meta, source) in ops {
         let item = execute(inner, keep_sources, default_index, op, meta, source);
-        let status = item["status"].as_u64().unwrap_or(500);
+        let status = match item.get("status") {
+            Some(Node::Num(n)) => *n,
+            _ => 500,
+        };
         errors |= status >= 300;
-        let mut wrapper = Map::with_capacity(1);
-        wrapper.insert(op.name().to_owned(), item);
-        items.push(Value::Object(wrapper));
+        items.push(Node::Obj(vec![(op.name(), item)]));
     }
-    Ok(json!({"took": 0, "errors": errors, "items": items}))
+    Ok(Node::Obj(vec![
+        ("took", Node::Num(0)),
+        ("errors", Node::Bool(errors)),
+        ("items", Node::Arr(items)),
+    ]))
 }
 
-fn item_error(index: &str, id: &str, status: u16, kind: &str, reason: &str) -> Value {
-    json!({"_index": index, "_id": id, "status": status, "error": {"type": kind, "reason": reason}})
+fn item_error(index: &str, id: &str, status: u16, kind: &str, reason: &str) -> Node {
+    Node::Obj(vec![
+        ("_index", s(index)),
+        ("_id", s(id)),
+        ("status", Node::Num(u64::from(status))),
+        (
+            "error",
+            Node::Obj(vec![("type", s(kind)), ("reason", s(reason))]),
+        ),
+    ])
 }
 
 fn execute(
@@ -137,7 +222,7 @@ fn execute(
     op: Op,
     meta: Meta,
     source: Option<&[u8]>,
-) -> Value {
+) -> Node {
     inner.stats.items += 1;
     let Some(index) = meta.index.or_else(|| default_index.map(str::to_owned)) else {
         inner.stats.items_rejected += 1;
@@ -196,11 +281,18 @@ fn execute(
             .and_then(|i| i.docs.remove(&id))
             .is_some();
         let status = if removed { 200 } else { 404 };
-        return json!({"_index": index, "_id": id, "status": status, "result": if removed {"deleted"} else {"not_found"}});
+        return Node::Obj(vec![
+            ("_index", Node::Str(index)),
+            ("_id", Node::Str(id)),
+            ("status", Node::Num(status)),
+            ("result", s(if removed { "deleted" } else { "not_found" })),
+        ]);
     }
     let source = source.unwrap_or_default();
-    let parsed: Value = match serde_json::from_slice(source) {
-        Ok(v @ Value::Object(_)) => v,
+    // Validated without building a tree: the server stores bytes, not documents.
+    let is_object = source.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    match serde_json::from_slice::<serde::de::IgnoredAny>(source) {
+        Ok(_) if is_object => {}
         Ok(_) | Err(_) => {
             inner.stats.items_rejected += 1;
             return item_error(
@@ -213,7 +305,7 @@ fn execute(
         }
     };
     if let Some(rule) = &inner.faults.reject
-        && let Some(reason) = rejected(rule, source, &parsed)
+        && let Some(reason) = rejected(rule, source)
     {
         inner.stats.items_rejected += 1;
         return item_error(&index, &id, 400, "mapper_parsing_exception", &reason);
@@ -270,14 +362,26 @@ fn execute(
         inner.stats.items_updated += 1;
     }
     inner.seq_no += 1;
-    json!({
-        "_index": index, "_id": id, "_version": version, "result": result,
-        "_shards": {"total": 2, "successful": 1, "failed": 0},
-        "_seq_no": inner.seq_no, "_primary_term": 1, "status": status,
-    })
+    Node::Obj(vec![
+        ("_index", Node::Str(index)),
+        ("_id", Node::Str(id)),
+        ("_version", Node::Num(u64::from(version))),
+        ("result", s(result)),
+        (
+            "_shards",
+            Node::Obj(vec![
+                ("total", Node::Num(2)),
+                ("successful", Node::Num(1)),
+                ("failed", Node::Num(0)),
+            ]),
+        ),
+        ("_seq_no", Node::Num(inner.seq_no)),
+        ("_primary_term", Node::Num(1)),
+        ("status", Node::Num(status)),
+    ])
 }
 
-fn rejected(rule: &RejectRule, source: &[u8], parsed: &Value) -> Option<String> {
+fn rejected(rule: &RejectRule, source: &[u8]) -> Option<String> {
     match rule {
         RejectRule::SourceContains(needle) => {
             let n = needle.as_bytes();
@@ -286,11 +390,7 @@ fn rejected(rule: &RejectRule, source: &[u8], parsed: &Value) -> Option<String> 
             })
         }
         RejectRule::FieldIn { field, values } => {
-            let v = parsed.get(field)?;
-            let text = match v {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
+            let text = field_text(source, field)?;
             values.contains(&text).then(|| {
                 format!("failed to parse field [{field}] of type [long] in document: value [{text}] is not a number")
             })
@@ -298,10 +398,50 @@ fn rejected(rule: &RejectRule, source: &[u8], parsed: &Value) -> Option<String> 
     }
 }
 
+/// The text of the first `"field":` value in `source` (a string's unescaped-enough
+/// content, or a scalar's JSON text). A byte scan rather than a parse: the server sees
+/// millions of documents per test, and a nested key of the same name is a test-data
+/// choice, not something the client under test controls.
+fn field_text(source: &[u8], field: &str) -> Option<String> {
+    let key = format!("\"{field}\"");
+    let k = key.as_bytes();
+    let mut from = 0;
+    while let Some(pos) = source[from..].windows(k.len()).position(|w| w == k) {
+        let mut i = from + pos + k.len();
+        while source.get(i).is_some_and(u8::is_ascii_whitespace) {
+            i += 1;
+        }
+        if source.get(i) != Some(&b':') {
+            from += pos + 1;
+            continue;
+        }
+        i += 1;
+        while source.get(i).is_some_and(u8::is_ascii_whitespace) {
+            i += 1;
+        }
+        if source.get(i) == Some(&b'"') {
+            let start = i + 1;
+            let mut j = start;
+            while j < source.len() && source[j] != b'"' {
+                j += if source[j] == b'\\' { 2 } else { 1 };
+            }
+            return std::str::from_utf8(source.get(start..j)?)
+                .ok()
+                .map(str::to_owned);
+        }
+        let end = source[i..]
+            .iter()
+            .position(|b| matches!(b, b',' | b'}' | b']') || b.is_ascii_whitespace())
+            .map_or(source.len(), |p| i + p);
+        return std::str::from_utf8(&source[i..end]).ok().map(str::to_owned);
+    }
+    None
+}
+
 /// Elasticsearch's `filter_path`: comma-separated dotted paths, `*` matching any one
 /// key; arrays are transparent and elements left empty by the filter are removed (so a
 /// client that needs item positions must keep a field every item has, e.g. `status`).
-pub(crate) fn filter_path(v: &Value, spec: &str) -> Value {
+pub(crate) fn filter_path(v: Node, spec: &str) -> Node {
     let paths: Vec<Vec<&str>> = spec
         .split(',')
         .map(str::trim)
@@ -309,17 +449,17 @@ pub(crate) fn filter_path(v: &Value, spec: &str) -> Value {
         .map(|p| p.split('.').collect())
         .collect();
     let refs: Vec<&[&str]> = paths.iter().map(Vec::as_slice).collect();
-    filter(v, &refs).unwrap_or_else(|| json!({}))
+    filter(v, &refs).unwrap_or(Node::Obj(Vec::new()))
 }
 
-fn filter(v: &Value, paths: &[&[&str]]) -> Option<Value> {
+fn filter(v: Node, paths: &[&[&str]]) -> Option<Node> {
     if paths.iter().any(|p| p.is_empty()) {
-        return Some(v.clone());
+        return Some(v);
     }
     match v {
-        Value::Object(m) => {
-            let mut out = Map::new();
-            for (k, val) in m {
+        Node::Obj(fields) => {
+            let mut out = Vec::new();
+            for (k, val) in fields {
                 let sub: Vec<&[&str]> = paths
                     .iter()
                     .filter(|p| p[0] == "*" || p[0] == k)
@@ -329,14 +469,14 @@ fn filter(v: &Value, paths: &[&[&str]]) -> Option<Value> {
                     continue;
                 }
                 if let Some(f) = filter(val, &sub) {
-                    out.insert(k.clone(), f);
+                    out.push((k, f));
                 }
             }
-            (!out.is_empty()).then_some(Value::Object(out))
+            (!out.is_empty()).then_some(Node::Obj(out))
         }
-        Value::Array(a) => {
-            let items: Vec<Value> = a.iter().filter_map(|e| filter(e, paths)).collect();
-            (!items.is_empty()).then_some(Value::Array(items))
+        Node::Arr(a) => {
+            let items: Vec<Node> = a.into_iter().filter_map(|e| filter(e, paths)).collect();
+            (!items.is_empty()).then_some(Node::Arr(items))
         }
         _ => None,
     }
@@ -345,6 +485,28 @@ fn filter(v: &Value, paths: &[&[&str]]) -> Option<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{Value, json};
+
+    fn to_value(n: &Node) -> Value {
+        let mut out = Vec::new();
+        n.write(&mut out);
+        serde_json::from_slice(&out).unwrap()
+    }
+
+    fn from_value(v: &Value) -> Node {
+        match v {
+            Value::Bool(b) => Node::Bool(*b),
+            Value::Number(n) => Node::Num(n.as_u64().unwrap()),
+            Value::String(s) => Node::Str(s.clone()),
+            Value::Array(a) => Node::Arr(a.iter().map(from_value).collect()),
+            Value::Object(m) => Node::Obj(
+                m.iter()
+                    .map(|(k, v)| (&*Box::leak(k.clone().into_boxed_str()), from_value(v)))
+                    .collect(),
+            ),
+            Value::Null => Node::Obj(Vec::new()),
+        }
+    }
 
     #[test]
     fn filter_path_keeps_listed_fields_and_drops_empty_items() {
@@ -352,7 +514,10 @@ mod tests {
             {"index": {"_id": "a", "status": 201, "result": "created"}},
             {"index": {"_id": "b", "status": 429, "error": {"type": "t", "reason": "r"}}},
         ]});
-        let f = filter_path(&v, "errors,items.*.status,items.*.error.type");
+        let f = to_value(&filter_path(
+            from_value(&v),
+            "errors,items.*.status,items.*.error.type",
+        ));
         assert_eq!(
             f,
             json!({"errors": true, "items": [
@@ -361,8 +526,17 @@ mod tests {
             ]})
         );
         // Without a field every item has, successful items vanish: positions are lost.
-        let f = filter_path(&v, "items.*.error");
+        let f = to_value(&filter_path(from_value(&v), "items.*.error"));
         assert_eq!(f["items"].as_array().map(Vec::len), Some(1));
+    }
+
+    #[test]
+    fn field_values_are_found_without_parsing() {
+        let doc = br#"{"a":{"id":"inner"},"id" : "x\"y","n":12,"b":true}"#;
+        assert_eq!(field_text(doc, "id").as_deref(), Some("inner"));
+        assert_eq!(field_text(doc, "n").as_deref(), Some("12"));
+        assert_eq!(field_text(doc, "b").as_deref(), Some("true"));
+        assert_eq!(field_text(doc, "missing"), None);
     }
 
     #[test]
@@ -378,11 +552,11 @@ mod tests {
     fn items_are_stored_by_index_and_id_and_create_conflicts() {
         let mut inner = Inner::default();
         let body = b"{\"index\":{\"_id\":\"1\"}}\n{\"a\":1}\n{\"create\":{\"_index\":\"j\",\"_id\":\"2\"}}\n{\"a\":2}\n";
-        let r = apply(&mut inner, true, Some("i"), body).unwrap();
+        let r = to_value(&apply(&mut inner, true, Some("i"), body).unwrap());
         assert_eq!(r["errors"], false);
         assert_eq!(r["items"][0]["index"]["status"], 201);
         assert_eq!(r["items"][1]["create"]["_index"], "j");
-        let r = apply(&mut inner, true, Some("i"), body).unwrap();
+        let r = to_value(&apply(&mut inner, true, Some("i"), body).unwrap());
         assert_eq!(r["errors"], true);
         assert_eq!(r["items"][0]["index"]["status"], 200);
         assert_eq!(r["items"][1]["create"]["status"], 409);

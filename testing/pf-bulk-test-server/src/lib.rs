@@ -656,13 +656,21 @@ fn bulk_request(shared: &Shared, req: &http::Request, default_index: Option<&str
     let mut inner = shared.lock();
     match bulk::apply(&mut inner, shared.keep_sources, default_index, &body) {
         Ok(mut response) => {
-            response["took"] = json!(started.elapsed().as_millis() as u64);
+            drop(inner);
+            if let bulk::Node::Obj(fields) = &mut response {
+                fields[0].1 = bulk::Node::Num(started.elapsed().as_millis() as u64);
+            }
             let response = match req.query("filter_path") {
-                Some(fp) => bulk::filter_path(&response, fp),
+                Some(fp) => bulk::filter_path(response, fp),
                 None => response,
             };
-            drop(inner);
-            json_reply(200, &response)
+            let mut body = Vec::with_capacity(64 * 1024);
+            response.write(&mut body);
+            Reply::Respond {
+                status: 200,
+                body,
+                head_only: false,
+            }
         }
         Err((kind, reason)) => {
             drop(inner);
