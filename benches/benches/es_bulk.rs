@@ -1,0 +1,188 @@
+//! Elasticsearch bulk path: Arrow → `_bulk` body serialization per thread (the
+//! hand-written encoder against arrow-json's writer on the same batches), and one file
+//! end to end (Parquet → fraud rules → bulk requests to the protocol test server).
+//!
+//! The end-to-end group prints where the indexer's time went (serialization, HTTP
+//! round trips including the server's work, response parsing, backoff), from the
+//! indexer's own counters.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+
+use pf_benches::{dataset, files_of, peak_rss_mb, shared_parts};
+use pf_bulk_test_server::{BulkTestServer, ServerOptions};
+use pf_datagen::TransactionGenerator;
+use pf_file_processor::FileProcessor;
+use pf_indexer_es::{BatchEncoder, DocOptions, EsIndexerFactory, EsSettings, IndexName, OpType};
+use pf_traits::{DocBatch, IndexerFactory, TransformFactory};
+use pf_transform::{StageSource, TransformStage};
+use pf_types::{Checkpoint, Compression, FileFormat, WorkItem};
+
+const ROWS: u64 = 500_000;
+/// A request body is cut at this size, as the indexer does (the buffer is reused).
+const BODY_BYTES: usize = 5 << 20;
+
+fn transactions() -> Vec<DocBatch> {
+    let mut g = TransactionGenerator::single_file(1, ROWS, 65_536);
+    let mut out = Vec::new();
+    let mut first = 0;
+    while let Some(b) = g.next_batch() {
+        let n = b.num_rows() as u64;
+        out.push(DocBatch::contiguous(b, first));
+        first += n;
+    }
+    out
+}
+
+fn serialize(c: &mut Criterion) {
+    let docs = transactions();
+    let item = WorkItem::from_uri("file:///bench/part-00000.parquet").expect("work item");
+    let options = DocOptions {
+        index: IndexName::Fixed("transactions".into()),
+        id_field: None,
+        op_type: OpType::Index,
+    };
+    let mut body = Vec::with_capacity(BODY_BYTES + (64 << 10));
+    // Bytes per document, for MB/s.
+    let mut total = 0usize;
+    for d in &docs {
+        let mut enc = BatchEncoder::new(&options, &item, &d.batch).expect("encoder");
+        for row in 0..d.num_rows() {
+            enc.write_row(row, d.ordinal(row), &mut body).expect("row");
+            if body.len() >= BODY_BYTES {
+                total += body.len();
+                body.clear();
+            }
+        }
+    }
+    total += body.len();
+    println!(
+        "es_bulk: {ROWS} transactions, {:.1} bulk bytes/row (action + source lines)",
+        total as f64 / ROWS as f64
+    );
+
+    let mut group = c.benchmark_group("es_bulk_serialize");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(10));
+    group.throughput(Throughput::Elements(ROWS));
+    group.bench_function("hand_written_action_and_source", |b| {
+        b.iter(|| {
+            body.clear();
+            for d in &docs {
+                let mut enc = BatchEncoder::new(&options, &item, &d.batch).expect("encoder");
+                for row in 0..d.num_rows() {
+                    enc.write_row(row, d.ordinal(row), &mut body).expect("row");
+                    if body.len() >= BODY_BYTES {
+                        body.clear();
+                    }
+                }
+            }
+            body.len()
+        })
+    });
+    // arrow-json writes the sources only (no action lines, no ids): a lower bound of
+    // what building bulk bodies with it would cost.
+    let mut out = Vec::with_capacity(BODY_BYTES + (64 << 10));
+    group.bench_function("arrow_json_sources_only", |b| {
+        b.iter(|| {
+            out.clear();
+            for d in &docs {
+                let mut w = arrow::json::LineDelimitedWriter::new(&mut out);
+                w.write(&d.batch).expect("arrow-json");
+                w.finish().expect("arrow-json");
+                if out.len() >= BODY_BYTES {
+                    out.clear();
+                }
+            }
+            out.len()
+        })
+    });
+    group.finish();
+}
+
+fn end_to_end(c: &mut Criterion) {
+    let dir = dataset(1_000_000, 1, FileFormat::Parquet, Compression::None);
+    let file = files_of(&dir).remove(0);
+    let item = WorkItem::from_uri(file.display().to_string()).expect("work item");
+    let rules = std::env::temp_dir().join("paraflow-bench/es-rules.yaml");
+    std::fs::create_dir_all(rules.parent().expect("dir")).expect("bench dir");
+    // The shipped rules that need no enrichment tables.
+    std::fs::write(
+        &rules,
+        "threshold: 50\nrules:\n\
+         - { name: high_value, condition: \"amount > 10000.0\", severity: high, score: 50 }\n\
+         - { name: rapid_activity, window: { key: account_id, time: timestamp, seconds: 60, min_count: 5 }, severity: medium, score: 30 }\n\
+         - { name: unusual_hour, condition: \"hour(timestamp) >= 1 && hour(timestamp) < 5\", severity: low, score: 10 }\n",
+    )
+    .expect("rules");
+    let stage = Arc::new(
+        TransformStage::load(StageSource {
+            rules: Some(rules),
+            ..StageSource::default()
+        })
+        .expect("rules stage"),
+    );
+    let server = BulkTestServer::start_with(
+        "127.0.0.1:0".parse().expect("addr"),
+        ServerOptions {
+            keep_sources: false,
+            ..ServerOptions::default()
+        },
+    )
+    .expect("test server");
+    let factory =
+        EsIndexerFactory::new(EsSettings::new(server.url(), "transactions").expect("settings"))
+            .expect("indexer");
+    let counters = factory.counters();
+    let dlq = std::env::temp_dir().join("paraflow-bench/dlq");
+    let mut processor = FileProcessor::new(
+        shared_parts(&dlq),
+        stage.create().expect("transform"),
+        factory.create().expect("indexer"),
+    );
+    let mut group = c.benchmark_group("es_bulk_end_to_end");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(20));
+    group.throughput(Throughput::Elements(1_000_000));
+    let started = std::time::Instant::now();
+    group.bench_function("parquet_rules_bulk_to_test_server_1_thread", |b| {
+        b.iter(|| {
+            let stats = processor
+                .process(&item, &Checkpoint::default(), &mut |_| Ok(()))
+                .expect("process");
+            assert_eq!(stats.rows_indexed, 1_000_000);
+        })
+    });
+    group.finish();
+    let wall = started.elapsed().as_secs_f64();
+    let ms = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed) as f64 / 1e6;
+    let (ser, http, parse, comp, wait) = (
+        ms(&counters.serialize_ns),
+        ms(&counters.http_ns),
+        ms(&counters.parse_ns),
+        ms(&counters.compress_ns),
+        ms(&counters.backoff_ns),
+    );
+    let total = wall * 1000.0;
+    println!(
+        "es_bulk_end_to_end time shares over {:.1} s (criterion warm-up included): serialization {:.1}%, HTTP round trips {:.1}%, response parsing {:.1}%, compression {:.1}%, backoff {:.1}%, rest (Parquet, rules, accumulation) {:.1}%; {} requests, {} documents",
+        wall,
+        100.0 * ser / total,
+        100.0 * http / total,
+        100.0 * parse / total,
+        100.0 * comp / total,
+        100.0 * wait / total,
+        100.0 * (total - ser - http - parse - comp - wait) / total,
+        counters.requests.load(Ordering::Relaxed),
+        counters.indexed.load(Ordering::Relaxed),
+    );
+    println!("peak RSS {:.1} MiB", peak_rss_mb());
+}
+
+criterion_group!(benches, serialize, end_to_end);
+criterion_main!(benches);
