@@ -531,6 +531,11 @@ pub struct ValkeyConfig {
     /// `coordinator.valkey.windows`: keep fraud-rule windows in Valkey too, so every
     /// worker sees every worker's events. Default `true`.
     pub windows: bool,
+    /// `coordinator.valkey.window_lateness_secs`: how far (in event time) behind the
+    /// newest event of its key an event may arrive and still count. Workers reading
+    /// different parts of time-ordered data at the same time need it to cover how far
+    /// apart in event time they are. Default 300.
+    pub window_lateness_secs: u64,
 }
 
 impl Default for ValkeyConfig {
@@ -544,6 +549,7 @@ impl Default for ValkeyConfig {
             outage_limit_secs: 600,
             timeout_ms: 10_000,
             windows: true,
+            window_lateness_secs: 300,
         }
     }
 }
@@ -559,6 +565,7 @@ impl fmt::Debug for ValkeyConfig {
             .field("outage_limit_secs", &self.outage_limit_secs)
             .field("timeout_ms", &self.timeout_ms)
             .field("windows", &self.windows)
+            .field("window_lateness_secs", &self.window_lateness_secs)
             .finish()
     }
 }
