@@ -12,7 +12,12 @@ use pf_runner::EXIT_FILES_FAILED;
 pub struct StatusArgs {
     /// The Valkey the workers use, e.g. redis://localhost:6379 (password in the URL or
     /// VALKEY_PASSWORD).
-    #[arg(long, value_name = "URL", env = "PF_VALKEY_URL", hide_env_values = true)]
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "PF_VALKEY_URL",
+        hide_env_values = true
+    )]
     valkey_url: String,
     /// The job (the discoverer's --job-id); default: the most recently active job.
     #[arg(long, value_name = "ID")]

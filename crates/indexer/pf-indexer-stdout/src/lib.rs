@@ -112,8 +112,9 @@ impl Indexer for LocalIndexer {
             self.buf.clear();
             let mut writer = LineDelimitedWriter::new(&mut self.buf);
             for d in docs {
+                let batch = utc_as_offset(&d.batch)?;
                 writer
-                    .write(&d.batch)
+                    .write(&batch)
                     .map_err(|e| stdout_error(format!("cannot serialize documents: {e}")))?;
             }
             writer
@@ -131,6 +132,39 @@ impl Indexer for LocalIndexer {
             failures: Vec::new(),
         })
     }
+}
+
+/// arrow-json can only render timestamps whose zone is an offset (without the chrono-tz
+/// feature), so columns in the named zone `UTC` (what readers and scripts produce) are
+/// relabelled `+00:00`: the same instants, written as RFC 3339 with `Z`.
+fn utc_as_offset(batch: &arrow::array::RecordBatch) -> Result<arrow::array::RecordBatch> {
+    use arrow::datatypes::{DataType, Field, Schema};
+    let named_utc = |dt: &DataType| {
+        matches!(dt, DataType::Timestamp(_, Some(tz)) if tz.eq_ignore_ascii_case("utc") || tz.as_ref() == "Z")
+    };
+    if !batch.schema().fields().iter().any(|f| named_utc(f.data_type())) {
+        return Ok(batch.clone());
+    }
+    let mut fields = Vec::with_capacity(batch.num_columns());
+    let mut columns = Vec::with_capacity(batch.num_columns());
+    for (f, c) in batch.schema().fields().iter().zip(batch.columns()) {
+        match f.data_type() {
+            DataType::Timestamp(unit, Some(_)) if named_utc(f.data_type()) => {
+                let dt = DataType::Timestamp(*unit, Some("+00:00".into()));
+                columns.push(
+                    arrow::compute::cast(c, &dt)
+                        .map_err(|e| stdout_error(format!("cannot convert `{}`: {e}", f.name())))?,
+                );
+                fields.push(Field::new(f.name(), dt, f.is_nullable()));
+            }
+            _ => {
+                columns.push(c.clone());
+                fields.push(f.as_ref().clone());
+            }
+        }
+    }
+    arrow::array::RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+        .map_err(|e| stdout_error(format!("cannot serialize documents: {e}")))
 }
 
 #[cfg(test)]
@@ -157,5 +191,21 @@ mod tests {
             assert_eq!(f.totals().docs.load(Ordering::Relaxed), 5);
             assert_eq!(f.totals().requests.load(Ordering::Relaxed), 1);
         }
+    }
+
+    #[test]
+    fn utc_timestamps_render_with_an_offset() {
+        use arrow::array::TimestampMicrosecondArray;
+        let ts = TimestampMicrosecondArray::from(vec![1_767_225_600_000_000]).with_timezone("UTC");
+        let batch = RecordBatch::try_from_iter([("t", Arc::new(ts) as _)]).unwrap();
+        let out = utc_as_offset(&batch).unwrap();
+        let mut buf = Vec::new();
+        let mut w = LineDelimitedWriter::new(&mut buf);
+        w.write(&out).unwrap();
+        w.finish().unwrap();
+        assert_eq!(
+            String::from_utf8(buf).unwrap(),
+            "{\"t\":\"2026-01-01T00:00:00Z\"}\n"
+        );
     }
 }

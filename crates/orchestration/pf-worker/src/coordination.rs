@@ -50,7 +50,10 @@ pub(crate) fn window_store(config: &ValkeyConfig) -> Result<Option<Arc<dyn Windo
     match valkey_options(config) {
         Some(options) if config.windows => Ok(Some(Arc::new(ValkeyWindowStore::connect(
             options,
-            ValkeyWindowOptions::default(),
+            ValkeyWindowOptions {
+                allowed_lateness: Duration::from_secs(config.window_lateness_secs),
+                ..ValkeyWindowOptions::default()
+            },
         )?))),
         _ => Ok(None),
     }
