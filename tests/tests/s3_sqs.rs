@@ -476,3 +476,74 @@ fn s3_event_notifications_are_processed_like_work_items() {
     assert_eq!(summary.totals.rows_indexed, 20_000);
     assert!(c.queues_empty());
 }
+
+#[test]
+fn record_dlq_can_be_an_s3_prefix() {
+    let c = Cluster::start(60);
+    let mut body = String::new();
+    for i in 0..1000 {
+        if i % 100 == 7 {
+            body.push_str("{not json\n");
+        } else {
+            body.push_str(&format!("{{\"id\":{i},\"amount\":{}.5}}\n", i % 50));
+        }
+    }
+    c.moto
+        .put_object(BUCKET, "rec/mixed.ndjson", body.into_bytes());
+    c.discover_to_sqs(&["--prefix", "rec/"]);
+    let s = c.path("rec.json");
+    let (code, log) = finish(c.spawn_worker(&s, &["--dlq-s3-prefix", "s3://data/record-dlq/"]));
+    assert_eq!(code, 0, "{log}");
+    let summary = read_summary(&s);
+    assert_eq!(summary.totals.rows_indexed, 990);
+    assert_eq!(summary.totals.rows_failed, 10);
+
+    let listed = c
+        .moto
+        .aws()
+        .block_on(
+            c.moto
+                .s3()
+                .list_objects_v2()
+                .bucket(BUCKET)
+                .prefix("record-dlq/")
+                .send(),
+        )
+        .unwrap();
+    let mut lines = Vec::new();
+    for o in listed.contents() {
+        let got = c
+            .moto
+            .aws()
+            .block_on(
+                c.moto
+                    .s3()
+                    .get_object()
+                    .bucket(BUCKET)
+                    .key(o.key().unwrap())
+                    .send(),
+            )
+            .unwrap();
+        let bytes = c
+            .moto
+            .aws()
+            .block_on(got.body.collect())
+            .unwrap()
+            .into_bytes();
+        for l in std::str::from_utf8(&bytes).unwrap().lines() {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            lines.push((
+                v["line"].as_u64().unwrap(),
+                v["record"].as_str().unwrap().to_owned(),
+            ));
+        }
+    }
+    lines.sort();
+    assert_eq!(lines.len(), 10, "{lines:?}");
+    assert_eq!(
+        lines[0],
+        (8, "{not json".to_owned()),
+        "1-based line numbers"
+    );
+    assert!(c.queues_empty());
+}

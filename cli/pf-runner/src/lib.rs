@@ -86,7 +86,7 @@ pub fn run_deployment(
     if deployment.record_dlq.written() > 0 {
         tracing::warn!(
             records = deployment.record_dlq.written(),
-            path = %deployment.record_dlq.path().display(),
+            location = %deployment.record_dlq.location(),
             "records failed on their own and were written to the record DLQ"
         );
     }

@@ -44,6 +44,10 @@ struct Args {
     /// Directory of the record-level DLQ [config: record_dlq.dir].
     #[arg(long, value_name = "DIR")]
     dlq_dir: Option<PathBuf>,
+    /// Upload failed records under this S3 prefix instead of --dlq-dir, e.g.
+    /// s3://bucket/dlq/ [config: record_dlq.s3_prefix].
+    #[arg(long, value_name = "S3_URI")]
+    dlq_s3_prefix: Option<String>,
     /// Stop once the queue stayed empty this many seconds [config: worker.idle_exit_secs].
     #[arg(long, value_name = "SECS")]
     idle_exit: Option<u64>,
@@ -215,6 +219,9 @@ fn effective_config(args: &Args) -> anyhow::Result<Config> {
     }
     if let Some(d) = &args.dlq_dir {
         config.record_dlq.dir = d.clone();
+    }
+    if let Some(p) = &args.dlq_s3_prefix {
+        config.record_dlq.s3_prefix = Some(p.clone());
     }
     if let Some(u) = &args.valkey_url {
         config.coordinator.valkey.url = Some(u.clone());

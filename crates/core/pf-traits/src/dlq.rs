@@ -10,4 +10,8 @@ pub trait RecordDlq: Send + Sync {
     fn write(&self, failures: &[RecordFailure]) -> Result<()>;
     /// Makes everything written so far durable.
     fn flush(&self) -> Result<()>;
+    /// Failures written so far.
+    fn written(&self) -> u64;
+    /// Where the failures go (a file path or an object prefix), for logs.
+    fn location(&self) -> String;
 }

@@ -295,6 +295,12 @@ mod tests {
         fn flush(&self) -> Result<()> {
             Ok(())
         }
+        fn written(&self) -> u64 {
+            self.0.lock().unwrap().len() as u64
+        }
+        fn location(&self) -> String {
+            "memory".into()
+        }
     }
     impl AlertSink for Collect {
         fn send(&self, _: &[Alert]) -> Result<()> {

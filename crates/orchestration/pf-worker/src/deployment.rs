@@ -9,7 +9,7 @@ use pf_config::{
     AlertDestination, Config, Destination, EsOpType, FieldType, Progress, TableFormatSpec,
     TableKindSpec,
 };
-use pf_dlq::FileRecordDlq;
+use pf_dlq::{FileRecordDlq, ObjectRecordDlq};
 use pf_enrichment::{TableConfig, TableFormat, TableKind};
 use pf_error::{PfError, Result};
 use pf_file_processor::SharedParts;
@@ -19,8 +19,8 @@ use pf_metrics::Metrics;
 use pf_reader_ndjson::{NdjsonReader, NdjsonReaderOptions};
 use pf_reader_parquet::{ParquetReader, ParquetReaderOptions};
 use pf_storage::ObjectSources;
-use pf_storage_s3::OnDemandS3;
-use pf_traits::{AlertSink, IndexerFactory, MetadataStore, WorkQueue};
+use pf_storage_s3::{OnDemandS3, S3Location};
+use pf_traits::{AlertSink, IndexerFactory, MetadataStore, RecordDlq, WorkQueue};
 use pf_transform::{RuleTally, ScriptLimits, StageSource, TransformStage};
 use pf_types::RunSummary;
 
@@ -34,7 +34,7 @@ pub struct Deployment {
     /// Live counters (for `/metrics` and the progress display).
     pub metrics: Arc<Metrics>,
     /// The record DLQ file sink.
-    pub record_dlq: Arc<FileRecordDlq>,
+    pub record_dlq: Arc<dyn RecordDlq>,
     /// The fraud alert sink.
     pub alerts: Arc<NdjsonAlertSink>,
     /// The destination's name, for the summary.
@@ -80,7 +80,7 @@ impl Deployment {
 pub fn deploy(config: &Config, queue: Arc<dyn WorkQueue>) -> Result<Deployment> {
     config.validate()?;
     let metrics = Metrics::new();
-    let record_dlq = Arc::new(FileRecordDlq::new(&config.record_dlq.dir));
+    let record_dlq = record_dlq(config)?;
     let elasticsearch = match config.indexer.destination {
         Destination::Elasticsearch => Some(Arc::new(elasticsearch_indexer(config)?)),
         _ => None,
@@ -225,6 +225,24 @@ fn elasticsearch_indexer(config: &Config) -> Result<EsIndexerFactory> {
     let factory = EsIndexerFactory::new(settings)?;
     factory.setup()?;
     Ok(factory)
+}
+
+/// NDJSON files in `record_dlq.dir`, or objects under `record_dlq.s3_prefix`.
+fn record_dlq(config: &Config) -> Result<Arc<dyn RecordDlq>> {
+    let Some(prefix) = &config.record_dlq.s3_prefix else {
+        return Ok(Arc::new(FileRecordDlq::new(&config.record_dlq.dir)));
+    };
+    let s3 = &config.storage.s3;
+    let target =
+        S3Location::parse(prefix).map_err(|e| PfError::config("record_dlq.s3_prefix", e))?;
+    let source = OnDemandS3::new(
+        AwsSettings::new(s3.endpoint.clone(), s3.region.clone()),
+        s3.path_style(),
+    );
+    Ok(Arc::new(ObjectRecordDlq::new(
+        target.uri(),
+        Box::new(move |uri, body| source.put(uri, body)),
+    )))
 }
 
 /// Local files always; `s3://` through an S3 client that connects on first use, so local

@@ -481,11 +481,16 @@ pub struct RecordDlqConfig {
     /// `record_dlq.dir`: directory for the NDJSON files of failed records (source uri,
     /// row, error, original record). Created when needed. Default `./dlq`.
     pub dir: PathBuf,
+    /// `record_dlq.s3_prefix`: `s3://bucket/prefix/` to upload the failed records to
+    /// instead (one NDJSON object per flush, named by worker process and sequence), so a
+    /// fleet's record DLQ lands in one place. Default `null`: files in `dir`.
+    pub s3_prefix: Option<String>,
 }
 
 impl Default for RecordDlqConfig {
     fn default() -> Self {
         RecordDlqConfig {
+            s3_prefix: None,
             dir: PathBuf::from("./dlq"),
         }
     }

@@ -167,6 +167,7 @@ fn full_config() -> Config {
         },
         record_dlq: RecordDlqConfig {
             dir: PathBuf::from("/var/lib/paraflow/dlq"),
+            s3_prefix: None,
         },
         coordinator: CoordinatorConfig {
             valkey: ValkeyConfig {

@@ -2,7 +2,13 @@
 //!
 //! Records that fail on their own (bad JSON line, script error, mapping rejection) are
 //! appended as NDJSON [`RecordFailure`] lines to one file per worker process in a
-//! configured directory, so the rest of their file carries on and nothing is lost.
+//! configured directory ([`FileRecordDlq`]) or uploaded as objects under a prefix such as
+//! an S3 prefix ([`ObjectRecordDlq`]), so the rest of their file carries on and nothing
+//! is lost.
+
+mod object;
+
+pub use object::{ObjectRecordDlq, PutObject};
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Write};
@@ -86,6 +92,14 @@ impl RecordDlq for FileRecordDlq {
         self.written
             .fetch_add(failures.len() as u64, Ordering::Relaxed);
         Ok(())
+    }
+
+    fn written(&self) -> u64 {
+        FileRecordDlq::written(self)
+    }
+
+    fn location(&self) -> String {
+        self.path.display().to_string()
     }
 
     fn flush(&self) -> Result<()> {

@@ -173,6 +173,11 @@ impl OnDemandS3 {
         }
     }
 
+    /// Uploads `body` to `uri`, connecting first if needed.
+    pub fn put(&self, uri: &str, body: Vec<u8>) -> Result<()> {
+        self.source()?.put(uri, body)
+    }
+
     fn source(&self) -> Result<&S3ObjectSource> {
         self.source
             .get_or_init(|| {

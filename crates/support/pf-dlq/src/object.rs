@@ -1,0 +1,159 @@
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use pf_error::{PfError, Result};
+use pf_traits::RecordDlq;
+use pf_types::RecordFailure;
+
+/// Uploads one object; the record DLQ's only need from a store.
+pub type PutObject = Box<dyn Fn(&str, Vec<u8>) -> Result<()> + Send + Sync>;
+
+/// Failed records as NDJSON objects under a prefix (e.g. `s3://bucket/dlq/`).
+///
+/// Lines are buffered in memory and uploaded as one new object per [`flush`]
+/// (`<prefix>records-<millis>-<pid>-<seq>.ndjson`): objects are immutable, and a flush
+/// happens before every checkpoint and acknowledgement, so nothing acknowledged is
+/// only in memory. A failed upload keeps the lines for the next flush and fails the
+/// file transiently.
+///
+/// [`flush`]: RecordDlq::flush
+pub struct ObjectRecordDlq {
+    prefix: String,
+    stem: String,
+    put: PutObject,
+    pending: Mutex<Vec<u8>>,
+    sequence: AtomicU64,
+    written: AtomicU64,
+}
+
+impl ObjectRecordDlq {
+    /// A DLQ writing under `prefix` through `put`.
+    pub fn new(prefix: impl Into<String>, put: PutObject) -> Self {
+        let mut prefix = prefix.into();
+        if !prefix.is_empty() && !prefix.ends_with('/') {
+            prefix.push('/');
+        }
+        let millis = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        ObjectRecordDlq {
+            prefix,
+            stem: format!("records-{millis}-{}", std::process::id()),
+            put,
+            pending: Mutex::new(Vec::new()),
+            sequence: AtomicU64::new(0),
+            written: AtomicU64::new(0),
+        }
+    }
+}
+
+impl RecordDlq for ObjectRecordDlq {
+    fn write(&self, failures: &[RecordFailure]) -> Result<()> {
+        if failures.is_empty() {
+            return Ok(());
+        }
+        let mut buf = Vec::with_capacity(failures.len() * 256);
+        for f in failures {
+            serde_json::to_writer(&mut buf, f)
+                .map_err(|e| PfError::io(self.prefix.clone(), std::io::Error::other(e)))?;
+            buf.push(b'\n');
+        }
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(&buf);
+        self.written
+            .fetch_add(failures.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<()> {
+        // Held across the upload so that concurrent flushes cannot reorder lines.
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let seq = self.sequence.fetch_add(1, Ordering::Relaxed);
+        let uri = format!("{}{}-{seq:06}.ndjson", self.prefix, self.stem);
+        (self.put)(&uri, pending.clone())?;
+        pending.clear();
+        Ok(())
+    }
+
+    fn written(&self) -> u64 {
+        self.written.load(Ordering::Relaxed)
+    }
+
+    fn location(&self) -> String {
+        self.prefix.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use pf_error::ErrorClass;
+    use pf_types::Stage;
+
+    fn failure(line: u64) -> RecordFailure {
+        RecordFailure {
+            uri: "s3://b/x.ndjson".into(),
+            line: Some(line),
+            row: None,
+            stage: Stage::Read,
+            class: ErrorClass::Record,
+            error: "expected value".into(),
+            record: Some("{oops".into()),
+        }
+    }
+
+    #[test]
+    fn one_object_per_flush_and_retry_after_a_failed_upload() {
+        let store: Arc<Mutex<Vec<(String, Vec<u8>)>>> = Arc::default();
+        let fail_next = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (s, f) = (store.clone(), fail_next.clone());
+        let dlq = ObjectRecordDlq::new(
+            "s3://b/dlq",
+            Box::new(move |uri, body| {
+                if f.swap(false, Ordering::Relaxed) {
+                    return Err(PfError::Service {
+                        service: "s3",
+                        operation: "PutObject".into(),
+                        class: ErrorClass::Transient,
+                        message: "503".into(),
+                    });
+                }
+                s.lock().unwrap().push((uri.to_owned(), body));
+                Ok(())
+            }),
+        );
+        dlq.flush().unwrap();
+        assert!(store.lock().unwrap().is_empty(), "nothing to upload");
+        dlq.write(&[failure(1), failure(2)]).unwrap();
+        fail_next.store(true, Ordering::Relaxed);
+        assert!(dlq.flush().unwrap_err().is_transient());
+        dlq.write(&[failure(3)]).unwrap();
+        dlq.flush().unwrap();
+        let objects = store.lock().unwrap();
+        assert_eq!(objects.len(), 1);
+        assert!(
+            objects[0].0.starts_with("s3://b/dlq/records-"),
+            "{}",
+            objects[0].0
+        );
+        let lines: Vec<RecordFailure> = std::str::from_utf8(&objects[0].1)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(
+            lines.iter().map(|l| l.line.unwrap()).collect::<Vec<_>>(),
+            [1, 2, 3],
+            "lines kept across the failed upload, in order"
+        );
+        assert_eq!(dlq.written(), 3);
+        assert_eq!(dlq.location(), "s3://b/dlq/");
+    }
+}
