@@ -20,7 +20,9 @@ use pf_datagen::tables::{
 use pf_datagen::{GenOptions, GenReport, account_id, generate};
 use pf_discoverer::{DiscoverOptions, discover};
 use pf_queue_memory::MemoryQueue;
-use pf_runner::{EXIT_FATAL, RunReporting, exit_code, init_logging, run_deployment};
+use pf_runner::{
+    EXIT_FATAL, RunReporting, exit_code, ignore_hangup_during_startup, init_logging, run_deployment,
+};
 use pf_storage::ObjectSources;
 use pf_types::{Compression, FileFormat};
 use pf_worker::{deploy, render_summary};
@@ -187,6 +189,7 @@ impl From<CompressionArg> for Compression {
 
 fn main() {
     init_logging();
+    ignore_hangup_during_startup();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(a) => demo(a),

@@ -33,6 +33,16 @@ pub fn init_logging() {
         .try_init();
 }
 
+/// Keeps SIGHUP from terminating the process during start-up (loading large enrichment
+/// tables takes a while). A reload asked for then is moot: the stage is being built from
+/// the current files. [`run_deployment`] installs the real reload handler.
+pub fn ignore_hangup_during_startup() {
+    let ignored = Arc::new(AtomicBool::new(false));
+    if let Err(e) = signal_hook::flag::register(signal_hook::consts::SIGHUP, ignored) {
+        tracing::warn!(error = %e, "cannot install the SIGHUP handler; a SIGHUP during start-up ends the process");
+    }
+}
+
 /// The first SIGINT/SIGTERM sets `flag` (stop taking work, finish in-flight files);
 /// a second one exits at once with status 130.
 pub fn stop_on_signals(flag: Arc<AtomicBool>) -> Result<()> {

@@ -14,7 +14,9 @@ use pf_aws::{AwsContext, AwsSettings};
 use pf_config::{Config, Destination, EsOpType, QueueKind};
 use pf_queue_memory::{MemoryQueue, feed_lines};
 use pf_queue_sqs::{SqsQueueOptions, SqsWorkQueue};
-use pf_runner::{EXIT_FATAL, RunReporting, exit_code, init_logging, run_deployment};
+use pf_runner::{
+    EXIT_FATAL, RunReporting, exit_code, ignore_hangup_during_startup, init_logging, run_deployment,
+};
 use pf_traits::WorkQueue;
 use pf_worker::{default_worker_id, deploy, render_summary};
 
@@ -180,6 +182,7 @@ enum DestinationArg {
 
 fn main() {
     init_logging();
+    ignore_hangup_during_startup();
     let args = Args::parse();
     let code = match run(args) {
         Ok(code) => code,
