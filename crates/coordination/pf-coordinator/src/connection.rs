@@ -193,8 +193,8 @@ impl ValkeyPool {
                 }
                 Err(e) if is_transient(&e) && started.elapsed() < self.options.outage_limit => {
                     attempt += 1;
-                    let delay = Duration::from_millis(50u64 << attempt.min(6))
-                        .min(Duration::from_secs(2));
+                    let delay =
+                        Duration::from_millis(50u64 << attempt.min(6)).min(Duration::from_secs(2));
                     if !self.down.swap(true, Ordering::Relaxed) || attempt % 10 == 1 {
                         tracing::warn!(target: "valkey", server = %self.target, operation, attempt, retry_in = ?delay, error = %e, "Valkey unreachable; retrying");
                     }

@@ -189,8 +189,7 @@ impl MetadataStore for MemoryMetadataStore {
     fn register_job(&self, job_id: &str, totals: &JobTotals) -> Result<()> {
         let now = now_ms();
         self.with(|s| {
-            s.jobs
-                .insert(job_id.to_owned(), (Some(*totals), Some(now)));
+            s.jobs.insert(job_id.to_owned(), (Some(*totals), Some(now)));
             s.activity.insert(job_id.to_owned(), now);
         });
         Ok(())

@@ -143,12 +143,9 @@ impl JobStatus {
             self.rows_per_s
         );
         for i in &p.processing {
-            let age = i
-                .record
-                .heartbeat_ms
-                .map_or("never".to_owned(), |hb| {
-                    format!("{:.1} s ago", p.now_ms.saturating_sub(hb) as f64 / 1000.0)
-                });
+            let age = i.record.heartbeat_ms.map_or("never".to_owned(), |hb| {
+                format!("{:.1} s ago", p.now_ms.saturating_sub(hb) as f64 / 1000.0)
+            });
             let stale = if self.stale.contains(&i.uri) {
                 " STALE"
             } else {
@@ -169,7 +166,10 @@ impl JobStatus {
                 "  failed {} after {} attempt(s): {}",
                 i.uri,
                 i.record.attempts,
-                i.record.last_error.as_deref().unwrap_or("(no error recorded)")
+                i.record
+                    .last_error
+                    .as_deref()
+                    .unwrap_or("(no error recorded)")
             );
         }
         if !self.stale.is_empty() {

@@ -345,8 +345,9 @@ impl MetadataStore for ValkeyMetadataStore {
 
     fn get(&self, item: &WorkItem) -> Result<Option<ItemRecord>> {
         let key = format!("{}item:{}", self.prefix(), item.key());
-        let h: HashMap<String, String> =
-            self.pool.run("get", |c| redis::cmd("HGETALL").arg(&key).query(c))?;
+        let h: HashMap<String, String> = self
+            .pool
+            .run("get", |c| redis::cmd("HGETALL").arg(&key).query(c))?;
         if h.is_empty() {
             return Ok(None);
         }
@@ -374,20 +375,16 @@ impl MetadataStore for ValkeyMetadataStore {
     fn job_progress(&self, job_id: &str) -> Result<Option<JobProgress>> {
         let job_key = self.job_key(job_id);
         let item_prefix = format!("{}item:", self.prefix());
-        let (now, job, processing, failed): (
-            String,
-            HashMap<String, String>,
-            Vec<HashMap<String, String>>,
-            Vec<HashMap<String, String>>,
-        ) = self.pool.run("job progress", |con| {
-            self.scripts
-                .progress
-                .key(&job_key)
-                .key(format!("{job_key}:processing"))
-                .key(format!("{job_key}:failed"))
-                .arg(&item_prefix)
-                .invoke(con)
-        })?;
+        let (now, job, processing, failed): ProgressReply =
+            self.pool.run("job progress", |con| {
+                self.scripts
+                    .progress
+                    .key(&job_key)
+                    .key(format!("{job_key}:processing"))
+                    .key(format!("{job_key}:failed"))
+                    .arg(&item_prefix)
+                    .invoke(con)
+            })?;
         if job.is_empty() && processing.is_empty() && failed.is_empty() {
             return Ok(None);
         }
@@ -457,6 +454,15 @@ impl MetadataStore for ValkeyMetadataStore {
         })
     }
 }
+
+/// The reply of the progress script: server time, job hash, processing and failed item
+/// hashes.
+type ProgressReply = (
+    String,
+    HashMap<String, String>,
+    Vec<HashMap<String, String>>,
+    Vec<HashMap<String, String>>,
+);
 
 /// An item hash: `(uri, etag, size, record)`.
 fn parse_item(

@@ -184,12 +184,8 @@ impl WindowStore for ValkeyWindowStore {
             if ki == next {
                 call.keys.push(key);
             }
-            call.events.push((
-                ki,
-                request.times.value(row),
-                request.meta.ordinal(row),
-                row,
-            ));
+            call.events
+                .push((ki, request.times.value(row), request.meta.ordinal(row), row));
         }
         let mut fired = vec![false; rows];
         let mut alerts = Vec::new();
@@ -212,10 +208,7 @@ impl WindowStore for ValkeyWindowStore {
         let build = |load: bool| {
             let mut pipe = redis::pipe();
             if load {
-                pipe.cmd("SCRIPT")
-                    .arg("LOAD")
-                    .arg(OBSERVE)
-                    .ignore();
+                pipe.cmd("SCRIPT").arg("LOAD").arg(OBSERVE).ignore();
             }
             for call in &calls {
                 let cmd = pipe.cmd("EVALSHA").arg(&hash).arg(call.keys.len());
@@ -241,7 +234,9 @@ impl WindowStore for ValkeyWindowStore {
             match fast.query::<Vec<Reply>>(con) {
                 // First use on this server (or after a restart emptied its script
                 // cache): load the script in the same pipeline and run again.
-                Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                Err(e)
+                    if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                {
                     with_load.query(con)
                 }
                 r => r,

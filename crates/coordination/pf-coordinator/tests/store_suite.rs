@@ -5,9 +5,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
-use pf_coordinator::{
-    MemoryMetadataStore, ValkeyMetadataStore, ValkeyOptions, job_status,
-};
+use pf_coordinator::{MemoryMetadataStore, ValkeyMetadataStore, ValkeyOptions, job_status};
 use pf_error::ErrorClass;
 use pf_traits::{Claim, ItemStatus, JobTotals, MetadataStore};
 use pf_types::{Checkpoint, FileFailure, FileStats, WorkItem};
@@ -54,7 +52,7 @@ fn valkey(stale_after: Duration) -> Valkey {
 }
 
 fn item(name: &str) -> WorkItem {
-    let mut it = WorkItem::from_uri(&format!("/d/{name}.parquet")).unwrap();
+    let mut it = WorkItem::from_uri(format!("/d/{name}.parquet")).unwrap();
     it.job_id = Some("job-1".into());
     it.etag = Some("e1".into());
     it.size = Some(1000);
@@ -233,13 +231,20 @@ fn job_progress_and_listing(b: &dyn Backend) {
     let uris: Vec<&str> = p.processing.iter().map(|i| i.uri.as_str()).collect();
     assert_eq!(uris, [c.uri.as_str(), d.uri.as_str()]);
     let running = job_status(&*s, None, LONG).unwrap().unwrap();
-    assert_eq!((running.state, running.progress.job_id.as_str()), ("running", "job-1"));
+    assert_eq!(
+        (running.state, running.progress.job_id.as_str()),
+        ("running", "job-1")
+    );
     s.complete(&c, "w1", &st(10)).unwrap();
     s.complete(&d, "w1", &st(10)).unwrap();
     let done = job_status(&*s, Some("job-1"), LONG).unwrap().unwrap();
     assert_eq!(done.state, "completed");
     assert_eq!(done.eta_s, Some(0.0));
-    assert!(done.render().contains("files  3 of 3 (100.0%)"), "{}", done.render());
+    assert!(
+        done.render().contains("files  3 of 3 (100.0%)"),
+        "{}",
+        done.render()
+    );
     assert_eq!(s.jobs().unwrap(), vec!["job-1".to_owned()]);
 }
 

@@ -31,7 +31,12 @@ fn files(rows: u64, batch: usize) -> [Vec<(RecordBatch, u64)>; 2] {
 
 const URIS: [&str; 2] = ["s3://b/part-a.parquet", "s3://b/part-b.parquet"];
 
-fn observe(store: &dyn WindowStore, uri: &str, batch: &RecordBatch, first_row: u64) -> Vec<WindowAlert> {
+fn observe(
+    store: &dyn WindowStore,
+    uri: &str,
+    batch: &RecordBatch,
+    first_row: u64,
+) -> Vec<WindowAlert> {
     let keys: &StringArray = batch.column_by_name("account_id").unwrap().as_string();
     let times: &TimestampMicrosecondArray =
         batch.column_by_name("timestamp").unwrap().as_primitive();
@@ -64,7 +69,10 @@ fn valkey_store(url: &str, prefix: &str) -> ValkeyWindowStore {
 }
 
 fn alert_set(alerts: &[WindowAlert]) -> BTreeSet<(String, i64)> {
-    alerts.iter().map(|a| (a.key.clone(), a.window_end)).collect()
+    alerts
+        .iter()
+        .map(|a| (a.key.clone(), a.window_end))
+        .collect()
 }
 
 #[test]
@@ -82,7 +90,11 @@ fn two_workers_raise_the_alerts_of_one_each_once() {
         }
     }
     let expected_set = alert_set(&expected);
-    assert!(expected_set.len() > 50, "data has rapid activity: {}", expected_set.len());
+    assert!(
+        expected_set.len() > 50,
+        "data has rapid activity: {}",
+        expected_set.len()
+    );
     assert_eq!(expected_set.len(), expected.len());
 
     let server = pf_test_services::Valkey::start();
@@ -113,7 +125,10 @@ fn two_workers_raise_the_alerts_of_one_each_once() {
                 })
             })
             .collect();
-        threads.into_iter().flat_map(|t| t.join().unwrap()).collect()
+        threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect()
     });
     assert_eq!(alert_set(&two), expected_set, "same alerts as one worker");
     assert_eq!(two.len(), expected.len(), "each alert raised exactly once");
@@ -133,8 +148,7 @@ fn two_workers_raise_the_alerts_of_one_each_once() {
 #[ignore = "speed figures; run in release with --ignored --nocapture"]
 fn window_store_rows_per_second_memory_vs_valkey() {
     const ROWS: u64 = 500_000;
-    let batches: Vec<RecordBatch> =
-        TransactionGenerator::single_file(42, ROWS, 65_536).collect();
+    let batches: Vec<RecordBatch> = TransactionGenerator::single_file(42, ROWS, 65_536).collect();
     let run = |store: &dyn WindowStore| {
         let start = Instant::now();
         let mut first = 0;

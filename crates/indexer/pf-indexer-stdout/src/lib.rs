@@ -139,10 +139,13 @@ impl Indexer for LocalIndexer {
 /// relabelled `+00:00`: the same instants, written as RFC 3339 with `Z`.
 fn utc_as_offset(batch: &arrow::array::RecordBatch) -> Result<arrow::array::RecordBatch> {
     use arrow::datatypes::{DataType, Field, Schema};
-    let named_utc = |dt: &DataType| {
-        matches!(dt, DataType::Timestamp(_, Some(tz)) if tz.eq_ignore_ascii_case("utc") || tz.as_ref() == "Z")
-    };
-    if !batch.schema().fields().iter().any(|f| named_utc(f.data_type())) {
+    let named_utc = |dt: &DataType| matches!(dt, DataType::Timestamp(_, Some(tz)) if tz.eq_ignore_ascii_case("utc") || tz.as_ref() == "Z");
+    if !batch
+        .schema()
+        .fields()
+        .iter()
+        .any(|f| named_utc(f.data_type()))
+    {
         return Ok(batch.clone());
     }
     let mut fields = Vec::with_capacity(batch.num_columns());
@@ -151,10 +154,10 @@ fn utc_as_offset(batch: &arrow::array::RecordBatch) -> Result<arrow::array::Reco
         match f.data_type() {
             DataType::Timestamp(unit, Some(_)) if named_utc(f.data_type()) => {
                 let dt = DataType::Timestamp(*unit, Some("+00:00".into()));
-                columns.push(
-                    arrow::compute::cast(c, &dt)
-                        .map_err(|e| stdout_error(format!("cannot convert `{}`: {e}", f.name())))?,
-                );
+                columns
+                    .push(arrow::compute::cast(c, &dt).map_err(|e| {
+                        stdout_error(format!("cannot convert `{}`: {e}", f.name()))
+                    })?);
                 fields.push(Field::new(f.name(), dt, f.is_nullable()));
             }
             _ => {
