@@ -52,37 +52,24 @@ fn run(c: &mut Criterion, name: &str, source: StageSource, input: &[RecordBatch]
     let stage = TransformStage::load(source).expect("transform stage");
     let item = WorkItem::from_uri("file:///bench/transactions.parquet").unwrap();
     let bytes: usize = input.iter().map(RecordBatch::get_array_memory_size).sum();
+    let pass = || {
+        // A fresh transform per pass: window state starts empty, as in a new run.
+        let mut t = stage.create().unwrap();
+        let mut first = 0;
+        for batch in input {
+            let out = t
+                .apply(&item, DocBatch::contiguous(batch.clone(), first))
+                .unwrap();
+            first += batch.num_rows() as u64;
+            std::hint::black_box(out);
+        }
+    };
     let mut group = c.benchmark_group("transform");
     group.sample_size(10);
     group.throughput(Throughput::Elements(ROWS));
-    group.bench_function(format!("{name}_rows"), |b| {
-        b.iter(|| {
-            // A fresh transform per pass: window state starts empty, as in a new run.
-            let mut t = stage.create().unwrap();
-            let mut first = 0;
-            for batch in input {
-                let out = t
-                    .apply(&item, DocBatch::contiguous(batch.clone(), first))
-                    .unwrap();
-                first += batch.num_rows() as u64;
-                std::hint::black_box(out);
-            }
-        })
-    });
+    group.bench_function(format!("{name}_rows"), |b| b.iter(pass));
     group.throughput(Throughput::Bytes(bytes as u64));
-    group.bench_function(format!("{name}_bytes"), |b| {
-        b.iter(|| {
-            let mut t = stage.create().unwrap();
-            let mut first = 0;
-            for batch in input {
-                let out = t
-                    .apply(&item, DocBatch::contiguous(batch.clone(), first))
-                    .unwrap();
-                first += batch.num_rows() as u64;
-                std::hint::black_box(out);
-            }
-        })
-    });
+    group.bench_function(format!("{name}_bytes"), |b| b.iter(pass));
     group.finish();
 }
 

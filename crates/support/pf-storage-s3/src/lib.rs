@@ -137,9 +137,7 @@ impl S3ObjectSource {
             )
             .map_err(|e| {
                 if is_not_found(error_code(&e), http_status(&e)) {
-                    PfError::NotFound {
-                        location: uri.to_owned(),
-                    }
+                    not_found(uri)
                 } else if http_status(&e) == Some(416) {
                     PfError::invalid_data(
                         uri,
@@ -213,6 +211,12 @@ impl ObjectSource for OnDemandS3 {
     }
 }
 
+fn not_found(uri: &str) -> PfError {
+    PfError::NotFound {
+        location: uri.to_owned(),
+    }
+}
+
 fn is_not_found(code: Option<&str>, status: Option<u16>) -> bool {
     matches!(code, Some("NoSuchKey" | "NotFound" | "NoSuchBucket")) || status == Some(404)
 }
@@ -231,9 +235,7 @@ impl ObjectSource for S3ObjectSource {
             )
             .map_err(|e| {
                 if is_not_found(error_code(&e), http_status(&e)) {
-                    PfError::NotFound {
-                        location: uri.to_owned(),
-                    }
+                    not_found(uri)
                 } else {
                     service_error("s3", format!("HeadObject {uri}"), &e)
                 }
