@@ -25,11 +25,18 @@ local W = tonumber(ARGV[1]); local L = tonumber(ARGV[2]); local MIN = tonumber(A
 local ttl = ARGV[4]; local uri = ARGV[5]; local MAXE = tonumber(ARGV[6])
 local function fmt(x) return string.format('%.0f', x) end
 local fired, alerts, late, newest = {}, {}, 0, {}
+local function alert(ki, tau, count, member, is_late)
+  if redis.call('ZADD', KEYS[ki] .. ':a', 'NX', fmt(tau), fmt(tau)) == 1 then
+    table.insert(alerts, ki); table.insert(alerts, fmt(tau))
+    table.insert(alerts, count); table.insert(alerts, member)
+    table.insert(alerts, is_late)
+  end
+end
 local n = (#ARGV - 6) / 3
 for i = 0, n - 1 do
   local ki = tonumber(ARGV[7 + 3 * i]); local t = tonumber(ARGV[8 + 3 * i])
   local row = ARGV[9 + 3 * i]
-  local z = KEYS[ki]; local a = z .. ':a'
+  local z = KEYS[ki]
   local nw = newest[ki]
   if nw == nil then
     local top = redis.call('ZRANGE', z, -1, -1, 'WITHSCORES')
@@ -40,20 +47,19 @@ for i = 0, n - 1 do
     late = late + 1
   else
     local member = row .. '|' .. uri
-    local s = redis.call('ZSCORE', z, member)
-    if s and tonumber(s) == t then
+    if redis.call('ZADD', z, 'NX', fmt(t), member) == 0 then
       -- A replay (re-processed file): not counted again, nothing raised.
       if redis.call('ZCOUNT', z, fmt(t - W), fmt(t)) >= MIN then f = '1' end
-    else
-      if (not nw) or t > nw then nw = t end
-      local horizon = '(' .. fmt(nw - W - L)
-      redis.call('ZREMRANGEBYSCORE', z, '-inf', horizon)
-      redis.call('ZREMRANGEBYSCORE', a, '-inf', horizon)
-      redis.call('ZADD', z, fmt(t), member)
-      if MAXE > 0 and redis.call('ZCARD', z) > MAXE then
-        redis.call('ZREMRANGEBYRANK', z, 0, -(MAXE + 1))
+    elseif (not nw) or t > nw then
+      -- The common case, a new newest event: only its own window can change.
+      nw = t
+      local count = redis.call('ZCOUNT', z, fmt(t - W), fmt(t))
+      if count >= MIN then
+        f = '1'
+        alert(ki, t, count, member, 0)
       end
-      -- Re-check every distinct time whose window the new event is in.
+    else
+      -- Not the newest: re-check every distinct time whose window it is in.
       local ev = redis.call('ZRANGEBYSCORE', z, fmt(t), fmt(t + W), 'WITHSCORES')
       local j = 1
       while j <= #ev do
@@ -63,11 +69,7 @@ for i = 0, n - 1 do
         local count = redis.call('ZCOUNT', z, fmt(tau - W), fmt(tau))
         if count >= MIN then
           if tau == t then f = '1' end
-          if redis.call('ZADD', a, 'NX', fmt(tau), fmt(tau)) == 1 then
-            table.insert(alerts, ki); table.insert(alerts, fmt(tau))
-            table.insert(alerts, count); table.insert(alerts, ev[j])
-            table.insert(alerts, tau == t and 0 or 1)
-          end
+          alert(ki, tau, count, ev[j], tau == t and 0 or 1)
         end
         j = k
       end
@@ -76,7 +78,19 @@ for i = 0, n - 1 do
   newest[ki] = nw
   fired[#fired + 1] = f
 end
+-- Once per key: drop what no window can reach any more (older than newest − window −
+-- lateness; an event arriving within the lateness never looks below that), cap the
+-- events per key, and refresh the TTL.
 for ki = 1, #KEYS do
+  local nw = newest[ki]
+  if nw then
+    local horizon = '(' .. fmt(nw - W - L)
+    redis.call('ZREMRANGEBYSCORE', KEYS[ki], '-inf', horizon)
+    redis.call('ZREMRANGEBYSCORE', KEYS[ki] .. ':a', '-inf', horizon)
+    if MAXE > 0 and redis.call('ZCARD', KEYS[ki]) > MAXE then
+      redis.call('ZREMRANGEBYRANK', KEYS[ki], 0, -(MAXE + 1))
+    end
+  end
   redis.call('EXPIRE', KEYS[ki], ttl)
   redis.call('EXPIRE', KEYS[ki] .. ':a', ttl)
 end
