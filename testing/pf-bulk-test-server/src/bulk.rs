@@ -1,6 +1,6 @@
 //! The `_bulk` request body, per-item outcomes and `filter_path`.
 
-use crate::{Doc, Index, Inner, RejectRule};
+use crate::{Doc, Inner, RejectRule};
 use serde::Deserialize;
 
 /// A response tree: what `serde_json::Value` would be, with static keys and without its
@@ -310,10 +310,7 @@ fn execute(
         inner.stats.items_rejected += 1;
         return item_error(&index, &id, 400, "mapper_parsing_exception", &reason);
     }
-    let entry = inner
-        .indices
-        .entry(index.clone())
-        .or_insert_with(Index::default);
+    let entry = inner.indices.entry(index.clone()).or_default();
     let existing = entry.docs.get_mut(&id);
     if op == Op::Create && existing.is_some() {
         inner.stats.items_conflicts += 1;

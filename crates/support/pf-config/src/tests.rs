@@ -163,6 +163,7 @@ fn full_config() -> Config {
                 compression: true,
                 timeout_secs: 12,
                 max_retries: 2,
+                ..ElasticsearchConfig::default()
             },
         },
         record_dlq: RecordDlqConfig {
@@ -764,4 +765,25 @@ fn load_reads_the_file_and_names_it_in_errors() {
     let err = Config::load(&missing).unwrap_err();
     assert!(matches!(err, PfError::NotFound { .. }), "{err:?}");
     assert!(err.to_string().contains("missing.yaml"), "{err}");
+}
+
+#[test]
+fn elasticsearch_keys_are_read_and_checked() {
+    let c = parse(
+        "indexer:\n  destination: elasticsearch\n  elasticsearch:\n    endpoints: [http://es:9200]\n    index: 'tx-{yyyy.MM.dd}'\n    op_type: create\n    id_field: transaction_id\n    setup: true\n    mappings: { properties: { amount: { type: double } } }\n",
+    )
+    .unwrap();
+    let es = &c.indexer.elasticsearch;
+    assert_eq!(es.op_type, crate::EsOpType::Create);
+    assert_eq!(es.id_field.as_deref(), Some("transaction_id"));
+    assert_eq!(es.index_time_field, "timestamp");
+    assert!(es.setup && es.mappings.as_ref().is_some_and(|m| m.is_mapping()));
+    let (key, _) = config_err(parse("indexer:\n  elasticsearch:\n    mappings: [1, 2]\n"));
+    assert_eq!(key, "indexer.elasticsearch.mappings");
+    let (key, _) = config_err(parse(
+        "indexer:\n  elasticsearch:\n    retry_base_ms: 500\n    retry_max_ms: 100\n",
+    ));
+    assert_eq!(key, "indexer.elasticsearch.retry_max_ms");
+    let (key, _) = config_err(parse("alerts:\n  destination: elasticsearch\n"));
+    assert_eq!(key, "alerts.destination");
 }
