@@ -68,7 +68,11 @@ fn listing(data: &Path) -> Vec<u8> {
         .args(["--path", data.to_str().unwrap()])
         .output()
         .expect("run pf-discoverer");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     out.stdout
 }
 
@@ -110,7 +114,10 @@ fn run(mut cmd: Command, input: &[u8]) -> std::process::Output {
 }
 
 fn counters(s: &RunSummary) -> &BTreeMap<String, u64> {
-    assert!(!s.indexer.is_empty(), "summary has no indexer counters: {s:?}");
+    assert!(
+        !s.indexer.is_empty(),
+        "summary has no indexer counters: {s:?}"
+    );
     &s.indexer
 }
 
@@ -153,7 +160,12 @@ fn a_million_rows_with_throttling_and_rejections_add_up_exactly() {
         worker(work.path(), &server, &["--es-index", "transactions"], &[]),
         &listing(&data),
     );
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let s = read_summary(&work.path().join("summary.json"));
     assert_accounted(&s);
     assert_eq!(s.files_completed, 4);
@@ -213,15 +225,33 @@ fn the_same_files_twice_leave_the_count_unchanged() {
     write_config(work.path(), "");
     let input = listing(&data);
     let first = run(worker(work.path(), &server, &[], &[]), &input);
-    assert_eq!(first.status.code(), Some(0), "{}", String::from_utf8_lossy(&first.stderr));
+    assert_eq!(
+        first.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
     assert_eq!(server.count("transactions"), ROWS);
     let digest = server.digest();
 
     let second = run(worker(work.path(), &server, &[], &[]), &input);
-    assert_eq!(second.status.code(), Some(0), "{}", String::from_utf8_lossy(&second.stderr));
-    assert_eq!(server.count("transactions"), ROWS, "idempotent ids: no duplicates");
+    assert_eq!(
+        second.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    assert_eq!(
+        server.count("transactions"),
+        ROWS,
+        "idempotent ids: no duplicates"
+    );
     assert_eq!(server.digest(), digest, "same ids, same documents");
-    assert_eq!(server.rewrites(), (ROWS, 2), "every document overwritten once");
+    assert_eq!(
+        server.rewrites(),
+        (ROWS, 2),
+        "every document overwritten once"
+    );
     let s = read_summary(&work.path().join("summary.json"));
     assert_eq!(counters(&s)["indexed"], ROWS);
 }
@@ -245,12 +275,14 @@ fn a_server_down_mid_run_costs_retries_not_documents() {
         },
     )
     .unwrap();
-    write_config(
-        work.path(),
-        "    max_retries: 2\n  bulk_max_docs: 2000\n",
-    );
+    write_config(work.path(), "    max_retries: 2\n  bulk_max_docs: 2000\n");
     let mut child = worker(work.path(), &server, &[], &[]).spawn().unwrap();
-    child.stdin.take().unwrap().write_all(&listing(&data)).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&listing(&data))
+        .unwrap();
     // Wait until indexing is under way, then take the server down.
     let waited = Instant::now();
     while server.count("transactions") < 20_000 {
@@ -271,10 +303,17 @@ fn a_server_down_mid_run_costs_retries_not_documents() {
     assert_accounted(&s);
     assert!(s.failures.is_empty());
     assert_eq!(s.totals.rows_indexed, ROWS);
-    assert_eq!(server.count("transactions"), ROWS, "nothing lost, no duplicates");
+    assert_eq!(
+        server.count("transactions"),
+        ROWS,
+        "nothing lost, no duplicates"
+    );
     let c = counters(&s);
     assert!(c["request_retries"] > 0, "{c:?}");
-    assert!(c["abandoned"] > 0, "requests gave up during the outage: {c:?}");
+    assert!(
+        c["abandoned"] > 0,
+        "requests gave up during the outage: {c:?}"
+    );
     assert!(
         stderr.contains("file goes back to the queue"),
         "the file was retried: {stderr}"
@@ -317,19 +356,35 @@ fn credentials_gzip_setup_and_daily_indices_reach_the_server() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&printed.stdout);
-    assert!(text.contains("password: '***'") || text.contains("password: \"***\"") || text.contains("password: ***"), "{text}");
+    assert!(
+        text.contains("password: '***'")
+            || text.contains("password: \"***\"")
+            || text.contains("password: ***"),
+        "{text}"
+    );
     assert!(!text.contains("s3cret-pw"));
 
     let out = run(worker(work.path(), &server, &args, &env), &listing(&data));
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let st = server.stats();
     assert!(st.bulk_requests > 0);
-    assert_eq!(st.gzip_bulk_requests, st.bulk_requests, "every body gzip-compressed");
+    assert_eq!(
+        st.gzip_bulk_requests, st.bulk_requests,
+        "every body gzip-compressed"
+    );
     assert_eq!(st.unauthorized, 0);
     assert_eq!(st.authorization_seen.iter().collect::<Vec<_>>(), [expected]);
     assert_eq!(server.count("transactions-*"), ROWS);
     let indices = server.indices();
-    assert!(indices.len() > 1 && indices.iter().all(|i| i.starts_with("transactions-20")), "{indices:?}");
+    assert!(
+        indices.len() > 1 && indices.iter().all(|i| i.starts_with("transactions-20")),
+        "{indices:?}"
+    );
     let (_, templates) = server.setup_requests();
     assert_eq!(
         templates["paraflow-transactions"]["template"]["mappings"]["properties"]["amount"]["type"],
@@ -339,11 +394,25 @@ fn credentials_gzip_setup_and_daily_indices_reach_the_server() {
     // Without the password the server refuses every request: a permanent failure of
     // each file, reported, never silently dropped.
     let out = run(
-        worker(work.path(), &server, &["--es-index", "transactions", "--es-username", "elastic"], &[("PF_ES_PASSWORD", "wrong")]),
+        worker(
+            work.path(),
+            &server,
+            &["--es-index", "transactions", "--es-username", "elastic"],
+            &[("PF_ES_PASSWORD", "wrong")],
+        ),
         &listing(&data),
     );
-    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let s = read_summary(&work.path().join("summary.json"));
     assert_eq!(s.files_failed, 2);
-    assert!(s.failures.iter().all(|f| f.error.contains("401")), "{:?}", s.failures);
+    assert!(
+        s.failures.iter().all(|f| f.error.contains("401")),
+        "{:?}",
+        s.failures
+    );
 }
