@@ -2,9 +2,14 @@
 //!
 //! Readers produce batches sized for decoding speed; destinations want requests sized
 //! for their bulk API. The [`Accumulator`] slices and groups batches (zero-copy) into
-//! [`Chunk`]s of at most `max_docs` documents and about `max_bytes` bytes, and tells
-//! which chunk completes a reader resume point, so checkpoints are only ever taken
-//! when every record before them has been indexed.
+//! [`Chunk`]s of at most `max_docs` documents and about `max_bytes` bytes.
+//!
+//! A batch that carries a reader resume point closes the chunk it ends in, even when
+//! that chunk is not full: the chunk then holds exactly the records up to the resume
+//! point, so the checkpoint taken after indexing it is safe (every record before it
+//! has an outcome) and its counters cover exactly those records (none of the next
+//! batch). Resume points come per Parquet row group or per NDJSON read chunk, so the
+//! extra, smaller requests are rare.
 
 use pf_traits::{DocBatch, ResumePoint};
 
@@ -58,22 +63,24 @@ impl Accumulator {
         }
     }
 
-    /// Adds a batch; returns the chunks that became full, in order.
-    ///
-    /// `resume` is the reader's resume point after this batch, if it has one.
+    /// Adds a batch; returns the chunks that became full, in order, and — when the
+    /// batch carries `resume`, the reader's resume point after it — the chunk it ends
+    /// in, with that resume point.
     pub fn push(&mut self, docs: DocBatch, resume: Option<ResumePoint>) -> Vec<Chunk> {
         let mut ready = Vec::new();
-        if resume.is_some() {
-            // A later point covers every earlier one.
-            self.pending.resume = resume;
-        }
         let rows = docs.num_rows();
-        if rows == 0 {
-            if self.pending.rows == 0 && self.pending.resume.is_some() {
-                ready.push(std::mem::take(&mut self.pending));
-            }
-            return ready;
+        if rows > 0 {
+            self.add(docs, &mut ready);
         }
+        if resume.is_some() {
+            self.pending.resume = resume;
+            ready.push(self.take());
+        }
+        ready
+    }
+
+    fn add(&mut self, docs: DocBatch, ready: &mut Vec<Chunk>) {
+        let rows = docs.num_rows();
         let bytes_per_row = (docs.batch.get_array_memory_size() / rows).max(1);
         let mut offset = 0;
         while offset < rows {
@@ -93,15 +100,9 @@ impl Accumulator {
             if self.pending.rows >= self.limits.max_docs
                 || self.pending_bytes >= self.limits.max_bytes
             {
-                let mut chunk = self.take();
-                if offset < rows {
-                    // Rows of this batch are still pending: its resume point is not safe yet.
-                    self.pending.resume = chunk.resume.take();
-                }
-                ready.push(chunk);
+                ready.push(self.take());
             }
         }
-        ready
     }
 
     /// The remaining documents (end of file), if any — or a bare resume point.
@@ -159,16 +160,16 @@ mod tests {
         assert_eq!(ready.iter().map(|c| c.rows).collect::<Vec<_>>(), [4, 4]);
         assert_eq!(ready[1].docs[0].first_row, 4);
         let ready = acc.push(docs(10, 3), rp(1));
-        assert_eq!(ready.len(), 1);
+        assert_eq!(ready.len(), 2);
         assert_eq!(ready[0].rows, 4);
         assert_eq!(ready[0].docs.len(), 2);
         assert_eq!(ready[0].docs[1].ordinal(0), 10);
-        // Two rows of the resumable batch are still pending: no resume point yet.
+        // Two rows of the resumable batch were still in it: no resume point there.
         assert!(ready[0].resume.is_none());
-        let last = acc.flush().unwrap();
-        assert_eq!(last.rows, 1);
-        assert_eq!(last.docs[0].ordinal(0), 12);
-        assert_eq!(last.resume, rp(1));
+        // The batch's end closes the next chunk early, with the resume point.
+        assert_eq!(ready[1].rows, 1);
+        assert_eq!(ready[1].docs[0].ordinal(0), 12);
+        assert_eq!(ready[1].resume, rp(1));
         assert!(acc.flush().is_none());
     }
 
@@ -179,8 +180,14 @@ mod tests {
             max_bytes: usize::MAX,
         });
         let ready = acc.push(docs(0, 5), rp(7));
+        assert_eq!(ready.len(), 2, "a full chunk, then the bare resume point");
+        assert_eq!(ready[0].resume, None);
+        assert_eq!((ready[1].rows, ready[1].resume), (0, rp(7)));
+        // Batches without a resume point keep filling chunks across batch boundaries.
+        assert!(acc.push(docs(5, 3), None).is_empty());
+        let ready = acc.push(docs(8, 1), rp(9));
         assert_eq!(ready.len(), 1);
-        assert_eq!(ready[0].resume, rp(7));
+        assert_eq!((ready[0].rows, ready[0].resume), (4, rp(9)));
         // A batch with no rows (all records failed) still carries its resume point.
         let ready = acc.push(docs(5, 0), rp(8));
         assert_eq!(ready.len(), 1);
