@@ -35,10 +35,10 @@ pub use env::substitute_env;
 pub use mask::mask_url_userinfo;
 pub use model::{
     AlertDestination, AlertsConfig, Config, CoordinatorConfig, Destination, ElasticsearchConfig,
-    EsOpType,
-    FieldSpec, FieldType, IndexerConfig, MetricsConfig, NdjsonConfig, ParquetConfig, Progress,
-    QueueConfig, QueueKind, ReaderConfig, RecordDlqConfig, S3Config, SqsConfig, StorageConfig,
-    TableFormatSpec, TableKindSpec, TableSpec, TransformConfig, ValkeyConfig, WorkerConfig,
+    EsOpType, FieldSpec, FieldType, IndexerConfig, MetricsConfig, NdjsonConfig, ParquetConfig,
+    Progress, QueueConfig, QueueKind, ReaderConfig, RecordDlqConfig, S3Config, SqsConfig,
+    StorageConfig, TableFormatSpec, TableKindSpec, TableSpec, TransformConfig, ValkeyConfig,
+    WorkerConfig,
 };
 
 /// The shipped `config/demo.yaml`: memory queue, local files, stats destination, no

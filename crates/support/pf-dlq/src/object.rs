@@ -111,7 +111,8 @@ mod tests {
 
     #[test]
     fn one_object_per_flush_and_retry_after_a_failed_upload() {
-        let store: Arc<Mutex<Vec<(String, Vec<u8>)>>> = Arc::default();
+        type Uploaded = Vec<(String, Vec<u8>)>;
+        let store: Arc<Mutex<Uploaded>> = Arc::default();
         let fail_next = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (s, f) = (store.clone(), fail_next.clone());
         let dlq = ObjectRecordDlq::new(
