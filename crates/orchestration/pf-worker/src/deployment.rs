@@ -74,13 +74,19 @@ impl Deployment {
 
 /// Builds every component the config names around `queue`.
 ///
-/// Components that later issues provide (Valkey) are rejected here with the config key
-/// that asked for them, rather than failing mid-run. With `indexer.elasticsearch.setup`
-/// the index (or template) is created here, before any file is taken.
+/// With `indexer.elasticsearch.setup` the index (or template) is created here, before
+/// any file is taken.
 pub fn deploy(config: &Config, queue: Arc<dyn WorkQueue>) -> Result<Deployment> {
     config.validate()?;
     let metrics = Metrics::new();
-    let record_dlq = record_dlq(config)?;
+    // One S3 client for input objects and the record DLQ; it connects on first use, so
+    // local runs never start one.
+    let s3 = &config.storage.s3;
+    let s3 = Arc::new(OnDemandS3::new(
+        AwsSettings::new(s3.endpoint.clone(), s3.region.clone()),
+        s3.path_style(),
+    ));
+    let record_dlq = record_dlq(config, s3.clone())?;
     let elasticsearch = match config.indexer.destination {
         Destination::Elasticsearch => Some(Arc::new(elasticsearch_indexer(config)?)),
         _ => None,
@@ -96,7 +102,7 @@ pub fn deploy(config: &Config, queue: Arc<dyn WorkQueue>) -> Result<Deployment> 
     };
     let r = &config.reader;
     let parts = SharedParts {
-        source: Arc::new(object_sources(config)),
+        source: Arc::new(ObjectSources::local_only().with_s3(s3)),
         parquet: Arc::new(ParquetReader::new(ParquetReaderOptions {
             batch_size: r.batch_size,
             columns: r.parquet.columns.clone(),
@@ -228,30 +234,15 @@ fn elasticsearch_indexer(config: &Config) -> Result<EsIndexerFactory> {
 }
 
 /// NDJSON files in `record_dlq.dir`, or objects under `record_dlq.s3_prefix`.
-fn record_dlq(config: &Config) -> Result<Arc<dyn RecordDlq>> {
+fn record_dlq(config: &Config, s3: Arc<OnDemandS3>) -> Result<Arc<dyn RecordDlq>> {
     let Some(prefix) = &config.record_dlq.s3_prefix else {
         return Ok(Arc::new(FileRecordDlq::new(&config.record_dlq.dir)));
     };
-    let s3 = &config.storage.s3;
     let target =
         S3Location::parse(prefix).map_err(|e| PfError::config("record_dlq.s3_prefix", e))?;
-    let source = OnDemandS3::new(
-        AwsSettings::new(s3.endpoint.clone(), s3.region.clone()),
-        s3.path_style(),
-    );
     Ok(Arc::new(ObjectRecordDlq::new(
         target.uri(),
-        Box::new(move |uri, body| source.put(uri, body)),
-    )))
-}
-
-/// Local files always; `s3://` through an S3 client that connects on first use, so local
-/// runs never start one.
-fn object_sources(config: &Config) -> ObjectSources {
-    let s3 = &config.storage.s3;
-    ObjectSources::local_only().with_s3(Arc::new(OnDemandS3::new(
-        AwsSettings::new(s3.endpoint.clone(), s3.region.clone()),
-        s3.path_style(),
+        Box::new(move |uri, body| s3.put(uri, body)),
     )))
 }
 
