@@ -220,10 +220,9 @@ impl SqsWorkQueue {
     }
 
     fn send_to_dlq(&self, body: &str, failure: &FileFailure, key: Option<&str>) -> Result<()> {
-        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         let first = key
             .and_then(|k| self.first_failure.lock().ok()?.remove(k))
-            .unwrap_or_else(|| now.clone());
+            .unwrap_or_else(now_rfc3339);
         let message: String = failure.error.chars().take(1000).collect();
         let mut request = self
             .client
@@ -316,9 +315,7 @@ impl WorkQueue for SqsWorkQueue {
         if let Ok(mut m) = self.first_failure.lock()
             && m.len() < 100_000
         {
-            m.entry(delivery.item.key()).or_insert_with(|| {
-                chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-            });
+            m.entry(delivery.item.key()).or_insert_with(now_rfc3339);
         }
         match self.change_visibility(delivery, delay) {
             Err(e) if !e.is_transient() => {
@@ -356,11 +353,19 @@ impl WorkQueue for SqsWorkQueue {
     }
 }
 
+fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
 fn stale_handle(code: Option<&str>) -> bool {
     matches!(
         code,
-        Some("ReceiptHandleIsInvalid" | "InvalidParameterValue" | "MessageNotInflight")
-            | Some("AWS.SimpleQueueService.MessageNotInflight")
+        Some(
+            "ReceiptHandleIsInvalid"
+                | "InvalidParameterValue"
+                | "MessageNotInflight"
+                | "AWS.SimpleQueueService.MessageNotInflight"
+        )
     )
 }
 
