@@ -5,7 +5,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use pf_types::RunSummary;
+use pf_datagen::{GenOptions, generate};
+use pf_types::{Compression, FileFormat, RunSummary};
 
 /// Path of a workspace binary built by `cargo build --workspace --bins` in the same
 /// profile as the running test.
@@ -53,6 +54,24 @@ pub fn run_with_stdin(program: &Path, args: &[&str], input: &[u8]) -> Output {
     stdin.write_all(input).expect("write stdin");
     drop(stdin);
     child.wait_with_output().expect("wait")
+}
+
+/// Writes `rows` generated transactions (seed 7) over `files` files into `dir`.
+pub fn generate_data(
+    dir: &Path,
+    rows: u64,
+    files: usize,
+    format: FileFormat,
+    compression: Compression,
+) {
+    generate(&GenOptions {
+        files,
+        format,
+        compression,
+        seed: 7,
+        ..GenOptions::new(dir.to_path_buf(), rows)
+    })
+    .expect("generate");
 }
 
 /// Reads a `--summary-json` file.

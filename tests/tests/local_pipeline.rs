@@ -3,27 +3,11 @@
 
 use std::path::Path;
 
-use pf_datagen::{GenOptions, generate};
 use pf_error::ErrorClass;
-use pf_tests::{assert_accounted, bin, discover_and_process, read_summary, run_with_stdin};
+use pf_tests::{
+    assert_accounted, bin, discover_and_process, generate_data, read_summary, run_with_stdin,
+};
 use pf_types::{Compression, FileFormat};
-
-fn generate_data(
-    dir: &Path,
-    rows: u64,
-    files: usize,
-    format: FileFormat,
-    compression: Compression,
-) {
-    generate(&GenOptions {
-        files,
-        format,
-        compression,
-        seed: 7,
-        ..GenOptions::new(dir.to_path_buf(), rows)
-    })
-    .expect("generate");
-}
 
 fn process_dir(dir: &Path, summary: &Path, dlq: &Path) -> std::process::Output {
     discover_and_process(

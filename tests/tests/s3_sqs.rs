@@ -6,8 +6,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use pf_test_services::Moto;
-use pf_tests::{assert_accounted, bin, read_summary};
-use pf_types::RunSummary;
+use pf_tests::{assert_accounted, bin, generate_data, read_summary};
+use pf_types::{Compression, FileFormat, RunSummary};
 
 const BUCKET: &str = "data";
 
@@ -160,23 +160,6 @@ fn finish(child: Child) -> (i32, String) {
     )
 }
 
-fn generate(out: &Path, rows: u64, files: usize, format: &str, compression: &str) {
-    let status = Command::new(bin("pf"))
-        .args([
-            "gen",
-            "--rows",
-            &rows.to_string(),
-            "--files",
-            &files.to_string(),
-        ])
-        .args(["--format", format, "--compression", compression, "--out"])
-        .arg(out)
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
 fn merged(summaries: &[&Path]) -> RunSummary {
     let mut total = RunSummary::default();
     for s in summaries {
@@ -192,8 +175,20 @@ fn forty_files_through_sqs_and_two_workers_exactly_once() {
     let c = Cluster::start(60);
     let parquet = c.path("parquet");
     let ndjson = c.path("ndjson");
-    generate(&parquet, 1_000_000, 20, "parquet", "none");
-    generate(&ndjson, 1_000_000, 20, "ndjson", "gzip");
+    generate_data(
+        &parquet,
+        1_000_000,
+        20,
+        FileFormat::Parquet,
+        Compression::None,
+    );
+    generate_data(
+        &ndjson,
+        1_000_000,
+        20,
+        FileFormat::Ndjson,
+        Compression::Gzip,
+    );
     assert_eq!(c.upload_dir(&parquet, "in/parquet/"), 20);
     assert_eq!(c.upload_dir(&ndjson, "in/ndjson/"), 20);
 
@@ -272,7 +267,7 @@ fn discovery_paginates_2500_objects_with_and_without_a_pattern() {
 fn corrupt_and_vanished_objects_go_to_the_dlq_with_their_class() {
     let c = Cluster::start(60);
     let good = c.path("good");
-    generate(&good, 30_000, 3, "parquet", "none");
+    generate_data(&good, 30_000, 3, FileFormat::Parquet, Compression::None);
     c.upload_dir(&good, "in/");
     c.moto.put_object(
         BUCKET,
@@ -366,7 +361,7 @@ fn slow_config(dir: &Path, grace_secs: u64) -> PathBuf {
 fn a_file_slower_than_the_visibility_timeout_is_processed_once() {
     let c = Cluster::start(2);
     let data = c.path("slow");
-    generate(&data, 60_000, 1, "ndjson", "none");
+    generate_data(&data, 60_000, 1, FileFormat::Ndjson, Compression::None);
     c.upload_dir(&data, "slow/");
     c.discover_to_sqs(&["--prefix", "slow/"]);
     let config = slow_config(c.dir.path(), 30);
@@ -397,7 +392,7 @@ fn a_file_slower_than_the_visibility_timeout_is_processed_once() {
 fn sigterm_mid_file_then_a_new_worker_loses_nothing() {
     let c = Cluster::start(30);
     let data = c.path("d");
-    generate(&data, 60_000, 2, "ndjson", "none");
+    generate_data(&data, 60_000, 2, FileFormat::Ndjson, Compression::None);
     c.upload_dir(&data, "t/");
     c.discover_to_sqs(&["--prefix", "t/"]);
     // Grace 0: the first worker gives its files back at the next checkpoint.
@@ -439,7 +434,7 @@ fn sigterm_mid_file_then_a_new_worker_loses_nothing() {
 fn s3_event_notifications_are_processed_like_work_items() {
     let c = Cluster::start(60);
     let data = c.path("ev");
-    generate(&data, 20_000, 2, "parquet", "none");
+    generate_data(&data, 20_000, 2, FileFormat::Parquet, Compression::None);
     let mut keys = Vec::new();
     for entry in std::fs::read_dir(&data).unwrap() {
         let path = entry.unwrap().path();
