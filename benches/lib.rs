@@ -4,16 +4,15 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use pf_accumulator::ChunkLimits;
 use pf_datagen::{GenOptions, generate};
 use pf_dlq::FileRecordDlq;
-use pf_file_processor::{FileProcessor, SharedParts};
+use pf_file_processor::{FileProcessor, FormatReaders, SharedParts};
 use pf_indexer_stdout::{AlertTarget, LocalDestination, LocalIndexerFactory, NdjsonAlertSink};
 use pf_metrics::Metrics;
-use pf_reader_ndjson::{NdjsonReader, NdjsonReaderOptions};
-use pf_reader_parquet::{ParquetReader, ParquetReaderOptions};
+use pf_reader_ndjson::NdjsonConfig;
+use pf_reader_parquet::ParquetConfig;
 use pf_storage::ObjectSources;
-use pf_traits::{IdentityTransform, IndexerFactory, TransformFactory};
+use pf_traits::{BulkLimits, IdentityTransform, IndexerFactory, TransformFactory};
 use pf_types::{Compression, FileFormat};
 
 /// A generated data set, cached across benchmark runs under the system temp dir.
@@ -57,20 +56,19 @@ pub fn files_of(dir: &Path) -> Vec<PathBuf> {
 pub fn shared_parts(dlq_dir: &Path) -> SharedParts {
     SharedParts {
         source: Arc::new(ObjectSources::local_only()),
-        parquet: Arc::new(ParquetReader::new(ParquetReaderOptions {
-            batch_size: 65_536,
-            columns: None,
-        })),
-        ndjson: Arc::new(NdjsonReader::new(NdjsonReaderOptions {
-            batch_size: 65_536,
-            schema: None,
-            infer_rows: 1_000,
-            max_line_bytes: 1 << 20,
-        })),
+        readers: FormatReaders::default()
+            .with(
+                FileFormat::Parquet,
+                Arc::new(ParquetConfig::default().build(65_536)),
+            )
+            .with(
+                FileFormat::Ndjson,
+                Arc::new(NdjsonConfig::default().build(65_536)),
+            ),
         record_dlq: Arc::new(FileRecordDlq::new(dlq_dir)),
         alerts: Arc::new(NdjsonAlertSink::new(AlertTarget::Discard)),
         metrics: Metrics::new(),
-        chunk_limits: ChunkLimits::default(),
+        chunk_limits: BulkLimits::default(),
     }
 }
 

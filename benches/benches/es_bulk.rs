@@ -16,9 +16,11 @@ use pf_benches::{dataset, files_of, peak_rss_mb, shared_parts};
 use pf_bulk_test_server::{BulkTestServer, ServerOptions};
 use pf_datagen::TransactionGenerator;
 use pf_file_processor::FileProcessor;
-use pf_indexer_es::{BatchEncoder, DocOptions, EsIndexerFactory, EsSettings, IndexName, OpType};
-use pf_traits::{DocBatch, IndexerFactory, TransformFactory};
-use pf_transform::{StageSource, TransformStage};
+use pf_indexer_es::{
+    BatchEncoder, DocOptions, ElasticsearchConfig, EsIndexerFactory, IndexName, OpType,
+};
+use pf_traits::{BulkLimits, DocBatch, IndexerFactory, TransformFactory};
+use pf_transform::{TransformConfig, TransformStage};
 use pf_types::{Checkpoint, Compression, FileFormat, WorkItem};
 
 const ROWS: u64 = 500_000;
@@ -195,9 +197,9 @@ fn end_to_end(c: &mut Criterion) {
     )
     .expect("rules");
     let stage = Arc::new(
-        TransformStage::load(StageSource {
+        TransformStage::load(TransformConfig {
             rules: Some(rules),
-            ..StageSource::default()
+            ..TransformConfig::default()
         })
         .expect("rules stage"),
     );
@@ -209,9 +211,11 @@ fn end_to_end(c: &mut Criterion) {
         },
     )
     .expect("test server");
-    let factory =
-        EsIndexerFactory::new(EsSettings::new(server.url(), "transactions").expect("settings"))
-            .expect("indexer");
+    let factory = EsIndexerFactory::build(
+        &ElasticsearchConfig::for_endpoint(server.url(), "transactions"),
+        BulkLimits::default(),
+    )
+    .expect("indexer");
     let counters = factory.counters();
     let dlq = std::env::temp_dir().join("paraflow-bench/dlq");
     let mut processor = FileProcessor::new(

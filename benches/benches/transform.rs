@@ -13,7 +13,7 @@ use pf_datagen::tables::{GEO_FILE, THREATS_FILE, TableOptions, USERS_FILE, write
 use pf_datagen::{GenOptions, TransactionGenerator};
 use pf_enrichment::{TableConfig, TableKind};
 use pf_traits::{DocBatch, TransformFactory};
-use pf_transform::{ScriptLimits, StageSource, TransformStage};
+use pf_transform::{TransformConfig, TransformStage};
 use pf_types::WorkItem;
 
 const ROWS: u64 = 500_000;
@@ -48,7 +48,7 @@ fn tables(dir: &Path) -> Vec<TableConfig> {
     ]
 }
 
-fn run(c: &mut Criterion, name: &str, source: StageSource, input: &[RecordBatch]) {
+fn run(c: &mut Criterion, name: &str, source: TransformConfig, input: &[RecordBatch]) {
     let stage = TransformStage::load(source).expect("transform stage");
     let item = WorkItem::from_uri("file:///bench/transactions.parquet").unwrap();
     let bytes: usize = input.iter().map(RecordBatch::get_array_memory_size).sum();
@@ -80,11 +80,10 @@ fn config_path(rel: &str) -> PathBuf {
 fn fraud_rules(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let input = batches();
-    let source = StageSource {
-        script: None,
+    let source = TransformConfig {
         rules: Some(config_path("config/rules/fraud.yaml")),
         tables: tables(dir.path()),
-        limits: ScriptLimits::default(),
+        ..TransformConfig::default()
     };
     run(c, "default_rules_with_tables", source, &input);
 }
@@ -103,11 +102,9 @@ fn script(c: &mut Criterion) {
     )
     .unwrap();
     let input = batches();
-    let source = StageSource {
+    let source = TransformConfig {
         script: Some(path),
-        rules: None,
-        tables: Vec::new(),
-        limits: ScriptLimits::default(),
+        ..TransformConfig::default()
     };
     run(c, "script_three_fields", source, &input);
 }

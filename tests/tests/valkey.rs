@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use pf_coordinator::{ValkeyMetadataStore, ValkeyOptions};
+use pf_coordinator::{ValkeyConfig, ValkeyMetadataStore};
 use pf_datagen::{GenOptions, generate};
 use pf_test_services::Valkey;
 use pf_tests::{assert_accounted, bin, read_summary, run_with_stdin};
@@ -115,7 +115,7 @@ fn feed(child: &mut Child, input: &str) {
 }
 
 fn store(valkey: &Valkey) -> ValkeyMetadataStore {
-    ValkeyMetadataStore::connect(ValkeyOptions::new(valkey.url())).expect("connect")
+    ValkeyMetadataStore::connect(&ValkeyConfig::for_url(valkey.url())).expect("connect")
 }
 
 fn items(lines: &str) -> Vec<WorkItem> {

@@ -12,20 +12,21 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::{Args as ClapArgs, Parser, Subcommand, ValueEnum};
 
-use pf_config::{Config, QueueKind, TableKindSpec, TableSpec};
+use pf_config::{Config, QueueKind, deploy};
 use pf_datagen::tables::{
     DEFAULT_GEO_ROWS, DEFAULT_THREAT_ROWS, GEO_FILE, THREATS_FILE, TableOptions, USERS_FILE,
     write_tables,
 };
 use pf_datagen::{GenOptions, GenReport, account_id, generate};
 use pf_discoverer::{DiscoverOptions, discover};
+use pf_enrichment::{TableConfig, TableKind};
 use pf_queue_memory::MemoryQueue;
 use pf_runner::{
     EXIT_FATAL, RunReporting, exit_code, ignore_hangup_during_startup, init_logging, run_deployment,
 };
 use pf_storage::ObjectSources;
 use pf_types::{Compression, FileFormat};
-use pf_worker::{deploy, render_summary};
+use pf_worker::render_summary;
 
 /// Paraflow operator tool.
 #[derive(Debug, Parser)]
@@ -319,7 +320,7 @@ fn use_default_rules(
     let rules = data_dir.join("fraud.yaml");
     std::fs::write(&rules, DEFAULT_RULES_YAML)
         .with_context(|| format!("writing {}", rules.display()))?;
-    let table = |name: &str, kind, file: &str, key: &str| TableSpec {
+    let table = |name: &str, kind, file: &str, key: &str| TableConfig {
         name: name.into(),
         kind,
         path: tables_dir.join(file),
@@ -329,9 +330,9 @@ fn use_default_rules(
     };
     config.transform.rules = Some(rules);
     config.transform.tables = vec![
-        table("geo", TableKindSpec::Cidr, GEO_FILE, "network"),
-        table("threats", TableKindSpec::Cidr, THREATS_FILE, "network"),
-        table("users", TableKindSpec::Exact, USERS_FILE, "account_id"),
+        table("geo", TableKind::Cidr, GEO_FILE, "network"),
+        table("threats", TableKind::Cidr, THREATS_FILE, "network"),
+        table("users", TableKind::Exact, USERS_FILE, "account_id"),
     ];
     Ok(())
 }

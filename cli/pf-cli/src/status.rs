@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args as ClapArgs;
-use pf_coordinator::{ValkeyMetadataStore, ValkeyOptions, print_status};
+use pf_coordinator::{ValkeyConfig, ValkeyMetadataStore, print_status};
 use pf_runner::EXIT_FILES_FAILED;
 
 /// Arguments of `pf status`.
@@ -42,13 +42,13 @@ pub struct StatusArgs {
 
 /// Runs `pf status`; exit 0, or 2 when the job has failed items.
 pub fn status(args: StatusArgs) -> anyhow::Result<i32> {
-    let options = ValkeyOptions {
+    let config = ValkeyConfig {
         key_prefix: args.key_prefix.clone(),
         // A status query should say the server is down, not wait for it.
-        outage_limit: Duration::from_secs(5),
-        ..ValkeyOptions::from_url_and_env(&args.valkey_url)
+        outage_limit_secs: 5,
+        ..ValkeyConfig::for_url(args.valkey_url.as_str()).with_env_password()
     };
-    let store = ValkeyMetadataStore::connect(options).context("cannot reach Valkey")?;
+    let store = ValkeyMetadataStore::connect(&config).context("cannot reach Valkey")?;
     let watch = args
         .watch
         .then(|| Duration::from_secs_f64(args.interval.clamp(0.1, 3600.0)));

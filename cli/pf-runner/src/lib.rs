@@ -8,11 +8,15 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
+mod flags;
 mod reload;
 
+pub use flags::{FlagValue, KeyFlag, overrides};
+
+use pf_config::Deployment;
 use pf_error::{PfError, Result};
 use pf_types::RunSummary;
-use pf_worker::{Deployment, ProgressDisplay};
+use pf_worker::ProgressDisplay;
 
 /// Exit code: every file completed.
 pub const EXIT_OK: i32 = 0;

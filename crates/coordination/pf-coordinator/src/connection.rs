@@ -5,83 +5,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use pf_error::{ErrorClass, PfError, Result};
+use pf_types::Backoff;
 use redis::{Client, Connection, IntoConnectionInfo, RedisError, RedisResult, RetryMethod};
 
-/// How to reach Valkey and how long to keep trying through an outage.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ValkeyOptions {
-    /// `redis://[user:password@]host:port[/db]`, `rediss://…` (TLS) or `valkey://…`.
-    pub url: String,
-    /// Password used when the URL carries none (e.g. from `VALKEY_PASSWORD`).
-    pub password: Option<String>,
-    /// Prefix of every key this process writes (default `pf:`), so several
-    /// deployments can share one server.
-    pub key_prefix: String,
-    /// Lifetime of job, item and window keys since their last update.
-    pub ttl: Duration,
-    /// A holder silent for this long is presumed dead: its item may be claimed by
-    /// another worker and `pf status` lists it as stale.
-    pub stale_after: Duration,
-    /// How long one call keeps retrying while Valkey is unreachable before it fails
-    /// with a transient error.
-    pub outage_limit: Duration,
-    /// Connect timeout and per-command read/write timeout.
-    pub io_timeout: Duration,
-}
-
-impl std::fmt::Debug for ValkeyOptions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ValkeyOptions")
-            .field("url", &mask_userinfo(&self.url))
-            .field("password", &self.password.as_ref().map(|_| "***"))
-            .field("key_prefix", &self.key_prefix)
-            .field("ttl", &self.ttl)
-            .field("stale_after", &self.stale_after)
-            .field("outage_limit", &self.outage_limit)
-            .field("io_timeout", &self.io_timeout)
-            .finish()
-    }
-}
-
-impl ValkeyOptions {
-    /// Defaults for `url`: prefix `pf:`, keys kept 7 days, stale after 120 s, outages
-    /// ridden out for 10 minutes, 10 s I/O timeout.
-    pub fn new(url: impl Into<String>) -> Self {
-        ValkeyOptions {
-            url: url.into(),
-            password: None,
-            key_prefix: "pf:".to_owned(),
-            ttl: Duration::from_secs(7 * 24 * 3600),
-            stale_after: crate::DEFAULT_STALE_AFTER,
-            outage_limit: Duration::from_secs(600),
-            io_timeout: Duration::from_secs(10),
-        }
-    }
-}
-
-impl ValkeyOptions {
-    /// [`new`](Self::new), with the password from [`VALKEY_PASSWORD_ENV`] when set (used
-    /// only if the URL carries none).
-    pub fn from_url_and_env(url: impl Into<String>) -> Self {
-        ValkeyOptions {
-            password: std::env::var(VALKEY_PASSWORD_ENV)
-                .ok()
-                .filter(|p| !p.is_empty()),
-            ..Self::new(url)
-        }
-    }
-}
+use crate::ValkeyConfig;
 
 /// The environment variable a Valkey password is read from when the URL has none.
 pub const VALKEY_PASSWORD_ENV: &str = "VALKEY_PASSWORD";
 
-/// `scheme://***@host…` when the URL has userinfo; for log lines.
-pub(crate) fn mask_userinfo(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}***{}", &url[..s + 3], &url[at..]),
-        _ => url.to_owned(),
-    }
-}
+/// Reconnect delays while Valkey is unreachable: 50 ms doubling to 2 s, with jitter.
+const RECONNECT: Backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
 
 /// Whether `e` may go away by reconnecting or waiting (network, restart, loading).
 pub(crate) fn is_transient(e: &RedisError) -> bool {
@@ -102,7 +35,7 @@ pub(crate) fn is_transient(e: &RedisError) -> bool {
 pub(crate) struct ValkeyPool {
     client: Client,
     idle: Mutex<Vec<Connection>>,
-    options: ValkeyOptions,
+    config: ValkeyConfig,
     /// Set while calls are failing, so recovery is logged once.
     down: AtomicBool,
     target: String,
@@ -111,39 +44,42 @@ pub(crate) struct ValkeyPool {
 impl ValkeyPool {
     /// Validates the URL; connects lazily (a first connection is tried by callers that
     /// want to fail fast).
-    pub(crate) fn new(options: ValkeyOptions) -> Result<Self> {
+    pub(crate) fn new(config: &ValkeyConfig) -> Result<Self> {
         let config_error = |m: String| PfError::config("coordinator.valkey.url", m);
-        let mut info = options
+        let url = config
             .url
-            .as_str()
+            .as_ref()
+            .ok_or_else(|| config_error("is not set".to_owned()))?;
+        let mut info = url
+            .expose()
             .into_connection_info()
             .map_err(|e| config_error(format!("not a Valkey URL: {e}")))?;
         if info.redis_settings().password().is_none()
-            && let Some(pw) = &options.password
+            && let Some(pw) = &config.password
         {
-            let settings = info.redis_settings().clone().set_password(pw);
+            let settings = info.redis_settings().clone().set_password(pw.expose());
             info = info.set_redis_settings(settings);
         }
         let client = Client::open(info).map_err(|e| config_error(e.to_string()))?;
         Ok(ValkeyPool {
             client,
             idle: Mutex::new(Vec::new()),
-            target: mask_userinfo(&options.url),
-            options,
+            target: url.masked(),
+            config: config.clone(),
             down: AtomicBool::new(false),
         })
     }
 
-    pub(crate) fn options(&self) -> &ValkeyOptions {
-        &self.options
+    pub(crate) fn config(&self) -> &ValkeyConfig {
+        &self.config
     }
 
     fn connect(&self) -> RedisResult<Connection> {
         let con = self
             .client
-            .get_connection_with_timeout(self.options.io_timeout)?;
-        con.set_read_timeout(Some(self.options.io_timeout))?;
-        con.set_write_timeout(Some(self.options.io_timeout))?;
+            .get_connection_with_timeout(self.config.io_timeout())?;
+        con.set_read_timeout(Some(self.config.io_timeout()))?;
+        con.set_write_timeout(Some(self.config.io_timeout()))?;
         Ok(con)
     }
 
@@ -191,10 +127,9 @@ impl ValkeyPool {
                     }
                     return Ok(v);
                 }
-                Err(e) if is_transient(&e) && started.elapsed() < self.options.outage_limit => {
+                Err(e) if is_transient(&e) && started.elapsed() < self.config.outage_limit() => {
                     attempt += 1;
-                    let delay =
-                        Duration::from_millis(50u64 << attempt.min(6)).min(Duration::from_secs(2));
+                    let delay = RECONNECT.delay(attempt);
                     if !self.down.swap(true, Ordering::Relaxed) || attempt % 10 == 1 {
                         tracing::warn!(target: "valkey", server = %self.target, operation, attempt, retry_in = ?delay, error = %e, "Valkey unreachable; retrying");
                     }
@@ -227,22 +162,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn userinfo_is_masked() {
-        assert_eq!(
-            mask_userinfo("rediss://:pw@cache:6380/0"),
-            "rediss://***@cache:6380/0"
-        );
-        assert_eq!(mask_userinfo("redis://cache:6379"), "redis://cache:6379");
-        let o = ValkeyOptions {
-            password: Some("secret".into()),
-            ..ValkeyOptions::new("redis://u:secret@h:1")
+    fn secrets_are_masked() {
+        let o = ValkeyConfig {
+            password: Some(pf_types::Secret::new("secret")),
+            ..ValkeyConfig::for_url("redis://u:secret@h:1")
         };
         assert!(!format!("{o:?}").contains("secret"));
     }
 
     #[test]
     fn bad_url_is_a_config_error() {
-        let e = ValkeyPool::new(ValkeyOptions::new("http://nope"))
+        let e = ValkeyPool::new(&ValkeyConfig::for_url("http://nope"))
             .err()
             .expect("rejected");
         assert!(e.to_string().contains("coordinator.valkey.url"), "{e}");

@@ -51,6 +51,7 @@
 //! their next heartbeat, checkpoint or completion; registered job totals and finished
 //! items written before the restart are lost with it.
 
+mod config;
 mod connection;
 mod memory;
 mod status;
@@ -59,7 +60,8 @@ mod window;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-pub use connection::{VALKEY_PASSWORD_ENV, ValkeyOptions};
+pub use config::ValkeyConfig;
+pub use connection::VALKEY_PASSWORD_ENV;
 pub use memory::MemoryMetadataStore;
 pub use status::{JobStatus, job_status, print_status, register_job_totals};
 pub use valkey::ValkeyMetadataStore;

@@ -235,7 +235,9 @@ pub fn register_job_totals(
     job_id: Option<&str>,
     totals: &pf_traits::JobTotals,
 ) -> Result<()> {
-    let store = crate::ValkeyMetadataStore::connect(crate::ValkeyOptions::from_url_and_env(url))?;
+    let store = crate::ValkeyMetadataStore::connect(
+        &crate::ValkeyConfig::for_url(url).with_env_password(),
+    )?;
     store.register_job(job_id.unwrap_or(pf_traits::NO_JOB), totals)
 }
 

@@ -1,6 +1,7 @@
 //! The metadata store over Valkey: every state change is one Lua script.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use pf_error::{PfError, Result};
 use pf_traits::{
@@ -9,7 +10,8 @@ use pf_traits::{
 use pf_types::{Checkpoint, FileFailure, FileStats, WorkItem};
 use redis::{Script, Value};
 
-use crate::connection::{ValkeyOptions, ValkeyPool};
+use crate::ValkeyConfig;
+use crate::connection::ValkeyPool;
 use crate::memory::add_rows;
 
 /// Helpers shared by the scripts. `TIME` is the server clock, so heartbeats from
@@ -190,23 +192,25 @@ impl Scripts {
 pub struct ValkeyMetadataStore {
     pool: ValkeyPool,
     scripts: Scripts,
+    stale_after: Duration,
 }
 
 impl std::fmt::Debug for ValkeyMetadataStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ValkeyMetadataStore")
-            .field("options", self.pool.options())
+            .field("config", self.pool.config())
             .finish()
     }
 }
 
 impl ValkeyMetadataStore {
-    /// Connects (with the outage retries of [`ValkeyOptions::outage_limit`]) and checks
+    /// Connects (with the outage retries of [`ValkeyConfig::outage_limit`]) and checks
     /// the server answers, so a wrong address fails at start-up rather than mid-run.
-    pub fn connect(options: ValkeyOptions) -> Result<Self> {
+    pub fn connect(config: &ValkeyConfig) -> Result<Self> {
         let store = ValkeyMetadataStore {
-            pool: ValkeyPool::new(options)?,
+            pool: ValkeyPool::new(config)?,
             scripts: Scripts::new(),
+            stale_after: config.stale_after(),
         };
         store
             .pool
@@ -214,8 +218,15 @@ impl ValkeyMetadataStore {
         Ok(store)
     }
 
+    /// Presumes holders dead after `stale_after` instead of
+    /// `coordinator.valkey.stale_after_secs`, for tests that need sub-second staleness.
+    pub fn with_stale_after(mut self, stale_after: Duration) -> Self {
+        self.stale_after = stale_after;
+        self
+    }
+
     fn prefix(&self) -> &str {
-        &self.pool.options().key_prefix
+        &self.pool.config().key_prefix
     }
 
     fn job_key(&self, job: &str) -> String {
@@ -231,7 +242,7 @@ impl ValkeyMetadataStore {
         worker: &str,
         extra: &[String],
     ) -> Result<T> {
-        let o = self.pool.options();
+        let o = self.pool.config();
         let job = item.job_id.as_deref().unwrap_or(NO_JOB);
         let member = item.key();
         let job_key = self.job_key(job);
@@ -242,7 +253,7 @@ impl ValkeyMetadataStore {
             format!("{job_key}:failed"),
             format!("{}jobs", o.key_prefix),
         ];
-        let ttl = o.ttl.as_secs().max(1).to_string();
+        let ttl = o.ttl_secs.max(1).to_string();
         let size = item.size.map(|s| s.to_string()).unwrap_or_default();
         self.pool.run(operation, |con| {
             let mut inv = script.prepare_invoke();
@@ -279,7 +290,7 @@ fn invalid(what: &str, detail: impl std::fmt::Display) -> PfError {
 
 impl MetadataStore for ValkeyMetadataStore {
     fn claim(&self, item: &WorkItem, worker: &str) -> Result<Claim> {
-        let stale = self.pool.options().stale_after.as_millis().to_string();
+        let stale = self.stale_after.as_millis().to_string();
         let reply: Vec<Value> =
             self.item_script("claim", &self.scripts.claim, item, worker, &[stale])?;
         let text = |i: usize| -> String {
@@ -355,9 +366,9 @@ impl MetadataStore for ValkeyMetadataStore {
     }
 
     fn register_job(&self, job_id: &str, totals: &JobTotals) -> Result<()> {
-        let o = self.pool.options();
+        let o = self.pool.config();
         let keys = [self.job_key(job_id), format!("{}jobs", o.key_prefix)];
-        let ttl = o.ttl.as_secs().max(1);
+        let ttl = o.ttl_secs.max(1);
         self.pool.run("register job", |con| {
             self.scripts
                 .register

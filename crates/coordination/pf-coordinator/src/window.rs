@@ -9,7 +9,8 @@ use pf_error::{PfError, Result};
 use pf_traits::{WindowAlert, WindowOutcome, WindowRequest, WindowStore};
 use redis::Script;
 
-use crate::connection::{ValkeyOptions, ValkeyPool};
+use crate::ValkeyConfig;
+use crate::connection::ValkeyPool;
 
 /// Events per script call: a batch of 65,536 rows becomes 16 calls sent in one pipeline
 /// (one round trip), and no single call blocks the server for long.
@@ -133,7 +134,7 @@ pub struct ValkeyWindowStore {
 impl std::fmt::Debug for ValkeyWindowStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ValkeyWindowStore")
-            .field("connection", self.pool.options())
+            .field("connection", self.pool.config())
             .field("options", &self.options)
             .finish()
     }
@@ -141,7 +142,7 @@ impl std::fmt::Debug for ValkeyWindowStore {
 
 impl ValkeyWindowStore {
     /// Connects and checks the server answers.
-    pub fn connect(connection: ValkeyOptions, options: ValkeyWindowOptions) -> Result<Self> {
+    pub fn connect(connection: &ValkeyConfig, options: ValkeyWindowOptions) -> Result<Self> {
         let pool = ValkeyPool::new(connection)?;
         pool.run("ping", |c| redis::cmd("PING").query::<String>(c))?;
         Ok(ValkeyWindowStore {
@@ -211,13 +212,13 @@ impl WindowStore for ValkeyWindowStore {
                 late_dropped,
             });
         }
-        let o = self.pool.options();
+        let o = self.pool.config();
         let key_base = format!("{}win:{}:", o.key_prefix, request.rule);
         let window_us = i64::try_from(request.seconds)
             .unwrap_or(i64::MAX / 2_000_000)
             .saturating_mul(1_000_000);
         let lateness_us = i64::try_from(self.options.allowed_lateness.as_micros()).unwrap_or(0);
-        let ttl = o.ttl.as_secs().max(1);
+        let ttl = o.ttl_secs.max(1);
         let hash = self.script.get_hash().to_owned();
         let build = |load: bool| {
             let mut pipe = redis::pipe();

@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use pf_coordinator::{MemoryMetadataStore, ValkeyMetadataStore, ValkeyOptions};
+use pf_coordinator::{MemoryMetadataStore, ValkeyConfig, ValkeyMetadataStore};
 use pf_traits::{Claim, MetadataStore};
 use pf_types::{Checkpoint, FileStats, WorkItem};
 
@@ -59,7 +59,8 @@ fn per_call(store: &dyn MetadataStore) -> [f64; 4] {
 fn metadata_call_latency_memory_vs_valkey() {
     let memory = per_call(&MemoryMetadataStore::default());
     let server = pf_test_services::Valkey::start();
-    let valkey = per_call(&ValkeyMetadataStore::connect(ValkeyOptions::new(server.url())).unwrap());
+    let valkey =
+        per_call(&ValkeyMetadataStore::connect(&ValkeyConfig::for_url(server.url())).unwrap());
     let p = store_progress(&server);
     assert_eq!(p, FILES as u64);
     for (name, m, v) in [
@@ -75,6 +76,6 @@ fn metadata_call_latency_memory_vs_valkey() {
 }
 
 fn store_progress(server: &pf_test_services::Valkey) -> u64 {
-    let s = ValkeyMetadataStore::connect(ValkeyOptions::new(server.url())).unwrap();
+    let s = ValkeyMetadataStore::connect(&ValkeyConfig::for_url(server.url())).unwrap();
     s.job_progress("bench").unwrap().unwrap().files_completed
 }

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
-use pf_coordinator::{MemoryMetadataStore, ValkeyMetadataStore, ValkeyOptions, job_status};
+use pf_coordinator::{MemoryMetadataStore, ValkeyConfig, ValkeyMetadataStore, job_status};
 use pf_error::ErrorClass;
 use pf_traits::{Claim, ItemStatus, JobTotals, MetadataStore};
 use pf_types::{Checkpoint, FileFailure, FileStats, WorkItem};
@@ -35,12 +35,15 @@ struct Valkey {
 
 impl Backend for Valkey {
     fn handle(&self) -> Arc<dyn MetadataStore> {
-        let options = ValkeyOptions {
-            stale_after: self.stale_after,
+        let config = ValkeyConfig {
             key_prefix: "suite:".into(),
-            ..ValkeyOptions::new(self.server.url())
+            ..ValkeyConfig::for_url(self.server.url())
         };
-        Arc::new(ValkeyMetadataStore::connect(options).expect("connect to valkey"))
+        Arc::new(
+            ValkeyMetadataStore::connect(&config)
+                .expect("connect to valkey")
+                .with_stale_after(self.stale_after),
+        )
     }
 }
 

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use arrow::array::{AsArray, RecordBatch, StringArray, TimestampMicrosecondArray};
-use pf_coordinator::{ValkeyOptions, ValkeyWindowOptions, ValkeyWindowStore};
+use pf_coordinator::{ValkeyConfig, ValkeyWindowOptions, ValkeyWindowStore};
 use pf_datagen::TransactionGenerator;
 use pf_rules::{MemoryWindowOptions, MemoryWindowStore};
 use pf_traits::{BatchMeta, WindowAlert, WindowRequest, WindowStore};
@@ -56,9 +56,9 @@ fn observe(
 
 fn valkey_store(url: &str, prefix: &str) -> ValkeyWindowStore {
     ValkeyWindowStore::connect(
-        ValkeyOptions {
+        &ValkeyConfig {
             key_prefix: prefix.into(),
-            ..ValkeyOptions::new(url)
+            ..ValkeyConfig::for_url(url)
         },
         ValkeyWindowOptions {
             allowed_lateness: LATENESS,
@@ -162,7 +162,7 @@ fn window_store_rows_per_second_memory_vs_valkey() {
     let (mem, mem_alerts) = run(&MemoryWindowStore::new());
     let server = pf_test_services::Valkey::start();
     let store = ValkeyWindowStore::connect(
-        ValkeyOptions::new(server.url()),
+        &ValkeyConfig::for_url(server.url()),
         ValkeyWindowOptions::default(),
     )
     .unwrap();

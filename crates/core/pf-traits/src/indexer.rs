@@ -3,6 +3,27 @@ use pf_types::{RecordFailure, WorkItem};
 
 use crate::DocBatch;
 
+/// How large one destination request may grow (`indexer.bulk_max_docs`,
+/// `indexer.bulk_max_bytes`): the accumulator cuts requests here, and sinks that
+/// serialize (Elasticsearch) cut their bodies at the same limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BulkLimits {
+    /// Documents per request.
+    pub max_docs: usize,
+    /// Bytes per request (in-memory Arrow bytes for the accumulator, body bytes for a
+    /// serializing sink).
+    pub max_bytes: usize,
+}
+
+impl Default for BulkLimits {
+    fn default() -> Self {
+        BulkLimits {
+            max_docs: 5_000,
+            max_bytes: 5 << 20,
+        }
+    }
+}
+
 /// What the destination did with one request's documents.
 ///
 /// `indexed + failures.len()` equals the number of documents sent.

@@ -24,7 +24,7 @@ mod window;
 
 pub use dlq::RecordDlq;
 pub use docs::DocBatch;
-pub use indexer::{IndexOutcome, Indexer, IndexerFactory};
+pub use indexer::{BulkLimits, IndexOutcome, Indexer, IndexerFactory};
 pub use metadata::{
     Claim, ItemProgress, ItemRecord, ItemStatus, JobProgress, JobTotals, MetadataStore, NO_JOB,
 };

@@ -11,11 +11,13 @@
 //! Every call blocks the calling thread on the [`pf_aws::AwsContext`] runtime.
 
 mod admin;
+mod config;
 mod queue;
 mod sender;
 
 pub use admin::{DeadLetter, DeadLetters, QueueSpec, QueueUrls, RedriveReport, setup_queues};
-pub use queue::{SqsQueueOptions, SqsWorkQueue};
+pub use config::SqsConfig;
+pub use queue::SqsWorkQueue;
 pub use sender::{SendReport, WorkItemSender};
 
 /// Message attribute names carried by dead-lettered items.

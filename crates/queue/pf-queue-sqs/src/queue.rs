@@ -12,27 +12,9 @@ use pf_error::{ErrorClass, PfError, Result};
 use pf_traits::{Delivery, WorkQueue};
 use pf_types::{FileFailure, WorkItem};
 
+use crate::SqsConfig;
 use crate::attributes as attr;
 use crate::sender::WorkItemSender;
-
-/// How a worker consumes an SQS queue.
-#[derive(Debug, Clone)]
-pub struct SqsQueueOptions {
-    /// The work queue.
-    pub queue_url: String,
-    /// Where permanently failing items go; `None` reads the queue's redrive policy.
-    pub dlq_url: Option<String>,
-    /// Longest long-poll, in seconds (SQS caps it at 20).
-    pub wait_time_secs: u32,
-    /// How long a received item stays hidden; extended while it is processed.
-    pub visibility_timeout: Duration,
-    /// Items fetched ahead of demand and held for the next free thread.
-    pub prefetch: usize,
-    /// Most messages per ReceiveMessage call (1–10).
-    pub max_messages: usize,
-    /// This worker's id, attached to dead-lettered items.
-    pub worker_id: String,
-}
 
 /// A received message waiting for a pipeline thread.
 struct Prefetched {
@@ -48,7 +30,9 @@ struct Prefetched {
 pub struct SqsWorkQueue {
     aws: AwsContext,
     client: Client,
-    options: SqsQueueOptions,
+    config: SqsConfig,
+    queue_url: String,
+    worker_id: String,
     dlq_url: String,
     prefetched: Mutex<VecDeque<Prefetched>>,
     /// First failure time per item key, for the dead-letter attributes.
@@ -58,17 +42,25 @@ pub struct SqsWorkQueue {
 impl SqsWorkQueue {
     /// Connects to the queue, finding its DLQ from the redrive policy when
     /// `options.dlq_url` is not given.
-    pub fn connect(aws: AwsContext, options: SqsQueueOptions) -> Result<Self> {
+    pub fn connect(aws: AwsContext, config: &SqsConfig, worker_id: &str) -> Result<Self> {
+        let queue_url = config.queue_url.clone().ok_or_else(|| {
+            PfError::config(
+                "queue.sqs.queue_url",
+                "is required when queue.kind is sqs (--sqs-queue-url)",
+            )
+        })?;
         let client = Client::new(aws.sdk_config());
-        let dlq_url = match &options.dlq_url {
+        let dlq_url = match &config.dlq_url {
             Some(url) => url.clone(),
-            None => dlq_from_redrive_policy(&aws, &client, &options.queue_url)?,
+            None => dlq_from_redrive_policy(&aws, &client, &queue_url)?,
         };
-        tracing::info!(queue = %options.queue_url, dlq = %dlq_url, "SQS work queue ready");
+        tracing::info!(queue = %queue_url, dlq = %dlq_url, "SQS work queue ready");
         Ok(SqsWorkQueue {
             aws,
             client,
-            options,
+            config: config.clone(),
+            queue_url,
+            worker_id: worker_id.to_owned(),
             dlq_url,
             prefetched: Mutex::new(VecDeque::new()),
             first_failure: Mutex::new(HashMap::new()),
@@ -89,16 +81,16 @@ impl SqsWorkQueue {
         let wait_secs = wait
             .as_secs_f64()
             .ceil()
-            .min(f64::from(self.options.wait_time_secs.min(20))) as i32;
+            .min(f64::from(self.config.wait_time_secs.min(20))) as i32;
         let out = self
             .aws
             .block_on(
                 self.client
                     .receive_message()
-                    .queue_url(&self.options.queue_url)
+                    .queue_url(&self.queue_url)
                     .max_number_of_messages(max.clamp(1, 10) as i32)
                     .wait_time_seconds(wait_secs)
-                    .visibility_timeout(Self::visibility_secs(self.options.visibility_timeout))
+                    .visibility_timeout(Self::visibility_secs(self.config.visibility_timeout()))
                     .message_system_attribute_names(
                         MessageSystemAttributeName::ApproximateReceiveCount,
                     )
@@ -142,8 +134,7 @@ impl SqsWorkQueue {
                     files = items.len(),
                     "S3 event with several records; splitting it into work items"
                 );
-                let mut sender =
-                    WorkItemSender::new(self.aws.clone(), self.options.queue_url.clone(), 2);
+                let mut sender = WorkItemSender::new(self.aws.clone(), self.queue_url.clone(), 2);
                 for item in &items {
                     sender.send(item)?;
                 }
@@ -179,7 +170,7 @@ impl SqsWorkQueue {
         match self.aws.block_on(
             self.client
                 .delete_message()
-                .queue_url(&self.options.queue_url)
+                .queue_url(&self.queue_url)
                 .receipt_handle(handle)
                 .send(),
         ) {
@@ -200,7 +191,7 @@ impl SqsWorkQueue {
         match self.aws.block_on(
             self.client
                 .change_message_visibility()
-                .queue_url(&self.options.queue_url)
+                .queue_url(&self.queue_url)
                 .receipt_handle(&delivery.handle)
                 .visibility_timeout(Self::visibility_secs(timeout))
                 .send(),
@@ -233,9 +224,9 @@ impl SqsWorkQueue {
             (attr::ERROR_CLASS, failure.class.as_str().to_owned()),
             (attr::ERROR_MESSAGE, message),
             (attr::ATTEMPTS, failure.attempts.to_string()),
-            (attr::WORKER_ID, self.options.worker_id.clone()),
+            (attr::WORKER_ID, self.worker_id.clone()),
             (attr::FIRST_FAILURE, first),
-            (attr::SOURCE_QUEUE, self.options.queue_url.clone()),
+            (attr::SOURCE_QUEUE, self.queue_url.clone()),
         ] {
             if value.is_empty() {
                 continue;
@@ -275,7 +266,8 @@ impl WorkQueue for SqsWorkQueue {
             }
         }
         if ready.is_empty() {
-            let want = (max + self.options.prefetch).min(self.options.max_messages.max(max));
+            let want = (max + self.config.prefetch as usize)
+                .min((self.config.max_messages as usize).max(max));
             let fetched = self.fetch(want, wait)?;
             let now = Instant::now();
             let mut fetched = fetched.into_iter();
@@ -293,8 +285,9 @@ impl WorkQueue for SqsWorkQueue {
         for p in ready {
             // A prefetched item waited with its visibility clock running; renew it before
             // work starts so the heartbeat takes over with a full timeout.
-            if p.received.elapsed() > self.options.visibility_timeout / 4
-                && let Err(e) = self.extend_visibility(&p.delivery, self.options.visibility_timeout)
+            if p.received.elapsed() > self.config.visibility_timeout() / 4
+                && let Err(e) =
+                    self.extend_visibility(&p.delivery, self.config.visibility_timeout())
             {
                 tracing::warn!(uri = %p.delivery.item.uri, error = %e, "prefetched item expired; skipping it (it will be redelivered)");
                 continue;
@@ -337,7 +330,7 @@ impl WorkQueue for SqsWorkQueue {
     }
 
     fn visibility_timeout(&self) -> Option<Duration> {
-        Some(self.options.visibility_timeout)
+        Some(self.config.visibility_timeout())
     }
 
     fn close(&self) -> Result<()> {

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use pf_error::ErrorClass;
 use pf_queue_sqs::{
-    DeadLetters, QueueSpec, SqsQueueOptions, SqsWorkQueue, WorkItemSender, attributes, setup_queues,
+    DeadLetters, QueueSpec, SqsConfig, SqsWorkQueue, WorkItemSender, attributes, setup_queues,
 };
 use pf_test_services::Moto;
 use pf_traits::WorkQueue;
@@ -20,15 +20,13 @@ fn spec(name: &str) -> QueueSpec {
     }
 }
 
-fn options(queue_url: &str) -> SqsQueueOptions {
-    SqsQueueOptions {
-        queue_url: queue_url.into(),
-        dlq_url: None,
+fn options(queue_url: &str) -> SqsConfig {
+    SqsConfig {
         wait_time_secs: 1,
-        visibility_timeout: Duration::from_secs(30),
+        visibility_timeout_secs: 30,
         prefetch: 2,
         max_messages: 10,
-        worker_id: "test-worker".into(),
+        ..SqsConfig::for_queue(queue_url)
     }
 }
 
@@ -58,7 +56,12 @@ fn setup_is_idempotent_and_wires_the_redrive_policy() {
     assert_eq!(first, again);
     assert!(first.dlq_url.ends_with("/work-dlq"), "{}", first.dlq_url);
     // The queue finds its DLQ from the redrive policy alone.
-    let q = SqsWorkQueue::connect(moto.aws().clone(), options(&first.queue_url)).unwrap();
+    let q = SqsWorkQueue::connect(
+        moto.aws().clone(),
+        &options(&first.queue_url),
+        "test-worker",
+    )
+    .unwrap();
     assert_eq!(q.dlq_url(), first.dlq_url);
 }
 
@@ -66,7 +69,7 @@ fn setup_is_idempotent_and_wires_the_redrive_policy() {
 fn a_queue_without_dlq_is_a_config_error() {
     let moto = Moto::start();
     let url = moto.create_queue("bare", &[]);
-    let e = SqsWorkQueue::connect(moto.aws().clone(), options(&url))
+    let e = SqsWorkQueue::connect(moto.aws().clone(), &options(&url), "test-worker")
         .err()
         .expect("no DLQ must be refused");
     assert!(e.to_string().contains("queue.sqs.dlq_url"), "{e}");
@@ -85,7 +88,8 @@ fn send_receive_release_ack_and_dead_letter() {
     assert!(report.failed.is_empty(), "{:?}", report.failed);
     assert!(report.calls >= 3);
 
-    let q = SqsWorkQueue::connect(moto.aws().clone(), options(&urls.queue_url)).unwrap();
+    let q = SqsWorkQueue::connect(moto.aws().clone(), &options(&urls.queue_url), "test-worker")
+        .unwrap();
     let got = receive_all(&q, 25);
     let mut uris: Vec<_> = got.iter().map(|d| d.item.uri.clone()).collect();
     uris.sort();
@@ -168,7 +172,8 @@ fn foreign_messages_are_settled_by_the_queue() {
           {"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"b"},"object":{"key":"in/a+b%3D1.parquet","size":10,"eTag":"e1"}}},
           {"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"b"},"object":{"key":"in/c.ndjson.gz","size":20,"eTag":"e2"}}}]}"#,
     );
-    let q = SqsWorkQueue::connect(moto.aws().clone(), options(&urls.queue_url)).unwrap();
+    let q = SqsWorkQueue::connect(moto.aws().clone(), &options(&urls.queue_url), "test-worker")
+        .unwrap();
     let got = receive_all(&q, 2);
     let mut uris: Vec<_> = got.iter().map(|d| d.item.uri.clone()).collect();
     uris.sort();

@@ -441,7 +441,7 @@ mod tests {
         // ranges and many are empty.
         let mut state = 5u64;
         let mut next = || {
-            state = crate::generate::mix64(state);
+            state = crate::ip::test_mix64(state);
             state
         };
         let mut prefixes = Vec::new();

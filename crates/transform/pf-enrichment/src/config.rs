@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use pf_error::{PfError, Result};
 use serde::{Deserialize, Serialize};
 
-/// One enrichment table, as written under `enrichment.tables` in `worker.yaml`.
+/// One enrichment table, an entry of `transform.tables` in `worker.yaml`.
 ///
 /// ```yaml
 /// - name: geo
@@ -58,9 +58,11 @@ impl TableConfig {
         })
     }
 
-    /// The dotted configuration key of `field` of this table, for error messages.
+    /// The configuration key of `field` of this table, for error messages:
+    /// `transform.tables.<name>.<field>`; [`EnrichmentTables::load`](crate::EnrichmentTables::load)
+    /// turns it into the entry's index (`transform.tables[0].<field>`).
     pub(crate) fn config_key(&self, field: &str) -> String {
-        format!("enrichment.tables.{}.{field}", self.name)
+        format!("transform.tables.{}.{field}", self.name)
     }
 }
 

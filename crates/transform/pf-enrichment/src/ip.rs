@@ -258,6 +258,15 @@ pub(crate) fn parse_prefix(s: &str) -> Result<Prefix, String> {
     Ok(Prefix { ip, len })
 }
 
+/// SplitMix64's output function, for the deterministic pseudo-random inputs of the unit
+/// tests (the test-data generator has its own copy in `pf-datagen`).
+#[cfg(test)]
+pub(crate) const fn test_mix64(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -306,7 +315,7 @@ mod tests {
         let alphabet = b"0123456789.. 0x:";
         let mut state = 0x1234_5678_u64;
         for _ in 0..200_000 {
-            state = crate::generate::mix64(state);
+            state = crate::ip::test_mix64(state);
             let len = 5 + (state % 12) as usize;
             let s: String = (0..len)
                 .map(|i| alphabet[((state >> (4 * (i % 15))) & 15) as usize] as char)
@@ -408,12 +417,12 @@ mod tests {
         let mut state = 77u64;
         let mut s = String::new();
         for round in 0..300_000u64 {
-            state = crate::generate::mix64(state ^ round);
+            state = crate::ip::test_mix64(state ^ round);
             s.clear();
             if round.is_multiple_of(3) {
                 // Well-formed addresses in std's own notation, sometimes mangled a little.
                 let a = Ipv6Addr::from(
-                    u128::from(state) << 64 | u128::from(crate::generate::mix64(state)),
+                    u128::from(state) << 64 | u128::from(crate::ip::test_mix64(state)),
                 );
                 let zeros = (state >> 3) % 8;
                 let groups = a
@@ -430,7 +439,7 @@ mod tests {
                 let len = 2 + (state % 44) as usize;
                 let mut h = state;
                 for _ in 0..len {
-                    h = crate::generate::mix64(h);
+                    h = crate::ip::test_mix64(h);
                     s.push(alphabet[(h % alphabet.len() as u64) as usize] as char);
                 }
             }
@@ -493,7 +502,7 @@ mod speed {
     #[ignore = "speed test; run in release with --ignored"]
     fn ipv4_parse_speed() {
         let keys: Vec<String> = (0..1_000_000u64)
-            .map(|i| std::net::Ipv4Addr::from(crate::generate::mix64(i) as u32).to_string())
+            .map(|i| std::net::Ipv4Addr::from(crate::ip::test_mix64(i) as u32).to_string())
             .collect();
         let best_of = |f: &dyn Fn(&str) -> u32| {
             let mut best = f64::MAX;

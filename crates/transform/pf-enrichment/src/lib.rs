@@ -71,7 +71,7 @@
 //! [`pf_error::PfError::InvalidData`] located as `path:line` (`path row N` for Parquet);
 //! configuration mistakes (duplicate table names, a format that cannot be inferred, a value
 //! column listed twice) [`pf_error::PfError::Config`] with the key
-//! `enrichment.tables.<name>.<field>`. All are permanent: a worker should refuse to start.
+//! `transform.tables[<index>].<field>`. All are permanent: a worker should refuse to start.
 //!
 //! # Speed
 //!
@@ -92,19 +92,17 @@
 //!
 //! # Generated tables
 //!
-//! [`generate`] writes large deterministic geo, threat and users tables and documents the
-//! address layout a transaction generator must follow to be consistent with them.
+//! Large deterministic geo, threat and users tables for tests and benches, and the
+//! address layout they follow, live with the test-data generator (`pf_datagen::layout`).
 
 mod cidr;
 mod config;
 mod exact;
-pub mod generate;
 mod ip;
 mod load;
 mod registry;
 mod table;
 
 pub use config::{TableConfig, TableFormat, TableKind};
-pub use generate::{write_geo_table, write_threat_table, write_users_table};
 pub use registry::EnrichmentTables;
 pub use table::EnrichmentTable;

@@ -26,7 +26,7 @@ impl EnrichmentTables {
         for (i, c) in configs.iter().enumerate() {
             if configs[..i].iter().any(|p| p.name == c.name) {
                 return Err(PfError::config(
-                    format!("enrichment.tables.{}.name", c.name),
+                    format!("transform.tables[{i}].name"),
                     format!("table name `{}` is used more than once", c.name),
                 ));
             }
@@ -40,8 +40,8 @@ impl EnrichmentTables {
             load_parallel(configs, threads)
         };
         let mut tables = BTreeMap::new();
-        for table in loaded {
-            let table = table?;
+        for (i, table) in loaded.into_iter().enumerate() {
+            let table = table.map_err(|e| at_entry(i, e))?;
             tables.insert(table.name().to_owned(), Arc::new(table));
         }
         Ok(EnrichmentTables { tables })
@@ -64,7 +64,7 @@ impl EnrichmentTables {
         let name = table.name().to_owned();
         if self.tables.contains_key(&name) {
             return Err(PfError::config(
-                format!("enrichment.tables.{name}.name"),
+                format!("transform.tables.{name}.name"),
                 format!("table name `{name}` is used more than once"),
             ));
         }
@@ -136,10 +136,23 @@ fn load_parallel(configs: &[TableConfig], threads: usize) -> Vec<Result<Enrichme
         .map(|(r, c)| {
             r.unwrap_or_else(|| {
                 Err(PfError::config(
-                    format!("enrichment.tables.{}", c.name),
+                    format!("transform.tables.{}.path", c.name),
                     format!("loading `{}` failed unexpectedly", c.path.display()),
                 ))
             })
         })
         .collect()
+}
+
+/// An error of the table at `transform.tables[index]`, named by that key: a config error
+/// keeps its field, anything else (a file that is missing, unreadable or malformed) is
+/// an error of the entry's `path`.
+fn at_entry(index: usize, err: PfError) -> PfError {
+    match err {
+        PfError::Config { key, message, .. } => {
+            let field = key.rsplit('.').next().unwrap_or("path");
+            PfError::config(format!("transform.tables[{index}].{field}"), message)
+        }
+        other => PfError::config(format!("transform.tables[{index}].path"), other),
+    }
 }

@@ -52,7 +52,7 @@ impl EnrichmentTable {
     pub fn load(config: &TableConfig) -> Result<EnrichmentTable> {
         if config.name.is_empty() {
             return Err(PfError::config(
-                "enrichment.tables.name",
+                "transform.tables.name",
                 "a table needs a non-empty name",
             ));
         }

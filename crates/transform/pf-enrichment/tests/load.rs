@@ -375,7 +375,7 @@ fn missing_key_and_unknown_value_columns_name_file_and_column() {
         "net",
         &["country", "country"],
     ));
-    assert!(msg.contains("enrichment.tables.geo.values"), "{msg}");
+    assert!(msg.contains("transform.tables.geo.values"), "{msg}");
 }
 
 #[test]
@@ -632,27 +632,21 @@ fn sample_tables_load_and_answer() {
     let countries = geo.column("country").unwrap().as_string::<i32>().clone();
     for (key, country) in geo.keys().iter().zip(countries.iter()) {
         let addr = key.unwrap().split('/').next().unwrap().parse().unwrap();
-        assert_eq!(
-            pf_enrichment::generate::geo_country(addr),
-            country,
-            "{key:?}"
-        );
+        assert_eq!(pf_datagen::layout::geo_country(addr), country, "{key:?}");
     }
     for key in threats.keys().iter().flatten() {
         let addr: std::net::IpAddr = key.split('/').next().unwrap().parse().unwrap();
         let home = match addr {
             std::net::IpAddr::V4(v4) => {
-                !pf_enrichment::generate::THREAT_V4_OCTETS.contains(&v4.octets()[0])
+                !pf_datagen::layout::THREAT_V4_OCTETS.contains(&v4.octets()[0])
             }
-            std::net::IpAddr::V6(v6) => {
-                v6.segments()[0] != pf_enrichment::generate::THREAT_V6_GROUP
-            }
+            std::net::IpAddr::V6(v6) => v6.segments()[0] != pf_datagen::layout::THREAT_V6_GROUP,
         };
         assert!(!home, "{key} is outside threat space");
     }
     let dir = tempfile::tempdir().unwrap();
     let generated = dir.path().join("users.csv");
-    pf_enrichment::write_users_table(&generated, 40, 42).unwrap();
+    pf_datagen::layout::write_users_table(&generated, 40, 42).unwrap();
     assert_eq!(
         fs::read_to_string(generated).unwrap(),
         fs::read_to_string(samples().join("users.csv")).unwrap(),

@@ -6,8 +6,8 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
 use arrow::array::{Array, StringArray};
-use pf_enrichment::generate::{GEO_V4_BLOCKS, GEO_V6_BLOCKS};
-use pf_enrichment::{EnrichmentTable, TableConfig, TableKind, write_geo_table, write_users_table};
+use pf_datagen::layout::{GEO_V4_BLOCKS, GEO_V6_BLOCKS, write_geo_table, write_users_table};
+use pf_enrichment::{EnrichmentTable, TableConfig, TableKind};
 
 fn mix(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);

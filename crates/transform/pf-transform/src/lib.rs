@@ -36,6 +36,7 @@
 
 mod builtins;
 mod conditions;
+mod config;
 mod convert;
 mod engine;
 mod error;
@@ -45,9 +46,10 @@ mod stage;
 mod transform;
 
 pub use conditions::RhaiConditions;
+pub use config::TransformConfig;
 pub use engine::ScriptEngine;
 pub use limits::ScriptLimits;
-pub use stage::{RuleTally, StageSource, TransformStage, compile_rules};
+pub use stage::{RuleTally, TransformStage, compile_rules};
 pub use transform::{ScriptOptions, ScriptTransform, ScriptTransformFactory};
 
 /// The Rhai crate this one is built on, so callers can name [`rhai::Scope`] and friends

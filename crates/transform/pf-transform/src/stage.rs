@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use arrow::array::{Array, BooleanArray, RecordBatch};
 use arrow::compute::filter_record_batch;
 
-use pf_enrichment::{EnrichmentTables, TableConfig};
+use pf_enrichment::EnrichmentTables;
 use pf_error::{ErrorClass, PfError, Result};
 use pf_rules::{
     BatchMeta, CompileOptions, CompiledRules, ConditionFallback, MemoryWindowStore, RuleCounts,
@@ -16,8 +16,8 @@ use pf_traits::{DocBatch, IdentityTransform, Transform, TransformFactory, Transf
 use pf_types::{RecordFailure, Severity, Stage, WorkItem};
 
 use crate::{
-    RhaiConditions, ScriptEngine, ScriptLimits, ScriptOptions, ScriptTransform,
-    ScriptTransformFactory,
+    RhaiConditions, ScriptEngine, ScriptOptions, ScriptTransform, ScriptTransformFactory,
+    TransformConfig,
 };
 
 /// Per-rule counts over the whole run (all threads), for the summary's `fraud_by_rule`
@@ -47,28 +47,6 @@ impl RuleTally {
     }
 }
 
-/// What a [`TransformStage`] is built from, kept so it can be rebuilt on reload.
-#[derive(Debug, Clone, Default)]
-pub struct StageSource {
-    /// The Rhai script defining `fn transform(record)`.
-    pub script: Option<PathBuf>,
-    /// The fraud rules file.
-    pub rules: Option<PathBuf>,
-    /// The enrichment tables scripts and rules may use.
-    pub tables: Vec<TableConfig>,
-    /// Sandbox limits of the script engine.
-    pub limits: ScriptLimits,
-}
-
-impl StageSource {
-    /// Every file the stage reads: what `watch` mode polls for changes.
-    pub fn files(&self) -> Vec<PathBuf> {
-        let mut files: Vec<PathBuf> = self.script.iter().chain(&self.rules).cloned().collect();
-        files.extend(self.tables.iter().map(|t| t.path.clone()));
-        files
-    }
-}
-
 /// One compiled version of the stage; replaced whole on reload.
 struct StageParts {
     script: Option<ScriptTransformFactory>,
@@ -76,7 +54,7 @@ struct StageParts {
 }
 
 struct StageShared {
-    source: Option<StageSource>,
+    source: Option<TransformConfig>,
     parts: RwLock<Arc<StageParts>>,
     /// Bumped on every successful reload; threads compare it once per batch.
     generation: AtomicU64,
@@ -112,13 +90,16 @@ impl TransformStage {
     /// Loads the tables and compiles the script and rules of `source`.
     ///
     /// Rules outside the vectorized subset are evaluated per record by Rhai.
-    pub fn load(source: StageSource) -> Result<Self> {
+    pub fn load(source: TransformConfig) -> Result<Self> {
         Self::load_with_windows(source, Arc::new(MemoryWindowStore::new()))
     }
 
     /// Like [`load`](Self::load), with window-rule state kept in `windows` (e.g. a store
     /// shared by every worker); it survives reloads like the in-process one.
-    pub fn load_with_windows(source: StageSource, windows: Arc<dyn WindowStore>) -> Result<Self> {
+    pub fn load_with_windows(
+        source: TransformConfig,
+        windows: Arc<dyn WindowStore>,
+    ) -> Result<Self> {
         let parts = build_parts(&source, &windows)?;
         Ok(Self::with(Some(source), parts, windows))
     }
@@ -135,7 +116,11 @@ impl TransformStage {
         )
     }
 
-    fn with(source: Option<StageSource>, parts: StageParts, windows: Arc<dyn WindowStore>) -> Self {
+    fn with(
+        source: Option<TransformConfig>,
+        parts: StageParts,
+        windows: Arc<dyn WindowStore>,
+    ) -> Self {
         TransformStage {
             shared: Arc::new(StageShared {
                 source,
@@ -167,7 +152,7 @@ impl TransformStage {
         self.shared
             .source
             .as_ref()
-            .map(StageSource::files)
+            .map(TransformConfig::files)
             .unwrap_or_default()
     }
 
@@ -191,7 +176,7 @@ impl TransformStage {
     }
 }
 
-fn build_parts(source: &StageSource, windows: &Arc<dyn WindowStore>) -> Result<StageParts> {
+fn build_parts(source: &TransformConfig, windows: &Arc<dyn WindowStore>) -> Result<StageParts> {
     let tables = EnrichmentTables::load(&source.tables)?;
     for table in tables.iter() {
         tracing::info!(
@@ -200,23 +185,22 @@ fn build_parts(source: &StageSource, windows: &Arc<dyn WindowStore>) -> Result<S
             "enrichment table loaded"
         );
     }
-    let engine = ScriptEngine::new(tables.clone(), source.limits)?;
+    let engine = ScriptEngine::new(tables.clone(), source.limits())?;
     let script = source
         .script
         .as_deref()
         .map(|p| ScriptTransformFactory::from_file(&engine, p, ScriptOptions::default()))
-        .transpose()?;
+        .transpose()
+        .map_err(|e| at_key("transform.script", e))?;
     let rules = match &source.rules {
         None => None,
         Some(path) => {
-            let file = RuleFile::load(path)?;
-            Some(Arc::new(compile_with(
-                &file,
-                &engine,
-                &tables,
-                false,
-                Some(windows.clone()),
-            )?))
+            let compiled = RuleFile::load(path).and_then(|file| {
+                compile_with(&file, &engine, &tables, false, Some(windows.clone()))
+            });
+            Some(Arc::new(
+                compiled.map_err(|e| at_key("transform.rules", e))?,
+            ))
         }
     };
     Ok(StageParts { script, rules })
@@ -387,4 +371,11 @@ fn fraud_count(batch: &RecordBatch) -> u64 {
         .column_by_name(pf_rules::IS_FRAUD)
         .and_then(|c| c.as_any().downcast_ref::<BooleanArray>())
         .map_or(0, |a| a.true_count() as u64)
+}
+
+/// A failure to load the file named by `key` (`transform.script`, `transform.rules`),
+/// reported as an error of that key with the file's own message (which carries the
+/// file, line and what is wrong).
+fn at_key(key: &str, err: PfError) -> PfError {
+    PfError::config(key, err)
 }

@@ -7,7 +7,7 @@ use arrow::array::{Array, BooleanArray, Float64Array, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema};
 
 use pf_traits::{DocBatch, TransformFactory};
-use pf_transform::{StageSource, TransformStage};
+use pf_transform::{TransformConfig, TransformStage};
 use pf_types::WorkItem;
 
 fn rules(threshold: &str) -> String {
@@ -31,9 +31,9 @@ fn reload_swaps_good_versions_and_rejects_bad_ones() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("fraud.yaml");
     std::fs::write(&path, rules("100.0")).unwrap();
-    let stage = TransformStage::load(StageSource {
+    let stage = TransformStage::load(TransformConfig {
         rules: Some(path.clone()),
-        ..StageSource::default()
+        ..TransformConfig::default()
     })
     .unwrap();
     assert_eq!(stage.source_files(), vec![path.clone()]);

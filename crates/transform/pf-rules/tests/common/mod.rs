@@ -154,7 +154,8 @@ pub fn generated_tables(
     threats: usize,
     seed: u64,
 ) -> EnrichmentTables {
-    use pf_enrichment::{TableConfig, write_geo_table, write_threat_table, write_users_table};
+    use pf_datagen::layout::{write_geo_table, write_threat_table, write_users_table};
+    use pf_enrichment::TableConfig;
     let g = dir.join("geo.parquet");
     let u = dir.join("users.parquet");
     let t = dir.join("threats.parquet");

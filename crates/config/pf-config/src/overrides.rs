@@ -1,0 +1,132 @@
+//! Values set from outside the file: a CLI flag bound to a key, or `--set key=value`.
+//!
+//! Overrides are applied to the parsed YAML document before it is turned into a
+//! [`Config`](crate::Config), so a flag and the key it stands for go through the same
+//! deserialization and validation, and an error names both.
+
+use serde_norway::{Mapping, Value};
+
+use pf_error::PfError;
+
+/// One value set outside the configuration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Override {
+    /// The dotted key path, e.g. `worker.threads`.
+    pub key: String,
+    /// The value(s) as typed; one value sets a scalar (or a YAML flow collection such as
+    /// `[a, b]`), several set a list.
+    pub values: Vec<String>,
+    /// Where it came from, for error messages: `--threads` or `--set`.
+    pub source: String,
+}
+
+impl Override {
+    /// `key` set to `value` by `source`.
+    pub fn new(
+        key: impl Into<String>,
+        value: impl Into<String>,
+        source: impl Into<String>,
+    ) -> Self {
+        Override {
+            key: key.into(),
+            values: vec![value.into()],
+            source: source.into(),
+        }
+    }
+
+    /// Parses `--set key.path=value`.
+    pub fn parse_set(text: &str) -> Result<Self, PfError> {
+        let (key, value) = text.split_once('=').ok_or_else(|| {
+            PfError::config(
+                "--set",
+                format!("`{text}` is not key.path=value (e.g. --set worker.threads=4)"),
+            )
+        })?;
+        let key = key.trim();
+        if key.is_empty() || key.split('.').any(str::is_empty) {
+            return Err(PfError::config(
+                "--set",
+                format!("`{key}` is not a dotted key path such as worker.threads"),
+            ));
+        }
+        Ok(Override::new(key, value, format!("--set {key}")))
+    }
+
+    /// The YAML value: the text of each value as YAML when that keeps its exact
+    /// spelling (`4`, `true`, `[a, b]`), else as a string (`0123` stays `"0123"`).
+    fn value(&self) -> Value {
+        match self.values.as_slice() {
+            [one] => yaml_value(one),
+            many => Value::Sequence(many.iter().map(|v| yaml_value(v)).collect()),
+        }
+    }
+
+    /// Sets this override in `document`, creating mappings along the way.
+    pub(crate) fn apply(&self, document: &mut Value) -> Result<(), PfError> {
+        let mut node = document;
+        let parts: Vec<&str> = self.key.split('.').collect();
+        for (i, part) in parts.iter().enumerate() {
+            if node.is_null() {
+                *node = Value::Mapping(Mapping::new());
+            }
+            let Value::Mapping(map) = node else {
+                return Err(PfError::config(
+                    parts[..i].join("."),
+                    format!(
+                        "is not a mapping, so {} cannot set `{}`",
+                        self.source, self.key
+                    ),
+                ));
+            };
+            let key = Value::String((*part).to_owned());
+            if i + 1 == parts.len() {
+                map.insert(key, self.value());
+                return Ok(());
+            }
+            node = map.entry(key).or_insert(Value::Null);
+        }
+        Ok(())
+    }
+}
+
+fn yaml_value(text: &str) -> Value {
+    match serde_norway::from_str::<Value>(text) {
+        Ok(v @ (Value::Sequence(_) | Value::Mapping(_))) => v,
+        Ok(v) if serde_norway::to_string(&v).is_ok_and(|t| t.trim_end() == text) => v,
+        _ => Value::String(text.to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_keep_their_spelling() {
+        let mut doc = Value::Null;
+        for (k, v) in [
+            ("a.n", "4"),
+            ("a.s", "0123"),
+            ("a.b", "true"),
+            ("a.l", "[x, y]"),
+        ] {
+            Override::new(k, v, "--set").apply(&mut doc).unwrap();
+        }
+        let text = serde_norway::to_string(&doc).unwrap();
+        assert!(text.contains("n: 4"), "{text}");
+        assert!(text.contains("s: '0123'"), "{text}");
+        assert!(text.contains("b: true"), "{text}");
+        assert!(text.contains("- x"), "{text}");
+    }
+
+    #[test]
+    fn bad_set_syntax_and_scalar_parents_are_errors() {
+        assert!(Override::parse_set("worker.threads").is_err());
+        assert!(Override::parse_set("worker..threads=1").is_err());
+        let mut doc: Value = serde_norway::from_str("worker: 3").unwrap();
+        let err = Override::new("worker.threads", "2", "--threads")
+            .apply(&mut doc)
+            .unwrap_err();
+        assert!(err.to_string().contains("--threads"), "{err}");
+    }
+}

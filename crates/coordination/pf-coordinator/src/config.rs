@@ -1,0 +1,172 @@
+//! `coordinator.valkey`: the one declaration of the Valkey connection's settings, and
+//! the stores built from it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pf_error::{PfError, Result};
+use pf_traits::{MetadataStore, WindowStore};
+use pf_types::{Secret, SecretUrl};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    MemoryMetadataStore, VALKEY_PASSWORD_ENV, ValkeyMetadataStore, ValkeyWindowOptions,
+    ValkeyWindowStore,
+};
+
+/// `coordinator.valkey`: the Valkey server holding status, attempts, checkpoints and
+/// (optionally) the shared fraud windows. Without `url` everything stays in process.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ValkeyConfig {
+    /// `url`: `redis://[user:password@]host:port[/db]` (also `rediss://` for TLS,
+    /// `valkey://`); its userinfo is masked in output. Default `null`: in-memory
+    /// metadata, which only suits a single worker process.
+    pub url: Option<SecretUrl>,
+    /// `password`: used when the URL carries none (secret). Default `null`: the
+    /// `VALKEY_PASSWORD` environment variable, if set.
+    pub password: Option<Secret>,
+    /// `key_prefix`: prefix of every key, so deployments can share a server. Default
+    /// `pf:`.
+    pub key_prefix: String,
+    /// `ttl_secs`: keys expire this many seconds after their last update, so old jobs go
+    /// away. Default `604800` (7 days).
+    pub ttl_secs: u64,
+    /// `stale_after_secs`: a holder without a heartbeat for this many seconds is presumed
+    /// dead; its item is listed as stale and may be claimed by another worker. Keep it
+    /// well above the heartbeat period (half the queue's visibility timeout, else 10 s).
+    /// Default `120`.
+    pub stale_after_secs: u64,
+    /// `outage_limit_secs`: how long a call waits for an unreachable Valkey
+    /// (reconnecting with backoff) before it fails, seconds. Default `600`.
+    pub outage_limit_secs: u64,
+    /// `timeout_ms`: connect and per-command timeout, milliseconds. Default `10000`.
+    pub timeout_ms: u64,
+    /// `windows`: keep fraud-rule windows in Valkey too, so every worker sees every
+    /// worker's events. Default `true`.
+    pub windows: bool,
+    /// `window_lateness_secs`: how far (in event time, seconds) behind the newest event
+    /// of its key an event may arrive and still count. Workers reading different parts
+    /// of time-ordered data at the same time need it to cover how far apart in event
+    /// time they are. Default `300`.
+    pub window_lateness_secs: u64,
+}
+
+impl Default for ValkeyConfig {
+    fn default() -> Self {
+        ValkeyConfig {
+            url: None,
+            password: None,
+            key_prefix: "pf:".to_owned(),
+            ttl_secs: 7 * 24 * 3600,
+            stale_after_secs: crate::DEFAULT_STALE_AFTER.as_secs(),
+            outage_limit_secs: 600,
+            timeout_ms: 10_000,
+            windows: true,
+            window_lateness_secs: 300,
+        }
+    }
+}
+
+impl ValkeyConfig {
+    /// The defaults with `url`, as tests and tools start from.
+    pub fn for_url(url: impl Into<String>) -> Self {
+        ValkeyConfig {
+            url: Some(SecretUrl::new(url)),
+            ..ValkeyConfig::default()
+        }
+    }
+
+    /// With `password` from [`VALKEY_PASSWORD_ENV`] when neither it nor the URL is set.
+    pub fn with_env_password(mut self) -> Self {
+        if self.password.is_none() {
+            self.password = std::env::var(VALKEY_PASSWORD_ENV)
+                .ok()
+                .filter(|p| !p.is_empty())
+                .map(Secret::new);
+        }
+        self
+    }
+
+    /// Lifetime of job, item and window keys since their last update.
+    pub fn ttl(&self) -> Duration {
+        Duration::from_secs(self.ttl_secs)
+    }
+
+    /// Heartbeat silence after which a holder is presumed dead.
+    pub fn stale_after(&self) -> Duration {
+        Duration::from_secs(self.stale_after_secs)
+    }
+
+    /// How long one call keeps retrying while Valkey is unreachable.
+    pub fn outage_limit(&self) -> Duration {
+        Duration::from_secs(self.outage_limit_secs)
+    }
+
+    /// Connect timeout and per-command read/write timeout.
+    pub fn io_timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+
+    /// Checks ranges; errors name the key and never echo the URL (it may hold a
+    /// password).
+    pub fn validate(&self) -> Result<()> {
+        let Some(url) = &self.url else {
+            return Ok(());
+        };
+        let scheme_ok = url
+            .expose()
+            .split_once("://")
+            .is_some_and(|(scheme, rest)| !scheme.is_empty() && !rest.is_empty());
+        if !scheme_ok {
+            return Err(PfError::config(
+                "coordinator.valkey.url",
+                "must be a URL such as redis://host:6379 (or rediss://, valkey://); \
+                 null keeps metadata in memory",
+            ));
+        }
+        if self.key_prefix.is_empty() {
+            return Err(PfError::config(
+                "coordinator.valkey.key_prefix",
+                "must not be empty",
+            ));
+        }
+        for (key, value) in [
+            ("coordinator.valkey.ttl_secs", self.ttl_secs),
+            ("coordinator.valkey.stale_after_secs", self.stale_after_secs),
+            ("coordinator.valkey.timeout_ms", self.timeout_ms),
+        ] {
+            if value == 0 {
+                return Err(PfError::config(key, "must be greater than 0"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The metadata store: in Valkey (connected and checked) with a `url`, else in
+    /// memory.
+    pub fn metadata_store(&self) -> Result<Arc<dyn MetadataStore>> {
+        if self.url.is_none() {
+            return Ok(Arc::new(MemoryMetadataStore::new(self.stale_after())));
+        }
+        let config = self.clone().with_env_password();
+        tracing::info!(store = ?config, "metadata in Valkey");
+        Ok(Arc::new(ValkeyMetadataStore::connect(&config)?))
+    }
+
+    /// The shared window store with a `url` and `windows: true`; `None` keeps window
+    /// state in process.
+    pub fn window_store(&self) -> Result<Option<Arc<dyn WindowStore>>> {
+        if self.url.is_none() || !self.windows {
+            return Ok(None);
+        }
+        let config = self.clone().with_env_password();
+        Ok(Some(Arc::new(ValkeyWindowStore::connect(
+            &config,
+            ValkeyWindowOptions {
+                allowed_lateness: Duration::from_secs(self.window_lateness_secs),
+                ..ValkeyWindowOptions::default()
+            },
+        )?)))
+    }
+}

@@ -1,0 +1,185 @@
+//! Values that must never be printed: passwords, API keys, URLs with credentials.
+//!
+//! The types mask themselves wherever they are shown — `Debug`, `Display` and
+//! serialization (so `--print-config`, logs and summaries are safe by construction) —
+//! and hand out the real value only through an explicit `expose` call at the point of
+//! use.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// What a secret is shown as.
+pub const MASK: &str = "***";
+
+/// A secret string (password, API key). Shown as `***`; read with [`Secret::expose`].
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The real value, for the one place that sends it (an auth header, a connection).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(MASK)
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(MASK)
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(MASK)
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(Secret)
+    }
+}
+
+impl From<String> for Secret {
+    fn from(value: String) -> Self {
+        Secret(value)
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(value: &str) -> Self {
+        Secret(value.to_owned())
+    }
+}
+
+/// A URL that may carry credentials in its userinfo (`redis://:pw@host:6379`). Shown
+/// with the userinfo replaced by `***`; read with [`SecretUrl::expose`].
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct SecretUrl(String);
+
+impl SecretUrl {
+    /// Wraps a URL.
+    pub fn new(url: impl Into<String>) -> Self {
+        SecretUrl(url.into())
+    }
+
+    /// The URL with its credentials, for the one place that connects with it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL as it may be shown: userinfo masked.
+    pub fn masked(&self) -> String {
+        mask_url_userinfo(&self.0)
+    }
+}
+
+impl fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.masked())
+    }
+}
+
+impl fmt::Display for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.masked())
+    }
+}
+
+impl Serialize for SecretUrl {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.masked())
+    }
+}
+
+impl<'de> Deserialize<'de> for SecretUrl {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(SecretUrl)
+    }
+}
+
+impl From<String> for SecretUrl {
+    fn from(value: String) -> Self {
+        SecretUrl(value)
+    }
+}
+
+impl From<&str> for SecretUrl {
+    fn from(value: &str) -> Self {
+        SecretUrl(value.to_owned())
+    }
+}
+
+/// Compares the real URL (for tests and equality checks; never shown).
+impl PartialEq<&str> for SecretUrl {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+/// `url` with its userinfo (`user:password@`) replaced by `***`, e.g.
+/// `redis://:s3cret@cache:6379/0` → `redis://***@cache:6379/0`.
+///
+/// The userinfo is taken to end at the *last* `@`, so a password with an unencoded
+/// `/`, `?` or `#` is still hidden; over-masking an odd path is the lesser evil.
+/// Text without `@` is returned unchanged.
+pub fn mask_url_userinfo(url: &str) -> String {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    match url[start..].rfind('@') {
+        Some(at) => format!("{}{MASK}{}", &url[..start], &url[start + at..]),
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn userinfo_is_masked() {
+        assert_eq!(
+            mask_url_userinfo("redis://:s3cret@cache:6379/0"),
+            "redis://***@cache:6379/0"
+        );
+        assert_eq!(
+            mask_url_userinfo("rediss://user:p/a#ss@cache:6380"),
+            "rediss://***@cache:6380"
+        );
+        assert_eq!(
+            mask_url_userinfo("redis://cache:6379"),
+            "redis://cache:6379"
+        );
+        assert_eq!(mask_url_userinfo("user:pw@host"), "***@host");
+    }
+
+    #[test]
+    fn secrets_mask_themselves_everywhere_they_are_shown() {
+        let s = Secret::new("hunter2");
+        assert_eq!(format!("{s} {s:?}"), "*** ***");
+        assert_eq!(serde_json::to_string(&s).unwrap(), "\"***\"");
+        assert_eq!(s.expose(), "hunter2");
+        let back: Secret = serde_json::from_str("\"hunter2\"").unwrap();
+        assert_eq!(back.expose(), "hunter2");
+
+        let u = SecretUrl::new("redis://:pw@cache:6379");
+        assert_eq!(format!("{u}"), "redis://***@cache:6379");
+        assert!(!format!("{u:?}").contains("pw"));
+        assert_eq!(
+            serde_json::to_string(&u).unwrap(),
+            "\"redis://***@cache:6379\""
+        );
+        assert_eq!(u.expose(), "redis://:pw@cache:6379");
+    }
+}

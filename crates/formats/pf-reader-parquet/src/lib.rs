@@ -1,0 +1,496 @@
+//! Streaming Parquet reader: Parquet files from any [`ObjectSource`] into Arrow batches.
+//!
+//! Nothing ever holds the whole file. The footer is fetched once (one ranged read of the
+//! file's tail), then the file is decoded row group by row group, fetching only the
+//! projected column chunks of the current row group through bounded read-ahead windows.
+//! Checkpoints are row-group boundaries: the last batch of each row group carries a
+//! [`ResumePoint`], and a reader opened at that point skips the finished row groups
+//! without reading them.
+//!
+//! Failures keep their class: a source error (network, throttling) stays whatever the
+//! source said it was, while anything wrong with the bytes themselves (not Parquet, a
+//! truncated footer, corrupt pages) is a permanent [`PfError::InvalidData`].
+
+mod chunks;
+mod config;
+
+pub use config::ParquetConfig;
+
+use std::any::Any;
+use std::ops::Range;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+
+use arrow::error::ArrowError;
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader,
+    ParquetRecordBatchReaderBuilder,
+};
+use parquet::errors::ParquetError;
+use parquet::file::metadata::{
+    ColumnChunkMetaData, PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader,
+};
+use parquet::schema::types::Type;
+
+use pf_error::{PfError, Result};
+use pf_traits::{BatchStream, ObjectSource, ReadBatch, Reader, ResumePoint};
+use pf_types::{Checkpoint, FileFormat, WorkItem};
+
+use crate::chunks::ObjectChunks;
+
+/// Name used for this format in [`PfError::InvalidData`].
+const FORMAT: &str = "parquet";
+
+/// `PAR1` at both ends plus the 4-byte metadata length: nothing shorter can be Parquet.
+const MIN_FILE_LEN: u64 = 12;
+
+/// How to read Parquet files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParquetReaderOptions {
+    /// Most rows per Arrow batch; row groups are cut into batches of this size, and a
+    /// row group's last batch may be smaller. Zero is treated as one.
+    pub batch_size: usize,
+    /// Top-level columns to decode, by name; `None` decodes every column. Columns come
+    /// out in file order whatever the order here. A name the file lacks is a permanent
+    /// [`PfError::Schema`] error, since every retry would fail the same way.
+    pub columns: Option<Vec<String>>,
+}
+
+impl Default for ParquetReaderOptions {
+    fn default() -> Self {
+        ParquetReaderOptions {
+            batch_size: 65_536,
+            columns: None,
+        }
+    }
+}
+
+/// Byte-fetching parameters, fixed in production and shrunk by tests to exercise the
+/// windows on small files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct IoTuning {
+    /// Bytes fetched from the end of the file up front; the footer of most files fits,
+    /// so opening costs one request.
+    footer_prefetch: u64,
+    /// Read-ahead shared by the projected columns of one row group; bounds memory.
+    window_budget: u64,
+    /// Per-column window bounds: large enough to keep request counts low on S3, small
+    /// enough that wide projections stay within the memory budget.
+    min_window: u64,
+    max_window: u64,
+}
+
+impl Default for IoTuning {
+    fn default() -> Self {
+        IoTuning {
+            footer_prefetch: 64 * 1024,
+            window_budget: 16 * 1024 * 1024,
+            min_window: 64 * 1024,
+            max_window: 4 * 1024 * 1024,
+        }
+    }
+}
+
+impl IoTuning {
+    fn window_size(&self, columns: usize) -> u64 {
+        let columns = u64::try_from(columns.max(1)).unwrap_or(u64::MAX);
+        (self.window_budget / columns).clamp(self.min_window, self.max_window.max(self.min_window))
+    }
+}
+
+/// Decodes Parquet files into Arrow batches, streaming row group by row group.
+#[derive(Debug, Clone, Default)]
+pub struct ParquetReader {
+    options: ParquetReaderOptions,
+    io: IoTuning,
+}
+
+impl ParquetReader {
+    /// A reader with `options`.
+    pub fn new(options: ParquetReaderOptions) -> Self {
+        ParquetReader {
+            options,
+            io: IoTuning::default(),
+        }
+    }
+
+    #[cfg(test)]
+    fn with_io(mut self, io: IoTuning) -> Self {
+        self.io = io;
+        self
+    }
+}
+
+impl Reader for ParquetReader {
+    fn format(&self) -> FileFormat {
+        FileFormat::Parquet
+    }
+
+    fn open(
+        &self,
+        source: Arc<dyn ObjectSource>,
+        item: &WorkItem,
+        resume: &Checkpoint,
+    ) -> Result<BatchStream> {
+        let uri = item.uri.as_str();
+        let len = match item.size {
+            Some(size) => size,
+            None => source.stat(uri)?.size,
+        };
+        if len < MIN_FILE_LEN {
+            return Err(invalid(
+                uri,
+                format!("{len} bytes is too small to be a Parquet file"),
+            ));
+        }
+        let chunks = ObjectChunks::new(source, uri.to_owned(), len);
+        chunks.prefetch_tail(self.io.footer_prefetch)?;
+
+        let metadata = guarded(|| {
+            ParquetMetaDataReader::new()
+                .with_page_index_policy(PageIndexPolicy::Skip)
+                .parse_and_finish(&chunks)
+        })
+        .map_err(|panic| invalid(uri, panic))?
+        .map_err(|e| parquet_error(&chunks, e))?;
+        chunks.trim_tail(self.io.footer_prefetch);
+        let row_counts = validate(&metadata, len).map_err(|message| invalid(uri, message))?;
+        let metadata =
+            guarded(|| ArrowReaderMetadata::try_new(Arc::new(metadata), ArrowReaderOptions::new()))
+                .map_err(|panic| invalid(uri, panic))?
+                .map_err(|e| parquet_error(&chunks, e))?;
+
+        let (projection, leaves) = projection(&metadata, self.options.columns.as_deref(), uri)?;
+        let (next_group, next_row) = resume_at(&row_counts, resume, uri)?;
+        let window_size = self.io.window_size(leaves.len());
+
+        Ok(Box::new(RowGroupBatches {
+            chunks,
+            metadata,
+            projection,
+            leaves,
+            row_counts,
+            batch_size: self.options.batch_size.max(1),
+            window_size,
+            next_group,
+            next_row,
+            current: None,
+            finished: false,
+        }))
+    }
+}
+
+/// Checks what parquet would otherwise assert on (and panic), returning each row
+/// group's row count.
+fn validate(metadata: &ParquetMetaData, len: u64) -> std::result::Result<Vec<u64>, String> {
+    let columns = metadata.file_metadata().schema_descr().num_columns();
+    let mut counts = Vec::with_capacity(metadata.num_row_groups());
+    // Checked once here so that ordinals, which are sums of these counts, cannot overflow.
+    let mut total: u64 = 0;
+    for (i, group) in metadata.row_groups().iter().enumerate() {
+        let rows = u64::try_from(group.num_rows())
+            .ok()
+            .filter(|&rows| total.checked_add(rows).is_some())
+            .ok_or_else(|| format!("row group {i} claims {} rows", group.num_rows()))?;
+        total += rows;
+        if group.columns().len() != columns {
+            return Err(format!(
+                "row group {i} has {} column chunks for {columns} columns",
+                group.columns().len()
+            ));
+        }
+        for (c, column) in group.columns().iter().enumerate() {
+            chunk_range(column, len)
+                .map_err(|message| format!("row group {i}, column {c}: {message}"))?;
+        }
+        counts.push(rows);
+    }
+    Ok(counts)
+}
+
+/// The bytes of one column chunk, checked to lie within the file.
+fn chunk_range(column: &ColumnChunkMetaData, len: u64) -> std::result::Result<Range<u64>, String> {
+    let start = column
+        .dictionary_page_offset()
+        .unwrap_or(column.data_page_offset());
+    let size = column.compressed_size();
+    let (Ok(start), Ok(size)) = (u64::try_from(start), u64::try_from(size)) else {
+        return Err(format!("negative chunk offset {start} or size {size}"));
+    };
+    match start.checked_add(size) {
+        Some(end) if end <= len => Ok(start..end),
+        _ => Err(format!(
+            "chunk of {size} bytes at {start} lies beyond the end of the {len}-byte file"
+        )),
+    }
+}
+
+/// The projection mask for `columns` and the leaf columns it selects.
+fn projection(
+    metadata: &ArrowReaderMetadata,
+    columns: Option<&[String]>,
+    uri: &str,
+) -> Result<(ProjectionMask, Vec<usize>)> {
+    let descr = metadata.parquet_schema();
+    let mask = match columns {
+        None => ProjectionMask::all(),
+        Some(names) => {
+            let Type::GroupType { fields, .. } = descr.root_schema() else {
+                return Err(invalid(uri, "the schema root is not a group"));
+            };
+            let mut roots = Vec::with_capacity(names.len());
+            for name in names {
+                let Some(i) = fields.iter().position(|f| f.name() == name) else {
+                    let available: Vec<&str> = fields.iter().map(|f| f.name()).collect();
+                    return Err(PfError::Schema {
+                        location: uri.to_owned(),
+                        message: format!(
+                            "column `{name}` is not in the file; it has: {}",
+                            available.join(", ")
+                        ),
+                    });
+                };
+                roots.push(i);
+            }
+            ProjectionMask::roots(descr, roots)
+        }
+    };
+    let leaves = (0..descr.num_columns())
+        .filter(|&leaf| mask.leaf_included(leaf))
+        .collect();
+    Ok((mask, leaves))
+}
+
+/// The first row group to read and the ordinal of its first row.
+fn resume_at(row_counts: &[u64], resume: &Checkpoint, uri: &str) -> Result<(usize, u64)> {
+    let done = usize::try_from(resume.position)
+        .ok()
+        .filter(|&done| done <= row_counts.len())
+        .ok_or_else(|| {
+            invalid(
+                uri,
+                format!(
+                    "checkpoint says {} row groups are done but the file has {}; \
+                     it changed since the checkpoint",
+                    resume.position,
+                    row_counts.len()
+                ),
+            )
+        })?;
+    let skipped: u64 = row_counts[..done].iter().sum();
+    if resume.next_row != 0 && resume.next_row != skipped {
+        return Err(invalid(
+            uri,
+            format!(
+                "checkpoint says row {} follows row group {done} but the file has {skipped} \
+                 rows before it; it changed since the checkpoint",
+                resume.next_row
+            ),
+        ));
+    }
+    Ok((done, skipped))
+}
+
+/// The batches of one file, row group by row group.
+struct RowGroupBatches {
+    chunks: ObjectChunks,
+    metadata: ArrowReaderMetadata,
+    projection: ProjectionMask,
+    /// Leaf columns selected by `projection`, whose chunks get read-ahead windows.
+    leaves: Vec<usize>,
+    row_counts: Vec<u64>,
+    batch_size: usize,
+    window_size: u64,
+    next_group: usize,
+    /// Ordinal in the file of the next row to come out.
+    next_row: u64,
+    current: Option<Group>,
+    finished: bool,
+}
+
+/// The row group being decoded.
+struct Group {
+    index: usize,
+    reader: ParquetRecordBatchReader,
+    /// Rows the metadata promises that have not come out yet.
+    remaining: u64,
+}
+
+impl Iterator for RowGroupBatches {
+    type Item = Result<ReadBatch>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.finished {
+            return None;
+        }
+        let step = self.step();
+        if !matches!(step, Ok(Some(_))) {
+            // Release the decoder and buffers now rather than when the stream is dropped.
+            self.finished = true;
+            self.current = None;
+            self.chunks.clear_column_chunks();
+        }
+        step.transpose()
+    }
+}
+
+impl RowGroupBatches {
+    fn step(&mut self) -> Result<Option<ReadBatch>> {
+        let group = match &mut self.current {
+            Some(group) => group,
+            None => {
+                // Empty row groups hold no rows to read; skipping them needs no I/O.
+                while self.row_counts.get(self.next_group) == Some(&0) {
+                    self.next_group += 1;
+                }
+                if self.next_group >= self.row_counts.len() {
+                    return Ok(None);
+                }
+                let group = self.open_group(self.next_group)?;
+                self.current.insert(group)
+            }
+        };
+        let index = group.index;
+        let batch = match guarded(|| group.reader.next()) {
+            Err(panic) => return Err(invalid(self.chunks.uri(), panic)),
+            Ok(None) => {
+                return Err(invalid(
+                    self.chunks.uri(),
+                    format!(
+                        "row group {index} ended {} rows short of the {} its metadata declares",
+                        group.remaining, self.row_counts[index]
+                    ),
+                ));
+            }
+            Ok(Some(Err(e))) => return Err(arrow_error(&self.chunks, e)),
+            Ok(Some(Ok(batch))) => batch,
+        };
+        let rows = batch.num_rows() as u64;
+        if rows == 0 || rows > group.remaining {
+            return Err(invalid(
+                self.chunks.uri(),
+                format!(
+                    "row group {index} produced a batch of {rows} rows with {} rows left",
+                    group.remaining
+                ),
+            ));
+        }
+        group.remaining -= rows;
+        let first_row = self.next_row;
+        self.next_row += rows;
+        let resume = if group.remaining == 0 {
+            self.current = None;
+            self.chunks.clear_column_chunks();
+            self.next_group = index + 1;
+            Some(ResumePoint {
+                position: self.next_group as u64,
+                next_row: self.next_row,
+                lines_done: 0,
+            })
+        } else {
+            None
+        };
+        Ok(Some(ReadBatch {
+            batch,
+            first_row,
+            failures: Vec::new(),
+            bytes_read: self.chunks.take_bytes_read(),
+            resume,
+        }))
+    }
+
+    fn open_group(&mut self, index: usize) -> Result<Group> {
+        let uri = self.chunks.uri().to_owned();
+        let group_meta = self.metadata.metadata().row_group(index);
+        let len = parquet::file::reader::Length::len(&self.chunks);
+        let mut ranges = Vec::with_capacity(self.leaves.len());
+        for &leaf in &self.leaves {
+            let range = chunk_range(group_meta.column(leaf), len).map_err(|m| invalid(&uri, m))?;
+            ranges.push(range);
+        }
+        self.chunks.set_column_chunks(ranges, self.window_size);
+        let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(
+            self.chunks.clone(),
+            self.metadata.clone(),
+        )
+        .with_row_groups(vec![index])
+        .with_projection(self.projection.clone())
+        .with_batch_size(self.batch_size);
+        let reader = guarded(|| builder.build())
+            .map_err(|panic| invalid(&uri, panic))?
+            .map_err(|e| parquet_error(&self.chunks, e))?;
+        Ok(Group {
+            index,
+            reader,
+            remaining: self.row_counts[index],
+        })
+    }
+}
+
+fn invalid(uri: &str, message: impl std::fmt::Display) -> PfError {
+    PfError::invalid_data(uri, FORMAT, message)
+}
+
+/// Runs parquet code that may panic on malformed input, so that one corrupt file fails
+/// on its own instead of taking the worker thread down.
+fn guarded<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
+    catch_unwind(AssertUnwindSafe(f)).map_err(|payload| panic_message(payload.as_ref()))
+}
+
+fn panic_message(payload: &(dyn Any + Send)) -> String {
+    let detail = payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("unknown cause");
+    format!("the Parquet decoder panicked: {detail}")
+}
+
+/// A parquet error as a [`PfError`], recovering the source's own error when it caused it.
+fn parquet_error(chunks: &ObjectChunks, err: ParquetError) -> PfError {
+    if let Some(failure) = chunks.take_failure() {
+        return failure;
+    }
+    match err {
+        ParquetError::External(inner) => external_error(chunks, inner),
+        other => invalid(chunks.uri(), other),
+    }
+}
+
+/// An arrow error as a [`PfError`]; parquet's arrow reader turns parquet errors into
+/// strings, so the source's own error comes from the side channel.
+fn arrow_error(chunks: &ObjectChunks, err: ArrowError) -> PfError {
+    if let Some(failure) = chunks.take_failure() {
+        return failure;
+    }
+    match err {
+        ArrowError::ExternalError(inner) => external_error(chunks, inner),
+        other => invalid(chunks.uri(), other),
+    }
+}
+
+fn external_error(
+    chunks: &ObjectChunks,
+    inner: Box<dyn std::error::Error + Send + Sync>,
+) -> PfError {
+    let inner = match inner.downcast::<PfError>() {
+        Ok(pf) => return *pf,
+        Err(inner) => inner,
+    };
+    match inner.downcast::<std::io::Error>() {
+        Ok(io) if io.get_ref().is_some_and(|e| e.is::<PfError>()) => {
+            match io.into_inner().map(|e| e.downcast::<PfError>()) {
+                Some(Ok(pf)) => *pf,
+                Some(Err(e)) => invalid(chunks.uri(), e),
+                None => invalid(chunks.uri(), "I/O error"),
+            }
+        }
+        // Our reader ran out of bytes: the file is shorter than its structure says.
+        Ok(io) => invalid(chunks.uri(), io),
+        Err(inner) => invalid(chunks.uri(), inner),
+    }
+}
+
+#[cfg(test)]
+mod tests;

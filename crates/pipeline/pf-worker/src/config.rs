@@ -1,0 +1,126 @@
+//! `worker`: the one declaration of the worker process's settings.
+
+use std::num::NonZeroUsize;
+use std::time::Duration;
+
+use pf_error::{PfError, Result};
+use pf_types::Backoff;
+use serde::{Deserialize, Serialize};
+
+use crate::{ProgressMode, WorkerSettings, default_worker_id};
+
+/// `worker`: thread pool, retries, shutdown and progress display.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkerConfig {
+    /// `threads`: pipeline threads, each processing one file at a time. Default `null`:
+    /// one per CPU core.
+    pub threads: Option<usize>,
+    /// `id`: name recorded in Valkey and dead-letter attributes for the files this
+    /// worker holds, so stale items can be traced to a machine. Default `null`:
+    /// `<hostname>-<pid>`.
+    pub id: Option<String>,
+    /// `max_attempts`: how many times a file is attempted before it goes to the queue
+    /// DLQ. Default `5`.
+    pub max_attempts: u32,
+    /// `retry_base_ms`: first delay of the exponential backoff (with jitter) after a
+    /// transient failure, milliseconds. Default `500`.
+    pub retry_base_ms: u64,
+    /// `retry_max_ms`: ceiling of the backoff delay, milliseconds. Default `60000`.
+    pub retry_max_ms: u64,
+    /// `idle_exit_secs`: stop once the queue has stayed empty this many seconds, for
+    /// batch runs that should end when the backlog is drained. Default `null`: run until
+    /// stopped (or until a stdin/memory queue is closed).
+    pub idle_exit_secs: Option<u64>,
+    /// `shutdown_grace_secs`: after SIGINT/SIGTERM, how long in-flight files may finish
+    /// before they are released back to the queue, seconds. Default `30`.
+    pub shutdown_grace_secs: u64,
+    /// `progress`: `auto` (a bar on a terminal, log lines otherwise), `always` or
+    /// `never`. Default `auto`.
+    pub progress: ProgressMode,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            threads: None,
+            id: None,
+            max_attempts: 5,
+            retry_base_ms: 500,
+            retry_max_ms: 60_000,
+            idle_exit_secs: None,
+            shutdown_grace_secs: 30,
+            progress: ProgressMode::Auto,
+        }
+    }
+}
+
+impl WorkerConfig {
+    /// The effective thread count: `threads`, else the number of CPU cores (1 when the
+    /// platform cannot tell).
+    pub fn thread_count(&self) -> usize {
+        self.threads.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(NonZeroUsize::get)
+                .unwrap_or(1)
+        })
+    }
+
+    /// The effective worker id: `id`, else `<hostname>-<pid>`.
+    pub fn worker_id(&self) -> String {
+        self.id.clone().unwrap_or_else(default_worker_id)
+    }
+
+    /// Checks ranges; errors name the key.
+    pub fn validate(&self) -> Result<()> {
+        if self.threads == Some(0) {
+            return Err(PfError::config(
+                "worker.threads",
+                "must be at least 1 (null uses one thread per CPU core)",
+            ));
+        }
+        if self.id.as_deref().is_some_and(|id| id.trim().is_empty()) {
+            return Err(PfError::config(
+                "worker.id",
+                "must not be empty (null uses <hostname>-<pid>)",
+            ));
+        }
+        if self.max_attempts == 0 {
+            return Err(PfError::config("worker.max_attempts", "must be at least 1"));
+        }
+        if self.retry_max_ms < self.retry_base_ms {
+            return Err(PfError::config(
+                "worker.retry_max_ms",
+                format!(
+                    "must be at least worker.retry_base_ms ({}), got {}",
+                    self.retry_base_ms, self.retry_max_ms
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The worker's run-time settings; `stale_after` is the metadata store's staleness
+    /// period (`coordinator.valkey.stale_after_secs`), which the heartbeat must beat.
+    pub fn settings(&self, stale_after: Duration) -> WorkerSettings {
+        let stale_secs = stale_after.as_secs();
+        WorkerSettings {
+            threads: self.thread_count(),
+            worker_id: self.worker_id(),
+            max_attempts: self.max_attempts,
+            retry: Backoff::new(
+                Duration::from_millis(self.retry_base_ms),
+                Duration::from_millis(self.retry_max_ms),
+            ),
+            idle_exit: self.idle_exit_secs.map(Duration::from_secs),
+            shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
+            // An item held by a live worker is looked at again once its holder could
+            // have gone stale, so a crashed holder's work is taken over promptly.
+            held_elsewhere_delay: Duration::from_secs(stale_secs.clamp(1, 30)),
+            // Several heartbeats per staleness period, so a live holder never looks
+            // stale (queues with a visibility timeout beat at half of it instead).
+            heartbeat_interval: Duration::from_millis((stale_secs * 1000 / 4).clamp(100, 10_000)),
+            ..WorkerSettings::default()
+        }
+    }
+}

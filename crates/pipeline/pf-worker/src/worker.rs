@@ -1,0 +1,360 @@
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use pf_error::{PfError, Result};
+use pf_file_processor::{FileError, FileProcessor, SharedParts};
+use pf_traits::{Claim, Delivery, IndexerFactory, MetadataStore, TransformFactory, WorkQueue};
+use pf_types::{Checkpoint, FileFailure, RunSummary};
+
+use crate::heartbeat::{InFlight, VisibilityHeartbeat};
+use crate::stoppable::StoppableThread;
+use pf_types::Backoff;
+
+/// How a worker runs.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    /// Pipeline threads (each processes one file at a time).
+    pub threads: usize,
+    /// This worker's id in metadata and dead-letter attributes.
+    pub worker_id: String,
+    /// Attempts before a transiently failing file goes to the DLQ.
+    pub max_attempts: u32,
+    /// Delays between attempts.
+    pub retry: Backoff,
+    /// Stop once no work arrived for this long.
+    pub idle_exit: Option<Duration>,
+    /// Longest single wait on the queue, so shutdown is noticed promptly.
+    pub receive_wait: Duration,
+    /// Heartbeat period when the queue has no visibility timeout of its own.
+    pub heartbeat_interval: Duration,
+    /// Delay before an item held by another live worker is offered again.
+    pub held_elsewhere_delay: Duration,
+    /// After a stop request, how long files in flight may take to finish; after that
+    /// each is given up at its next checkpoint and released to the queue at once.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        WorkerSettings {
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            worker_id: default_worker_id(),
+            max_attempts: 5,
+            retry: Backoff::default(),
+            idle_exit: None,
+            receive_wait: Duration::from_millis(500),
+            heartbeat_interval: Duration::from_secs(10),
+            held_elsewhere_delay: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// `<hostname>-<pid>`: unique per process on a fleet, readable in `pf status`.
+pub fn default_worker_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "worker".to_owned());
+    format!("{host}-{}", std::process::id())
+}
+
+/// Takes work items from a queue and runs one pipeline per thread until the queue is
+/// drained, the idle limit passes, or shutdown is requested.
+pub struct Worker {
+    settings: WorkerSettings,
+    queue: Arc<dyn WorkQueue>,
+    metadata: Arc<dyn MetadataStore>,
+    parts: SharedParts,
+    transforms: Arc<dyn TransformFactory>,
+    indexers: Arc<dyn IndexerFactory>,
+    shutdown: Arc<AtomicBool>,
+    /// Set once the shutdown grace period is over: files in flight are given up.
+    abandon: Arc<AtomicBool>,
+}
+
+impl Worker {
+    /// A worker over the given components.
+    pub fn new(
+        settings: WorkerSettings,
+        queue: Arc<dyn WorkQueue>,
+        metadata: Arc<dyn MetadataStore>,
+        parts: SharedParts,
+        transforms: Arc<dyn TransformFactory>,
+        indexers: Arc<dyn IndexerFactory>,
+    ) -> Self {
+        Worker {
+            settings,
+            queue,
+            metadata,
+            parts,
+            transforms,
+            indexers,
+            shutdown: Arc::new(AtomicBool::new(false)),
+            abandon: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// The flag that asks every pipeline thread to stop taking work (set it from a
+    /// signal handler); files in flight are finished first.
+    pub fn shutdown_flag(&self) -> Arc<AtomicBool> {
+        self.shutdown.clone()
+    }
+
+    /// The shared parts (metrics, DLQ, …) this worker runs with.
+    pub fn parts(&self) -> &SharedParts {
+        &self.parts
+    }
+
+    /// Runs until done and returns the exact run summary.
+    ///
+    /// An `Err` is a fatal error (a pipeline could not be built, the queue failed for
+    /// good); per-file failures are reported in the summary instead.
+    pub fn run(&self) -> Result<RunSummary> {
+        let started = Instant::now();
+        let in_flight = Arc::new(InFlight::default());
+        let interval = self
+            .queue
+            .visibility_timeout()
+            .map_or(self.settings.heartbeat_interval, |vt| vt / 2);
+        let heartbeat = VisibilityHeartbeat::start(
+            in_flight.clone(),
+            self.queue.clone(),
+            self.metadata.clone(),
+            self.settings.worker_id.clone(),
+            interval,
+        );
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(self.settings.threads.max(1))
+            .thread_name(|i| format!("pipeline-{i}"))
+            .build()
+            .map_err(|e| PfError::config("worker.threads", format!("cannot start threads: {e}")))?;
+        let grace = self.grace_timer();
+        let results = pool.broadcast(|_| self.pipeline_thread(&in_flight));
+        grace.stop();
+        heartbeat.stop();
+        if let Err(e) = self.queue.close() {
+            tracing::warn!(error = %e, "cannot give back prefetched items; they reappear when their visibility lapses");
+        }
+        self.indexers.finish()?;
+        let mut summary = RunSummary::default();
+        for r in results {
+            summary.merge(r?);
+        }
+        summary.finish(started.elapsed().as_secs_f64());
+        summary.peak_rss_mb = peak_rss_mb();
+        summary.indexer = self
+            .indexers
+            .counters()
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+        Ok(summary)
+    }
+
+    /// Once a stop was requested and the grace period passed, tells pipelines to give up
+    /// their files at the next checkpoint.
+    fn grace_timer(&self) -> StoppableThread {
+        let shutdown = self.shutdown.clone();
+        let abandon = self.abandon.clone();
+        let grace = self.settings.shutdown_grace;
+        StoppableThread::spawn("shutdown-grace", move |ticks| {
+            while !shutdown.load(Ordering::Relaxed) {
+                if !ticks.wait(Duration::from_millis(100)) {
+                    return;
+                }
+            }
+            if ticks.wait(grace) {
+                tracing::warn!(
+                    ?grace,
+                    "shutdown grace period over; releasing files in flight at their next checkpoint"
+                );
+                abandon.store(true, Ordering::Relaxed);
+            }
+        })
+    }
+
+    fn pipeline_thread(&self, in_flight: &InFlight) -> Result<RunSummary> {
+        let mut processor = FileProcessor::new(
+            self.parts.clone(),
+            self.transforms.create()?,
+            self.indexers.create()?,
+        );
+        let mut summary = RunSummary::default();
+        let mut idle_since = Instant::now();
+        let mut queue_errors = 0u32;
+        while !self.shutdown.load(Ordering::Relaxed) {
+            let deliveries = match self.queue.receive(1, self.settings.receive_wait) {
+                Ok(d) => {
+                    queue_errors = 0;
+                    d
+                }
+                Err(e) if e.is_transient() => {
+                    queue_errors += 1;
+                    let delay = self.settings.retry.delay(queue_errors);
+                    tracing::warn!(error = %e, retry_in = ?delay, "cannot receive work; retrying");
+                    std::thread::sleep(delay);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            if deliveries.is_empty() {
+                if self.queue.is_drained() {
+                    break;
+                }
+                if self
+                    .settings
+                    .idle_exit
+                    .is_some_and(|limit| idle_since.elapsed() >= limit)
+                {
+                    tracing::info!("queue stayed empty for the idle limit; stopping");
+                    break;
+                }
+                continue;
+            }
+            for delivery in deliveries {
+                in_flight.insert(&delivery);
+                self.parts
+                    .metrics
+                    .files_in_flight
+                    .fetch_add(1, Ordering::Relaxed);
+                let outcome = self.handle(&mut processor, &delivery, &mut summary);
+                self.parts
+                    .metrics
+                    .files_in_flight
+                    .fetch_sub(1, Ordering::Relaxed);
+                in_flight.remove(&delivery);
+                match outcome {
+                    // The queue or metadata store failed to settle the item: it will be
+                    // delivered again when its visibility lapses, and a completed item
+                    // is then acknowledged without work. Not a reason to stop.
+                    Err(e) if e.is_transient() => {
+                        tracing::warn!(uri = %delivery.item.uri, error = %e, "cannot settle the item; it will be delivered again");
+                    }
+                    other => other?,
+                }
+            }
+            idle_since = Instant::now();
+        }
+        Ok(summary)
+    }
+
+    /// Processes one delivery and settles it; only queue/metadata errors escape.
+    fn handle(
+        &self,
+        processor: &mut FileProcessor,
+        delivery: &Delivery,
+        summary: &mut RunSummary,
+    ) -> Result<()> {
+        let item = &delivery.item;
+        let wid = &self.settings.worker_id;
+        let m = &self.parts.metrics;
+        let (attempts, checkpoint) = match self.metadata.claim(item, wid) {
+            Ok(Claim::Acquired {
+                attempts,
+                checkpoint,
+            }) => (attempts, checkpoint),
+            Ok(Claim::AlreadyCompleted) => {
+                tracing::info!(uri = %item.uri, "already completed; acknowledging duplicate delivery");
+                self.queue.ack(delivery)?;
+                summary.files_skipped += 1;
+                m.files_skipped.fetch_add(1, Ordering::Relaxed);
+                return Ok(());
+            }
+            Ok(Claim::HeldElsewhere { worker }) => {
+                tracing::info!(uri = %item.uri, holder = %worker, "held by another worker; releasing");
+                return self
+                    .queue
+                    .release(delivery, self.settings.held_elsewhere_delay);
+            }
+            Err(e) => {
+                // Without a claim nothing may be processed; the item goes back untouched.
+                tracing::warn!(uri = %item.uri, error = %e, "cannot claim; releasing for a retry");
+                let delay = self.settings.retry.delay(delivery.receive_count);
+                return self.queue.release(delivery, delay);
+            }
+        };
+        let attempts = attempts.max(delivery.receive_count);
+        let resume = checkpoint.unwrap_or_default();
+        if resume.position > 0 {
+            tracing::info!(uri = %item.uri, position = resume.position, rows = resume.next_row, "resuming from checkpoint");
+        }
+        let started = Instant::now();
+        let metadata = &self.metadata;
+        let abandon = &self.abandon;
+        let result = processor.process(item, &resume, &mut |cp: &Checkpoint| {
+            metadata.checkpoint(item, wid, cp)?;
+            if abandon.load(Ordering::Relaxed) {
+                return Err(PfError::Interrupted(
+                    "the shutdown grace period ended before the file did".into(),
+                ));
+            }
+            Ok(())
+        });
+        match result {
+            Ok(stats) => {
+                self.metadata.complete(item, wid, &stats)?;
+                self.queue.ack(delivery)?;
+                tracing::debug!(
+                    uri = %item.uri,
+                    rows = stats.rows_read,
+                    indexed = stats.rows_indexed,
+                    failed = stats.rows_failed,
+                    secs = started.elapsed().as_secs_f64(),
+                    "file completed"
+                );
+                summary.files_total += 1;
+                summary.files_completed += 1;
+                summary.totals += stats;
+                m.files_completed.fetch_add(1, Ordering::Relaxed);
+            }
+            // Given up for shutdown: back to the queue at once, no attempt spent; the next
+            // worker resumes from the checkpoint just written.
+            Err(failed) if matches!(failed.error, PfError::Interrupted(_)) => {
+                tracing::info!(uri = %item.uri, "released at a checkpoint for shutdown");
+                self.metadata.release(item, wid, None)?;
+                self.queue.release(delivery, Duration::ZERO)?;
+                m.files_retried.fetch_add(1, Ordering::Relaxed);
+            }
+            // Partial counts are dropped: the retry resumes from the last checkpoint, whose
+            // counters cover everything before it, so the summary stays exact.
+            Err(failed) if failed.error.is_transient() && attempts < self.settings.max_attempts => {
+                let delay = self.settings.retry.delay(attempts);
+                let error = &failed.error;
+                tracing::warn!(uri = %item.uri, attempt = attempts, retry_in = ?delay, error = %error, "transient failure; file goes back to the queue");
+                self.metadata.release(item, wid, Some(&error.to_string()))?;
+                self.queue.release(delivery, delay)?;
+                m.files_retried.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(failed) => {
+                let FileError { error, partial } = *failed;
+                let failure = FileFailure {
+                    uri: item.uri.clone(),
+                    class: error.class(),
+                    error: error.to_string(),
+                    attempts,
+                };
+                tracing::error!(uri = %item.uri, class = %failure.class, attempts, error = %error, "file failed; sending it to the dead-letter queue");
+                self.metadata.fail(item, wid, &failure)?;
+                self.queue.dead_letter(delivery, &failure)?;
+                summary.files_total += 1;
+                summary.files_failed += 1;
+                summary.totals += partial;
+                summary.failures.push(failure);
+                m.files_failed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Peak resident set size of this process (Linux `VmHWM`), in MiB.
+pub fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}

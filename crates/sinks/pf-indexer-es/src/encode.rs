@@ -1,0 +1,676 @@
+//! Arrow rows → `_bulk` action and source lines, written straight into the request
+//! buffer: no `serde_json::Value`, no per-row allocation.
+
+use std::sync::OnceLock;
+
+use arrow::array::{
+    Array, AsArray, BooleanArray, LargeStringArray, RecordBatch, StringArray, StringViewArray,
+};
+use arrow::buffer::NullBuffer;
+use arrow::datatypes::{
+    DataType, Date32Type, Date64Type, Float32Type, Float64Type, Int8Type, Int16Type, Int32Type,
+    Int64Type, TimeUnit, TimestampMicrosecondType, TimestampMillisecondType,
+    TimestampNanosecondType, TimestampSecondType, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
+};
+use arrow::json::writer::{EncoderOptions, NullableEncoder, make_encoder};
+
+use pf_error::{PfError, Result};
+use pf_types::WorkItem;
+
+use crate::OpType;
+use crate::json::{self, TimeWriter};
+use crate::settings::IndexName;
+
+/// Elasticsearch refuses `_id`s longer than this many bytes.
+const MAX_ID_BYTES: usize = 512;
+
+/// What every document of a run shares: how ids, index names and actions are made.
+#[derive(Debug, Clone)]
+pub struct DocOptions {
+    /// Where documents go.
+    pub index: IndexName,
+    /// Column whose value is the document `_id`; `None` hashes uri + etag + row ordinal.
+    pub id_field: Option<String>,
+    /// `index` (overwrite) or `create` (409 when the id exists).
+    pub op_type: OpType,
+}
+
+fn encoder_options() -> &'static EncoderOptions {
+    static OPTIONS: OnceLock<EncoderOptions> = OnceLock::new();
+    OPTIONS.get_or_init(EncoderOptions::default)
+}
+
+/// One column, downcast once per batch.
+enum Values<'a> {
+    Str(&'a StringArray),
+    LargeStr(&'a LargeStringArray),
+    View(&'a StringViewArray),
+    I64(&'a [i64]),
+    I32(&'a [i32]),
+    I16(&'a [i16]),
+    I8(&'a [i8]),
+    U64(&'a [u64]),
+    U32(&'a [u32]),
+    U16(&'a [u16]),
+    U8(&'a [u8]),
+    F64(&'a [f64]),
+    F32(&'a [f32]),
+    Bool(&'a BooleanArray),
+    Time {
+        values: &'a [i64],
+        per_sec: i64,
+        digits: u32,
+        writer: TimeWriter,
+    },
+    Date32(&'a [i32]),
+    /// Anything else (lists, structs, dictionaries, decimals…): arrow-json's encoder.
+    Other(NullableEncoder<'a>),
+}
+
+struct Column<'a> {
+    /// `"name":`, escaped once per batch.
+    key: Vec<u8>,
+    nulls: Option<&'a NullBuffer>,
+    values: Values<'a>,
+}
+
+fn values_of<'a>(field: &'a arrow::datatypes::FieldRef, a: &'a dyn Array) -> Result<Values<'a>> {
+    Ok(match a.data_type() {
+        DataType::Utf8 => Values::Str(a.as_string::<i32>()),
+        DataType::LargeUtf8 => Values::LargeStr(a.as_string::<i64>()),
+        DataType::Utf8View => Values::View(a.as_string_view()),
+        DataType::Int64 => Values::I64(a.as_primitive::<Int64Type>().values()),
+        DataType::Int32 => Values::I32(a.as_primitive::<Int32Type>().values()),
+        DataType::Int16 => Values::I16(a.as_primitive::<Int16Type>().values()),
+        DataType::Int8 => Values::I8(a.as_primitive::<Int8Type>().values()),
+        DataType::UInt64 => Values::U64(a.as_primitive::<UInt64Type>().values()),
+        DataType::UInt32 => Values::U32(a.as_primitive::<UInt32Type>().values()),
+        DataType::UInt16 => Values::U16(a.as_primitive::<UInt16Type>().values()),
+        DataType::UInt8 => Values::U8(a.as_primitive::<UInt8Type>().values()),
+        DataType::Float64 => Values::F64(a.as_primitive::<Float64Type>().values()),
+        DataType::Float32 => Values::F32(a.as_primitive::<Float32Type>().values()),
+        DataType::Boolean => Values::Bool(a.as_boolean()),
+        DataType::Timestamp(unit, _) => {
+            let (values, per_sec, digits): (&[i64], i64, u32) = match unit {
+                TimeUnit::Second => (a.as_primitive::<TimestampSecondType>().values(), 1, 0),
+                TimeUnit::Millisecond => (
+                    a.as_primitive::<TimestampMillisecondType>().values(),
+                    1_000,
+                    3,
+                ),
+                TimeUnit::Microsecond => (
+                    a.as_primitive::<TimestampMicrosecondType>().values(),
+                    1_000_000,
+                    6,
+                ),
+                TimeUnit::Nanosecond => (
+                    a.as_primitive::<TimestampNanosecondType>().values(),
+                    1_000_000_000,
+                    9,
+                ),
+            };
+            Values::Time {
+                values,
+                per_sec,
+                digits,
+                writer: TimeWriter::default(),
+            }
+        }
+        DataType::Date32 => Values::Date32(a.as_primitive::<Date32Type>().values()),
+        _ => Values::Other(make_encoder(field, a, encoder_options()).map_err(|e| {
+            PfError::Indexer {
+                destination: "elasticsearch",
+                class: pf_error::ErrorClass::Permanent,
+                message: format!("cannot serialize column `{}`: {e}", field.name()),
+            }
+        })?),
+    })
+}
+
+impl Column<'_> {
+    #[inline]
+    fn write(&mut self, row: usize, out: &mut Vec<u8>) {
+        match &mut self.values {
+            Values::Str(a) => json::write_str(a.value(row).as_bytes(), out),
+            Values::LargeStr(a) => json::write_str(a.value(row).as_bytes(), out),
+            Values::View(a) => json::write_str(a.value(row).as_bytes(), out),
+            Values::I64(v) => json::write_int(v[row], out),
+            Values::I32(v) => json::write_int(v[row], out),
+            Values::I16(v) => json::write_int(v[row], out),
+            Values::I8(v) => json::write_int(v[row], out),
+            Values::U64(v) => json::write_int(v[row], out),
+            Values::U32(v) => json::write_int(v[row], out),
+            Values::U16(v) => json::write_int(v[row], out),
+            Values::U8(v) => json::write_int(v[row], out),
+            Values::F64(v) => json::write_f64(v[row], out),
+            Values::F32(v) => json::write_f64(f64::from(v[row]), out),
+            Values::Bool(a) => out.extend_from_slice(if a.value(row) { b"true" } else { b"false" }),
+            Values::Time {
+                values,
+                per_sec,
+                digits,
+                writer,
+            } => writer.write(values[row], *per_sec, *digits, out),
+            Values::Date32(v) => match json::date_bytes(i64::from(v[row])) {
+                Some(d) => {
+                    out.push(b'"');
+                    out.extend_from_slice(&d);
+                    out.push(b'"');
+                }
+                None => json::write_int(i64::from(v[row]) * 86_400_000, out),
+            },
+            Values::Other(e) => e.encode(row, out),
+        }
+    }
+}
+
+/// Where a document's `_id` comes from.
+enum IdSource<'a> {
+    /// `{hash of uri and etag}-{ordinal}`.
+    Hash([u8; 32]),
+    /// A column's value.
+    Field {
+        name: &'a str,
+        nulls: Option<&'a NullBuffer>,
+        values: Values<'a>,
+    },
+}
+
+/// Seconds since the epoch of each row, for index names from a record's time.
+enum TimeSource<'a> {
+    Ticks {
+        nulls: Option<&'a NullBuffer>,
+        values: &'a [i64],
+        per_sec: i64,
+    },
+    Days {
+        nulls: Option<&'a NullBuffer>,
+        values: &'a [i32],
+    },
+    Text(&'a dyn Array),
+}
+
+impl TimeSource<'_> {
+    fn seconds(&self, row: usize) -> Option<i64> {
+        match self {
+            TimeSource::Ticks {
+                nulls,
+                values,
+                per_sec,
+            } => (!nulls.is_some_and(|n| n.is_null(row))).then(|| values[row].div_euclid(*per_sec)),
+            TimeSource::Days { nulls, values } => {
+                (!nulls.is_some_and(|n| n.is_null(row))).then(|| i64::from(values[row]) * 86_400)
+            }
+            TimeSource::Text(a) => {
+                if a.is_null(row) {
+                    return None;
+                }
+                let s = match a.data_type() {
+                    DataType::Utf8 => a.as_string::<i32>().value(row),
+                    DataType::LargeUtf8 => a.as_string::<i64>().value(row),
+                    _ => a.as_string_view().value(row),
+                };
+                parse_iso_seconds(s)
+            }
+        }
+    }
+}
+
+/// Seconds since the epoch of `YYYY-MM-DD[THH…]` (UTC; the rest is ignored).
+fn parse_iso_seconds(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let t = b.get(r)?;
+        if !t.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        std::str::from_utf8(t).ok()?.parse().ok()
+    };
+    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    if b.get(4) != Some(&b'-')
+        || b.get(7) != Some(&b'-')
+        || !(1..=12).contains(&m)
+        || !(1..=31).contains(&d)
+    {
+        return None;
+    }
+    let h = if matches!(b.get(10), Some(b'T' | b' ')) {
+        num(11..13).filter(|h| *h < 24).unwrap_or(0)
+    } else {
+        0
+    };
+    Some(days_from_civil(y, m as u32, d as u32) * 86_400 + h * 3600)
+}
+
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = i64::from((m + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Writes one batch's rows as bulk action + source lines.
+///
+/// Built once per batch (columns are downcast here, not per row).
+pub struct BatchEncoder<'a> {
+    columns: Vec<Column<'a>>,
+    id: IdSource<'a>,
+    /// Fixed action prefix, or per time bucket for templated index names.
+    action: ActionPrefix<'a>,
+    id_buf: Vec<u8>,
+}
+
+enum ActionPrefix<'a> {
+    Fixed(Vec<u8>),
+    Templated {
+        options: &'a DocOptions,
+        time: TimeSource<'a>,
+        field: &'a str,
+        cached: Option<(i64, Vec<u8>)>,
+    },
+}
+
+fn op_prefix(op: OpType) -> &'static [u8] {
+    match op {
+        OpType::Index => b"{\"index\":{",
+        OpType::Create => b"{\"create\":{",
+    }
+}
+
+impl<'a> BatchEncoder<'a> {
+    /// Prepares `batch` (from `item`) for encoding with `options`.
+    ///
+    /// Fails (permanently: the data does not fit the configuration) when the id or
+    /// index-time column is missing or of an unusable type.
+    pub fn new(options: &'a DocOptions, item: &WorkItem, batch: &'a RecordBatch) -> Result<Self> {
+        let schema = batch.schema_ref();
+        let mut columns = Vec::with_capacity(batch.num_columns());
+        for (field, array) in schema.fields().iter().zip(batch.columns()) {
+            let mut key = Vec::with_capacity(field.name().len() + 3);
+            json::write_str(field.name().as_bytes(), &mut key);
+            key.push(b':');
+            columns.push(Column {
+                key,
+                nulls: array.nulls(),
+                values: values_of(field, array.as_ref())?,
+            });
+        }
+        let id = match &options.id_field {
+            None => {
+                let mut h = xxhash_rust::xxh3::Xxh3::new();
+                h.update(item.uri.as_bytes());
+                h.update(&[0]);
+                h.update(item.etag.as_deref().unwrap_or("").as_bytes());
+                let digest = h.digest128();
+                let mut hex = [0u8; 32];
+                for (i, byte) in digest.to_be_bytes().iter().enumerate() {
+                    hex[2 * i] = b"0123456789abcdef"[(byte >> 4) as usize];
+                    hex[2 * i + 1] = b"0123456789abcdef"[(byte & 0xf) as usize];
+                }
+                IdSource::Hash(hex)
+            }
+            Some(name) => {
+                let (idx, field) = schema.column_with_name(name).ok_or_else(|| {
+                    permanent(format!(
+                        "the id field `{name}` (indexer.elasticsearch.id_field) is not a column of {}",
+                        item.uri
+                    ))
+                })?;
+                let array = batch.column(idx);
+                let values = match array.data_type() {
+                    DataType::Utf8
+                    | DataType::LargeUtf8
+                    | DataType::Utf8View
+                    | DataType::Int64
+                    | DataType::Int32
+                    | DataType::UInt64
+                    | DataType::UInt32 => values_of(&schema.fields()[idx], array.as_ref())?,
+                    other => {
+                        return Err(permanent(format!(
+                            "the id field `{name}` has type {other}; expected a string or integer column"
+                        )));
+                    }
+                };
+                IdSource::Field {
+                    name: field.name(),
+                    nulls: array.nulls(),
+                    values,
+                }
+            }
+        };
+        let action = match &options.index {
+            IndexName::Fixed(_) => {
+                let mut p = op_prefix(options.op_type).to_vec();
+                p.extend_from_slice(b"\"_id\":\"");
+                ActionPrefix::Fixed(p)
+            }
+            IndexName::Template(t) => {
+                let field = t.time_field.as_str();
+                let idx = schema.index_of(field).map_err(|_| {
+                    permanent(format!(
+                        "the index name `{}` needs the time field `{field}`, which is not a column of {}",
+                        t.pattern, item.uri
+                    ))
+                })?;
+                let a = batch.column(idx);
+                let time = match a.data_type() {
+                    DataType::Timestamp(unit, _) => {
+                        let (values, per_sec): (&[i64], i64) = match unit {
+                            TimeUnit::Second => {
+                                (a.as_primitive::<TimestampSecondType>().values(), 1)
+                            }
+                            TimeUnit::Millisecond => {
+                                (a.as_primitive::<TimestampMillisecondType>().values(), 1_000)
+                            }
+                            TimeUnit::Microsecond => (
+                                a.as_primitive::<TimestampMicrosecondType>().values(),
+                                1_000_000,
+                            ),
+                            TimeUnit::Nanosecond => (
+                                a.as_primitive::<TimestampNanosecondType>().values(),
+                                1_000_000_000,
+                            ),
+                        };
+                        TimeSource::Ticks {
+                            nulls: a.nulls(),
+                            values,
+                            per_sec,
+                        }
+                    }
+                    DataType::Date64 => TimeSource::Ticks {
+                        nulls: a.nulls(),
+                        values: a.as_primitive::<Date64Type>().values(),
+                        per_sec: 1_000,
+                    },
+                    DataType::Int64 => TimeSource::Ticks {
+                        nulls: a.nulls(),
+                        values: a.as_primitive::<Int64Type>().values(),
+                        per_sec: 1_000,
+                    },
+                    DataType::Date32 => TimeSource::Days {
+                        nulls: a.nulls(),
+                        values: a.as_primitive::<Date32Type>().values(),
+                    },
+                    DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+                        TimeSource::Text(a.as_ref())
+                    }
+                    other => {
+                        return Err(permanent(format!(
+                            "the index name time field `{field}` has type {other}; expected a timestamp, date, epoch-millis integer or ISO-8601 string"
+                        )));
+                    }
+                };
+                ActionPrefix::Templated {
+                    options,
+                    time,
+                    field,
+                    cached: None,
+                }
+            }
+        };
+        Ok(BatchEncoder {
+            columns,
+            id,
+            action,
+            id_buf: Vec::with_capacity(64),
+        })
+    }
+
+    /// Appends row `row` (source ordinal `ordinal`) as an action line and a source line.
+    ///
+    /// On `Err` (a record-level reason: no id, no time for the index name) nothing is
+    /// appended.
+    #[inline]
+    pub fn write_row(&mut self, row: usize, ordinal: u64, out: &mut Vec<u8>) -> Result<(), String> {
+        let start = out.len();
+        // The id first: it is the part that can fail.
+        self.id_buf.clear();
+        match &mut self.id {
+            IdSource::Hash(prefix) => {
+                self.id_buf.extend_from_slice(prefix);
+                self.id_buf.push(b'-');
+                json::write_int(ordinal, &mut self.id_buf);
+            }
+            IdSource::Field {
+                name,
+                nulls,
+                values,
+            } => {
+                if nulls.is_some_and(|n| n.is_null(row)) {
+                    return Err(format!("the id field `{name}` is null"));
+                }
+                match values {
+                    Values::Str(a) => {
+                        json::write_str_body(a.value(row).as_bytes(), &mut self.id_buf)
+                    }
+                    Values::LargeStr(a) => {
+                        json::write_str_body(a.value(row).as_bytes(), &mut self.id_buf)
+                    }
+                    Values::View(a) => {
+                        json::write_str_body(a.value(row).as_bytes(), &mut self.id_buf)
+                    }
+                    Values::I64(v) => json::write_int(v[row], &mut self.id_buf),
+                    Values::I32(v) => json::write_int(v[row], &mut self.id_buf),
+                    Values::U64(v) => json::write_int(v[row], &mut self.id_buf),
+                    Values::U32(v) => json::write_int(v[row], &mut self.id_buf),
+                    _ => return Err(format!("the id field `{name}` is not a string or integer")),
+                }
+                if self.id_buf.is_empty() {
+                    return Err(format!("the id field `{name}` is empty"));
+                }
+                if self.id_buf.len() > MAX_ID_BYTES {
+                    return Err(format!(
+                        "the id field `{name}` is longer than {MAX_ID_BYTES} bytes"
+                    ));
+                }
+            }
+        }
+        match &mut self.action {
+            ActionPrefix::Fixed(p) => out.extend_from_slice(p),
+            ActionPrefix::Templated {
+                options,
+                time,
+                field,
+                cached,
+            } => {
+                let IndexName::Template(t) = &options.index else {
+                    unreachable!("templated prefix only for templated names")
+                };
+                let Some(secs) = time.seconds(row) else {
+                    return Err(format!(
+                        "no usable value in `{field}` to name the index `{}`",
+                        t.pattern
+                    ));
+                };
+                let bucket = secs.div_euclid(t.bucket_secs());
+                match cached {
+                    Some((b, p)) if *b == bucket => out.extend_from_slice(p),
+                    _ => {
+                        let mut p = op_prefix(options.op_type).to_vec();
+                        p.extend_from_slice(b"\"_index\":");
+                        json::write_str(t.render(secs).as_bytes(), &mut p);
+                        p.extend_from_slice(b",\"_id\":\"");
+                        out.extend_from_slice(&p);
+                        *cached = Some((bucket, p));
+                    }
+                }
+            }
+        }
+        out.extend_from_slice(&self.id_buf);
+        out.extend_from_slice(b"\"}}\n");
+        self.write_source(row, out);
+        out.push(b'\n');
+        debug_assert!(out.len() > start);
+        Ok(())
+    }
+
+    /// Appends row `row`'s document (the source line, without its newline).
+    #[inline]
+    pub fn write_source(&mut self, row: usize, out: &mut Vec<u8>) {
+        out.push(b'{');
+        let mut first = true;
+        for c in &mut self.columns {
+            if c.nulls.is_some_and(|n| n.is_null(row)) {
+                continue;
+            }
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            out.extend_from_slice(&c.key);
+            c.write(row, out);
+        }
+        out.push(b'}');
+    }
+}
+
+fn permanent(message: String) -> PfError {
+    PfError::Indexer {
+        destination: "elasticsearch",
+        class: pf_error::ErrorClass::Permanent,
+        message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{
+        Float64Array, Int64Array, ListArray, StringArray, TimestampMicrosecondArray,
+    };
+    use arrow::datatypes::Int32Type as I32;
+
+    use super::*;
+    use crate::settings::IndexTemplate;
+
+    fn item() -> WorkItem {
+        let mut i = WorkItem::from_uri("file:///data/a.parquet").unwrap();
+        i.etag = Some("e1".into());
+        i
+    }
+
+    fn lines(out: &[u8]) -> Vec<serde_json::Value> {
+        out.split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn rows_become_action_and_source_lines_that_parse_back() {
+        let list =
+            ListArray::from_iter_primitive::<I32, _, _>(vec![Some(vec![Some(1), None]), None]);
+        let batch = RecordBatch::try_from_iter([
+            (
+                "s",
+                Arc::new(StringArray::from(vec![Some("a\"b\n"), None])) as _,
+            ),
+            (
+                "n",
+                Arc::new(Int64Array::from(vec![Some(-5), Some(7)])) as _,
+            ),
+            ("f", Arc::new(Float64Array::from(vec![f64::NAN, 2.25])) as _),
+            (
+                "t",
+                Arc::new(TimestampMicrosecondArray::from(vec![0, 1_500_000]).with_timezone("UTC"))
+                    as _,
+            ),
+            ("l", Arc::new(list) as _),
+        ])
+        .unwrap();
+        let options = DocOptions {
+            index: IndexName::Fixed("tx".into()),
+            id_field: None,
+            op_type: OpType::Index,
+        };
+        let mut enc = BatchEncoder::new(&options, &item(), &batch).unwrap();
+        let mut out = Vec::new();
+        enc.write_row(0, 10, &mut out).unwrap();
+        enc.write_row(1, 11, &mut out).unwrap();
+        let l = lines(&out);
+        assert_eq!(l.len(), 4);
+        let id0 = l[0]["index"]["_id"].as_str().unwrap();
+        assert!(id0.ends_with("-10") && id0.len() == 35, "{id0}");
+        assert_eq!(
+            l[1],
+            serde_json::json!({"s": "a\"b\n", "n": -5, "f": null, "t": "1970-01-01T00:00:00.000000Z", "l": [1, null]})
+        );
+        assert_eq!(
+            l[3],
+            serde_json::json!({"n": 7, "f": 2.25, "t": "1970-01-01T00:00:01.500000Z"})
+        );
+        // Same file, same ordinal → same id; another etag → another id.
+        let mut again = Vec::new();
+        BatchEncoder::new(&options, &item(), &batch)
+            .unwrap()
+            .write_row(0, 10, &mut again)
+            .unwrap();
+        assert_eq!(lines(&again)[0], l[0]);
+        let mut other = item();
+        other.etag = Some("e2".into());
+        let mut changed = Vec::new();
+        BatchEncoder::new(&options, &other, &batch)
+            .unwrap()
+            .write_row(0, 10, &mut changed)
+            .unwrap();
+        assert_ne!(lines(&changed)[0], l[0]);
+    }
+
+    #[test]
+    fn id_field_and_templated_index_names() {
+        let batch = RecordBatch::try_from_iter([
+            (
+                "id",
+                Arc::new(StringArray::from(vec![Some("tx-1"), None, Some("")])) as _,
+            ),
+            (
+                "ts",
+                Arc::new(TimestampMicrosecondArray::from(vec![
+                    1_700_000_000_000_000,
+                    0,
+                    0,
+                ])) as _,
+            ),
+        ])
+        .unwrap();
+        let options = DocOptions {
+            index: IndexName::Template(IndexTemplate::parse("tx-{yyyy.MM.dd}", "ts").unwrap()),
+            id_field: Some("id".into()),
+            op_type: OpType::Create,
+        };
+        let mut enc = BatchEncoder::new(&options, &item(), &batch).unwrap();
+        let mut out = Vec::new();
+        enc.write_row(0, 0, &mut out).unwrap();
+        assert_eq!(
+            lines(&out)[0],
+            serde_json::json!({"create": {"_index": "tx-2023.11.14", "_id": "tx-1"}})
+        );
+        let len = out.len();
+        assert!(enc.write_row(1, 1, &mut out).unwrap_err().contains("null"));
+        assert!(enc.write_row(2, 2, &mut out).unwrap_err().contains("empty"));
+        assert_eq!(out.len(), len, "failed rows append nothing");
+        let missing = DocOptions {
+            id_field: Some("nope".into()),
+            ..options.clone()
+        };
+        assert!(BatchEncoder::new(&missing, &item(), &batch).is_err());
+    }
+
+    #[test]
+    fn iso_strings_name_indices() {
+        assert_eq!(
+            parse_iso_seconds("1970-01-02T01:00:00Z"),
+            Some(86_400 + 3600)
+        );
+        assert_eq!(
+            parse_iso_seconds("2000-03-01"),
+            Some(days_from_civil(2000, 3, 1) * 86_400)
+        );
+        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
+        assert_eq!(parse_iso_seconds("yesterday"), None);
+    }
+}
