@@ -65,6 +65,101 @@ fn config_errors_name_the_key_and_exit_1() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("queue.sqs.queue_url"));
 }
 
+/// Runs `pf-worker` with `args` and no input; (exit code, stderr).
+fn worker_fails(args: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(bin("pf-worker"))
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn start_up_errors_name_the_key_and_where_it_was_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("worker.yaml");
+    let path = cfg.to_str().unwrap();
+
+    // A table file that does not exist: found while the transform stage starts.
+    std::fs::write(
+        &cfg,
+        "worker:\n  threads: 1\ntransform:\n  tables:\n    - name: geo\n      kind: cidr\n      path: /nonexistent/geo.csv\n      key: network\n",
+    )
+    .unwrap();
+    let (code, stderr) = worker_fails(&["--config", path]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "configuration error at `transform.tables[0].path`: {path}:7: "
+        )) && stderr.contains("/nonexistent/geo.csv"),
+        "{stderr}"
+    );
+
+    // A rules file that does not parse.
+    let rules = dir.path().join("fraud.yaml");
+    std::fs::write(&rules, "rules:\n  - name: x\n    condition: 'amount >'\n").unwrap();
+    std::fs::write(&cfg, "transform:\n  rules: fraud.yaml\n").unwrap();
+    let (code, stderr) = worker_fails(&["--config", path]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "configuration error at `transform.rules`: {path}:2: "
+        )),
+        "{stderr}"
+    );
+
+    // A wrong-typed key, in the file and through the flag that stands for it.
+    std::fs::write(
+        &cfg,
+        "reader:\n  batch_size: 10\nworker:\n  threads: many\n",
+    )
+    .unwrap();
+    let (code, stderr) = worker_fails(&["--config", path]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "configuration error at `worker.threads`: {path}:4: invalid type"
+        )),
+        "{stderr}"
+    );
+    let (code, stderr) = worker_fails(&["--threads", "many", "--print-config"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("configuration error at `worker.threads`: --threads: invalid type"),
+        "{stderr}"
+    );
+    let (code, stderr) = worker_fails(&["--set", "queue.kind=kafka", "--print-config"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("`queue.kind`: --set queue.kind: unknown variant `kafka`"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn set_overrides_any_key_and_flags_apply_before_it() {
+    let out = Command::new(bin("pf-worker"))
+        .args(["--threads", "3", "--set", "worker.threads=5"])
+        .args(["--set", "worker.max_attempts=9", "--set", "worker.id=0123"])
+        .args(["--es-endpoint", "http://a:9200", "--print-config"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("threads: 5"), "{text}");
+    assert!(text.contains("max_attempts: 9"), "{text}");
+    assert!(text.contains("id: '0123'"), "{text}");
+    assert!(text.contains("- http://a:9200"), "{text}");
+}
+
 #[test]
 fn demo_runs_the_whole_pipeline_in_one_process() {
     let dir = tempfile::tempdir().unwrap();

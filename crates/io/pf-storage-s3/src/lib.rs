@@ -27,7 +27,7 @@ use bytes::Bytes;
 use pf_aws::{AwsContext, AwsSettings, error_code, http_status, service_error};
 use pf_error::{ErrorClass, PfError, Result};
 use pf_traits::{ObjectListing, ObjectSource};
-use pf_types::ObjectInfo;
+use pf_types::{Backoff, ObjectInfo};
 
 /// Times a broken body stream is re-requested from where it stopped before the read fails.
 const BODY_RESUMES: u32 = 5;
@@ -388,8 +388,10 @@ fn io_kind(e: &PfError) -> std::io::ErrorKind {
     }
 }
 
+/// Delays before a broken body is resumed with a new ranged GET.
 fn resume_delay(attempt: u32) -> Duration {
-    Duration::from_millis(100 * 2u64.pow(attempt.min(6)))
+    const RESUME: Backoff = Backoff::new(Duration::from_millis(200), Duration::from_millis(6400));
+    RESUME.delay(attempt)
 }
 
 /// ListObjectsV2 pages fetched one at a time as the caller iterates, so discovery emits

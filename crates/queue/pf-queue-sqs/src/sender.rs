@@ -7,7 +7,7 @@ use tokio::task::JoinHandle;
 
 use pf_aws::{AwsContext, classify};
 use pf_error::{ErrorClass, PfError, Result};
-use pf_types::WorkItem;
+use pf_types::{Backoff, WorkItem};
 
 /// Entries per SendMessageBatch call (the SQS limit).
 const BATCH: usize = 10;
@@ -126,6 +126,9 @@ impl WorkItemSender {
     }
 }
 
+/// Delays between sends of a batch's failed entries.
+const ENTRY_RETRY: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_millis(3200));
+
 /// Sends one batch, retrying failed entries (and failed calls) with backoff.
 async fn send_batch(client: Client, url: String, mut entries: Vec<(String, String)>) -> SendReport {
     let mut report = SendReport::default();
@@ -197,7 +200,7 @@ async fn send_batch(client: Client, url: String, mut entries: Vec<(String, Strin
             }
         }
         entries = kept;
-        tokio::time::sleep(Duration::from_millis(50 * 2u64.pow(attempt.min(6)))).await;
+        tokio::time::sleep(ENTRY_RETRY.delay(attempt)).await;
     }
     report
 }

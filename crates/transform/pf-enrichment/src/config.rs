@@ -182,7 +182,7 @@ mod tests {
         };
         let err = cfg.resolved_format().unwrap_err();
         assert!(
-            err.to_string().contains("enrichment.tables.t.format"),
+            err.to_string().contains("transform.tables.t.format"),
             "{err}"
         );
         let cfg = TableConfig {
