@@ -542,3 +542,59 @@ fn record_dlq_can_be_an_s3_prefix() {
     );
     assert!(c.queues_empty());
 }
+
+#[test]
+fn local_paths_from_the_queue_are_refused_unless_allowed() {
+    let c = Cluster::start(60);
+    // A local file a queue message names: refused by default, read under storage.local.allow.
+    let allowed = c.path("allowed");
+    std::fs::create_dir_all(&allowed).unwrap();
+    let local = allowed.join("local.ndjson");
+    std::fs::write(&local, "{\"a\":1}\n{\"a\":2}\n").unwrap();
+    let item = |uri: &str| format!(r#"{{"uri":"{uri}","format":"ndjson"}}"#);
+    c.moto
+        .send_message(&c.queue_url, &item("file:///etc/passwd"));
+    c.moto
+        .send_message(&c.queue_url, &item(&format!("file://{}", local.display())));
+
+    let s = c.path("refused.json");
+    let (code, log) = finish(c.spawn_worker(&s, &[]));
+    assert_eq!(code, 2, "both items fail permanently\n{log}");
+    let summary = read_summary(&s);
+    assert_eq!(summary.files_failed, 2, "{log}");
+    assert_eq!(
+        summary.totals.rows_read, 0,
+        "nothing of either file is read"
+    );
+    let out = c.run("pf", &["dlq", "--dlq-url", &c.dlq_url, "inspect", "--json"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(text.lines().count(), 2, "{text}");
+    for line in text.lines() {
+        let l: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(l["attributes"]["pf_error_class"], "permanent", "{l}");
+        let message = l["attributes"]["pf_error_message"].as_str().unwrap();
+        assert!(
+            message.contains("not under storage.local.allow"),
+            "{message}"
+        );
+    }
+    c.run("pf", &["dlq", "--dlq-url", &c.dlq_url, "purge", "--yes"]);
+
+    // With the directory allowed, its file is read and /etc/passwd still is not.
+    c.moto
+        .send_message(&c.queue_url, &item("file:///etc/passwd"));
+    c.moto
+        .send_message(&c.queue_url, &item(&format!("file://{}", local.display())));
+    let s = c.path("allowed.json");
+    let set = format!("storage.local.allow=[{}]", allowed.display());
+    let (code, log) = finish(c.spawn_worker(&s, &["--set", &set]));
+    assert_eq!(code, 2, "{log}");
+    let summary = read_summary(&s);
+    assert_eq!(
+        (summary.files_completed, summary.files_failed),
+        (1, 1),
+        "{log}"
+    );
+    assert_eq!(summary.totals.rows_read, 2);
+    assert_eq!(summary.totals.rows_indexed, 2);
+}

@@ -112,9 +112,17 @@ pub fn deploy(config: &Config, queue: Arc<dyn WorkQueue>) -> Result<Deployment> 
         elasticsearch,
     } = destination(config, bulk)?;
     let (alerts, alert_sink) = alert_sinks(config, elasticsearch.as_deref())?;
+    let local = config
+        .storage
+        .local
+        .access(config.queue.kind == QueueKind::Sqs)?;
     let r = &config.reader;
     let parts = SharedParts {
-        source: Arc::new(ObjectSources::local_only().with_s3(s3)),
+        source: Arc::new(
+            ObjectSources::local_only()
+                .with_local_access(local)
+                .with_s3(s3),
+        ),
         readers: FormatReaders::default()
             .with(FileFormat::Parquet, Arc::new(r.parquet.build(r.batch_size)))
             .with(FileFormat::Ndjson, Arc::new(r.ndjson.build(r.batch_size))),
@@ -224,5 +232,5 @@ fn record_dlq(config: &Config, s3: Arc<OnDemandS3>) -> Result<Arc<dyn RecordDlq>
         })
         .transpose()?;
     let put: PutObject = Box::new(move |uri, body| s3.put(uri, body));
-    Ok(dlq.build(prefix, put))
+    Ok(dlq.build(prefix, &config.worker.worker_id(), put))
 }

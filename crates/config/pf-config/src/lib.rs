@@ -49,7 +49,7 @@ pub use env::substitute_env;
 pub use locate::KeyLines;
 pub use model::{
     AlertDestination, AlertsConfig, Config, CoordinatorConfig, Destination, ElasticsearchConfig,
-    IndexerConfig, MetricsConfig, NdjsonConfig, ParquetConfig, QueueConfig, QueueKind,
+    IndexerConfig, LocalConfig, MetricsConfig, NdjsonConfig, ParquetConfig, QueueConfig, QueueKind,
     ReaderConfig, RecordDlqConfig, S3Config, SqsConfig, StorageConfig, TransformConfig,
     ValkeyConfig, WorkerConfig,
 };

@@ -15,6 +15,7 @@ pub use pf_metrics::MetricsConfig;
 pub use pf_queue_sqs::SqsConfig;
 pub use pf_reader_ndjson::NdjsonConfig;
 pub use pf_reader_parquet::ParquetConfig;
+pub use pf_storage::LocalConfig;
 pub use pf_storage_s3::S3Config;
 pub use pf_transform::TransformConfig;
 pub use pf_worker::WorkerConfig;
@@ -72,6 +73,8 @@ pub enum QueueKind {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StorageConfig {
+    /// `storage.local`: which local paths work items may name.
+    pub local: LocalConfig,
     /// `storage.s3`: S3 connection settings for `s3://` URIs.
     pub s3: S3Config,
 }

@@ -112,6 +112,9 @@ fn full_config() -> Config {
             },
         },
         storage: StorageConfig {
+            local: LocalConfig {
+                allow: Some(vec![PathBuf::from("/data/in")]),
+            },
             s3: S3Config {
                 endpoint: Some("http://localhost:4566".into()),
                 region: Some("us-east-1".into()),
@@ -259,6 +262,8 @@ queue:
     visibility_timeout_secs: 600
     max_messages: 4
 storage:
+  local:
+    allow: [/data/in]
   s3:
     endpoint: http://localhost:4566
     region: us-east-1
@@ -595,6 +600,29 @@ fn validation_errors_name_their_key() {
 }
 
 #[test]
+fn stale_after_must_be_below_the_visibility_timeout_with_sqs_and_valkey() {
+    let yaml = |stale: u64, visibility: u64| {
+        format!(
+            "queue:\n  kind: sqs\n  sqs:\n    queue_url: http://q\n    visibility_timeout_secs: {visibility}\ncoordinator:\n  valkey:\n    url: redis://h:6379\n    stale_after_secs: {stale}\n"
+        )
+    };
+    let (key, message) = config_err(parse(&yaml(300, 300)));
+    assert_eq!(key, "coordinator.valkey.stale_after_secs");
+    assert!(
+        message.contains("visibility_timeout_secs (300)"),
+        "{message}"
+    );
+    assert!(parse(&yaml(120, 300)).is_ok());
+    // Without Valkey (in-process metadata) the two never meet.
+    assert!(
+        parse(
+            "queue:\n  kind: sqs\n  sqs:\n    queue_url: http://q\n    visibility_timeout_secs: 2\n"
+        )
+        .is_ok()
+    );
+}
+
+#[test]
 fn validate_catches_changes_made_after_loading() {
     let mut config = Config::demo().unwrap();
     config.queue.kind = QueueKind::Sqs;
@@ -713,7 +741,7 @@ fn shipped_worker_yaml_parses_with_its_environment() {
     assert_eq!(c.storage.s3.force_path_style, None);
     assert_eq!(
         c.metrics.socket_addr().unwrap(),
-        Some("0.0.0.0:9898".parse().unwrap())
+        Some("127.0.0.1:9898".parse().unwrap())
     );
     assert!(c.coordinator.valkey.url.is_some());
     assert!(!c.to_yaml().contains("v4lkey-secret"));

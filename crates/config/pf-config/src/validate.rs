@@ -51,7 +51,22 @@ pub(crate) fn validate(config: &Config) -> Result<(), PfError> {
     }
 
     config.record_dlq.validate()?;
-    config.coordinator.valkey.validate()?;
+    let valkey = &config.coordinator.valkey;
+    valkey.validate()?;
+    let visibility = config.queue.sqs.visibility_timeout_secs;
+    if config.queue.kind == QueueKind::Sqs
+        && valkey.url.is_some()
+        && valkey.stale_after_secs >= u64::from(visibility)
+    {
+        return err(
+            "coordinator.valkey.stale_after_secs",
+            format!(
+                "must be below queue.sqs.visibility_timeout_secs ({visibility}): a message \
+                 redelivered after its holder died must find the claim stale, or it bounces \
+                 between workers until SQS moves it to the DLQ"
+            ),
+        );
+    }
     config.metrics.socket_addr()?;
     Ok(())
 }

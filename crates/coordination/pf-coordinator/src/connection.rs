@@ -16,9 +16,25 @@ pub const VALKEY_PASSWORD_ENV: &str = "VALKEY_PASSWORD";
 /// Reconnect delays while Valkey is unreachable: 50 ms doubling to 2 s, with jitter.
 const RECONNECT: Backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
 
-/// Whether `e` may go away by reconnecting or waiting (network, restart, loading).
+/// Server answers that mean "not now" rather than "never": a replica not (yet) writable
+/// or a primary failing over (READONLY, MASTERDOWN), a restart loading its data
+/// (LOADING), a script still running (BUSY), a cluster resharding or recovering
+/// (TRYAGAIN, CLUSTERDOWN), memory full until keys expire (OOM).
+const TRANSIENT_CODES: &[&str] = &[
+    "READONLY",
+    "MASTERDOWN",
+    "LOADING",
+    "BUSY",
+    "TRYAGAIN",
+    "CLUSTERDOWN",
+    "OOM",
+];
+
+/// Whether `e` may go away by reconnecting or waiting (network, restart, failover,
+/// loading, memory pressure).
 pub(crate) fn is_transient(e: &RedisError) -> bool {
-    e.is_io_error()
+    e.code().is_some_and(|code| TRANSIENT_CODES.contains(&code))
+        || e.is_io_error()
         || e.is_timeout()
         || e.is_connection_dropped()
         || e.is_connection_refusal()

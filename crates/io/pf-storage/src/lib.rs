@@ -4,8 +4,10 @@
 //! (no whole-file loads); [`ObjectSources`] routes each URI to the source for its scheme,
 //! so the pipeline holds one `Arc<dyn ObjectSource>` whatever the mix of inputs.
 
+mod config;
 mod local;
 mod router;
 
+pub use config::{LocalAccess, LocalConfig};
 pub use local::{LocalObjectSource, local_path};
 pub use router::ObjectSources;

@@ -8,21 +8,29 @@ use pf_error::{PfError, Result};
 use pf_traits::{ObjectListing, ObjectSource};
 use pf_types::ObjectInfo;
 
-use crate::LocalObjectSource;
+use crate::{LocalAccess, LocalObjectSource};
 
 /// Routes every URI to the source registered for its scheme.
 ///
-/// Local paths and `file://` always work; `s3://` works once an S3 source is registered
-/// with [`ObjectSources::with_s3`].
+/// Local paths and `file://` work where the [`LocalAccess`] allows them (anywhere by
+/// default); `s3://` works once an S3 source is registered with
+/// [`ObjectSources::with_s3`].
 #[derive(Clone, Default)]
 pub struct ObjectSources {
     s3: Option<Arc<dyn ObjectSource>>,
+    local: LocalAccess,
 }
 
 impl ObjectSources {
-    /// Local files only.
+    /// Local files only, any path.
     pub fn local_only() -> Self {
         Self::default()
+    }
+
+    /// Local files limited to what `access` allows.
+    pub fn with_local_access(mut self, access: LocalAccess) -> Self {
+        self.local = access;
+        self
     }
 
     /// Adds the source that serves `s3://` URIs.
@@ -40,7 +48,8 @@ impl ObjectSources {
                 )
             });
         }
-        if crate::local_path(uri).is_some() {
+        if let Some(path) = crate::local_path(uri) {
+            self.local.check(uri, path)?;
             return Ok(&LocalObjectSource);
         }
         Err(PfError::InvalidWorkItem {

@@ -6,77 +6,129 @@ use pf_traits::{Delivery, MetadataStore, WorkQueue};
 
 use crate::StoppableThread;
 
-/// Deliveries being processed, and when each was last extended.
+/// Deliveries being processed, with when each was last extended in the queue and last
+/// heartbeated in metadata.
 #[derive(Default)]
 pub(crate) struct InFlight {
-    entries: Mutex<HashMap<String, (Delivery, Instant)>>,
+    entries: Mutex<HashMap<String, Entry>>,
+}
+
+struct Entry {
+    delivery: Delivery,
+    /// Last beat of each kind, indexed by [`Beat`].
+    last: [Instant; 2],
+}
+
+/// The two heartbeats, each on its own thread so a stall of one service never delays
+/// the other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Beat {
+    /// SQS visibility extension: keeps the message hidden from other workers.
+    Visibility = 0,
+    /// Metadata heartbeat: keeps the claim from looking stale.
+    Metadata = 1,
 }
 
 impl InFlight {
     pub(crate) fn insert(&self, d: &Delivery) {
-        self.lock()
-            .insert(d.handle.clone(), (d.clone(), Instant::now()));
+        let now = Instant::now();
+        self.lock().insert(
+            d.handle.clone(),
+            Entry {
+                delivery: d.clone(),
+                last: [now; 2],
+            },
+        );
     }
 
     pub(crate) fn remove(&self, d: &Delivery) {
         self.lock().remove(&d.handle);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Delivery, Instant)>> {
+    /// The deliveries whose `beat` is due after `interval`, marked as beaten now.
+    fn due(&self, beat: Beat, interval: Duration) -> Vec<Delivery> {
+        let mut map = self.lock();
+        let now = Instant::now();
+        map.values_mut()
+            .filter(|e| now.duration_since(e.last[beat as usize]) >= interval)
+            .map(|e| {
+                e.last[beat as usize] = now;
+                e.delivery.clone()
+            })
+            .collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
-/// Keeps in-flight deliveries invisible to other workers and their metadata fresh.
+/// Keeps in-flight deliveries invisible to other workers (`visibility_heartbeat`) and
+/// their claims fresh (`metadata_heartbeat`), each on its own thread and period.
 ///
-/// Runs on its own thread, touching the registry twice per file, so pipeline threads
-/// pay nothing per record and a slow batch cannot make a heartbeat late.
-pub(crate) struct VisibilityHeartbeat(StoppableThread);
+/// The threads touch the registry twice per file, so pipeline threads pay nothing per
+/// record and a slow batch cannot make a heartbeat late; and because they are separate,
+/// a Valkey stall (each metadata call may retry for `outage_limit_secs`) never stops
+/// the SQS visibility extensions, and an SQS outage never makes a claim look stale.
+pub(crate) struct Heartbeats {
+    visibility: Option<StoppableThread>,
+    metadata: StoppableThread,
+}
 
-impl VisibilityHeartbeat {
-    /// Extends each delivery every `interval` by the queue's visibility timeout.
+impl Heartbeats {
+    /// Extends each delivery by the queue's visibility timeout every half of it (when the
+    /// queue has one), and heartbeats its claim every `metadata_interval`.
     pub(crate) fn start(
         in_flight: Arc<InFlight>,
         queue: Arc<dyn WorkQueue>,
         metadata: Arc<dyn MetadataStore>,
         worker_id: String,
-        interval: Duration,
+        metadata_interval: Duration,
     ) -> Self {
-        VisibilityHeartbeat(StoppableThread::spawn(
-            "visibility-heartbeat",
-            move |ticks| {
-                let tick = interval
-                    .min(Duration::from_millis(200))
-                    .max(Duration::from_millis(10));
-                while ticks.wait(tick) {
-                    let due: Vec<Delivery> = {
-                        let mut map = in_flight.lock();
-                        let now = Instant::now();
-                        map.values_mut()
-                            .filter(|(_, last)| now.duration_since(*last) >= interval)
-                            .map(|(d, last)| {
-                                *last = now;
-                                d.clone()
-                            })
-                            .collect()
-                    };
-                    for d in due {
-                        if let Some(timeout) = queue.visibility_timeout()
-                            && let Err(e) = queue.extend_visibility(&d, timeout)
-                        {
-                            tracing::warn!(uri = %d.item.uri, error = %e, "visibility heartbeat failed; will retry");
-                        }
-                        if let Err(e) = metadata.heartbeat(&d.item, &worker_id) {
-                            tracing::warn!(uri = %d.item.uri, error = %e, "metadata heartbeat failed; will retry");
-                        }
+        let visibility = queue.visibility_timeout().map(|timeout| {
+            let in_flight = in_flight.clone();
+            beat_thread("visibility-heartbeat", timeout / 2, move |ticks_interval| {
+                for d in in_flight.due(Beat::Visibility, ticks_interval) {
+                    if let Err(e) = queue.extend_visibility(&d, timeout) {
+                        tracing::warn!(uri = %d.item.uri, error = %e, "visibility heartbeat failed; will retry");
                     }
                 }
-            },
-        ))
+            })
+        });
+        let metadata = beat_thread("metadata-heartbeat", metadata_interval, move |interval| {
+            for d in in_flight.due(Beat::Metadata, interval) {
+                if let Err(e) = metadata.heartbeat(&d.item, &worker_id) {
+                    tracing::warn!(uri = %d.item.uri, error = %e, "metadata heartbeat failed; will retry");
+                }
+            }
+        });
+        Heartbeats {
+            visibility,
+            metadata,
+        }
     }
 
-    /// Stops the heartbeat thread and waits for it.
+    /// Stops both threads and waits for them.
     pub(crate) fn stop(self) {
-        self.0.stop();
+        if let Some(v) = self.visibility {
+            v.stop();
+        }
+        self.metadata.stop();
     }
+}
+
+/// A thread that calls `beat(interval)` every tick (at most 200 ms) until stopped.
+fn beat_thread(
+    name: &'static str,
+    interval: Duration,
+    beat: impl Fn(Duration) + Send + 'static,
+) -> StoppableThread {
+    StoppableThread::spawn(name, move |ticks| {
+        let tick = interval
+            .min(Duration::from_millis(200))
+            .max(Duration::from_millis(10));
+        while ticks.wait(tick) {
+            beat(interval);
+        }
+    })
 }

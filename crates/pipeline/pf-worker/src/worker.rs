@@ -7,7 +7,7 @@ use pf_file_processor::{FileError, FileProcessor, SharedParts};
 use pf_traits::{Claim, Delivery, IndexerFactory, MetadataStore, TransformFactory, WorkQueue};
 use pf_types::{Checkpoint, FileFailure, RunSummary};
 
-use crate::heartbeat::{InFlight, VisibilityHeartbeat};
+use crate::heartbeat::{Heartbeats, InFlight};
 use crate::stoppable::StoppableThread;
 use pf_types::Backoff;
 
@@ -26,7 +26,8 @@ pub struct WorkerSettings {
     pub idle_exit: Option<Duration>,
     /// Longest single wait on the queue, so shutdown is noticed promptly.
     pub receive_wait: Duration,
-    /// Heartbeat period when the queue has no visibility timeout of its own.
+    /// Period of the metadata heartbeat (a quarter of the staleness period, so a live
+    /// holder never looks stale); SQS visibility is extended on its own period.
     pub heartbeat_interval: Duration,
     /// Delay before an item held by another live worker is offered again.
     pub held_elsewhere_delay: Duration,
@@ -116,16 +117,12 @@ impl Worker {
     pub fn run(&self) -> Result<RunSummary> {
         let started = Instant::now();
         let in_flight = Arc::new(InFlight::default());
-        let interval = self
-            .queue
-            .visibility_timeout()
-            .map_or(self.settings.heartbeat_interval, |vt| vt / 2);
-        let heartbeat = VisibilityHeartbeat::start(
+        let heartbeat = Heartbeats::start(
             in_flight.clone(),
             self.queue.clone(),
             self.metadata.clone(),
             self.settings.worker_id.clone(),
-            interval,
+            self.settings.heartbeat_interval,
         );
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(self.settings.threads.max(1))

@@ -17,7 +17,7 @@ pub struct RecordDlqConfig {
     /// original record). Created when needed. Default `./dlq`.
     pub dir: PathBuf,
     /// `s3_prefix`: `s3://bucket/prefix/` to upload the failed records to instead (one
-    /// NDJSON object per flush, named by worker process and sequence), so a fleet's
+    /// NDJSON object per flush, named by worker id, a random part and sequence), so a fleet's
     /// record DLQ lands in one place. Default `null`: files in `dir`.
     pub s3_prefix: Option<String>,
 }
@@ -41,10 +41,15 @@ impl RecordDlqConfig {
     }
 
     /// Files in `dir`, or, with `s3_prefix` (given here as the normalized `prefix_uri`),
-    /// objects uploaded with `put`.
-    pub fn build(&self, prefix_uri: Option<String>, put: PutObject) -> Arc<dyn RecordDlq> {
+    /// objects uploaded with `put` and named after `writer` (the worker id).
+    pub fn build(
+        &self,
+        prefix_uri: Option<String>,
+        writer: &str,
+        put: PutObject,
+    ) -> Arc<dyn RecordDlq> {
         match prefix_uri {
-            Some(uri) => Arc::new(ObjectRecordDlq::new(uri, put)),
+            Some(uri) => Arc::new(ObjectRecordDlq::new(uri, writer, put)),
             None => Arc::new(FileRecordDlq::new(&self.dir)),
         }
     }

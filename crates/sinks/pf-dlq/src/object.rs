@@ -11,7 +11,8 @@ pub type PutObject = Box<dyn Fn(&str, Vec<u8>) -> Result<()> + Send + Sync>;
 /// Failed records as NDJSON objects under a prefix (e.g. `s3://bucket/dlq/`).
 ///
 /// Lines are buffered in memory and uploaded as one new object per [`flush`]
-/// (`<prefix>records-<millis>-<pid>-<seq>.ndjson`): objects are immutable, and a flush
+/// (`<prefix>records-<millis>-<writer>-<random>-<seq>.ndjson`, unique across a fleet even
+/// where every pod's worker has pid 1): objects are immutable, and a flush
 /// happens before every checkpoint and acknowledgement, so nothing acknowledged is
 /// only in memory. A failed upload keeps the lines for the next flush and fails the
 /// file transiently.
@@ -27,8 +28,9 @@ pub struct ObjectRecordDlq {
 }
 
 impl ObjectRecordDlq {
-    /// A DLQ writing under `prefix` through `put`.
-    pub fn new(prefix: impl Into<String>, put: PutObject) -> Self {
+    /// A DLQ writing under `prefix` through `put`; `writer` (the worker id) goes into
+    /// every object name, with a random part so two processes never share a name.
+    pub fn new(prefix: impl Into<String>, writer: &str, put: PutObject) -> Self {
         let mut prefix = prefix.into();
         if !prefix.is_empty() && !prefix.ends_with('/') {
             prefix.push('/');
@@ -38,13 +40,43 @@ impl ObjectRecordDlq {
             .map_or(0, |d| d.as_millis());
         ObjectRecordDlq {
             prefix,
-            stem: format!("records-{millis}-{}", std::process::id()),
+            stem: format!(
+                "records-{millis}-{}-{:08x}",
+                name_safe(writer),
+                random_u32()
+            ),
             put,
             pending: Mutex::new(Vec::new()),
             sequence: AtomicU64::new(0),
             written: AtomicU64::new(0),
         }
     }
+}
+
+/// `text` with anything but ASCII letters, digits, `.`, `_` and `-` replaced by `_`, so
+/// it can stand in an object key.
+fn name_safe(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// A value that differs between processes and calls (randomly seeded hasher).
+fn random_u32() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish() as u32
 }
 
 impl RecordDlq for ObjectRecordDlq {
@@ -117,6 +149,7 @@ mod tests {
         let (s, f) = (store.clone(), fail_next.clone());
         let dlq = ObjectRecordDlq::new(
             "s3://b/dlq",
+            "pod-a/1",
             Box::new(move |uri, body| {
                 if f.swap(false, Ordering::Relaxed) {
                     return Err(PfError::Service {
@@ -156,5 +189,35 @@ mod tests {
         );
         assert_eq!(dlq.written(), 3);
         assert_eq!(dlq.location(), "s3://b/dlq/");
+    }
+
+    #[test]
+    fn names_carry_the_writer_and_never_collide() {
+        let names: Arc<Mutex<Vec<String>>> = Arc::default();
+        let dlqs: Vec<ObjectRecordDlq> = (0..2)
+            .map(|_| {
+                let n = names.clone();
+                // Same prefix, same worker id, same millisecond: pods whose workers are
+                // all pid 1 and named alike.
+                ObjectRecordDlq::new(
+                    "s3://b/dlq/",
+                    "worker-1",
+                    Box::new(move |uri, _| {
+                        n.lock().unwrap().push(uri.to_owned());
+                        Ok(())
+                    }),
+                )
+            })
+            .collect();
+        for d in &dlqs {
+            d.write(&[failure(1)]).unwrap();
+            d.flush().unwrap();
+        }
+        let names = names.lock().unwrap();
+        assert_eq!(names.len(), 2);
+        assert_ne!(names[0], names[1]);
+        for n in names.iter() {
+            assert!(n.contains("-worker-1-"), "{n}");
+        }
     }
 }
