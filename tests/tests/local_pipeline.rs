@@ -175,3 +175,49 @@ fn invalid_work_item_lines_are_skipped_and_reported() {
     );
     assert_eq!(read_summary(&summary_path).totals.rows_indexed, 1_000);
 }
+
+#[test]
+fn a_local_file_rewritten_after_discovery_fails_permanently() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let file = data.join("a.ndjson");
+    std::fs::write(&file, "{\"a\":1}\n").unwrap();
+    let listing = std::process::Command::new(pf_tests::bin("pf-discoverer"))
+        .args(["--path", data.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(listing.status.success());
+    // Rewritten (new size and time) between discovery and processing.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    std::fs::write(&file, "{\"a\":1}\n{\"a\":2}\n").unwrap();
+    let summary = dir.path().join("s.json");
+    let out = pf_tests::run_with_stdin(
+        &pf_tests::bin("pf-worker"),
+        &[
+            "--destination",
+            "stats",
+            "--summary-json",
+            summary.to_str().unwrap(),
+            "--dlq-dir",
+            dir.path().join("dlq").to_str().unwrap(),
+        ],
+        &listing.stdout,
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = pf_tests::read_summary(&summary);
+    assert_eq!(s.files_failed, 1);
+    assert_eq!(s.totals.rows_read, 0);
+    assert!(
+        s.failures[0]
+            .error
+            .contains("object changed since discovery"),
+        "{:?}",
+        s.failures
+    );
+}

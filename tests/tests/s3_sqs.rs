@@ -598,3 +598,37 @@ fn local_paths_from_the_queue_are_refused_unless_allowed() {
     assert_eq!(summary.totals.rows_read, 2);
     assert_eq!(summary.totals.rows_indexed, 2);
 }
+
+#[test]
+fn objects_changed_since_discovery_fail_permanently_and_are_never_spliced() {
+    let c = Cluster::start(60);
+    c.moto
+        .put_object(BUCKET, "chg/a.ndjson", b"{\"a\":1}\n{\"a\":2}\n".to_vec());
+    c.moto
+        .put_object(BUCKET, "chg/b.ndjson", b"{\"b\":1}\n".to_vec());
+    c.discover_to_sqs(&["--prefix", "chg/"]);
+    // Rewritten after discovery: its work item names a version that no longer exists.
+    c.moto.put_object(
+        BUCKET,
+        "chg/a.ndjson",
+        b"{\"a\":1}\n{\"a\":2}\n{\"a\":3}\n".to_vec(),
+    );
+    let s = c.path("chg.json");
+    let (code, log) = finish(c.spawn_worker(&s, &[]));
+    assert_eq!(code, 2, "{log}");
+    let summary = read_summary(&s);
+    assert_eq!(
+        (summary.files_completed, summary.files_failed),
+        (1, 1),
+        "{log}"
+    );
+    assert_eq!(summary.totals.rows_indexed, 1, "only b.ndjson is read");
+    let failure = &summary.failures[0];
+    assert!(failure.uri.ends_with("chg/a.ndjson"), "{failure:?}");
+    assert_eq!(failure.class, pf_error::ErrorClass::Permanent);
+    assert!(
+        failure.error.contains("object changed since discovery"),
+        "{failure:?}"
+    );
+    c.run("pf", &["dlq", "--dlq-url", &c.dlq_url, "purge", "--yes"]);
+}

@@ -424,6 +424,80 @@ fn valkey_restart_mid_run_finishes_with_exact_counts() {
     assert!(p.files_completed >= 1 && p.processing.is_empty(), "{p:?}");
 }
 
+/// Valkey gone for good mid-run, with work items from stdin (a queue that never
+/// redelivers by itself): items whose outcome cannot be recorded go back to the queue
+/// with backoff and are given up after `worker.max_attempts`, so the run ends (exit 2)
+/// instead of waiting for them forever.
+#[test]
+fn stdin_run_ends_when_valkey_is_gone_for_good() {
+    const ROWS: u64 = 8_000;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    generate_data(&data, ROWS, 2, FileFormat::Parquet, 1_000);
+    std::fs::write(dir.path().join("slow.rhai"), SLOW_SCRIPT).unwrap();
+    let mut valkey = Valkey::start();
+    let lines = discover(&data, "gone", &valkey);
+    let cfg = config(
+        dir.path(),
+        "w.yaml",
+        30,
+        "transform:\n  script: slow.rhai\n",
+    );
+    let url = valkey.url();
+    let summary = dir.path().join("s.json");
+    let mut w = spawn_worker(
+        &worker_args(&cfg, &url, &summary, "w1"),
+        &[
+            "--destination",
+            "stats",
+            "--threads",
+            "1",
+            "--batch-size",
+            "500",
+            "--set",
+            "coordinator.valkey.outage_limit_secs=1",
+            "--set",
+            "worker.max_attempts=3",
+            "--set",
+            "worker.retry_base_ms=50",
+            "--set",
+            "worker.retry_max_ms=200",
+        ],
+        &summary,
+    );
+    feed(&mut w, &lines);
+    {
+        let st = store(&valkey);
+        wait_for("the first checkpoint", Duration::from_secs(120), || {
+            st.job_progress("gone")
+                .unwrap()
+                .is_some_and(|p| p.rows_done > 0)
+        });
+    }
+    valkey.kill();
+    // A hang would leave the worker running: stop waiting well before the test runner does.
+    let started = Instant::now();
+    while w.try_wait().expect("poll pf-worker").is_none() {
+        if started.elapsed() > Duration::from_secs(240) {
+            let _ = w.kill();
+            panic!("pf-worker still running 240 s after Valkey went away");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = finished(w, &summary);
+    assert_eq!(out.0, Some(2), "{}", out.2);
+    let s = read_summary(&summary);
+    assert_eq!(s.files_failed, 2, "{}", out.2);
+    assert!(
+        s.failures
+            .iter()
+            .all(|f| f.error.contains("after 3 attempts")
+                && f.class == pf_error::ErrorClass::Transient),
+        "{:?}",
+        s.failures
+    );
+}
+
 /// Alert keys (`rule|account|t_end`) of rapid_activity in an alerts file.
 fn rapid_alerts(path: &Path) -> Vec<String> {
     std::fs::read_to_string(path)

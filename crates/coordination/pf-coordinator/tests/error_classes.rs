@@ -61,7 +61,10 @@ fn out_of_memory_and_read_only_are_transient() {
         &[&["REPLICAOF", "NO", "ONE"]],
     );
     assert_eq!(read_only.class(), ErrorClass::Transient, "{read_only}");
-    assert!(read_only.to_string().contains("READONLY"), "{read_only}");
+    assert!(
+        read_only.to_string().contains("read only replica"),
+        "{read_only}"
+    );
 
     // Back to normal, the same call succeeds.
     let store = ValkeyMetadataStore::connect(&ValkeyConfig::for_url(server.url())).unwrap();

@@ -30,6 +30,6 @@ pub use metadata::{
 };
 pub use queue::{Delivery, WorkQueue};
 pub use reader::{BatchStream, ReadBatch, Reader, ResumePoint};
-pub use source::{ObjectListing, ObjectSource};
+pub use source::{ObjectListing, ObjectSource, PinnedSource, object_changed};
 pub use transform::{AlertSink, IdentityTransform, Transform, TransformFactory, TransformOutput};
 pub use window::{BatchMeta, WindowAlert, WindowOutcome, WindowRequest, WindowStore};

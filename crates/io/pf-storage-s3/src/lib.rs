@@ -123,8 +123,16 @@ impl S3ObjectSource {
         Ok(())
     }
 
-    /// One GET from `start` (to `end`, exclusive, when given): the body stream.
-    fn get(&self, uri: &str, loc: &S3Location, start: u64, end: Option<u64>) -> Result<ByteStream> {
+    /// One GET from `start` (to `end`, exclusive, when given) of version `if_match` (any
+    /// version without it): the body stream.
+    fn get(
+        &self,
+        uri: &str,
+        loc: &S3Location,
+        start: u64,
+        end: Option<u64>,
+        if_match: Option<&str>,
+    ) -> Result<ByteStream> {
         let range = match end {
             Some(end) => format!("bytes={start}-{}", end - 1),
             None => format!("bytes={start}-"),
@@ -137,11 +145,14 @@ impl S3ObjectSource {
                     .bucket(&loc.bucket)
                     .key(&loc.key)
                     .range(range)
+                    .set_if_match(if_match.map(|etag| format!("\"{etag}\"")))
                     .send(),
             )
             .map_err(|e| {
                 if is_not_found(error_code(&e), http_status(&e)) {
                     not_found(uri)
+                } else if let (Some(etag), Some(412)) = (if_match, http_status(&e)) {
+                    pf_traits::object_changed(uri, etag, None)
                 } else if http_status(&e) == Some(416) {
                     PfError::invalid_data(
                         uri,
@@ -206,6 +217,14 @@ impl ObjectSource for OnDemandS3 {
         self.source()?.read_range(uri, range)
     }
 
+    fn read_range_pinned(&self, uri: &str, range: Range<u64>, etag: &str) -> Result<Bytes> {
+        self.source()?.read_range_pinned(uri, range, etag)
+    }
+
+    fn read_from_pinned(&self, uri: &str, offset: u64, etag: &str) -> Result<Box<dyn Read + Send>> {
+        self.source()?.read_from_pinned(uri, offset, etag)
+    }
+
     fn read_from(&self, uri: &str, offset: u64) -> Result<Box<dyn Read + Send>> {
         self.source()?.read_from(uri, offset)
     }
@@ -253,6 +272,38 @@ impl ObjectSource for S3ObjectSource {
     }
 
     fn read_range(&self, uri: &str, range: Range<u64>) -> Result<Bytes> {
+        self.ranged_read(uri, range, None)
+    }
+
+    fn read_range_pinned(&self, uri: &str, range: Range<u64>, etag: &str) -> Result<Bytes> {
+        self.ranged_read(uri, range, Some(etag))
+    }
+
+    fn read_from(&self, uri: &str, offset: u64) -> Result<Box<dyn Read + Send>> {
+        self.stream_from(uri, offset, None)
+    }
+
+    fn read_from_pinned(&self, uri: &str, offset: u64, etag: &str) -> Result<Box<dyn Read + Send>> {
+        self.stream_from(uri, offset, Some(etag))
+    }
+
+    fn list(&self, root: &str, recursive: bool) -> Result<ObjectListing<'_>> {
+        let loc = S3Location::parse(root)?;
+        Ok(Box::new(S3Listing {
+            source: self,
+            loc,
+            delimiter: (!recursive).then(|| "/".to_owned()),
+            continuation: None,
+            page: VecDeque::new(),
+            done: false,
+        }))
+    }
+}
+
+impl S3ObjectSource {
+    /// Exactly the bytes of `range`, of version `if_match` when given; a body that breaks
+    /// off is requested again.
+    fn ranged_read(&self, uri: &str, range: Range<u64>, if_match: Option<&str>) -> Result<Bytes> {
         if range.is_empty() {
             return Ok(Bytes::new());
         }
@@ -260,7 +311,7 @@ impl ObjectSource for S3ObjectSource {
         let want = (range.end - range.start) as usize;
         let mut attempt = 0;
         loop {
-            let body = self.get(uri, &loc, range.start, Some(range.end))?;
+            let body = self.get(uri, &loc, range.start, Some(range.end), if_match)?;
             match self.aws.block_on(body.collect()) {
                 Ok(data) => {
                     let bytes = data.into_bytes();
@@ -298,29 +349,25 @@ impl ObjectSource for S3ObjectSource {
         }
     }
 
-    fn read_from(&self, uri: &str, offset: u64) -> Result<Box<dyn Read + Send>> {
+    /// A streaming read from `offset`, of version `if_match` when given (resumed GETs
+    /// included).
+    fn stream_from(
+        &self,
+        uri: &str,
+        offset: u64,
+        if_match: Option<&str>,
+    ) -> Result<Box<dyn Read + Send>> {
         let loc = S3Location::parse(uri)?;
-        let body = self.get(uri, &loc, offset, None)?;
+        let body = self.get(uri, &loc, offset, None, if_match)?;
         Ok(Box::new(S3BodyReader {
             source: self.clone(),
             uri: uri.to_owned(),
             loc,
+            if_match: if_match.map(str::to_owned),
             position: offset,
             body: Some(body),
             chunk: Bytes::new(),
             resumes: 0,
-        }))
-    }
-
-    fn list(&self, root: &str, recursive: bool) -> Result<ObjectListing<'_>> {
-        let loc = S3Location::parse(root)?;
-        Ok(Box::new(S3Listing {
-            source: self,
-            loc,
-            delimiter: (!recursive).then(|| "/".to_owned()),
-            continuation: None,
-            page: VecDeque::new(),
-            done: false,
         }))
     }
 }
@@ -331,6 +378,7 @@ struct S3BodyReader {
     source: S3ObjectSource,
     uri: String,
     loc: S3Location,
+    if_match: Option<String>,
     position: u64,
     body: Option<ByteStream>,
     chunk: Bytes,
@@ -356,7 +404,13 @@ impl Read for S3BodyReader {
                     std::thread::sleep(resume_delay(self.resumes));
                     let body = self
                         .source
-                        .get(&self.uri, &self.loc, self.position, None)
+                        .get(
+                            &self.uri,
+                            &self.loc,
+                            self.position,
+                            None,
+                            self.if_match.as_deref(),
+                        )
                         .map_err(|e| std::io::Error::new(io_kind(&e), e.to_string()))?;
                     self.body = Some(body);
                 }

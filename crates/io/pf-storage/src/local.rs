@@ -32,20 +32,39 @@ fn path_of(uri: &str) -> Result<&Path> {
     })
 }
 
+/// Fails with [`pf_traits::object_changed`] unless the file's version (size and
+/// modification time, as in its etag) is still `etag`.
+fn check_version(uri: &str, etag: &str) -> Result<()> {
+    let path = path_of(uri)?;
+    let meta = fs::metadata(path).map_err(|e| PfError::io(uri, e))?;
+    let now = version(&meta);
+    if now != etag {
+        return Err(pf_traits::object_changed(uri, etag, Some(&now)));
+    }
+    Ok(())
+}
+
+/// The etag of a local file: modification time (ns) and size, in hex; changes whenever
+/// the file is rewritten, like an S3 ETag does.
+fn version(meta: &fs::Metadata) -> String {
+    let mtime_ns = meta
+        .modified()
+        .ok()
+        .and_then(|m| m.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    format!("{mtime_ns:x}-{:x}", meta.len())
+}
+
 fn file_uri(path: &Path) -> String {
     format!("file://{}", path.display())
 }
 
 fn object_info(path: &Path, meta: &fs::Metadata) -> ObjectInfo {
     let modified = meta.modified().ok();
-    let mtime_ns = modified
-        .and_then(|m| m.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_nanos());
     ObjectInfo {
         uri: file_uri(path),
         size: meta.len(),
-        // Changes whenever the file is rewritten, like an S3 ETag does.
-        etag: Some(format!("{mtime_ns:x}-{:x}", meta.len())),
+        etag: Some(version(meta)),
         last_modified: modified.map(|m| {
             chrono::DateTime::<chrono::Utc>::from(m)
                 .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
@@ -75,6 +94,18 @@ impl ObjectSource for LocalObjectSource {
         file.read_exact_at(&mut buf, range.start)
             .map_err(|e| PfError::io(format!("{uri} bytes {range:?}"), e))?;
         Ok(Bytes::from(buf))
+    }
+
+    fn read_range_pinned(&self, uri: &str, range: Range<u64>, etag: &str) -> Result<Bytes> {
+        let bytes = self.read_range(uri, range)?;
+        // Checked after the read: a rewrite during the read is caught too.
+        check_version(uri, etag)?;
+        Ok(bytes)
+    }
+
+    fn read_from_pinned(&self, uri: &str, offset: u64, etag: &str) -> Result<Box<dyn Read + Send>> {
+        check_version(uri, etag)?;
+        self.read_from(uri, offset)
     }
 
     fn read_from(&self, uri: &str, offset: u64) -> Result<Box<dyn Read + Send>> {

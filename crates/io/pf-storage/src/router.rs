@@ -76,6 +76,14 @@ impl ObjectSource for ObjectSources {
     fn list(&self, root: &str, recursive: bool) -> Result<ObjectListing<'_>> {
         self.route(root)?.list(root, recursive)
     }
+
+    fn read_range_pinned(&self, uri: &str, range: Range<u64>, etag: &str) -> Result<Bytes> {
+        self.route(uri)?.read_range_pinned(uri, range, etag)
+    }
+
+    fn read_from_pinned(&self, uri: &str, offset: u64, etag: &str) -> Result<Box<dyn Read + Send>> {
+        self.route(uri)?.read_from_pinned(uri, offset, etag)
+    }
 }
 
 #[cfg(test)]

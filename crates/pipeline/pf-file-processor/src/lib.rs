@@ -19,7 +19,8 @@ use pf_accumulator::{Accumulator, Chunk};
 use pf_error::{PfError, Result};
 use pf_metrics::Metrics;
 use pf_traits::{
-    AlertSink, BulkLimits, DocBatch, Indexer, ObjectSource, ReadBatch, Reader, RecordDlq, Transform,
+    AlertSink, BulkLimits, DocBatch, Indexer, ObjectSource, PinnedSource, ReadBatch, Reader,
+    RecordDlq, Transform,
 };
 use pf_types::{Checkpoint, FileFormat, FileStats, RecordFailure, Stage, WorkItem};
 
@@ -137,7 +138,13 @@ struct FileRun<'a> {
 impl FileRun<'_> {
     fn execute(&mut self, transform: &mut dyn Transform, resume: &Checkpoint) -> Result<()> {
         let reader = self.parts.readers.get(self.item.format)?;
-        let mut stream = reader.open(self.parts.source.clone(), self.item, resume)?;
+        // Every read is pinned to the version discovered: an object rewritten since
+        // fails permanently instead of being read half old, half new.
+        let source: Arc<dyn ObjectSource> = match &self.item.etag {
+            Some(etag) => Arc::new(PinnedSource::new(self.parts.source.clone(), etag)),
+            None => self.parts.source.clone(),
+        };
+        let mut stream = reader.open(source, self.item, resume)?;
         let mut acc = Accumulator::new(self.parts.chunk_limits);
         loop {
             let t = Instant::now();
@@ -205,7 +212,9 @@ impl FileRun<'_> {
             self.fail_records(Stage::Index, outcome.failures)?;
         }
         if let Some(r) = chunk.resume {
-            // Failed records must be durable before progress claims they were handled.
+            // Failed records and alerts must be durable before progress claims they were
+            // handled: a resume after a crash starts from here and will not raise them again.
+            self.parts.alerts.flush()?;
             self.parts.record_dlq.flush()?;
             (self.on_checkpoint)(&Checkpoint {
                 position: r.position,
@@ -412,6 +421,67 @@ mod tests {
             let resumed = p.process(&item, cp, &mut |_| Ok(())).unwrap();
             assert_eq!(resumed, stats, "resumed from {cp:?}");
         }
+    }
+
+    /// Counts alerts sent and alerts flushed.
+    #[derive(Default)]
+    struct AlertLog {
+        sent: std::sync::atomic::AtomicU64,
+        flushed: std::sync::atomic::AtomicU64,
+    }
+    impl AlertSink for AlertLog {
+        fn send(&self, alerts: &[Alert]) -> Result<()> {
+            self.sent
+                .fetch_add(alerts.len() as u64, std::sync::atomic::Ordering::SeqCst);
+            Ok(())
+        }
+        fn flush(&self) -> Result<()> {
+            let sent = self.sent.load(std::sync::atomic::Ordering::SeqCst);
+            self.flushed
+                .store(sent, std::sync::atomic::Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    /// Passes records through and raises one alert per batch.
+    struct AlertPerBatch;
+    impl Transform for AlertPerBatch {
+        fn apply(&mut self, item: &WorkItem, docs: DocBatch) -> Result<pf_traits::TransformOutput> {
+            Ok(pf_traits::TransformOutput {
+                alerts: vec![Alert {
+                    rule: "r".into(),
+                    severity: pf_types::Severity::Low,
+                    uri: item.uri.clone(),
+                    row: docs.first_row,
+                    key: format!("r|{}", docs.first_row),
+                    details: Default::default(),
+                }],
+                docs,
+                dropped: 0,
+                failures: Vec::new(),
+                fraud_rows: 0,
+            })
+        }
+    }
+
+    #[test]
+    fn alerts_are_flushed_before_every_checkpoint() {
+        let log = Arc::new(AlertLog::default());
+        let mut parts = processor(Arc::new(Collect::default())).parts;
+        parts.alerts = log.clone();
+        let mut p = FileProcessor::new(parts, Box::new(AlertPerBatch), Box::new(PickyIndexer));
+        let item = WorkItem::from_uri("/x.parquet").unwrap();
+        let mut checkpoints = 0;
+        p.process(&item, &Checkpoint::default(), &mut |_| {
+            // Everything raised before a resume point is durable when it is recorded.
+            let sent = log.sent.load(std::sync::atomic::Ordering::SeqCst);
+            assert!(sent > 0);
+            assert_eq!(log.flushed.load(std::sync::atomic::Ordering::SeqCst), sent);
+            checkpoints += 1;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(checkpoints, 3);
     }
 
     #[test]

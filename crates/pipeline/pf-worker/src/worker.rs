@@ -228,15 +228,51 @@ impl Worker {
                     // The queue or metadata store failed to settle the item: it will be
                     // delivered again when its visibility lapses, and a completed item
                     // is then acknowledged without work. Not a reason to stop.
-                    Err(e) if e.is_transient() => {
+                    Err(e) if e.is_transient() && self.queue.visibility_timeout().is_some() => {
                         tracing::warn!(uri = %delivery.item.uri, error = %e, "cannot settle the item; it will be delivered again");
                     }
+                    Err(e) if e.is_transient() => self.give_back(&delivery, e, &mut summary)?,
                     other => other?,
                 }
             }
             idle_since = Instant::now();
         }
         Ok(summary)
+    }
+
+    /// Settles an item whose outcome could not be recorded, on a queue without a
+    /// visibility timeout (stdin, memory): such a queue never redelivers by itself, so the
+    /// item goes back with backoff, and after `max_attempts` deliveries it is reported
+    /// failed (the run summary lists it) instead of being waited for forever.
+    fn give_back(
+        &self,
+        delivery: &Delivery,
+        error: PfError,
+        summary: &mut RunSummary,
+    ) -> Result<()> {
+        let item = &delivery.item;
+        let attempts = delivery.receive_count;
+        if attempts < self.settings.max_attempts {
+            let delay = self.settings.retry.delay(attempts);
+            tracing::warn!(uri = %item.uri, attempt = attempts, retry_in = ?delay, error = %error, "cannot record the item's outcome; it goes back to the queue");
+            return self.queue.release(delivery, delay);
+        }
+        let failure = FileFailure {
+            uri: item.uri.clone(),
+            class: error.class(),
+            error: format!("cannot record the item's outcome after {attempts} attempts: {error}"),
+            attempts,
+        };
+        tracing::error!(uri = %item.uri, attempts, error = %error, "cannot record the item's outcome; giving it up");
+        self.queue.dead_letter(delivery, &failure)?;
+        summary.files_total += 1;
+        summary.files_failed += 1;
+        summary.failures.push(failure);
+        self.parts
+            .metrics
+            .files_failed
+            .fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Processes one delivery and settles it; only queue/metadata errors escape.
@@ -266,6 +302,15 @@ impl Worker {
                 return self
                     .queue
                     .release(delivery, self.settings.held_elsewhere_delay);
+            }
+            // A queue that never redelivers by itself (stdin, memory) gives the item up
+            // after `max_attempts` deliveries, so a metadata outage cannot make the run
+            // loop forever (see `give_back`).
+            Err(e)
+                if self.queue.visibility_timeout().is_none()
+                    && delivery.receive_count >= self.settings.max_attempts =>
+            {
+                return Err(e);
             }
             Err(e) => {
                 // Without a claim nothing may be processed; the item goes back untouched.

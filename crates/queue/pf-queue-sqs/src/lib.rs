@@ -34,6 +34,24 @@ pub mod attributes {
     pub const FIRST_FAILURE: &str = "pf_first_failure_time";
     /// The work queue the item came from.
     pub const SOURCE_QUEUE: &str = "pf_source_queue";
+
+    /// Longest attribute value written, in characters.
+    pub const MAX_VALUE_CHARS: usize = 1000;
+
+    /// `text` as SQS accepts it in a message attribute: characters outside the set SQS
+    /// allows (#x9, #xA, #xD, #x20–#xD7FF, #xE000–#xFFFD, #x10000–#x10FFFF) replaced by
+    /// U+FFFD, and cut to [`MAX_VALUE_CHARS`] — an error message quoting a crafted URI
+    /// must not make the dead-lettering itself fail.
+    pub fn value_text(text: &str) -> String {
+        text.chars()
+            .take(MAX_VALUE_CHARS)
+            .map(|c| match c {
+                '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' => c,
+                c if c >= '\u{10000}' => c,
+                _ => '\u{FFFD}',
+            })
+            .collect()
+    }
 }
 
 /// The queue name in an SQS queue URL (its last path segment).
@@ -43,6 +61,17 @@ pub fn queue_name(url: &str) -> &str {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn attribute_values_are_what_sqs_accepts() {
+        let crafted = "not found: file:///a\u{1}b\u{0}c\u{FFFE}d\té😀";
+        assert_eq!(
+            super::attributes::value_text(crafted),
+            "not found: file:///a\u{FFFD}b\u{FFFD}c\u{FFFD}d\té😀"
+        );
+        let long = "x".repeat(5000);
+        assert_eq!(super::attributes::value_text(&long).chars().count(), 1000);
+    }
+
     #[test]
     fn queue_name_is_the_last_segment() {
         assert_eq!(

@@ -214,7 +214,6 @@ impl SqsWorkQueue {
         let first = key
             .and_then(|k| self.first_failure.lock().ok()?.remove(k))
             .unwrap_or_else(now_rfc3339);
-        let message: String = failure.error.chars().take(1000).collect();
         let mut request = self
             .client
             .send_message()
@@ -222,7 +221,7 @@ impl SqsWorkQueue {
             .message_body(body);
         for (name, value) in [
             (attr::ERROR_CLASS, failure.class.as_str().to_owned()),
-            (attr::ERROR_MESSAGE, message),
+            (attr::ERROR_MESSAGE, failure.error.clone()),
             (attr::ATTEMPTS, failure.attempts.to_string()),
             (attr::WORKER_ID, self.worker_id.clone()),
             (attr::FIRST_FAILURE, first),
@@ -240,7 +239,7 @@ impl SqsWorkQueue {
                 name,
                 MessageAttributeValue::builder()
                     .data_type(data_type)
-                    .string_value(value)
+                    .string_value(attr::value_text(&value))
                     .build()
                     .map_err(|e| PfError::InvalidWorkItem {
                         message: format!("dead-letter attribute {name}: {e}"),

@@ -46,6 +46,19 @@ impl EsAlertSink {
         )
     }
 
+    /// Posts `body`; when that fails, puts it back in front of the buffer, so the alerts
+    /// go out with the next flush (ids are deterministic: what did get indexed is only
+    /// overwritten).
+    fn post_or_keep(&self, body: Vec<u8>) -> Result<()> {
+        let result = self.post(&body);
+        if result.is_err() {
+            let mut buf = self.buf.lock().unwrap_or_else(|p| p.into_inner());
+            let newer = std::mem::replace(&mut *buf, body);
+            buf.extend_from_slice(&newer);
+        }
+        result
+    }
+
     fn post(&self, body: &[u8]) -> Result<()> {
         if body.is_empty() {
             return Ok(());
@@ -100,13 +113,13 @@ impl AlertSink for EsAlertSink {
             (buf.len() >= ALERT_BATCH_BYTES).then(|| std::mem::take(&mut *buf))
         };
         match full {
-            Some(body) => self.post(&body),
+            Some(body) => self.post_or_keep(body),
             None => Ok(()),
         }
     }
 
     fn flush(&self) -> Result<()> {
         let body = std::mem::take(&mut *self.buf.lock().unwrap_or_else(|p| p.into_inner()));
-        self.post(&body)
+        self.post_or_keep(body)
     }
 }

@@ -309,6 +309,36 @@ fn alerts_go_to_their_own_index_once() {
 }
 
 #[test]
+fn alerts_of_a_failed_post_are_kept_for_the_next_flush() {
+    use pf_traits::AlertSink;
+    let server = BulkTestServer::start().unwrap();
+    let factory = build(&fast_settings(&server, "tx")).unwrap();
+    let sink = factory.alert_sink();
+    let alert = |i: u64| pf_types::Alert {
+        rule: "high_value".into(),
+        severity: pf_types::Severity::High,
+        uri: "file:///a".into(),
+        row: i,
+        key: format!("high_value|{i}"),
+        details: serde_json::json!({"amount": 12000.0}),
+    };
+    let alerts: Vec<_> = (0..10).map(alert).collect();
+    sink.send(&alerts[..5]).unwrap();
+    // Down for longer than every retry of the post: the flush fails as transient...
+    server.go_down_for(Duration::from_secs(2));
+    let err = sink.flush().unwrap_err();
+    assert!(err.is_transient(), "{err}");
+    assert_eq!(server.count("tx-alerts"), 0);
+    // ... and its alerts wait for the next flush with the ones raised since.
+    sink.send(&alerts[5..]).unwrap();
+    while server.is_down() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    sink.flush().unwrap();
+    assert_eq!(server.count("tx-alerts"), 10);
+}
+
+#[test]
 fn batches_with_unusable_rows_fail_only_those_rows() {
     use std::sync::Arc;
     let batch = RecordBatch::try_from_iter([
