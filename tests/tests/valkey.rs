@@ -342,7 +342,8 @@ fn killed_worker_is_resumed_from_its_checkpoint_by_another() {
     let rec = st.get(&item).unwrap().unwrap();
     assert_eq!(
         (rec.status, rec.attempts, rec.worker.as_deref()),
-        (ItemStatus::Completed, 2, Some("wb"))
+        // Claims are per pipeline thread: B's only thread.
+        (ItemStatus::Completed, 2, Some("wb/t0"))
     );
     let status_after = pf_status(&valkey, "crash");
     println!(

@@ -128,6 +128,7 @@ fn full_config() -> Config {
             },
             ndjson: NdjsonConfig {
                 max_line_bytes: 4096,
+                max_batch_bytes: 65_536,
                 infer_rows: 10,
                 schema: Some(vec![
                     FieldSpec {
@@ -274,6 +275,7 @@ reader:
     columns: [amount, account_id]
   ndjson:
     max_line_bytes: 4096
+    max_batch_bytes: 65536
     infer_rows: 10
     schema:
       - {name: id, type: string, nullable: false}

@@ -67,6 +67,14 @@ pub use status::{JobStatus, job_status, print_status, register_job_totals};
 pub use valkey::ValkeyMetadataStore;
 pub use window::{ValkeyWindowOptions, ValkeyWindowStore};
 
+/// The error of a state change by `worker` on an item it no longer holds.
+pub(crate) fn claim_lost(item: &pf_types::WorkItem, worker: &str) -> pf_error::PfError {
+    pf_error::PfError::ClaimLost {
+        location: item.uri.clone(),
+        holder: worker.to_owned(),
+    }
+}
+
 /// Default time without a heartbeat after which a holder is presumed dead.
 pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(120);
 

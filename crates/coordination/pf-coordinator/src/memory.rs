@@ -10,7 +10,7 @@ use pf_traits::{
 };
 use pf_types::{Checkpoint, FileFailure, FileStats, WorkItem};
 
-use crate::{DEFAULT_STALE_AFTER, now_ms};
+use crate::{DEFAULT_STALE_AFTER, claim_lost, now_ms};
 
 /// One item and the identity fields `pf status` reports.
 #[derive(Debug, Clone)]
@@ -72,18 +72,26 @@ impl MemoryMetadataStore {
         })
     }
 
-    fn update_held(&self, item: &WorkItem, worker: &str, f: impl FnOnce(&mut ItemRecord, u64)) {
+    /// Applies `f` when `worker` holds `item`; [`PfError::ClaimLost`] otherwise: only
+    /// the current holder may move the item on, and a stale worker that lost its claim
+    /// must stop rather than overwrite the new holder's progress.
+    fn update_held(
+        &self,
+        item: &WorkItem,
+        worker: &str,
+        f: impl FnOnce(&mut ItemRecord, u64),
+    ) -> Result<()> {
         let now = now_ms();
-        self.with(|s| {
-            if let Some(e) = s.items.get_mut(&item.key()) {
-                // Only the current holder may move the item on; a stale worker that lost
-                // its claim must not overwrite the new holder's progress.
-                if e.rec.status == ItemStatus::Processing && e.rec.worker.as_deref() == Some(worker)
-                {
-                    f(&mut e.rec, now);
-                    s.activity.insert(job_of(item).to_owned(), now);
-                }
+        self.with(|s| match s.items.get_mut(&item.key()) {
+            Some(e)
+                if e.rec.status == ItemStatus::Processing
+                    && e.rec.worker.as_deref() == Some(worker) =>
+            {
+                f(&mut e.rec, now);
+                s.activity.insert(job_of(item).to_owned(), now);
+                Ok(())
             }
+            _ => Err(claim_lost(item, worker)),
         })
     }
 }
@@ -140,16 +148,14 @@ impl MetadataStore for MemoryMetadataStore {
     }
 
     fn heartbeat(&self, item: &WorkItem, worker: &str) -> Result<()> {
-        self.update_held(item, worker, |r, now| r.heartbeat_ms = Some(now));
-        Ok(())
+        self.update_held(item, worker, |r, now| r.heartbeat_ms = Some(now))
     }
 
     fn checkpoint(&self, item: &WorkItem, worker: &str, checkpoint: &Checkpoint) -> Result<()> {
         self.update_held(item, worker, |r, now| {
             r.checkpoint = Some(*checkpoint);
             r.heartbeat_ms = Some(now);
-        });
-        Ok(())
+        })
     }
 
     fn complete(&self, item: &WorkItem, worker: &str, stats: &FileStats) -> Result<()> {
@@ -158,8 +164,7 @@ impl MetadataStore for MemoryMetadataStore {
             r.stats = Some(*stats);
             r.heartbeat_ms = Some(now);
             r.finished_ms = Some(now);
-        });
-        Ok(())
+        })
     }
 
     fn fail(&self, item: &WorkItem, worker: &str, failure: &FileFailure) -> Result<()> {
@@ -167,8 +172,7 @@ impl MetadataStore for MemoryMetadataStore {
             r.status = ItemStatus::Failed;
             r.last_error = Some(format!("{}: {}", failure.class, failure.error));
             r.finished_ms = Some(now);
-        });
-        Ok(())
+        })
     }
 
     fn release(&self, item: &WorkItem, worker: &str, error: Option<&str>) -> Result<()> {
@@ -178,8 +182,7 @@ impl MetadataStore for MemoryMetadataStore {
             if let Some(e) = error {
                 r.last_error = Some(e.to_owned());
             }
-        });
-        Ok(())
+        })
     }
 
     fn get(&self, item: &WorkItem) -> Result<Option<ItemRecord>> {

@@ -275,6 +275,16 @@ impl ValkeyMetadataStore {
     }
 }
 
+/// `Ok` when a state-change script found `worker` holding the item (it returns 1),
+/// [`PfError::ClaimLost`] when another worker has taken the item over (0).
+fn held_or_lost(held: i64, item: &WorkItem, worker: &str) -> Result<()> {
+    if held == 1 {
+        Ok(())
+    } else {
+        Err(crate::claim_lost(item, worker))
+    }
+}
+
 fn json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_default()
 }
@@ -320,14 +330,16 @@ impl MetadataStore for ValkeyMetadataStore {
     }
 
     fn heartbeat(&self, item: &WorkItem, worker: &str) -> Result<()> {
-        self.item_script::<i64>("heartbeat", &self.scripts.heartbeat, item, worker, &[])?;
-        Ok(())
+        let held =
+            self.item_script::<i64>("heartbeat", &self.scripts.heartbeat, item, worker, &[])?;
+        held_or_lost(held, item, worker)
     }
 
     fn checkpoint(&self, item: &WorkItem, worker: &str, checkpoint: &Checkpoint) -> Result<()> {
         let cp = json(checkpoint);
-        self.item_script::<i64>("checkpoint", &self.scripts.checkpoint, item, worker, &[cp])?;
-        Ok(())
+        let held =
+            self.item_script::<i64>("checkpoint", &self.scripts.checkpoint, item, worker, &[cp])?;
+        held_or_lost(held, item, worker)
     }
 
     fn complete(&self, item: &WorkItem, worker: &str, stats: &FileStats) -> Result<()> {
@@ -338,20 +350,22 @@ impl MetadataStore for ValkeyMetadataStore {
             stats.rows_indexed.to_string(),
             stats.rows_failed.to_string(),
         ];
-        self.item_script::<i64>("complete", &self.scripts.complete, item, worker, &extra)?;
-        Ok(())
+        let held =
+            self.item_script::<i64>("complete", &self.scripts.complete, item, worker, &extra)?;
+        held_or_lost(held, item, worker)
     }
 
     fn fail(&self, item: &WorkItem, worker: &str, failure: &FileFailure) -> Result<()> {
         let err = format!("{}: {}", failure.class, failure.error);
-        self.item_script::<i64>("fail", &self.scripts.fail, item, worker, &[err])?;
-        Ok(())
+        let held = self.item_script::<i64>("fail", &self.scripts.fail, item, worker, &[err])?;
+        held_or_lost(held, item, worker)
     }
 
     fn release(&self, item: &WorkItem, worker: &str, error: Option<&str>) -> Result<()> {
         let err = error.unwrap_or("").to_owned();
-        self.item_script::<i64>("release", &self.scripts.release, item, worker, &[err])?;
-        Ok(())
+        let held =
+            self.item_script::<i64>("release", &self.scripts.release, item, worker, &[err])?;
+        held_or_lost(held, item, worker)
     }
 
     fn get(&self, item: &WorkItem) -> Result<Option<ItemRecord>> {

@@ -183,6 +183,34 @@ fn stale_holder_loses_claim(b: &dyn Backend) {
         s1.claim(&it, "w1").unwrap(),
         Claim::HeldElsewhere { .. }
     ));
+    // The old holder learns it lost the claim at its next state change, and changes
+    // nothing: the new holder's checkpoint and completion stand.
+    let cp = Checkpoint {
+        position: 9,
+        ..Checkpoint::default()
+    };
+    for lost in [
+        s1.heartbeat(&it, "w1"),
+        s1.checkpoint(&it, "w1", &cp),
+        s1.release(&it, "w1", None),
+        s1.complete(&it, "w1", &FileStats::default()),
+    ] {
+        assert!(
+            matches!(lost, Err(pf_error::PfError::ClaimLost { .. })),
+            "{lost:?}"
+        );
+    }
+    s2.checkpoint(&it, "w2", &Checkpoint::default()).unwrap();
+    let rec = s2.get(&it).unwrap().unwrap();
+    assert_eq!(rec.worker.as_deref(), Some("w2"));
+    assert_ne!(rec.checkpoint.map(|c| c.position), Some(9));
+    // Two pipeline threads of one worker are two holders.
+    let other = item("t");
+    s2.claim(&other, "w2/t0").unwrap();
+    assert!(matches!(
+        s2.claim(&other, "w2/t1").unwrap(),
+        Claim::HeldElsewhere { .. }
+    ));
 }
 
 fn job_progress_and_listing(b: &dyn Backend) {

@@ -117,6 +117,16 @@ pub enum PfError {
     /// The run was asked to stop before this work finished.
     #[error("interrupted: {0}")]
     Interrupted(String),
+    /// This holder no longer holds the item (it was presumed dead and another worker
+    /// took the item over): it must stop at once and settle nothing, since the new
+    /// holder owns the item's progress and acknowledgement.
+    #[error("claim lost on {location}: {holder} no longer holds it")]
+    ClaimLost {
+        /// The item.
+        location: String,
+        /// The holder that lost it.
+        holder: String,
+    },
 }
 
 impl PfError {
@@ -130,7 +140,7 @@ impl PfError {
             | PfError::InvalidWorkItem { .. }
             | PfError::Config { .. } => ErrorClass::Permanent,
             PfError::Service { class, .. } | PfError::Indexer { class, .. } => *class,
-            PfError::Interrupted(_) => ErrorClass::Transient,
+            PfError::Interrupted(_) | PfError::ClaimLost { .. } => ErrorClass::Transient,
         }
     }
 

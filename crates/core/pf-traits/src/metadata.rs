@@ -62,7 +62,11 @@ pub struct ItemRecord {
 /// Durable per-item state: status, attempts, heartbeats and checkpoints.
 ///
 /// Every call is one atomic state change. Stale holders (no heartbeat for the store's
-/// configured threshold) lose their claim to the next worker that asks.
+/// configured threshold) lose their claim to the next worker that asks. A holder is one
+/// pipeline thread (`<worker id>/t<n>`), not a process, so even two threads of one worker
+/// never process an item at once. Every state change after the claim checks that the
+/// caller still holds the item and fails with [`pf_error::PfError::ClaimLost`] when it
+/// does not: the caller then stops at once and settles nothing.
 pub trait MetadataStore: Send + Sync {
     /// Tries to take `item` for `worker`.
     fn claim(&self, item: &WorkItem, worker: &str) -> Result<Claim>;

@@ -16,6 +16,10 @@ pub struct NdjsonConfig {
     /// `max_line_bytes`: longer lines are record failures, so one runaway line cannot
     /// exhaust memory, bytes. Default `1048576` (1 MiB).
     pub max_line_bytes: usize,
+    /// `max_batch_bytes`: a batch ends once the lines decoded into it reach this many
+    /// bytes, even before `reader.batch_size` records, so memory per thread stays bounded
+    /// whatever the record width. Default `8388608` (8 MiB).
+    pub max_batch_bytes: usize,
     /// `infer_rows`: lines sampled to infer the schema when `schema` is null. Default
     /// `1000`.
     pub infer_rows: usize,
@@ -28,6 +32,7 @@ impl Default for NdjsonConfig {
     fn default() -> Self {
         NdjsonConfig {
             max_line_bytes: crate::DEFAULT_MAX_LINE_BYTES,
+            max_batch_bytes: crate::DEFAULT_MAX_BATCH_BYTES,
             infer_rows: crate::DEFAULT_INFER_ROWS,
             schema: None,
         }
@@ -101,6 +106,12 @@ impl NdjsonConfig {
                 "must be at least 1",
             ));
         }
+        if self.max_batch_bytes == 0 {
+            return Err(PfError::config(
+                "reader.ndjson.max_batch_bytes",
+                "must be at least 1",
+            ));
+        }
         if self.infer_rows == 0 {
             return Err(PfError::config(
                 "reader.ndjson.infer_rows",
@@ -136,6 +147,7 @@ impl NdjsonConfig {
             schema: self.arrow_schema(),
             infer_rows: self.infer_rows,
             max_line_bytes: self.max_line_bytes,
+            max_batch_bytes: self.max_batch_bytes,
         })
     }
 }

@@ -42,12 +42,16 @@ pub(crate) struct Pending {
     pub failures: Vec<RecordFailure>,
     /// Records seen: decoded rows plus failures.
     pub records: usize,
+    /// Bytes of the input lines decoded into `batches`.
+    pub line_bytes: usize,
     failure_bytes: usize,
 }
 
 impl Pending {
-    pub(crate) fn is_full(&self, batch_size: usize) -> bool {
-        self.records >= batch_size || self.failure_bytes >= MAX_PENDING_FAILURE_BYTES
+    pub(crate) fn is_full(&self, batch_size: usize, max_batch_bytes: usize) -> bool {
+        self.records >= batch_size
+            || self.line_bytes >= max_batch_bytes
+            || self.failure_bytes >= MAX_PENDING_FAILURE_BYTES
     }
 
     pub(crate) fn is_empty(&self) -> bool {

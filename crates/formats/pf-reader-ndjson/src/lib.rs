@@ -73,6 +73,8 @@ pub const DEFAULT_BATCH_SIZE: usize = 65_536;
 pub const DEFAULT_INFER_ROWS: usize = 1_000;
 /// Default longest accepted line, in bytes (1 MiB).
 pub const DEFAULT_MAX_LINE_BYTES: usize = 1 << 20;
+/// Default most line bytes decoded into one batch (8 MiB).
+pub const DEFAULT_MAX_BATCH_BYTES: usize = 8 << 20;
 /// Decompressed bytes read and cut into lines at a time (4 MiB).
 const DEFAULT_CHUNK_BYTES: usize = 4 << 20;
 /// Upper bound for the test-only chunk override, so that a careless value cannot
@@ -91,6 +93,10 @@ pub struct NdjsonReaderOptions {
     /// Longest accepted line in bytes (excluding the line end); longer lines are record
     /// failures and are skipped without being buffered. At least 1.
     pub max_line_bytes: usize,
+    /// Most line bytes decoded into one batch: a batch ends at `batch_size` records or
+    /// at this many bytes of input lines (plus at most one read chunk), whichever comes
+    /// first, so wide records make batches shorter instead of memory larger. At least 1.
+    pub max_batch_bytes: usize,
 }
 
 impl Default for NdjsonReaderOptions {
@@ -100,6 +106,7 @@ impl Default for NdjsonReaderOptions {
             schema: None,
             infer_rows: DEFAULT_INFER_ROWS,
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+            max_batch_bytes: DEFAULT_MAX_BATCH_BYTES,
         }
     }
 }
@@ -118,6 +125,7 @@ impl NdjsonReader {
         options.batch_size = options.batch_size.max(1);
         options.infer_rows = options.infer_rows.max(1);
         options.max_line_bytes = options.max_line_bytes.max(1);
+        options.max_batch_bytes = options.max_batch_bytes.max(1);
         NdjsonReader {
             options,
             chunk_bytes: DEFAULT_CHUNK_BYTES,

@@ -39,6 +39,7 @@ pub(crate) struct NdjsonStream {
     uri: String,
     input: Input,
     batch_size: usize,
+    max_batch_bytes: usize,
     infer_rows: usize,
     max_line_bytes: usize,
     /// Set once the schema is known (given, or inferred from the first object lines).
@@ -109,6 +110,7 @@ impl NdjsonStream {
             uri,
             input,
             batch_size: options.batch_size,
+            max_batch_bytes: options.max_batch_bytes,
             infer_rows: options.infer_rows,
             max_line_bytes: options.max_line_bytes,
             decoder,
@@ -139,7 +141,7 @@ impl NdjsonStream {
             self.started = true;
         }
         loop {
-            if !self.skipping && self.pending.is_full(self.batch_size) {
+            if !self.skipping && self.pending.is_full(self.batch_size, self.max_batch_bytes) {
                 return self.emit().map(Some);
             }
             if self.step() {
@@ -210,6 +212,8 @@ impl NdjsonStream {
             Scan::Lines { next, line_no } => {
                 if let Some(decoder) = self.decoder.as_mut() {
                     decoder.decode(&self.buf, &self.spans, &self.uri, &mut self.pending);
+                    self.pending.line_bytes +=
+                        self.spans.iter().map(|s| s.end - s.start).sum::<usize>();
                 }
                 self.commit(next, line_no);
                 true

@@ -1018,3 +1018,35 @@ fn throughput() {
         n as f64 / elapsed
     );
 }
+
+#[test]
+fn wide_records_make_batches_shorter_not_larger() {
+    let dir = tempfile::tempdir().unwrap();
+    // 400 records of ~40 KB each (16 MB): by rows alone they would all be one batch.
+    let pad = "x".repeat(40_000);
+    let mut text = String::new();
+    for i in 0..400 {
+        text.push_str(&format!("{{\"id\":{i},\"pad\":\"{pad}\"}}\n"));
+    }
+    let uri = write_file(dir.path(), "wide.ndjson", text.as_bytes());
+    let limit = 1 << 20;
+    let reader = NdjsonReader::new(NdjsonReaderOptions {
+        max_batch_bytes: limit,
+        ..options()
+    });
+    let batches = read_all(&reader, &uri);
+    let counts: Vec<usize> = batches.iter().map(|b| b.batch.num_rows()).collect();
+    assert_eq!(counts.iter().sum::<usize>(), 400);
+    assert!(batches.len() >= 4, "{counts:?}");
+    for b in &batches {
+        // At most the limit plus one read chunk of lines in any batch.
+        let bytes = b.batch.num_rows() * 40_020;
+        assert!(bytes <= limit + DEFAULT_CHUNK, "{counts:?}");
+    }
+    // Ordinals stay contiguous across the shorter batches.
+    let mut next = 0;
+    for b in &batches {
+        assert_eq!(b.first_row, next);
+        next += b.batch.num_rows() as u64;
+    }
+}

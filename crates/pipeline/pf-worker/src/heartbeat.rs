@@ -15,6 +15,8 @@ pub(crate) struct InFlight {
 
 struct Entry {
     delivery: Delivery,
+    /// The pipeline thread holding the item's claim.
+    holder: String,
     /// Last beat of each kind, indexed by [`Beat`].
     last: [Instant; 2],
 }
@@ -30,12 +32,13 @@ enum Beat {
 }
 
 impl InFlight {
-    pub(crate) fn insert(&self, d: &Delivery) {
+    pub(crate) fn insert(&self, d: &Delivery, holder: &str) {
         let now = Instant::now();
         self.lock().insert(
             d.handle.clone(),
             Entry {
                 delivery: d.clone(),
+                holder: holder.to_owned(),
                 last: [now; 2],
             },
         );
@@ -45,15 +48,16 @@ impl InFlight {
         self.lock().remove(&d.handle);
     }
 
-    /// The deliveries whose `beat` is due after `interval`, marked as beaten now.
-    fn due(&self, beat: Beat, interval: Duration) -> Vec<Delivery> {
+    /// The deliveries (with their holders) whose `beat` is due after `interval`, marked
+    /// as beaten now.
+    fn due(&self, beat: Beat, interval: Duration) -> Vec<(Delivery, String)> {
         let mut map = self.lock();
         let now = Instant::now();
         map.values_mut()
             .filter(|e| now.duration_since(e.last[beat as usize]) >= interval)
             .map(|e| {
                 e.last[beat as usize] = now;
-                e.delivery.clone()
+                (e.delivery.clone(), e.holder.clone())
             })
             .collect()
     }
@@ -82,13 +86,12 @@ impl Heartbeats {
         in_flight: Arc<InFlight>,
         queue: Arc<dyn WorkQueue>,
         metadata: Arc<dyn MetadataStore>,
-        worker_id: String,
         metadata_interval: Duration,
     ) -> Self {
         let visibility = queue.visibility_timeout().map(|timeout| {
             let in_flight = in_flight.clone();
             beat_thread("visibility-heartbeat", timeout / 2, move |ticks_interval| {
-                for d in in_flight.due(Beat::Visibility, ticks_interval) {
+                for (d, _) in in_flight.due(Beat::Visibility, ticks_interval) {
                     if let Err(e) = queue.extend_visibility(&d, timeout) {
                         tracing::warn!(uri = %d.item.uri, error = %e, "visibility heartbeat failed; will retry");
                     }
@@ -96,8 +99,8 @@ impl Heartbeats {
             })
         });
         let metadata = beat_thread("metadata-heartbeat", metadata_interval, move |interval| {
-            for d in in_flight.due(Beat::Metadata, interval) {
-                if let Err(e) = metadata.heartbeat(&d.item, &worker_id) {
+            for (d, holder) in in_flight.due(Beat::Metadata, interval) {
+                if let Err(e) = metadata.heartbeat(&d.item, &holder) {
                     tracing::warn!(uri = %d.item.uri, error = %e, "metadata heartbeat failed; will retry");
                 }
             }

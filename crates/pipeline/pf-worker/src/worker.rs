@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use pf_error::{PfError, Result};
 use pf_file_processor::{FileError, FileProcessor, SharedParts};
 use pf_traits::{Claim, Delivery, IndexerFactory, MetadataStore, TransformFactory, WorkQueue};
-use pf_types::{Checkpoint, FileFailure, RunSummary};
+use pf_types::{Checkpoint, FileFailure, RunSummary, WorkItem};
 
 use crate::heartbeat::{Heartbeats, InFlight};
 use crate::stoppable::StoppableThread;
@@ -121,7 +121,6 @@ impl Worker {
             in_flight.clone(),
             self.queue.clone(),
             self.metadata.clone(),
-            self.settings.worker_id.clone(),
             self.settings.heartbeat_interval,
         );
         let pool = rayon::ThreadPoolBuilder::new()
@@ -130,7 +129,7 @@ impl Worker {
             .build()
             .map_err(|e| PfError::config("worker.threads", format!("cannot start threads: {e}")))?;
         let grace = self.grace_timer();
-        let results = pool.broadcast(|_| self.pipeline_thread(&in_flight));
+        let results = pool.broadcast(|ctx| self.pipeline_thread(&in_flight, ctx.index()));
         grace.stop();
         heartbeat.stop();
         if let Err(e) = self.queue.close() {
@@ -174,7 +173,10 @@ impl Worker {
         })
     }
 
-    fn pipeline_thread(&self, in_flight: &InFlight) -> Result<RunSummary> {
+    fn pipeline_thread(&self, in_flight: &InFlight, index: usize) -> Result<RunSummary> {
+        // Claims are per pipeline thread, so a duplicate delivery to another thread of
+        // this worker is held elsewhere, never processed twice at once.
+        let holder = format!("{}/t{index}", self.settings.worker_id);
         let mut processor = FileProcessor::new(
             self.parts.clone(),
             self.transforms.create()?,
@@ -213,12 +215,12 @@ impl Worker {
                 continue;
             }
             for delivery in deliveries {
-                in_flight.insert(&delivery);
+                in_flight.insert(&delivery, &holder);
                 self.parts
                     .metrics
                     .files_in_flight
                     .fetch_add(1, Ordering::Relaxed);
-                let outcome = self.handle(&mut processor, &delivery, &mut summary);
+                let outcome = self.handle(&mut processor, &delivery, &holder, &mut summary);
                 self.parts
                     .metrics
                     .files_in_flight
@@ -275,15 +277,25 @@ impl Worker {
         Ok(())
     }
 
+    /// Stops work on an item whose claim another worker took over, without settling it.
+    fn lost_claim(&self, item: &WorkItem, error: &PfError, summary: &mut RunSummary) {
+        tracing::warn!(uri = %item.uri, error = %error, "claim lost to another worker; stopping this file without settling it");
+        summary.files_skipped += 1;
+        self.parts
+            .metrics
+            .files_skipped
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Processes one delivery and settles it; only queue/metadata errors escape.
     fn handle(
         &self,
         processor: &mut FileProcessor,
         delivery: &Delivery,
+        wid: &str,
         summary: &mut RunSummary,
     ) -> Result<()> {
         let item = &delivery.item;
-        let wid = &self.settings.worker_id;
         let m = &self.parts.metrics;
         let (attempts, checkpoint) = match self.metadata.claim(item, wid) {
             Ok(Claim::Acquired {
@@ -337,8 +349,18 @@ impl Worker {
             Ok(())
         });
         match result {
+            // Another worker took the item over (this one was presumed dead): it owns
+            // the item's progress and acknowledgement now, so nothing is settled here.
+            Err(failed) if matches!(failed.error, PfError::ClaimLost { .. }) => {
+                self.lost_claim(item, &failed.error, summary);
+            }
             Ok(stats) => {
-                self.metadata.complete(item, wid, &stats)?;
+                if let Err(e @ PfError::ClaimLost { .. }) =
+                    self.metadata.complete(item, wid, &stats)
+                {
+                    self.lost_claim(item, &e, summary);
+                    return Ok(());
+                }
                 self.queue.ack(delivery)?;
                 tracing::debug!(
                     uri = %item.uri,

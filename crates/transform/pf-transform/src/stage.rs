@@ -327,15 +327,21 @@ impl Transform for StageTransform {
                 ordinals: docs.ordinals.clone(),
             }
         } else {
-            // Records whose rule evaluation failed go to the record DLQ, not the index.
-            for e in &eval.errors {
+            // Records whose rule evaluation failed go to the record DLQ, not the index:
+            // one failure per record, carrying every rule's reason, so a record that
+            // fails two rules is still one failed record.
+            for group in eval.errors.chunk_by(|a, b| a.row == b.row) {
                 out.failures.push(RecordFailure {
                     uri: item.uri.clone(),
                     line: None,
-                    row: Some(docs.ordinal(e.row)),
+                    row: Some(docs.ordinal(group[0].row)),
                     stage: Stage::Transform,
                     class: ErrorClass::Record,
-                    error: e.message.clone(),
+                    error: group
+                        .iter()
+                        .map(|e| e.message.as_str())
+                        .collect::<Vec<_>>()
+                        .join("; "),
                     record: None,
                 });
             }

@@ -75,3 +75,47 @@ fn reload_swaps_good_versions_and_rejects_bad_ones() {
     );
     assert_eq!(stage.tally().snapshot()["big"].1.fired, 4);
 }
+
+#[test]
+fn a_record_failing_several_rules_is_one_failed_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fraud.yaml");
+    std::fs::write(
+        &path,
+        "threshold: 10\nrules:\n  - name: big\n    condition: \"amount > 100.0\"\n    severity: high\n    score: 10\n  - name: negative\n    condition: \"amount < 0.0\"\n    severity: low\n    score: 1\n",
+    )
+    .unwrap();
+    let stage = TransformStage::load(TransformConfig {
+        rules: Some(path),
+        ..TransformConfig::default()
+    })
+    .unwrap();
+    // No `amount` column: every record fails both rules.
+    let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Float64, false)]));
+    let batch = RecordBatch::try_new(
+        schema,
+        vec![Arc::new(Float64Array::from(vec![1.0, 2.0, 3.0]))],
+    )
+    .unwrap();
+    let item = WorkItem::from_uri("/t.parquet").unwrap();
+    let out = stage
+        .create()
+        .unwrap()
+        .apply(&item, DocBatch::contiguous(batch, 10))
+        .unwrap();
+    assert_eq!(out.docs.batch.num_rows(), 0);
+    assert_eq!(
+        out.failures.len(),
+        3,
+        "one failure per record: {:?}",
+        out.failures
+    );
+    for (f, row) in out.failures.iter().zip(10..) {
+        assert_eq!(f.row, Some(row));
+        assert!(
+            f.error.contains("rule big:") && f.error.contains("rule negative:"),
+            "{}",
+            f.error
+        );
+    }
+}
