@@ -83,61 +83,51 @@ fn start_up_errors_name_the_key_and_where_it_was_set() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("worker.yaml");
     let path = cfg.to_str().unwrap();
-
-    // A table file that does not exist: found while the transform stage starts.
     std::fs::write(
-        &cfg,
-        "worker:\n  threads: 1\ntransform:\n  tables:\n    - name: geo\n      kind: cidr\n      path: /nonexistent/geo.csv\n      key: network\n",
+        dir.path().join("fraud.yaml"),
+        "rules:\n  - name: x\n    condition: 'amount >'\n",
     )
     .unwrap();
-    let (code, stderr) = worker_fails(&["--config", path]);
-    assert_eq!(code, Some(1), "{stderr}");
-    assert!(
-        stderr.contains(&format!(
-            "configuration error at `transform.tables[0].path`: {path}:7: "
-        )) && stderr.contains("/nonexistent/geo.csv"),
-        "{stderr}"
-    );
-
-    // A rules file that does not parse.
-    let rules = dir.path().join("fraud.yaml");
-    std::fs::write(&rules, "rules:\n  - name: x\n    condition: 'amount >'\n").unwrap();
-    std::fs::write(&cfg, "transform:\n  rules: fraud.yaml\n").unwrap();
-    let (code, stderr) = worker_fails(&["--config", path]);
-    assert_eq!(code, Some(1), "{stderr}");
-    assert!(
-        stderr.contains(&format!(
-            "configuration error at `transform.rules`: {path}:2: "
-        )),
-        "{stderr}"
-    );
-
-    // A wrong-typed key, in the file and through the flag that stands for it.
-    std::fs::write(
-        &cfg,
-        "reader:\n  batch_size: 10\nworker:\n  threads: many\n",
-    )
-    .unwrap();
-    let (code, stderr) = worker_fails(&["--config", path]);
-    assert_eq!(code, Some(1), "{stderr}");
-    assert!(
-        stderr.contains(&format!(
-            "configuration error at `worker.threads`: {path}:4: invalid type"
-        )),
-        "{stderr}"
-    );
-    let (code, stderr) = worker_fails(&["--threads", "many", "--print-config"]);
-    assert_eq!(code, Some(1), "{stderr}");
-    assert!(
-        stderr.contains("configuration error at `worker.threads`: --threads: invalid type"),
-        "{stderr}"
-    );
-    let (code, stderr) = worker_fails(&["--set", "queue.kind=kafka", "--print-config"]);
-    assert_eq!(code, Some(1), "{stderr}");
-    assert!(
-        stderr.contains("`queue.kind`: --set queue.kind: unknown variant `kafka`"),
-        "{stderr}"
-    );
+    // (config file, extra flags, what stderr must say): a table file that does not
+    // exist and a rules file that does not parse (both found while the transform stage
+    // starts), a wrong-typed key in the file, through its flag and through --set.
+    let cases: [(&str, &[&str], String); 5] = [
+        (
+            "worker:\n  threads: 1\ntransform:\n  tables:\n    - name: geo\n      kind: cidr\n      path: /nonexistent/geo.csv\n      key: network\n",
+            &[],
+            format!(
+                "configuration error at `transform.tables[0].path`: {path}:7: object not found: /nonexistent/geo.csv"
+            ),
+        ),
+        (
+            "transform:\n  rules: fraud.yaml\n",
+            &[],
+            format!("configuration error at `transform.rules`: {path}:2: "),
+        ),
+        (
+            "reader:\n  batch_size: 10\nworker:\n  threads: many\n",
+            &[],
+            format!("configuration error at `worker.threads`: {path}:4: invalid type"),
+        ),
+        (
+            "",
+            &["--threads", "many", "--print-config"],
+            "configuration error at `worker.threads`: --threads: invalid type".to_owned(),
+        ),
+        (
+            "",
+            &["--set", "queue.kind=kafka", "--print-config"],
+            "`queue.kind`: --set queue.kind: unknown variant `kafka`".to_owned(),
+        ),
+    ];
+    for (yaml, flags, needle) in cases {
+        std::fs::write(&cfg, yaml).unwrap();
+        let mut args = vec!["--config", path];
+        args.extend_from_slice(flags);
+        let (code, stderr) = worker_fails(&args);
+        assert_eq!(code, Some(1), "{yaml}: {stderr}");
+        assert!(stderr.contains(&needle), "{yaml}: {needle}\n{stderr}");
+    }
 }
 
 #[test]

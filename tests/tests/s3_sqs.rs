@@ -551,11 +551,18 @@ fn local_paths_from_the_queue_are_refused_unless_allowed() {
     std::fs::create_dir_all(&allowed).unwrap();
     let local = allowed.join("local.ndjson");
     std::fs::write(&local, "{\"a\":1}\n{\"a\":2}\n").unwrap();
-    let item = |uri: &str| format!(r#"{{"uri":"{uri}","format":"ndjson"}}"#);
-    c.moto
-        .send_message(&c.queue_url, &item("file:///etc/passwd"));
-    c.moto
-        .send_message(&c.queue_url, &item(&format!("file://{}", local.display())));
+    let send_both = || {
+        for uri in [
+            "file:///etc/passwd".to_owned(),
+            format!("file://{}", local.display()),
+        ] {
+            c.moto.send_message(
+                &c.queue_url,
+                &format!(r#"{{"uri":"{uri}","format":"ndjson"}}"#),
+            );
+        }
+    };
+    send_both();
 
     let s = c.path("refused.json");
     let (code, log) = finish(c.spawn_worker(&s, &[]));
@@ -581,10 +588,7 @@ fn local_paths_from_the_queue_are_refused_unless_allowed() {
     c.run("pf", &["dlq", "--dlq-url", &c.dlq_url, "purge", "--yes"]);
 
     // With the directory allowed, its file is read and /etc/passwd still is not.
-    c.moto
-        .send_message(&c.queue_url, &item("file:///etc/passwd"));
-    c.moto
-        .send_message(&c.queue_url, &item(&format!("file://{}", local.display())));
+    send_both();
     let s = c.path("allowed.json");
     let set = format!("storage.local.allow=[{}]", allowed.display());
     let (code, log) = finish(c.spawn_worker(&s, &["--set", &set]));

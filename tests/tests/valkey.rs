@@ -365,45 +365,51 @@ fn killed_worker_is_resumed_from_its_checkpoint_by_another() {
 
 /// Valkey dies and comes back (empty: no persistence) while a worker runs: calls wait
 /// with backoff, the log says so, and the run completes with exact counts.
+/// One slow worker (stats destination, one thread, the files of `data` as job `job`)
+/// started and waited for until its first checkpoint is in Valkey; with its summary path.
+fn slow_worker_past_a_checkpoint(
+    dir: &Path,
+    data: &Path,
+    valkey: &Valkey,
+    job: &str,
+    extra: &[&str],
+) -> (Child, PathBuf) {
+    std::fs::write(dir.join("slow.rhai"), SLOW_SCRIPT).unwrap();
+    let lines = discover(data, job, valkey);
+    let cfg = config(dir, "w.yaml", 30, "transform:\n  script: slow.rhai\n");
+    let summary = dir.join("s.json");
+    let mut flags = vec!["--destination", "stats", "--threads", "1"];
+    flags.extend_from_slice(extra);
+    let mut w = spawn_worker(
+        &worker_args(&cfg, &valkey.url(), &summary, "w1"),
+        &flags,
+        &summary,
+    );
+    feed(&mut w, &lines);
+    let st = store(valkey);
+    wait_for("the first checkpoint", Duration::from_secs(120), || {
+        st.job_progress(job)
+            .unwrap()
+            .is_some_and(|p| p.rows_done > 0)
+    });
+    (w, summary)
+}
+
 #[test]
 fn valkey_restart_mid_run_finishes_with_exact_counts() {
     const ROWS: u64 = 40_000;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     generate_data(&data, ROWS, 4, FileFormat::Parquet, 2_000);
-    std::fs::write(dir.path().join("slow.rhai"), SLOW_SCRIPT).unwrap();
     let mut valkey = Valkey::start();
     let port = valkey.port();
-    let lines = discover(&data, "outage", &valkey);
-    let cfg = config(
+    let (w, summary) = slow_worker_past_a_checkpoint(
         dir.path(),
-        "w.yaml",
-        30,
-        "transform:\n  script: slow.rhai\n",
+        &data,
+        &valkey,
+        "outage",
+        &["--batch-size", "1000"],
     );
-    let url = valkey.url();
-    let summary = dir.path().join("s.json");
-    let mut w = spawn_worker(
-        &worker_args(&cfg, &url, &summary, "w1"),
-        &[
-            "--destination",
-            "stats",
-            "--threads",
-            "1",
-            "--batch-size",
-            "1000",
-        ],
-        &summary,
-    );
-    feed(&mut w, &lines);
-    {
-        let st = store(&valkey);
-        wait_for("the first checkpoint", Duration::from_secs(120), || {
-            st.job_progress("outage")
-                .unwrap()
-                .is_some_and(|p| p.rows_done > 0)
-        });
-    }
     valkey.kill();
     std::thread::sleep(Duration::from_secs(2));
     let valkey = Valkey::start_on(port);
@@ -435,24 +441,13 @@ fn stdin_run_ends_when_valkey_is_gone_for_good() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     generate_data(&data, ROWS, 2, FileFormat::Parquet, 1_000);
-    std::fs::write(dir.path().join("slow.rhai"), SLOW_SCRIPT).unwrap();
     let mut valkey = Valkey::start();
-    let lines = discover(&data, "gone", &valkey);
-    let cfg = config(
+    let (mut w, summary) = slow_worker_past_a_checkpoint(
         dir.path(),
-        "w.yaml",
-        30,
-        "transform:\n  script: slow.rhai\n",
-    );
-    let url = valkey.url();
-    let summary = dir.path().join("s.json");
-    let mut w = spawn_worker(
-        &worker_args(&cfg, &url, &summary, "w1"),
+        &data,
+        &valkey,
+        "gone",
         &[
-            "--destination",
-            "stats",
-            "--threads",
-            "1",
             "--batch-size",
             "500",
             "--set",
@@ -464,17 +459,7 @@ fn stdin_run_ends_when_valkey_is_gone_for_good() {
             "--set",
             "worker.retry_max_ms=200",
         ],
-        &summary,
     );
-    feed(&mut w, &lines);
-    {
-        let st = store(&valkey);
-        wait_for("the first checkpoint", Duration::from_secs(120), || {
-            st.job_progress("gone")
-                .unwrap()
-                .is_some_and(|p| p.rows_done > 0)
-        });
-    }
     valkey.kill();
     // A hang would leave the worker running: stop waiting well before the test runner does.
     let started = Instant::now();
