@@ -636,3 +636,57 @@ fn objects_changed_since_discovery_fail_permanently_and_are_never_spliced() {
     );
     c.run("pf", &["dlq", "--dlq-url", &c.dlq_url, "purge", "--yes"]);
 }
+
+#[test]
+fn crafted_messages_end_in_the_dlq_with_a_reason_and_spare_their_batch() {
+    let c = Cluster::start(60);
+    c.moto
+        .put_object(BUCKET, "ok/good.ndjson", b"{\"a\":1}\n{\"a\":2}\n".to_vec());
+    let crafted = [
+        "this is not json".to_owned(),
+        // A 200 KB body.
+        format!(
+            r#"{{"uri":"s3://{BUCKET}/x.ndjson","pad":"{}"}}"#,
+            "y".repeat(200_000)
+        ),
+        // Control characters in the URI (escaped in the JSON, raw once decoded).
+        format!(r#"{{"uri":"s3://{BUCKET}/a\u0001b\u001f.ndjson","format":"ndjson"}}"#),
+        r#"{"uri":5,"format":"ndjson"}"#.to_owned(),
+        r#"{"uri":"s3://data/y.ndjson","format":"excel"}"#.to_owned(),
+        r#"[1,2,3]"#.to_owned(),
+    ];
+    for body in &crafted {
+        c.moto.send_message(&c.queue_url, body);
+    }
+    c.moto.send_message(
+        &c.queue_url,
+        &format!(r#"{{"uri":"s3://{BUCKET}/ok/good.ndjson","format":"ndjson"}}"#),
+    );
+    let s = c.path("crafted.json");
+    let (code, log) = finish(c.spawn_worker(&s, &[]));
+    // The good item is processed whatever shares its receive batch; no thread ends.
+    let summary = read_summary(&s);
+    assert_eq!(summary.files_completed, 1, "{log}");
+    assert_eq!(summary.totals.rows_indexed, 2, "{log}");
+    assert!(code == 0 || code == 2, "{log}");
+    // Every crafted message is in the DLQ, permanent, with a reason; none is left behind.
+    let out = c.run("pf", &["dlq", "--dlq-url", &c.dlq_url, "inspect", "--json"]);
+    let letters: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(letters.len(), crafted.len(), "{letters:?}");
+    for l in &letters {
+        let attrs = &l["attributes"];
+        assert_eq!(attrs["pf_error_class"], "permanent", "{l}");
+        let reason = attrs["pf_error_message"].as_str().unwrap_or_default();
+        assert!(!reason.is_empty() && reason.chars().count() <= 1000, "{l}");
+        assert!(
+            !reason.contains('\u{1}'),
+            "attribute values are sanitized: {reason:?}"
+        );
+    }
+    assert_eq!(c.moto.queue_depth(&c.queue_url), (0, 0));
+    c.run("pf", &["dlq", "--dlq-url", &c.dlq_url, "purge", "--yes"]);
+}

@@ -124,6 +124,17 @@ impl ValkeyPool {
     pub(crate) fn run<T>(
         &self,
         operation: &str,
+        op: impl FnMut(&mut Connection) -> RedisResult<T>,
+    ) -> Result<T> {
+        self.run_within(operation, self.config.outage_limit(), op)
+    }
+
+    /// [`run`](Self::run), giving up on an unreachable server after `limit` instead of
+    /// `outage_limit` (heartbeats: a late heartbeat is worth less than the next one).
+    pub(crate) fn run_within<T>(
+        &self,
+        operation: &str,
+        limit: Duration,
         mut op: impl FnMut(&mut Connection) -> RedisResult<T>,
     ) -> Result<T> {
         let started = Instant::now();
@@ -143,7 +154,7 @@ impl ValkeyPool {
                     }
                     return Ok(v);
                 }
-                Err(e) if is_transient(&e) && started.elapsed() < self.config.outage_limit() => {
+                Err(e) if is_transient(&e) && started.elapsed() < limit => {
                     attempt += 1;
                     let delay = RECONNECT.delay(attempt);
                     if !self.down.swap(true, Ordering::Relaxed) || attempt % 10 == 1 {

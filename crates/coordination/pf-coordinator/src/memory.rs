@@ -20,6 +20,19 @@ struct Entry {
     job: String,
     size: Option<u64>,
     rec: ItemRecord,
+    /// Who last released the item, so a replayed release is recognised.
+    released_by: Option<String>,
+}
+
+impl Entry {
+    /// Whether `worker` made the item's last transition (completed or failed it while
+    /// holding it, or released it).
+    fn held_last_by(&self, worker: &str) -> bool {
+        match self.rec.status {
+            ItemStatus::Pending => self.released_by.as_deref() == Some(worker),
+            _ => self.rec.worker.as_deref() == Some(worker),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -74,12 +87,15 @@ impl MemoryMetadataStore {
 
     /// Applies `f` when `worker` holds `item`; [`PfError::ClaimLost`] otherwise: only
     /// the current holder may move the item on, and a stale worker that lost its claim
-    /// must stop rather than overwrite the new holder's progress.
+    /// must stop rather than overwrite the new holder's progress. A call replayed after
+    /// its first run already moved the item to `done` (as after a lost reply) succeeds
+    /// and changes nothing.
     fn update_held(
         &self,
         item: &WorkItem,
         worker: &str,
-        f: impl FnOnce(&mut ItemRecord, u64),
+        done: Option<ItemStatus>,
+        f: impl FnOnce(&mut Entry, u64),
     ) -> Result<()> {
         let now = now_ms();
         self.with(|s| match s.items.get_mut(&item.key()) {
@@ -87,10 +103,11 @@ impl MemoryMetadataStore {
                 if e.rec.status == ItemStatus::Processing
                     && e.rec.worker.as_deref() == Some(worker) =>
             {
-                f(&mut e.rec, now);
+                f(e, now);
                 s.activity.insert(job_of(item).to_owned(), now);
                 Ok(())
             }
+            Some(e) if Some(e.rec.status) == done && e.held_last_by(worker) => Ok(()),
             _ => Err(claim_lost(item, worker)),
         })
     }
@@ -118,6 +135,7 @@ impl MetadataStore for MemoryMetadataStore {
                     stats: None,
                     last_error: None,
                 },
+                released_by: None,
             });
             let rec = &mut entry.rec;
             match rec.status {
@@ -148,18 +166,19 @@ impl MetadataStore for MemoryMetadataStore {
     }
 
     fn heartbeat(&self, item: &WorkItem, worker: &str) -> Result<()> {
-        self.update_held(item, worker, |r, now| r.heartbeat_ms = Some(now))
+        self.update_held(item, worker, None, |e, now| e.rec.heartbeat_ms = Some(now))
     }
 
     fn checkpoint(&self, item: &WorkItem, worker: &str, checkpoint: &Checkpoint) -> Result<()> {
-        self.update_held(item, worker, |r, now| {
-            r.checkpoint = Some(*checkpoint);
-            r.heartbeat_ms = Some(now);
+        self.update_held(item, worker, None, |e, now| {
+            e.rec.checkpoint = Some(*checkpoint);
+            e.rec.heartbeat_ms = Some(now);
         })
     }
 
     fn complete(&self, item: &WorkItem, worker: &str, stats: &FileStats) -> Result<()> {
-        self.update_held(item, worker, |r, now| {
+        self.update_held(item, worker, Some(ItemStatus::Completed), |e, now| {
+            let r = &mut e.rec;
             r.status = ItemStatus::Completed;
             r.stats = Some(*stats);
             r.heartbeat_ms = Some(now);
@@ -168,7 +187,8 @@ impl MetadataStore for MemoryMetadataStore {
     }
 
     fn fail(&self, item: &WorkItem, worker: &str, failure: &FileFailure) -> Result<()> {
-        self.update_held(item, worker, |r, now| {
+        self.update_held(item, worker, Some(ItemStatus::Failed), |e, now| {
+            let r = &mut e.rec;
             r.status = ItemStatus::Failed;
             r.last_error = Some(format!("{}: {}", failure.class, failure.error));
             r.finished_ms = Some(now);
@@ -176,7 +196,9 @@ impl MetadataStore for MemoryMetadataStore {
     }
 
     fn release(&self, item: &WorkItem, worker: &str, error: Option<&str>) -> Result<()> {
-        self.update_held(item, worker, |r, _| {
+        self.update_held(item, worker, Some(ItemStatus::Pending), |e, _| {
+            e.released_by = Some(worker.to_owned());
+            let r = &mut e.rec;
             r.status = ItemStatus::Pending;
             r.worker = None;
             if let Some(e) = error {

@@ -47,6 +47,12 @@ local function held(now)
   end
   return st == 'processing' and redis.call('HGET', KEYS[1], 'worker') == ARGV[2]
 end
+-- Whether ARGV[2] already moved the item to `status` (a call replayed after a lost
+-- reply): the replay succeeds and changes nothing.
+local function done_by(status)
+  return redis.call('HGET', KEYS[1], 'status') == status
+    and redis.call('HGET', KEYS[1], 'worker') == ARGV[2]
+end
 "#;
 
 const CLAIM: &str = r#"
@@ -92,6 +98,7 @@ return 1
 // move only on the processing → completed transition, so a replayed call adds nothing.
 const COMPLETE: &str = r#"
 local now = now_ms()
+if done_by('completed') then return 1 end
 if not held(now) then return 0 end
 redis.call('HSET', KEYS[1], 'status', 'completed', 'stats', ARGV[8],
   'heartbeat_ms', fmt(now), 'finished_ms', fmt(now))
@@ -108,6 +115,7 @@ return 1
 
 const FAIL: &str = r#"
 local now = now_ms()
+if done_by('failed') then return 1 end
 if not held(now) then return 0 end
 redis.call('HSET', KEYS[1], 'status', 'failed', 'err', ARGV[8], 'finished_ms', fmt(now))
 redis.call('ZREM', KEYS[3], ARGV[1])
@@ -119,8 +127,10 @@ return 1
 
 const RELEASE: &str = r#"
 local now = now_ms()
+if redis.call('HGET', KEYS[1], 'status') == 'pending'
+  and redis.call('HGET', KEYS[1], 'released_by') == ARGV[2] then return 1 end
 if not held(now) then return 0 end
-redis.call('HSET', KEYS[1], 'status', 'pending')
+redis.call('HSET', KEYS[1], 'status', 'pending', 'released_by', ARGV[2])
 redis.call('HDEL', KEYS[1], 'worker')
 if ARGV[8] ~= '' then redis.call('HSET', KEYS[1], 'err', ARGV[8]) end
 redis.call('ZREM', KEYS[3], ARGV[1])
@@ -242,6 +252,20 @@ impl ValkeyMetadataStore {
         worker: &str,
         extra: &[String],
     ) -> Result<T> {
+        let limit = self.pool.config().outage_limit();
+        self.item_script_within(operation, limit, script, item, worker, extra)
+    }
+
+    /// [`item_script`](Self::item_script), retrying an unreachable server for `limit`.
+    fn item_script_within<T: redis::FromRedisValue>(
+        &self,
+        operation: &str,
+        limit: Duration,
+        script: &Script,
+        item: &WorkItem,
+        worker: &str,
+        extra: &[String],
+    ) -> Result<T> {
         let o = self.pool.config();
         let job = item.job_id.as_deref().unwrap_or(NO_JOB);
         let member = item.key();
@@ -255,7 +279,7 @@ impl ValkeyMetadataStore {
         ];
         let ttl = o.ttl_secs.max(1).to_string();
         let size = item.size.map(|s| s.to_string()).unwrap_or_default();
-        self.pool.run(operation, |con| {
+        self.pool.run_within(operation, limit, |con| {
             let mut inv = script.prepare_invoke();
             for k in &keys {
                 inv.key(k);
@@ -330,8 +354,17 @@ impl MetadataStore for ValkeyMetadataStore {
     }
 
     fn heartbeat(&self, item: &WorkItem, worker: &str) -> Result<()> {
-        let held =
-            self.item_script::<i64>("heartbeat", &self.scripts.heartbeat, item, worker, &[])?;
+        // A heartbeat is retried for a quarter of the staleness period at most: one that
+        // late is worth less than the next, and the heartbeat thread has other items.
+        let limit = (self.stale_after / 4).min(self.pool.config().outage_limit());
+        let held = self.item_script_within::<i64>(
+            "heartbeat",
+            limit,
+            &self.scripts.heartbeat,
+            item,
+            worker,
+            &[],
+        )?;
         held_or_lost(held, item, worker)
     }
 

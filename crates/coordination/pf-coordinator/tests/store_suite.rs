@@ -129,9 +129,15 @@ fn release_keeps_checkpoint_and_counts_attempts(b: &dyn Backend) {
             checkpoint: Some(cp)
         }
     );
-    // The old holder lost its claim: its late updates are ignored.
-    s1.complete(&it, "w1", &FileStats::default()).unwrap();
-    s1.checkpoint(&it, "w1", &Checkpoint::default()).unwrap();
+    // The old holder lost its claim: its late updates are refused and change nothing.
+    assert!(matches!(
+        s1.complete(&it, "w1", &FileStats::default()),
+        Err(pf_error::PfError::ClaimLost { .. })
+    ));
+    assert!(matches!(
+        s1.checkpoint(&it, "w1", &Checkpoint::default()),
+        Err(pf_error::PfError::ClaimLost { .. })
+    ));
     let rec = s2.get(&it).unwrap().unwrap();
     assert_eq!(
         (rec.status, rec.checkpoint, rec.worker.as_deref()),

@@ -5,11 +5,10 @@ use std::time::{Duration, Instant};
 use pf_error::{PfError, Result};
 use pf_file_processor::{FileError, FileProcessor, SharedParts};
 use pf_traits::{Claim, Delivery, IndexerFactory, MetadataStore, TransformFactory, WorkQueue};
-use pf_types::{Checkpoint, FileFailure, RunSummary, WorkItem};
+use pf_types::{Backoff, Checkpoint, FileFailure, RunSummary, WorkItem};
 
 use crate::heartbeat::{Heartbeats, InFlight};
 use crate::stoppable::StoppableThread;
-use pf_types::Backoff;
 
 /// How a worker runs.
 #[derive(Debug, Clone)]
