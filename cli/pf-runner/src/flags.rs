@@ -8,7 +8,7 @@
 
 use clap::parser::ValueSource;
 use clap::{Arg, ArgAction, ArgMatches};
-use pf_config::Override;
+use pf_config::{Override, ValueForm};
 
 /// How a flag takes its value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,26 +131,21 @@ impl KeyFlag {
                 .map(|v| v.to_string_lossy().into_owned())
                 .collect(),
         };
+        let form = match self.value {
+            // A repeatable flag always sets a list, even of one.
+            FlagValue::Many(_) => ValueForm::List,
+            FlagValue::One(_) | FlagValue::Switch => ValueForm::Scalar,
+        };
         self.keys
             .iter()
             .map(|key| Override {
                 key: (*key).to_owned(),
-                values: match self.value {
-                    // A repeatable flag always sets a list, even of one.
-                    FlagValue::Many(_) if values.len() == 1 => {
-                        vec![format!("[{}]", yaml_flow_item(&values[0]))]
-                    }
-                    _ => values.clone(),
-                },
+                values: values.clone(),
+                form,
                 source: source.clone(),
             })
             .collect()
     }
-}
-
-/// `text` quoted for a YAML flow sequence.
-fn yaml_flow_item(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
 }
 
 /// The overrides of every flag in `flags`, then of each `--set key=value` in `sets`, in
@@ -229,7 +224,10 @@ mod tests {
             ]
         );
         let o = parse(&["t", "--es-endpoint", "http://a:1"]);
-        assert_eq!(o[0].values, ["['http://a:1']"]);
+        assert_eq!(
+            (o[0].values.as_slice(), o[0].form),
+            (&["http://a:1".to_owned()][..], ValueForm::List)
+        );
         let o = parse(&[
             "t",
             "--es-endpoint",

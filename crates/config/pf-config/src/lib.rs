@@ -53,7 +53,7 @@ pub use model::{
     ReaderConfig, RecordDlqConfig, S3Config, SqsConfig, StorageConfig, TransformConfig,
     ValkeyConfig, WorkerConfig,
 };
-pub use overrides::Override;
+pub use overrides::{Override, ValueForm};
 
 /// The shipped `config/demo.yaml`: memory queue, local files, stats destination, no
 /// external services. Embedded so `pf demo` runs without any file on disk.
@@ -231,38 +231,40 @@ struct ParseFailure {
 }
 
 fn parse(text: &str, overrides: &[Override]) -> Result<Config, ParseFailure> {
+    let document_failure = |e: serde_norway::Error| ParseFailure {
+        key: DOCUMENT_KEY.to_owned(),
+        message: e.to_string(),
+        line: None,
+    };
     // A syntax error late in the file can surface as a misleading type error when
     // deserializing the events before it, so the syntax is checked on its own first.
-    let mut document =
-        serde_norway::from_str::<serde_norway::Value>(text).map_err(|e| ParseFailure {
-            key: DOCUMENT_KEY.to_owned(),
+    serde_norway::from_str::<serde_norway::Value>(text).map_err(document_failure)?;
+    let config = deserialize(text, true)?;
+    if overrides.is_empty() {
+        return Ok(config);
+    }
+    // Overrides are set on the configuration as its own types read it (written out in
+    // memory with secrets revealed), so a file's `password: 0x1F` stays the string it
+    // was; the merged document is then read again, which types the override values by
+    // their keys.
+    let mut document = pf_types::with_secrets_revealed(|| serde_norway::to_value(&config))
+        .map_err(document_failure)?;
+    for o in overrides {
+        o.apply(&mut document).map_err(|e| ParseFailure {
+            key: o.key.clone(),
             message: e.to_string(),
             line: None,
         })?;
-    // Deserializing from text (not from the Value) keeps scalars untyped until the
-    // target is known, so `password: 123456` is a string rather than a type error; with
-    // overrides the merged document is written out again (overrides keep their
-    // spelling, see [`Override`]).
-    let merged;
-    let text = if overrides.is_empty() {
-        text
-    } else {
-        for o in overrides {
-            o.apply(&mut document).map_err(|e| ParseFailure {
-                key: o.key.clone(),
-                message: e.to_string(),
-                line: None,
-            })?;
-        }
-        merged = serde_norway::to_string(&document).map_err(|e| ParseFailure {
-            key: DOCUMENT_KEY.to_owned(),
-            message: e.to_string(),
-            line: None,
-        })?;
-        &merged
-    };
-    // Positions in a written-out document are not the file's; the caller locates keys.
-    let positions_are_the_files = overrides.is_empty();
+    }
+    let merged = serde_norway::to_string(&document).map_err(document_failure)?;
+    // Positions in the written-out document are not the file's; the caller locates keys.
+    deserialize(&merged, false)
+}
+
+/// `text` as a [`Config`]. Deserializing from text (not from a `Value`) keeps scalars
+/// untyped until the target is known, so `password: 123456` is a string rather than a
+/// type error. `positions_are_the_files`: whether serde's line numbers can be reported.
+fn deserialize(text: &str, positions_are_the_files: bool) -> Result<Config, ParseFailure> {
     let deserializer = serde_norway::Deserializer::from_str(text);
     serde_path_to_error::deserialize(deserializer).map_err(|e| {
         let key = e.path().to_string();

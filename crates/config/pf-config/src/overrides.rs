@@ -1,6 +1,6 @@
 //! Values set from outside the file: a CLI flag bound to a key, or `--set key=value`.
 //!
-//! Overrides are applied to the parsed YAML document before it is turned into a
+//! Overrides are set on the configuration's document and the result is read again as a
 //! [`Config`](crate::Config), so a flag and the key it stands for go through the same
 //! deserialization and validation, and an error names both.
 
@@ -13,15 +13,28 @@ use pf_error::PfError;
 pub struct Override {
     /// The dotted key path, e.g. `worker.threads`.
     pub key: String,
-    /// The value(s) as typed; one value sets a scalar (or a YAML flow collection such as
-    /// `[a, b]`), several set a list.
+    /// The value(s) as typed.
     pub values: Vec<String>,
-    /// Where it came from, for error messages: `--threads` or `--set`.
+    /// How the values make the key's value.
+    pub form: ValueForm,
+    /// Where it came from, for error messages: `--threads` or `--set worker.threads`.
     pub source: String,
 }
 
+/// How an [`Override`]'s values make a configuration value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueForm {
+    /// One scalar, typed by its key: `4` may set a number, `true` a flag, anything may
+    /// set a string (`[x]`, `null` or `0123` included, kept as written). For flags.
+    Scalar,
+    /// A list of such scalars, however many were given. For repeatable flags.
+    List,
+    /// YAML text: `[a, b]` is a list, `null` unsets. For `--set`.
+    Yaml,
+}
+
 impl Override {
-    /// `key` set to `value` by `source`.
+    /// `key` set to the scalar `value` by `source`.
     pub fn new(
         key: impl Into<String>,
         value: impl Into<String>,
@@ -30,6 +43,7 @@ impl Override {
         Override {
             key: key.into(),
             values: vec![value.into()],
+            form: ValueForm::Scalar,
             source: source.into(),
         }
     }
@@ -49,15 +63,20 @@ impl Override {
                 format!("`{key}` is not a dotted key path such as worker.threads"),
             ));
         }
-        Ok(Override::new(key, value, format!("--set {key}")))
+        Ok(Override {
+            form: ValueForm::Yaml,
+            ..Override::new(key, value, format!("--set {key}"))
+        })
     }
 
-    /// The YAML value: the text of each value as YAML when that keeps its exact
-    /// spelling (`4`, `true`, `[a, b]`), else as a string (`0123` stays `"0123"`).
+    /// The YAML value (see [`ValueForm`]).
     fn value(&self) -> Value {
-        match self.values.as_slice() {
-            [one] => yaml_value(one),
-            many => Value::Sequence(many.iter().map(|v| yaml_value(v)).collect()),
+        match (self.form, self.values.as_slice()) {
+            (ValueForm::Yaml, [one]) => {
+                serde_norway::from_str(one).unwrap_or_else(|_| Value::String(one.clone()))
+            }
+            (ValueForm::Scalar, [one]) => scalar(one),
+            (_, many) => Value::Sequence(many.iter().map(|v| scalar(v)).collect()),
         }
     }
 
@@ -89,10 +108,16 @@ impl Override {
     }
 }
 
-fn yaml_value(text: &str) -> Value {
+/// `text` as a number or boolean when YAML reads it so and writes it back with the same
+/// spelling (`4`, `true`), so the key's type decides what it becomes; anything else is a
+/// string, kept as written.
+fn scalar(text: &str) -> Value {
     match serde_norway::from_str::<Value>(text) {
-        Ok(v @ (Value::Sequence(_) | Value::Mapping(_))) => v,
-        Ok(v) if serde_norway::to_string(&v).is_ok_and(|t| t.trim_end() == text) => v,
+        Ok(v @ (Value::Number(_) | Value::Bool(_)))
+            if serde_norway::to_string(&v).is_ok_and(|t| t.trim_end() == text) =>
+        {
+            v
+        }
         _ => Value::String(text.to_owned()),
     }
 }
@@ -108,14 +133,23 @@ mod tests {
             ("a.n", "4"),
             ("a.s", "0123"),
             ("a.b", "true"),
-            ("a.l", "[x, y]"),
+            ("a.p", "[Summer24]"),
+            ("a.z", "null"),
         ] {
-            Override::new(k, v, "--set").apply(&mut doc).unwrap();
+            Override::new(k, v, "--flag").apply(&mut doc).unwrap();
         }
+        Override::parse_set("a.l=[x, y]")
+            .unwrap()
+            .apply(&mut doc)
+            .unwrap();
         let text = serde_norway::to_string(&doc).unwrap();
         assert!(text.contains("n: 4"), "{text}");
         assert!(text.contains("s: '0123'"), "{text}");
         assert!(text.contains("b: true"), "{text}");
+        // A flag's value is never read as YAML structure: a password stays a string.
+        assert!(text.contains("p: '[Summer24]'"), "{text}");
+        assert!(text.contains("z: 'null'"), "{text}");
+        // `--set` takes YAML.
         assert!(text.contains("- x"), "{text}");
     }
 

@@ -856,3 +856,36 @@ fn elasticsearch_keys_are_read_and_checked() {
     let (key, _) = config_err(parse("alerts:\n  destination: elasticsearch\n"));
     assert_eq!(key, "alerts.destination");
 }
+
+#[test]
+fn overrides_leave_the_files_own_values_as_the_file_spelled_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("worker.yaml");
+    std::fs::write(
+        &path,
+        "worker:\n  id: 0123\nindexer:\n  elasticsearch:\n    username: u\n    password: 0x1F\n    index: 1e3\n",
+    )
+    .unwrap();
+    let (plain, _) = Config::resolve(Some(&path), &[]).unwrap();
+    let (with_flag, _) = Config::resolve(
+        Some(&path),
+        &[
+            Override::new("worker.threads", "4", "--threads"),
+            Override::new("indexer.elasticsearch.username", "[u]", "--es-username"),
+        ],
+    )
+    .unwrap();
+    // Any flag given or not, the file's scalars read the same.
+    for c in [&plain, &with_flag] {
+        assert_eq!(c.worker.id.as_deref(), Some("0123"));
+        let es = &c.indexer.elasticsearch;
+        assert_eq!(es.password.as_ref().map(Secret::expose), Some("0x1F"));
+        assert_eq!(es.index, "1e3");
+    }
+    assert_eq!(with_flag.worker.threads, Some(4));
+    // A flag's value is a string even when it looks like YAML structure.
+    assert_eq!(
+        with_flag.indexer.elasticsearch.username.as_deref(),
+        Some("[u]")
+    );
+}

@@ -57,11 +57,14 @@ pub struct PinnedSource {
 }
 
 impl PinnedSource {
-    /// Reads of `inner` pinned to `etag`.
-    pub fn new(inner: Arc<dyn ObjectSource>, etag: impl Into<String>) -> Self {
+    /// Reads of `inner` pinned to `etag` (as S3 writes it or bare: quotes and a weak
+    /// `W/` prefix are dropped, as every source reports etags without them).
+    pub fn new(inner: Arc<dyn ObjectSource>, etag: &str) -> Self {
+        let etag = etag.trim();
+        let etag = etag.strip_prefix("W/").unwrap_or(etag).trim_matches('"');
         PinnedSource {
             inner,
-            etag: etag.into(),
+            etag: etag.to_owned(),
         }
     }
 }

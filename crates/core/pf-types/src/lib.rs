@@ -11,6 +11,6 @@ mod work_item;
 pub use backoff::Backoff;
 pub use format::{Compression, FileFormat};
 pub use record::{Alert, RecordFailure, Severity, Stage};
-pub use secret::{MASK, Secret, SecretUrl, mask_url_userinfo};
+pub use secret::{MASK, Secret, SecretUrl, mask_url_userinfo, with_secrets_revealed};
 pub use stats::{FileFailure, FileStats, RunSummary};
 pub use work_item::{Checkpoint, ObjectInfo, WorkItem};

@@ -5,12 +5,36 @@
 //! and hand out the real value only through an explicit `expose` call at the point of
 //! use.
 
+use std::cell::Cell;
 use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// What a secret is shown as.
 pub const MASK: &str = "***";
+
+thread_local! {
+    /// Set only inside [`with_secrets_revealed`].
+    static REVEALED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` with secrets serializing as their real values on this thread. Only for
+/// round-tripping a configuration through its serialized form in memory (applying
+/// overrides); never for anything that is shown or written.
+pub fn with_secrets_revealed<T>(f: impl FnOnce() -> T) -> T {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            REVEALED.with(|r| r.set(self.0));
+        }
+    }
+    let _restore = Restore(REVEALED.with(|r| r.replace(true)));
+    f()
+}
+
+fn revealed() -> bool {
+    REVEALED.with(Cell::get)
+}
 
 /// A secret string (password, API key). Shown as `***`; read with [`Secret::expose`].
 #[derive(Clone, PartialEq, Eq, Default)]
@@ -42,7 +66,7 @@ impl fmt::Display for Secret {
 
 impl Serialize for Secret {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(MASK)
+        serializer.serialize_str(if revealed() { &self.0 } else { MASK })
     }
 }
 
@@ -100,7 +124,11 @@ impl fmt::Display for SecretUrl {
 
 impl Serialize for SecretUrl {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.masked())
+        if revealed() {
+            serializer.serialize_str(&self.0)
+        } else {
+            serializer.serialize_str(&self.masked())
+        }
     }
 }
 
@@ -181,5 +209,10 @@ mod tests {
             "\"redis://***@cache:6379\""
         );
         assert_eq!(u.expose(), "redis://:pw@cache:6379");
+        // Revealed only inside the call, and only for serialization.
+        let both = (Secret::new("hunter2"), u.clone());
+        let inside = with_secrets_revealed(|| serde_json::to_string(&both).unwrap());
+        assert_eq!(inside, r#"["hunter2","redis://:pw@cache:6379"]"#);
+        assert!(!serde_json::to_string(&both).unwrap().contains("hunter2"));
     }
 }

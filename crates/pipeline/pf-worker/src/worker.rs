@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use pf_error::{PfError, Result};
 use pf_file_processor::{FileError, FileProcessor, SharedParts};
 use pf_traits::{Claim, Delivery, IndexerFactory, MetadataStore, TransformFactory, WorkQueue};
-use pf_types::{Backoff, Checkpoint, FileFailure, RunSummary, WorkItem};
+use pf_types::{Backoff, Checkpoint, FileFailure, RunSummary};
 
 use crate::heartbeat::{Heartbeats, InFlight};
 use crate::stoppable::StoppableThread;
@@ -276,9 +276,18 @@ impl Worker {
         Ok(())
     }
 
-    /// Stops work on an item whose claim another worker took over, without settling it.
-    fn lost_claim(&self, item: &WorkItem, error: &PfError, summary: &mut RunSummary) {
+    /// Stops work on an item whose claim another worker took over, without settling it
+    /// in metadata. An SQS message is left alone (the new holder acknowledges it); a
+    /// stdin or in-process queue, which never redelivers by itself, has the delivery
+    /// dropped so the run can end.
+    fn lost_claim(&self, delivery: &Delivery, error: &PfError, summary: &mut RunSummary) {
+        let item = &delivery.item;
         tracing::warn!(uri = %item.uri, error = %error, "claim lost to another worker; stopping this file without settling it");
+        if self.queue.visibility_timeout().is_none()
+            && let Err(e) = self.queue.ack(delivery)
+        {
+            tracing::warn!(uri = %item.uri, error = %e, "cannot drop the delivery of a lost claim");
+        }
         summary.files_skipped += 1;
         self.parts
             .metrics
@@ -351,14 +360,17 @@ impl Worker {
             // Another worker took the item over (this one was presumed dead): it owns
             // the item's progress and acknowledgement now, so nothing is settled here.
             Err(failed) if matches!(failed.error, PfError::ClaimLost { .. }) => {
-                self.lost_claim(item, &failed.error, summary);
+                self.lost_claim(delivery, &failed.error, summary);
             }
             Ok(stats) => {
-                if let Err(e @ PfError::ClaimLost { .. }) =
-                    self.metadata.complete(item, wid, &stats)
-                {
-                    self.lost_claim(item, &e, summary);
-                    return Ok(());
+                match self.metadata.complete(item, wid, &stats) {
+                    Err(e @ PfError::ClaimLost { .. }) => {
+                        self.lost_claim(delivery, &e, summary);
+                        return Ok(());
+                    }
+                    // Not recorded as completed: nothing is acknowledged; the item comes
+                    // back (see the callers of `handle`).
+                    other => other?,
                 }
                 self.queue.ack(delivery)?;
                 tracing::debug!(
