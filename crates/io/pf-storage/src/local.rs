@@ -34,14 +34,27 @@ fn path_of(uri: &str) -> Result<&Path> {
 
 /// Fails with [`pf_traits::object_changed`] unless the file's version (size and
 /// modification time, as in its etag) is still `etag`.
-fn check_version(uri: &str, etag: &str) -> Result<()> {
-    let path = path_of(uri)?;
-    let meta = fs::metadata(path).map_err(|e| PfError::io(uri, e))?;
+/// Exactly the bytes of `range` of `file`; a short file is an error.
+fn read_exact_range(file: &File, uri: &str, range: Range<u64>) -> Result<Bytes> {
+    let len = range.end.checked_sub(range.start).ok_or_else(|| {
+        PfError::invalid_data(uri, "byte range", format!("inverted range {range:?}"))
+    })?;
+    let mut buf = vec![0u8; len as usize];
+    file.read_exact_at(&mut buf, range.start)
+        .map_err(|e| PfError::io(format!("{uri} bytes {range:?}"), e))?;
+    Ok(Bytes::from(buf))
+}
+
+/// The file of `uri`, opened, after checking that the opened file (not whatever the path
+/// names a moment later) is version `etag`; with its size.
+fn open_version(uri: &str, etag: &str) -> Result<(File, u64)> {
+    let file = File::open(path_of(uri)?).map_err(|e| PfError::io(uri, e))?;
+    let meta = file.metadata().map_err(|e| PfError::io(uri, e))?;
     let now = version(&meta);
     if now != etag {
         return Err(pf_traits::object_changed(uri, etag, Some(&now)));
     }
-    Ok(())
+    Ok((file, meta.len()))
 }
 
 /// The etag of a local file: modification time (ns) and size, in hex; changes whenever
@@ -87,25 +100,28 @@ impl ObjectSource for LocalObjectSource {
 
     fn read_range(&self, uri: &str, range: Range<u64>) -> Result<Bytes> {
         let file = File::open(path_of(uri)?).map_err(|e| PfError::io(uri, e))?;
-        let len = range.end.checked_sub(range.start).ok_or_else(|| {
-            PfError::invalid_data(uri, "byte range", format!("inverted range {range:?}"))
-        })?;
-        let mut buf = vec![0u8; len as usize];
-        file.read_exact_at(&mut buf, range.start)
-            .map_err(|e| PfError::io(format!("{uri} bytes {range:?}"), e))?;
-        Ok(Bytes::from(buf))
+        read_exact_range(&file, uri, range)
     }
 
     fn read_range_pinned(&self, uri: &str, range: Range<u64>, etag: &str) -> Result<Bytes> {
-        let bytes = self.read_range(uri, range)?;
-        // Checked after the read: a rewrite during the read is caught too.
-        check_version(uri, etag)?;
+        let (file, _) = open_version(uri, etag)?;
+        let bytes = read_exact_range(&file, uri, range)?;
+        // Checked again after the read: an in-place rewrite during the read is caught.
+        let now = file.metadata().map(|m| version(&m)).unwrap_or_default();
+        if now != etag {
+            return Err(pf_traits::object_changed(uri, etag, Some(&now)));
+        }
         Ok(bytes)
     }
 
     fn read_from_pinned(&self, uri: &str, offset: u64, etag: &str) -> Result<Box<dyn Read + Send>> {
-        check_version(uri, etag)?;
-        self.read_from(uri, offset)
+        let (mut file, len) = open_version(uri, etag)?;
+        if offset > 0 {
+            file.seek(SeekFrom::Start(offset))
+                .map_err(|e| PfError::io(uri, e))?;
+        }
+        // Never past the version's end: lines appended since are not this version's.
+        Ok(Box::new(file.take(len.saturating_sub(offset))))
     }
 
     fn read_from(&self, uri: &str, offset: u64) -> Result<Box<dyn Read + Send>> {
@@ -186,6 +202,8 @@ impl Iterator for DirWalk {
 
 #[cfg(test)]
 mod tests {
+    use std::io::Write;
+
     use super::*;
 
     #[test]
@@ -248,6 +266,42 @@ mod tests {
             LocalObjectSource
                 .list("/definitely/not/here", true)
                 .is_err()
+        );
+    }
+
+    #[test]
+    fn pinned_reads_see_only_the_version_discovered() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.ndjson");
+        std::fs::write(&path, "{\"a\":1}\n").unwrap();
+        let uri = format!("file://{}", path.display());
+        let src = LocalObjectSource;
+        let etag = src.stat(&uri).unwrap().etag.unwrap();
+        // Opened at the discovered version; lines appended afterwards are not read.
+        let mut r = src.read_from_pinned(&uri, 0, &etag).unwrap();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"{\"a\":2}\n")
+            .unwrap();
+        let mut text = String::new();
+        r.read_to_string(&mut text).unwrap();
+        assert_eq!(text, "{\"a\":1}\n");
+        // The file is now another version: every pinned read fails, naming the change.
+        let e = src.read_from_pinned(&uri, 0, &etag).err().unwrap();
+        assert!(
+            e.to_string().contains("object changed since discovery"),
+            "{e}"
+        );
+        let e = src.read_range_pinned(&uri, 0..2, &etag).unwrap_err();
+        assert!(
+            e.to_string().contains("object changed since discovery"),
+            "{e}"
+        );
+        assert!(
+            src.read_range(&uri, 0..2).is_ok(),
+            "unpinned reads still work"
         );
     }
 }
