@@ -216,10 +216,16 @@ impl Config {
         Ok((config, origin))
     }
 
-    /// Makes the relative paths of `transform` (script, rules, tables) relative to
-    /// `base`, so a config file works from any working directory.
+    /// Makes the relative paths of `transform` (script, rules, tables) and of
+    /// `storage.local.allow` relative to `base`, so a config file works from any
+    /// working directory.
     pub fn resolve_paths(&mut self, base: &Path) {
         self.transform.resolve_paths(base);
+        for dir in self.storage.local.allow.iter_mut().flatten() {
+            if dir.is_relative() {
+                *dir = base.join(&*dir);
+            }
+        }
     }
 }
 

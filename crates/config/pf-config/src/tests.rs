@@ -222,6 +222,17 @@ fn transform_paths_resolve_against_the_config_directory() {
         c.transform.tables[0].path,
         PathBuf::from("/etc/paraflow/enrichment/geo.csv")
     );
+    // The local allow-list too; absolute entries stay as they are.
+    let mut c = full_config();
+    c.storage.local.allow = Some(vec![PathBuf::from("in"), PathBuf::from("/data/in")]);
+    c.resolve_paths(std::path::Path::new("/etc/paraflow"));
+    assert_eq!(
+        c.storage.local.allow,
+        Some(vec![
+            PathBuf::from("/etc/paraflow/in"),
+            PathBuf::from("/data/in")
+        ])
+    );
     let mut dup = full_config();
     dup.transform.tables.push(dup.transform.tables[0].clone());
     let e = dup.validate().unwrap_err();

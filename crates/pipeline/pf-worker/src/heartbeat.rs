@@ -15,8 +15,11 @@ pub(crate) struct InFlight {
 
 struct Entry {
     delivery: Delivery,
-    /// The pipeline thread holding the item's claim.
+    /// The pipeline thread holding (or claiming) the item.
     holder: String,
+    /// Whether the claim succeeded: only then is the claim heartbeated (a heartbeat
+    /// before it would re-create a record Valkey lost while the claim is still retrying).
+    claimed: bool,
     /// Last beat of each kind, indexed by [`Beat`].
     last: [Instant; 2],
 }
@@ -39,9 +42,17 @@ impl InFlight {
             Entry {
                 delivery: d.clone(),
                 holder: holder.to_owned(),
+                claimed: false,
                 last: [now; 2],
             },
         );
+    }
+
+    /// Records that the claim on `d` succeeded, so its metadata heartbeat starts.
+    pub(crate) fn claimed(&self, d: &Delivery) {
+        if let Some(e) = self.lock().get_mut(&d.handle) {
+            e.claimed = true;
+        }
     }
 
     pub(crate) fn remove(&self, d: &Delivery) {
@@ -54,6 +65,7 @@ impl InFlight {
         let mut map = self.lock();
         let now = Instant::now();
         map.values_mut()
+            .filter(|e| beat == Beat::Visibility || e.claimed)
             .filter(|e| now.duration_since(e.last[beat as usize]) >= interval)
             .map(|e| {
                 e.last[beat as usize] = now;

@@ -219,7 +219,8 @@ impl Worker {
                     .metrics
                     .files_in_flight
                     .fetch_add(1, Ordering::Relaxed);
-                let outcome = self.handle(&mut processor, &delivery, &holder, &mut summary);
+                let outcome =
+                    self.handle(&mut processor, &delivery, &holder, in_flight, &mut summary);
                 self.parts
                     .metrics
                     .files_in_flight
@@ -301,6 +302,7 @@ impl Worker {
         processor: &mut FileProcessor,
         delivery: &Delivery,
         wid: &str,
+        in_flight: &InFlight,
         summary: &mut RunSummary,
     ) -> Result<()> {
         let item = &delivery.item;
@@ -309,7 +311,10 @@ impl Worker {
             Ok(Claim::Acquired {
                 attempts,
                 checkpoint,
-            }) => (attempts, checkpoint),
+            }) => {
+                in_flight.claimed(delivery);
+                (attempts, checkpoint)
+            }
             Ok(Claim::AlreadyCompleted) => {
                 tracing::info!(uri = %item.uri, "already completed; acknowledging duplicate delivery");
                 self.queue.ack(delivery)?;

@@ -21,6 +21,10 @@ pub struct EsAlertSink {
     client: Arc<Client>,
     settings: Arc<Resolved>,
     buf: Mutex<Vec<u8>>,
+    /// Held while a body is posted, so a flush returns only once every alert sent
+    /// before it is stored: a flush that finds the buffer emptied by another thread's
+    /// post in flight waits for that post (and, should it fail, posts its body again).
+    posting: Mutex<()>,
     counters: EsCounters,
     /// Alerts Elasticsearch rejected (4xx items), logged and counted only: an alert is
     /// derived data, the record itself is indexed.
@@ -33,6 +37,7 @@ impl EsAlertSink {
             client,
             settings,
             buf: Mutex::new(Vec::new()),
+            posting: Mutex::new(()),
             counters: EsCounters::default(),
             rejected: AtomicU64::new(0),
         }
@@ -110,15 +115,13 @@ impl AlertSink for EsAlertSink {
                 })?;
                 buf.push(b'\n');
             }
-            (buf.len() >= ALERT_BATCH_BYTES).then(|| std::mem::take(&mut *buf))
+            buf.len() >= ALERT_BATCH_BYTES
         };
-        match full {
-            Some(body) => self.post_or_keep(body),
-            None => Ok(()),
-        }
+        if full { self.flush() } else { Ok(()) }
     }
 
     fn flush(&self) -> Result<()> {
+        let _posting = self.posting.lock().unwrap_or_else(|p| p.into_inner());
         let body = std::mem::take(&mut *self.buf.lock().unwrap_or_else(|p| p.into_inner()));
         self.post_or_keep(body)
     }
