@@ -282,9 +282,14 @@ fn deserialize(text: &str, positions_are_the_files: bool) -> Result<Config, Pars
                 line: None,
             };
         }
+        let message = bare_message(&inner);
         ParseFailure {
+            message: if holds_secret(&key) {
+                mask_quoted(&message)
+            } else {
+                message
+            },
             key,
-            message: bare_message(&inner),
             line: inner
                 .location()
                 .filter(|_| positions_are_the_files)
@@ -309,6 +314,29 @@ fn bare_message(err: &serde_norway::Error) -> String {
         Some((path, message)) if !path.contains(' ') => message.to_owned(),
         _ => text,
     }
+}
+
+/// Whether the value at `key` may carry a secret (a password, a key, credentials in a
+/// URL), so messages about it must not quote it.
+fn holds_secret(key: &str) -> bool {
+    ["password", "api_key", "url", "endpoints", "endpoint"]
+        .iter()
+        .any(|name| key.split(['.', '[']).any(|part| part == *name))
+}
+
+/// `message` with every double-quoted value replaced by `"***"`: serde quotes the
+/// offending value (`invalid type: string "https://u:pw@es:9200", expected a sequence`).
+fn mask_quoted(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut parts = message.split('"');
+    if let Some(first) = parts.next() {
+        out.push_str(first);
+    }
+    for (i, part) in parts.enumerate() {
+        out.push('"');
+        out.push_str(if i % 2 == 0 { pf_types::MASK } else { part });
+    }
+    out
 }
 
 #[cfg(test)]

@@ -900,3 +900,18 @@ fn overrides_leave_the_files_own_values_as_the_file_spelled_them() {
         Some("[u]")
     );
 }
+
+#[test]
+fn type_errors_on_secret_keys_do_not_quote_the_value() {
+    let (key, message) = config_err(parse(
+        "indexer:\n  elasticsearch:\n    endpoints: \"https://elastic:espw@es:9200\"\n",
+    ));
+    assert_eq!(key, "indexer.elasticsearch.endpoints");
+    assert!(!message.contains("espw"), "{message}");
+    assert!(message.contains("expected a sequence"), "{message}");
+    let (_, message) = config_err(parse("coordinator:\n  valkey:\n    password: [hunter2]\n"));
+    assert!(!message.contains("hunter2"), "{message}");
+    // Other keys still quote what was wrong.
+    let (_, message) = config_err(parse("reader:\n  batch_size: big\n"));
+    assert!(message.contains("\"big\""), "{message}");
+}
