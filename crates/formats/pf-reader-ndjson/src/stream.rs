@@ -203,7 +203,7 @@ impl NdjsonStream {
             return progress;
         }
         let cap = self.batch_size.saturating_sub(self.pending.records).max(1);
-        match self.scan(cap) {
+        match self.scan(cap, self.batch_byte_room()) {
             Scan::Nothing => false,
             Scan::Overlong { start, end, next } => {
                 self.fail_overlong(start, end, next);
@@ -225,7 +225,7 @@ impl NdjsonStream {
     /// were consumed (or none are available) without a schema; `None` once the schema
     /// is known and decoding can go on.
     fn infer_schema(&mut self) -> Option<bool> {
-        match self.scan(self.infer_rows) {
+        match self.scan(self.infer_rows, usize::MAX) {
             Scan::Nothing => Some(false),
             Scan::Overlong { start, end, next } => {
                 self.fail_overlong(start, end, next);
@@ -256,7 +256,7 @@ impl NdjsonStream {
                         // Only up to the batch's remaining room, so batches stay bounded;
                         // the rest is looked at again with the next head.
                         let cap = self.batch_size.saturating_sub(self.pending.records).max(1);
-                        match self.scan(cap) {
+                        match self.scan(cap, self.batch_byte_room()) {
                             Scan::Lines { next, line_no } => {
                                 let mut reasons = reasons.into_iter();
                                 self.fail_scanned(next, line_no, |_| {
@@ -289,11 +289,12 @@ impl NdjsonStream {
 
     /// Splits complete lines from `buf[start..]` into `spans`, up to `cap` non-blank
     /// ones, stopping before a line that is too long.
-    fn scan(&mut self, cap: usize) -> Scan {
+    fn scan(&mut self, cap: usize, byte_budget: usize) -> Scan {
         self.spans.clear();
         let mut pos = self.start;
         let mut line_no = self.line_no;
-        while self.spans.len() < cap && pos < self.end {
+        let mut bytes = 0;
+        while self.spans.len() < cap && bytes < byte_budget && pos < self.end {
             let (line_end, next) = match memchr(b'\n', &self.buf[pos..self.end]) {
                 Some(i) => (pos + i, pos + i + 1),
                 None if self.eof => (self.end, self.end),
@@ -321,6 +322,7 @@ impl NdjsonStream {
                     end: content_end,
                     line: line_no,
                 });
+                bytes += content_end - pos;
             }
             pos = next;
         }
@@ -329,6 +331,13 @@ impl NdjsonStream {
         } else {
             Scan::Lines { next: pos, line_no }
         }
+    }
+
+    /// Line bytes the current batch may still take (at least one line's worth).
+    fn batch_byte_room(&self) -> usize {
+        self.max_batch_bytes
+            .saturating_sub(self.pending.line_bytes)
+            .max(1)
     }
 
     fn commit(&mut self, next: usize, line_no: u64) {
