@@ -179,10 +179,12 @@ impl Config {
             },
             (err, _) => err,
         };
-        let text = substitute_env(text, env).map_err(with_file)?;
+        let raw = text;
+        let text = substitute_env(raw, env).map_err(with_file)?;
         let origin = Origin {
             file: file.map(Path::to_path_buf),
-            lines: KeyLines::index(&text),
+            // The file as written: a substituted value spanning lines shifts nothing.
+            lines: KeyLines::index(raw),
             overrides: overrides
                 .iter()
                 .map(|o| (o.key.clone(), o.source.clone()))

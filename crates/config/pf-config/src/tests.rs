@@ -915,3 +915,28 @@ fn type_errors_on_secret_keys_do_not_quote_the_value() {
     let (_, message) = config_err(parse("reader:\n  batch_size: big\n"));
     assert!(message.contains("\"big\""), "{message}");
 }
+
+#[test]
+fn lines_are_the_files_even_after_a_multi_line_substitution() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("worker.yaml");
+    std::fs::write(
+        &path,
+        "indexer:\n  elasticsearch:\n    index_settings: ${PF_TEST_MULTI_LINE_SETTINGS_Q}\nreader:\n  batch_size: 0\n",
+    )
+    .unwrap();
+    let env = |name: &str| {
+        (name == "PF_TEST_MULTI_LINE_SETTINGS_Q")
+            .then(|| "\n      number_of_shards: 1\n      number_of_replicas: 0".to_owned())
+    };
+    let text = std::fs::read_to_string(&path).unwrap();
+    let (key, message) = config_err(
+        Config::parse_and_validate(&text, &env, Some(&path), &[]).map(|(config, _)| config),
+    );
+    assert_eq!(key, "reader.batch_size");
+    // Line 5 of the file as written, not of the substituted text (7).
+    assert!(
+        message.starts_with(&format!("{}:5: ", path.display())),
+        "{message}"
+    );
+}
