@@ -81,7 +81,8 @@
 
 pub mod config;
 mod engine;
-pub mod expr;
+/// The condition language, from the shared front end (`pf-lang`).
+pub use pf_lang::condition as expr;
 mod interp;
 pub mod semantics;
 mod vector;

@@ -9,7 +9,7 @@ use rhai::{AST, Dynamic, Map, Scope};
 use crate::convert;
 use crate::engine::ScriptEngine;
 use crate::error;
-use crate::lex;
+use pf_lang::Analysis;
 
 struct Rule {
     ast: AST,
@@ -105,12 +105,13 @@ impl RhaiConditions {
                 let (pos, message) = error::describe_parse(&e);
                 config_error(pos, &message)
             })?;
+            let analysis = Analysis::of(&ast);
             engine
-                .check_table_literals(expr)
+                .check_table_literals(&analysis.tables)
                 .map_err(|(l, c, m)| config_error(Some((l, c)), &m))?;
             rules.push(Rule {
                 ast,
-                fields: lex::condition_fields(expr),
+                fields: analysis.fields,
             });
         }
         Ok(RhaiConditions {

@@ -8,8 +8,8 @@ use pf_error::Result;
 use rhai::Engine;
 
 use crate::builtins;
-use crate::lex;
 use crate::limits::ScriptLimits;
+use pf_lang::TableUse;
 
 struct Inner {
     engine: Engine,
@@ -117,27 +117,28 @@ impl ScriptEngine {
         &self.inner.limits
     }
 
-    /// Checks the table names passed as string literals in `source`: `Err((line, column,
+    /// Checks the table names a script passes as string literals: `Err((line, column,
     /// message))` for an unknown table, or a non-CIDR table given to `lookup_cidr`.
     pub(crate) fn check_table_literals(
         &self,
-        source: &str,
+        uses: &[TableUse],
     ) -> std::result::Result<(), (usize, usize, String)> {
         let tables = self.tables();
-        for u in lex::table_uses(source) {
+        for u in uses {
+            let (line, col) = (u.position.line as usize, u.position.column as usize);
             match tables.get(&u.table) {
                 None => {
                     let known: Vec<&str> = tables.names().collect();
                     return Err((
-                        u.line,
-                        u.col,
+                        line,
+                        col,
                         builtins::unknown_table_message(&u.table, &u.function, &known),
                     ));
                 }
                 Some(t) if u.function == "lookup_cidr" && t.kind() != TableKind::Cidr => {
                     return Err((
-                        u.line,
-                        u.col,
+                        line,
+                        col,
                         format!(
                             "lookup_cidr(): table `{}` is an exact-key table; use lookup()",
                             u.table

@@ -40,7 +40,6 @@ mod config;
 mod convert;
 mod engine;
 mod error;
-mod lex;
 mod limits;
 mod stage;
 mod transform;

@@ -17,7 +17,8 @@ use crate::builtins::AlertScope;
 use crate::convert::{self, Kind, Reader};
 use crate::engine::ScriptEngine;
 use crate::error;
-use crate::lex;
+use pf_lang::Analysis;
+use pf_lang::analysis::hoist_transform_body;
 
 /// The configuration key compile errors are reported under.
 const CONFIG_KEY: &str = "transform.script";
@@ -154,10 +155,11 @@ impl ScriptTransformFactory {
             }
             Some(_) => {}
         }
+        let analysis = Analysis::of(&ast);
         engine
-            .check_table_literals(source)
+            .check_table_literals(&analysis.tables)
             .map_err(|(l, c, m)| config_error(l, c, &m))?;
-        let locator = lex::hoist_transform_body(source).and_then(|(text, param)| {
+        let locator = hoist_transform_body(source).and_then(|(text, param)| {
             let ast = engine.engine().compile(text).ok()?;
             Some((ast, param))
         });
@@ -166,7 +168,7 @@ impl ScriptTransformFactory {
                 engine: engine.clone(),
                 ast,
                 locator,
-                words: lex::word_set(source),
+                words: analysis.words,
                 options,
             }),
         })
@@ -301,7 +303,7 @@ impl ScriptTransform {
 ///
 /// Rhai reports these errors at the outermost script-function call, which for
 /// `transform` called from Rust is no position at all. Running the record again through
-/// the same body as top-level code (see [`lex::hoist_transform_body`]) reports where it
+/// the same body as top-level code (see [`hoist_transform_body`]) reports where it
 /// happened, or the call site in the body of the helper function it happened in. Only
 /// records that already failed pay for the second run.
 fn locate(shared: &Shared, template: &Map, inputs: &[Dynamic]) -> Option<(usize, usize)> {
