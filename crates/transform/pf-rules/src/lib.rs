@@ -84,7 +84,8 @@ mod engine;
 /// The condition language, from the shared front end (`pf-lang`).
 pub use pf_lang::condition as expr;
 mod interp;
-pub mod semantics;
+/// The values and operator semantics of the language, from the shared front end.
+pub use pf_lang::semantics;
 mod vector;
 pub mod window;
 

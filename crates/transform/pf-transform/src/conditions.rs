@@ -20,57 +20,15 @@ struct Rule {
 /// rule engine falls back to this for expressions it cannot compile.
 ///
 /// A condition sees each record field it names both as a variable (`amount > 10000.0`)
-/// and as `record.<field>`. Values are converted as in the script stage (see
-/// [`ScriptTransformFactory`](crate::ScriptTransformFactory): integers and timestamps
-/// are `i64` (timestamps in µs), `Date32` dates `i64` **days** (not µs: the rule engine
-/// reads them as days too), decimals `f64` (as Arrow casts them, like the rule engine),
-/// nulls `()`, other non-primitive types (`Date64` included) their display text). A field the batch lacks is not bound: a bare use is the error
+/// and as `record.<field>`, read by the language's one mapping
+/// ([`pf_lang::semantics::column_value`], as the vectorized rules read it; types it does
+/// not read arrive as their display text). A field the batch lacks is not bound: a bare
+/// use is the error
 /// `Variable not found: <name>`, while `record.<name>` is `()`. A variable named
 /// `record` is always the map.
 ///
-/// # Rhai semantics a vectorized evaluator must reproduce
-///
-/// Each point is checked against the engine by `tests/semantics.rs`.
-///
-/// * **Different types.** When the operand types differ and are not both numeric, `==`,
-///   `<`, `>`, `<=`, `>=` are `false` and `!=` is `true`, never an error: `() == 0`,
-///   `() < 5`, `"1" == 1`, `true == 1`, `#{} == 1` are false; `() != 5` is true. (A
-///   character literal equals the one-character string: `'a' == "a"`.)
-/// * **Unit with unit.** `() == ()` is `true`; `!=`, `<`, `>`, `<=`, `>=` are `false`.
-/// * **Integers** compare exactly; arithmetic is checked: overflow and division or
-///   remainder by zero are errors; `/` and `%` truncate toward zero (`-7 / 2 == -3`,
-///   `-7 % 3 == -1`).
-/// * **Floats, and integers mixed with floats** (the integer converted with `as f64`:
-///   `9007199254740993 == 9007199254740992.0`). Arithmetic is IEEE 754 and never fails
-///   (`1.0 / 0 == inf`, `0.0 / 0.0` is NaN). Comparisons are **not** IEEE: Rhai (without
-///   its `unchecked` feature, which would also drop the sandbox limits) uses a relative
-///   epsilon. With `ε = f64::EPSILON` and `m = 1.0` if `x * y == 0.0`, else
-///   `max(|x|, |y|)` (Rust's `f64::max`, which ignores NaN):
-///   - if `m == 0.0` (only NaN against ±0.0): `==`, `<=`, `>=` are true, the rest false;
-///   - `x == y` ⇔ `|x − y| / m <= ε`, `x != y` ⇔ `|x − y| / m > ε`;
-///   - `x > y` ⇔ `(x − y) / m > ε`, `x >= y` ⇔ `(x − y) / m > −ε`;
-///   - `x < y` ⇔ `(y − x) / m > ε`, `x <= y` ⇔ `(y − x) / m > −ε`.
-///
-///   So `10000.000000000002 == 10000.0` and is not `> 10000.0`; `0.1 + 0.2 == 0.3`;
-///   `1e-300 == 0.0` and `1e-17 > 0.0` is false (absolute ε near zero); NaN and ±inf
-///   compare false under every operator including `!=` (even `inf == inf`), except that
-///   NaN is "equal" to zero.
-/// * **Unit in arithmetic** is an error (`() + 1`, `() * 2.0`, `-()`, `!()`), except
-///   string concatenation: `() + "s"` and `"s" + ()` are `"s"`.
-/// * **Strings**: `+` concatenates a string with anything (`"a" + 1 == "a1"`,
-///   `1 + "a" == "1a"`, `"a" + true == "atrue"`); `-` removes every occurrence of a
-///   string or character (`"abc" - "c" == "ab"`); comparisons are byte-wise
-///   (`"B" < "a"`, `"é" > "z"`) and case-sensitive.
-/// * **Booleans** order `false < true`.
-/// * **Logic**: `&&`, `||`, `!` need `bool` operands (else `Data type incorrect: ()
-///   (expecting bool)` at the operand); `&&` and `||` short-circuit, so the right side
-///   is neither evaluated nor checked when the left decides (`false && x`, `n > 1 || x`).
-///   The optimizer removes a literal `true` operand of `&&` and a literal `false` operand
-///   of `||` at compile time, so `x && true` is just `x`; a literal `()` operand is a
-///   compile error.
-/// * **Missing map properties** are `()`: `record.absent`, `lookup("t", miss).col`,
-///   `#{a: 1}["b"]`.
-/// * **The result** must be a `bool`; anything else (including `()`) is an error.
+/// What each operator does on these values is stated once, in [`pf_lang::semantics`];
+/// `tests/semantics.rs` checks that statement against this engine point by point.
 pub struct RhaiConditions {
     engine: ScriptEngine,
     rules: Vec<Rule>,

@@ -1,20 +1,10 @@
 //! Arrow values ↔ Rhai values.
 //!
-//! Arrow → Rhai (what a script sees):
-//!
-//! | Arrow type                                         | Rhai value                     |
-//! |----------------------------------------------------|--------------------------------|
-//! | Int8…Int64, UInt8…UInt32                           | `i64`                          |
-//! | UInt64                                             | `i64`; above `i64::MAX` `()`   |
-//! | Float16, Float32, Float64                          | `f64`                          |
-//! | Decimal32, Decimal64, Decimal128, Decimal256       | `f64`, as Arrow casts it (as the rule engine reads decimals, so `amount > 1000.0` works) |
-//! | Boolean                                            | `bool`                         |
-//! | Utf8, LargeUtf8, Utf8View                          | string                         |
-//! | Dictionary(_, V)                                   | as V                           |
-//! | Timestamp(any unit, any or no time zone)           | `i64` µs since the epoch (UTC; ns floored; `()` if it overflows) |
-//! | Date32                                             | `i64` days since the epoch     |
-//! | null (any type), Null                              | `()`                           |
-//! | anything else (Date64, Time, List, Struct…)        | string: Arrow's display form   |
+//! Arrow → Rhai (what a script sees) is the language's one mapping,
+//! [`pf_lang::semantics::column_value`] (the table is in `pf_lang::semantics`): the same
+//! reading the vectorized rules use, so a field has the same value in a rule and in a
+//! script. Types that mapping does not read (Time, List, Struct, …) arrive as Arrow's
+//! display text.
 //!
 //! Rhai → Arrow (what a changed or new field becomes) is in [`build_sparse`] and the
 //! transform docs.
@@ -22,48 +12,21 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, BooleanBuilder, Float64Builder, Int64Builder,
-    RecordBatch, StringBuilder,
+    Array, ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, RecordBatch, StringBuilder,
 };
 use arrow::compute::{CastOptions, cast_with_options};
-use arrow::datatypes::{
-    DataType, Date32Type, Float16Type, Float32Type, Float64Type, Int8Type, Int16Type, Int32Type,
-    Int64Type, TimeUnit, TimestampMicrosecondType, TimestampMillisecondType,
-    TimestampNanosecondType, TimestampSecondType, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
-};
+use arrow::datatypes::{DataType, TimeUnit};
 use arrow::error::ArrowError;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
+use pf_lang::semantics::{self, ColumnValues};
 use rhai::{Dynamic, ImmutableString, Map};
 
-/// Reads one column's values as Rhai values; built once per batch per referenced column,
-/// so the per-row path is one `match` and no downcast.
+/// Reads one column's values as Rhai values; built once per batch per referenced column
+/// (the column is converted once), so the per-row path is one `match` and no downcast.
 pub(crate) enum Reader {
-    I8(arrow::array::Int8Array),
-    I16(arrow::array::Int16Array),
-    I32(arrow::array::Int32Array),
-    I64(arrow::array::Int64Array),
-    U8(arrow::array::UInt8Array),
-    U16(arrow::array::UInt16Array),
-    U32(arrow::array::UInt32Array),
-    U64(arrow::array::UInt64Array),
-    F16(arrow::array::Float16Array),
-    F32(arrow::array::Float32Array),
-    F64(arrow::array::Float64Array),
-    Bool(BooleanArray),
-    Utf8(arrow::array::StringArray),
-    LargeUtf8(arrow::array::LargeStringArray),
-    Utf8View(arrow::array::StringViewArray),
-    /// Any timestamp unit; values scaled to microseconds on read.
-    Timestamp(arrow::array::Int64Array, TimeUnit),
-    Date32(arrow::array::Date32Array),
-    /// Any decimal type; each value cast to f64 by Arrow on read (the same cast the
-    /// rule engine applies to the whole column, so both see the same number).
-    Decimal(ArrayRef),
-    Dict {
-        keys: ArrayRef,
-        values: Box<Reader>,
-    },
-    Null,
+    /// A column the language reads natively.
+    Values(ColumnValues),
+    /// Anything else, read as Arrow's display text.
     Display(ArrayRef),
 }
 
@@ -100,176 +63,48 @@ impl Kind {
 
 impl Reader {
     pub(crate) fn new(array: &ArrayRef) -> Reader {
-        match array.data_type() {
-            DataType::Int8 => Reader::I8(array.as_primitive::<Int8Type>().clone()),
-            DataType::Int16 => Reader::I16(array.as_primitive::<Int16Type>().clone()),
-            DataType::Int32 => Reader::I32(array.as_primitive::<Int32Type>().clone()),
-            DataType::Int64 => Reader::I64(array.as_primitive::<Int64Type>().clone()),
-            DataType::UInt8 => Reader::U8(array.as_primitive::<UInt8Type>().clone()),
-            DataType::UInt16 => Reader::U16(array.as_primitive::<UInt16Type>().clone()),
-            DataType::UInt32 => Reader::U32(array.as_primitive::<UInt32Type>().clone()),
-            DataType::UInt64 => Reader::U64(array.as_primitive::<UInt64Type>().clone()),
-            DataType::Float16 => Reader::F16(array.as_primitive::<Float16Type>().clone()),
-            DataType::Float32 => Reader::F32(array.as_primitive::<Float32Type>().clone()),
-            DataType::Float64 => Reader::F64(array.as_primitive::<Float64Type>().clone()),
-            DataType::Boolean => Reader::Bool(array.as_boolean().clone()),
-            DataType::Utf8 => Reader::Utf8(array.as_string::<i32>().clone()),
-            DataType::LargeUtf8 => Reader::LargeUtf8(array.as_string::<i64>().clone()),
-            DataType::Utf8View => Reader::Utf8View(array.as_string_view().clone()),
-            DataType::Timestamp(unit, _) => {
-                let values = match unit {
-                    TimeUnit::Second => array
-                        .as_primitive::<TimestampSecondType>()
-                        .reinterpret_cast::<Int64Type>(),
-                    TimeUnit::Millisecond => array
-                        .as_primitive::<TimestampMillisecondType>()
-                        .reinterpret_cast::<Int64Type>(),
-                    TimeUnit::Microsecond => array
-                        .as_primitive::<TimestampMicrosecondType>()
-                        .reinterpret_cast::<Int64Type>(),
-                    TimeUnit::Nanosecond => array
-                        .as_primitive::<TimestampNanosecondType>()
-                        .reinterpret_cast::<Int64Type>(),
-                };
-                Reader::Timestamp(values, *unit)
-            }
-            DataType::Date32 => Reader::Date32(array.as_primitive::<Date32Type>().clone()),
-            DataType::Decimal32(..)
-            | DataType::Decimal64(..)
-            | DataType::Decimal128(..)
-            | DataType::Decimal256(..) => Reader::Decimal(array.clone()),
-            DataType::Dictionary(..) => match array.as_any_dictionary_opt() {
-                Some(dict) => Reader::Dict {
-                    keys: dict.keys().slice(0, dict.keys().len()),
-                    values: Box::new(Reader::new(dict.values())),
-                },
-                None => Reader::Display(array.clone()),
-            },
-            DataType::Null => Reader::Null,
-            _ => Reader::Display(array.clone()),
+        match semantics::column_value(array.as_ref()) {
+            Ok(values) => Reader::Values(values),
+            Err(_) => Reader::Display(array.clone()),
         }
     }
 
     /// What the values of a column of `data_type` arrive as.
     pub(crate) fn kind_of(data_type: &DataType) -> Kind {
-        match data_type {
-            DataType::Int8
-            | DataType::Int16
-            | DataType::Int32
-            | DataType::Int64
-            | DataType::UInt8
-            | DataType::UInt16
-            | DataType::UInt32
-            | DataType::UInt64
-            | DataType::Timestamp(..)
-            | DataType::Date32 => Kind::Int,
-            DataType::Float16
-            | DataType::Float32
-            | DataType::Float64
-            | DataType::Decimal32(..)
-            | DataType::Decimal64(..)
-            | DataType::Decimal128(..)
-            | DataType::Decimal256(..) => Kind::Float,
-            DataType::Boolean => Kind::Bool,
-            DataType::Dictionary(_, v) => Reader::kind_of(v),
+        match semantics::value_type(data_type) {
+            Some(semantics::ValueType::Int) => Kind::Int,
+            Some(semantics::ValueType::Float) => Kind::Float,
+            Some(semantics::ValueType::Bool) => Kind::Bool,
             _ => Kind::Str,
         }
     }
 
     /// The value at `row`; `()` for nulls and for rows out of range.
     pub(crate) fn get(&self, row: usize) -> Dynamic {
-        macro_rules! prim {
-            ($a:expr, $conv:expr) => {{
-                let a = $a;
-                if row >= a.len() || a.is_null(row) {
-                    Dynamic::UNIT
-                } else {
-                    let conv = $conv;
-                    conv(a.value(row))
-                }
-            }};
+        fn valid(a: &dyn Array, row: usize) -> bool {
+            row < a.len() && a.is_valid(row)
         }
         match self {
-            Reader::I8(a) => prim!(a, |v: i8| Dynamic::from_int(v.into())),
-            Reader::I16(a) => prim!(a, |v: i16| Dynamic::from_int(v.into())),
-            Reader::I32(a) => prim!(a, |v: i32| Dynamic::from_int(v.into())),
-            Reader::I64(a) => prim!(a, Dynamic::from_int),
-            Reader::U8(a) => prim!(a, |v: u8| Dynamic::from_int(v.into())),
-            Reader::U16(a) => prim!(a, |v: u16| Dynamic::from_int(v.into())),
-            Reader::U32(a) => prim!(a, |v: u32| Dynamic::from_int(v.into())),
-            Reader::U64(a) => prim!(a, |v: u64| i64::try_from(v)
-                .map_or(Dynamic::UNIT, Dynamic::from_int)),
-            Reader::F16(a) => prim!(a, |v| Dynamic::from_float(f64::from(v))),
-            Reader::F32(a) => prim!(a, |v: f32| Dynamic::from_float(v.into())),
-            Reader::F64(a) => prim!(a, Dynamic::from_float),
-            Reader::Bool(a) => prim!(a, Dynamic::from_bool),
-            Reader::Utf8(a) => prim!(a, |v: &str| Dynamic::from(ImmutableString::from(v))),
-            Reader::LargeUtf8(a) => prim!(a, |v: &str| Dynamic::from(ImmutableString::from(v))),
-            Reader::Utf8View(a) => prim!(a, |v: &str| Dynamic::from(ImmutableString::from(v))),
-            Reader::Timestamp(a, unit) => prim!(a, |v: i64| {
-                let micros = match unit {
-                    TimeUnit::Second => v.checked_mul(1_000_000),
-                    TimeUnit::Millisecond => v.checked_mul(1_000),
-                    TimeUnit::Microsecond => Some(v),
-                    TimeUnit::Nanosecond => Some(v.div_euclid(1_000)),
-                };
-                micros.map_or(Dynamic::UNIT, Dynamic::from_int)
-            }),
-            Reader::Date32(a) => prim!(a, |v: i32| Dynamic::from_int(v.into())),
-            Reader::Decimal(a) => {
-                if row >= a.len() || a.is_null(row) {
-                    return Dynamic::UNIT;
-                }
-                match cast_with_options(
-                    &a.slice(row, 1),
-                    &DataType::Float64,
-                    &CastOptions::default(),
-                ) {
-                    Ok(f) if f.is_valid(0) => {
-                        Dynamic::from_float(f.as_primitive::<Float64Type>().value(0))
-                    }
-                    _ => Dynamic::UNIT,
-                }
+            Reader::Values(ColumnValues::Int(a)) if valid(a, row) => {
+                Dynamic::from_int(a.value(row))
             }
-            Reader::Dict { keys, values } => match dictionary_key(keys, row) {
-                Some(k) => values.get(k),
-                None => Dynamic::UNIT,
-            },
-            Reader::Null => Dynamic::UNIT,
-            Reader::Display(a) => {
-                if row >= a.len() || a.is_null(row) {
-                    return Dynamic::UNIT;
-                }
+            Reader::Values(ColumnValues::Float(a)) if valid(a, row) => {
+                Dynamic::from_float(a.value(row))
+            }
+            Reader::Values(ColumnValues::Bool(a)) if valid(a, row) => {
+                Dynamic::from_bool(a.value(row))
+            }
+            Reader::Values(ColumnValues::Str(a)) if valid(a, row) => {
+                Dynamic::from(ImmutableString::from(a.value(row)))
+            }
+            Reader::Display(a) if valid(a.as_ref(), row) => {
                 match ArrayFormatter::try_new(a.as_ref(), &FormatOptions::default()) {
                     Ok(f) => Dynamic::from(ImmutableString::from(f.value(row).to_string())),
                     Err(_) => Dynamic::UNIT,
                 }
             }
+            _ => Dynamic::UNIT,
         }
-    }
-}
-
-/// The dictionary key at `row` as an index into the values; `None` for nulls, rows out
-/// of range and negative keys.
-fn dictionary_key(keys: &ArrayRef, row: usize) -> Option<usize> {
-    if row >= keys.len() || keys.is_null(row) {
-        return None;
-    }
-    macro_rules! key {
-        ($t:ty) => {
-            usize::try_from(keys.as_primitive::<$t>().value(row)).ok()
-        };
-    }
-    match keys.data_type() {
-        DataType::Int8 => key!(Int8Type),
-        DataType::Int16 => key!(Int16Type),
-        DataType::Int32 => key!(Int32Type),
-        DataType::Int64 => key!(Int64Type),
-        DataType::UInt8 => key!(UInt8Type),
-        DataType::UInt16 => key!(UInt16Type),
-        DataType::UInt32 => key!(UInt32Type),
-        DataType::UInt64 => key!(UInt64Type),
-        _ => None,
     }
 }
 

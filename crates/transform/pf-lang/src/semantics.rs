@@ -66,6 +66,22 @@
 //! * The condition's result must be a `bool`; anything else (including `()`) is an error.
 //!
 //! Errors are record-level failures of the record and rule.
+//!
+//! # What the Rhai engine adds per record
+//!
+//! Rules outside the vectorized subset, and scripts, run on Rhai itself, which also has
+//! (checked against the engine by `pf-transform/tests/semantics.rs`):
+//!
+//! * **Strings**: `+` concatenates a string with anything (`"a" + 1 == "a1"`,
+//!   `1 + "a" == "1a"`, `() + "s" == "s"`); `-` removes every occurrence of a string or
+//!   character (`"abc" - "c" == "ab"`); a character literal equals the one-character
+//!   string (`'a' == "a"`). The vectorized subset has no character literals, and
+//!   concatenation with a non-string is an error there: such rows go to the engine.
+//! * **Literal operands of `&&` / `||`**: the optimizer removes a literal `true` operand
+//!   of `&&` and a literal `false` operand of `||`, so `x && true` is just `x`; a literal
+//!   non-bool operand (`1 && x`, `() || x`) does not compile.
+//! * **Missing map properties** are `()`: `record.absent`, `lookup("t", miss).col`,
+//!   `#{a: 1}["b"]`.
 
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, StringArray};
 use arrow::buffer::{NullBuffer, ScalarBuffer};
@@ -74,7 +90,7 @@ use arrow::datatypes::{
     TimestampNanosecondType, TimestampSecondType,
 };
 
-use crate::expr::{BinaryOp, TimeFn};
+use crate::condition::{BinaryOp, TimeFn};
 
 /// Microseconds per minute.
 pub const MINUTE_US: i64 = 60_000_000;
@@ -354,6 +370,52 @@ impl ColumnValues {
     }
 }
 
+/// The five kinds of [`Value`], as a column type maps to one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueType {
+    /// Every value is `()`.
+    Unit,
+    /// `bool`.
+    Bool,
+    /// `INT`.
+    Int,
+    /// `FLOAT`.
+    Float,
+    /// String.
+    Str,
+}
+
+/// What a column of `data_type` reads as (the table in the module docs; the same answer
+/// [`column_value`] gives); `None` for a type the language does not read natively.
+pub fn value_type(data_type: &DataType) -> Option<ValueType> {
+    Some(match data_type {
+        DataType::Null => ValueType::Unit,
+        DataType::Boolean => ValueType::Bool,
+        DataType::Int8
+        | DataType::Int16
+        | DataType::Int32
+        | DataType::Int64
+        | DataType::UInt8
+        | DataType::UInt16
+        | DataType::UInt32
+        | DataType::UInt64
+        | DataType::Timestamp(..)
+        | DataType::Date32 => ValueType::Int,
+        DataType::Float16
+        | DataType::Float32
+        | DataType::Float64
+        | DataType::Decimal32(..)
+        | DataType::Decimal64(..)
+        | DataType::Decimal128(..)
+        | DataType::Decimal256(..) => ValueType::Float,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Date64 => {
+            ValueType::Str
+        }
+        DataType::Dictionary(_, values) => return value_type(values),
+        _ => return None,
+    })
+}
+
 /// A whole column as rule values (the table in the module docs); `Err` names a type rules
 /// cannot read.
 pub fn column_value(array: &dyn Array) -> Result<ColumnValues, String> {
@@ -518,6 +580,39 @@ mod tests {
                 i64::from(t.weekday().num_days_from_monday()),
                 "{us}"
             );
+        }
+    }
+
+    #[test]
+    fn value_type_agrees_with_column_value() {
+        use arrow::datatypes::{IntervalUnit, TimeUnit};
+        let types = [
+            DataType::Null,
+            DataType::Boolean,
+            DataType::Int8,
+            DataType::UInt64,
+            DataType::Float16,
+            DataType::Decimal128(10, 2),
+            DataType::Utf8View,
+            DataType::LargeUtf8,
+            DataType::Timestamp(TimeUnit::Nanosecond, Some("+01:00".into())),
+            DataType::Date32,
+            DataType::Date64,
+            DataType::Dictionary(Box::new(DataType::Int8), Box::new(DataType::Utf8)),
+            DataType::Time64(TimeUnit::Microsecond),
+            DataType::Interval(IntervalUnit::DayTime),
+            DataType::Binary,
+        ];
+        for t in types {
+            let read = column_value(arrow::array::new_empty_array(&t).as_ref()).ok();
+            let read = read.map(|c| match c {
+                ColumnValues::Unit(_) => ValueType::Unit,
+                ColumnValues::Bool(_) => ValueType::Bool,
+                ColumnValues::Int(_) => ValueType::Int,
+                ColumnValues::Float(_) => ValueType::Float,
+                ColumnValues::Str(_) => ValueType::Str,
+            });
+            assert_eq!(read, value_type(&t), "{t}");
         }
     }
 
