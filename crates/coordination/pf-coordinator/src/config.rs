@@ -42,9 +42,11 @@ pub struct ValkeyConfig {
     pub outage_limit_secs: u64,
     /// `timeout_ms`: connect and per-command timeout, milliseconds. Default `10000`.
     pub timeout_ms: u64,
-    /// `windows`: keep fraud-rule windows in Valkey too, so every worker sees every
-    /// worker's events. Default `true`.
-    pub windows: bool,
+    /// `windows`: where fraud-rule windows live. `shared` (or `true`): in Valkey, so
+    /// every worker sees every worker's events, exact whatever the split of the data.
+    /// `local` (or `false`): in each process, with no Valkey traffic, exact only when
+    /// every key's events are in one file (input partitioned by key). Default `shared`.
+    pub windows: WindowPlacement,
     /// `window_lateness_secs`: how far (in event time, seconds) behind the newest event
     /// of its key an event may arrive and still count. Workers reading different parts
     /// of time-ordered data at the same time need it to cover how far apart in event
@@ -62,7 +64,7 @@ impl Default for ValkeyConfig {
             stale_after_secs: crate::DEFAULT_STALE_AFTER.as_secs(),
             outage_limit_secs: 600,
             timeout_ms: 10_000,
-            windows: true,
+            windows: WindowPlacement::Shared,
             window_lateness_secs: 300,
         }
     }
@@ -154,10 +156,10 @@ impl ValkeyConfig {
         Ok(Arc::new(ValkeyMetadataStore::connect(&config)?))
     }
 
-    /// The shared window store with a `url` and `windows: true`; `None` keeps window
+    /// The shared window store with a `url` and `windows: shared`; `None` keeps window
     /// state in process.
     pub fn window_store(&self) -> Result<Option<Arc<dyn WindowStore>>> {
-        if self.url.is_none() || !self.windows {
+        if self.url.is_none() || self.windows == WindowPlacement::Local {
             return Ok(None);
         }
         let config = self.clone().with_env_password();
@@ -168,5 +170,41 @@ impl ValkeyConfig {
                 ..ValkeyWindowOptions::default()
             },
         )?)))
+    }
+}
+
+/// `coordinator.valkey.windows`: where fraud-rule windows live when Valkey is configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WindowPlacement {
+    /// In Valkey, shared by every worker: the alert set is exact for any split of the
+    /// data over threads, workers and files.
+    Shared,
+    /// In each process: no Valkey traffic; exact only when each key's events are all in
+    /// one file (input partitioned by key), since no process sees another's events.
+    Local,
+}
+
+/// Accepts `shared` / `local`, and the booleans earlier versions used (`true` is
+/// `shared`, `false` is `local`).
+impl<'de> Deserialize<'de> for WindowPlacement {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            Bool(bool),
+            Name(String),
+        }
+        match Form::deserialize(d)? {
+            Form::Bool(true) => Ok(WindowPlacement::Shared),
+            Form::Bool(false) => Ok(WindowPlacement::Local),
+            Form::Name(n) => match n.as_str() {
+                "shared" => Ok(WindowPlacement::Shared),
+                "local" => Ok(WindowPlacement::Local),
+                other => Err(serde::de::Error::custom(format!(
+                    "unknown window placement `{other}`: expected `shared` or `local`"
+                ))),
+            },
+        }
     }
 }

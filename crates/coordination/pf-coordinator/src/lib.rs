@@ -60,12 +60,12 @@ mod window;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-pub use config::ValkeyConfig;
+pub use config::{ValkeyConfig, WindowPlacement};
 pub use connection::VALKEY_PASSWORD_ENV;
 pub use memory::MemoryMetadataStore;
 pub use status::{JobStatus, job_status, print_status, register_job_totals};
 pub use valkey::ValkeyMetadataStore;
-pub use window::{ValkeyWindowOptions, ValkeyWindowStore};
+pub use window::{SLOT_GROUPS, ValkeyWindowOptions, ValkeyWindowStore};
 
 /// The error of a state change by `worker` on an item it no longer holds.
 pub(crate) fn claim_lost(item: &pf_types::WorkItem, worker: &str) -> pf_error::PfError {

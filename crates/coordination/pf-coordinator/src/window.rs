@@ -1,4 +1,7 @@
 //! Sliding-window rule state in Valkey, shared by every worker of a deployment.
+//!
+//! The cost model (server work per event, events/s per node, nodes for a fleet) is in
+//! `DESIGN.md` beside this crate.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -12,90 +15,139 @@ use redis::Script;
 use crate::ValkeyConfig;
 use crate::connection::ValkeyPool;
 
-/// Events per script call: a batch of 65,536 rows becomes 16 calls sent in one pipeline
-/// (one round trip), and no single call blocks the server for long.
+/// Slot groups per rule: a key's state lives under the hash tag `{<rule>:<group>}`, so
+/// one script call touches one hash slot (a Valkey Cluster requirement) and a batch is
+/// at most this many calls, all sent in one pipeline (one round trip to one node).
+pub const SLOT_GROUPS: u64 = 64;
+
+/// Events per script call at most: a larger group is split into several calls, run in
+/// order, so no single call blocks the server for long (and its keys fit one `MGET`
+/// from Lua, whose stack takes about 8 000 arguments).
 const EVENTS_PER_CALL: usize = 4096;
 
-/// The semantics of `pf_rules::window`, per event, atomically. KEYS: one sorted set per
-/// distinct key in the call (member `row|uri`, score = time µs); `<key>:a` holds the
-/// times whose alert was raised. ARGV: 1 window µs, 2 lateness µs, 3 min count, 4 ttl s,
-/// 5 uri, 6 max events per key, then (key index, time µs, row) per event.
-/// Returns {row flags as '0'/'1', late count, {key index, t_end, count, member, late}…}.
+/// The semantics of `pf_rules::window`, per event, atomically, over a compact state per
+/// key: one string holding, msgpack-encoded, `{newest, uris, T, U, R, alerted}` — the
+/// event times `T` (sorted), the source uri index `U` and row `R` of each event, and the
+/// times whose alert was raised. A call costs one MGET, and each key one SET, whatever
+/// its number of events; each event a few binary searches in Lua.
+///
+/// KEYS: the state of each key of the call. ARGV: 1 window µs, 2 lateness µs, 3 min
+/// count, 4 ttl ms, 5 max events per key, 6 uri, then for each key: its event count n,
+/// then n × (time µs, row), in batch order. Returns {row flags as '0'/'1' in argument
+/// order, late count, {key index, t_end, count, uri, row, late}…}.
 const OBSERVE: &str = r#"
 local W = tonumber(ARGV[1]); local L = tonumber(ARGV[2]); local MIN = tonumber(ARGV[3])
-local ttl = ARGV[4]; local uri = ARGV[5]; local MAXE = tonumber(ARGV[6])
-local function fmt(x) return string.format('%.0f', x) end
-local fired, alerts, late, newest = {}, {}, 0, {}
-local function alert(ki, tau, count, member, is_late)
-  if redis.call('ZADD', KEYS[ki] .. ':a', 'NX', fmt(tau), fmt(tau)) == 1 then
-    table.insert(alerts, ki); table.insert(alerts, fmt(tau))
-    table.insert(alerts, count); table.insert(alerts, member)
-    table.insert(alerts, is_late)
+local TTL = ARGV[4]; local MAXE = tonumber(ARGV[5]); local URI = ARGV[6]
+local flags, alerts, late, a = {}, {}, 0, 7
+local floor = math.floor
+-- First index i in 1..n+1 with T[i] > x (upper) or T[i] >= x (lower).
+local function upper(T, n, x)
+  local lo, hi = 1, n + 1
+  while lo < hi do
+    local mid = floor((lo + hi) / 2)
+    if T[mid] <= x then lo = mid + 1 else hi = mid end
   end
+  return lo
 end
-local n = (#ARGV - 6) / 3
-for i = 0, n - 1 do
-  local ki = tonumber(ARGV[7 + 3 * i]); local t = tonumber(ARGV[8 + 3 * i])
-  local row = ARGV[9 + 3 * i]
-  local z = KEYS[ki]
-  local nw = newest[ki]
-  if nw == nil then
-    local top = redis.call('ZRANGE', z, -1, -1, 'WITHSCORES')
-    nw = top[2] and tonumber(top[2]) or false
+local function lower(T, n, x)
+  local lo, hi = 1, n + 1
+  while lo < hi do
+    local mid = floor((lo + hi) / 2)
+    if T[mid] < x then lo = mid + 1 else hi = mid end
   end
-  local f = '0'
-  if nw and t < nw - W - L then
-    late = late + 1
-  else
-    local member = row .. '|' .. uri
-    if redis.call('ZADD', z, 'NX', fmt(t), member) == 0 then
-      -- A replay (re-processed file): not counted again, nothing raised.
-      if redis.call('ZCOUNT', z, fmt(t - W), fmt(t)) >= MIN then f = '1' end
-    elseif (not nw) or t > nw then
-      -- The common case, a new newest event: only its own window can change.
-      nw = t
-      local count = redis.call('ZCOUNT', z, fmt(t - W), fmt(t))
-      if count >= MIN then
-        f = '1'
-        alert(ki, t, count, member, 0)
-      end
-    else
-      -- Not the newest: re-check every distinct time whose window it is in.
-      local ev = redis.call('ZRANGEBYSCORE', z, fmt(t), fmt(t + W), 'WITHSCORES')
-      local j = 1
-      while j <= #ev do
-        local tau = tonumber(ev[j + 1])
-        local k = j + 2
-        while k <= #ev and tonumber(ev[k + 1]) == tau do k = k + 2 end
-        local count = redis.call('ZCOUNT', z, fmt(tau - W), fmt(tau))
-        if count >= MIN then
-          if tau == t then f = '1' end
-          alert(ki, tau, count, ev[j], tau == t and 0 or 1)
-        end
-        j = k
-      end
-    end
-  end
-  newest[ki] = nw
-  fired[#fired + 1] = f
+  return lo
 end
--- Once per key: drop what no window can reach any more (older than newest − window −
--- lateness; an event arriving within the lateness never looks below that), cap the
--- events per key, and refresh the TTL.
+local blobs = redis.call('MGET', unpack(KEYS))
 for ki = 1, #KEYS do
-  local nw = newest[ki]
-  if nw then
-    local horizon = '(' .. fmt(nw - W - L)
-    redis.call('ZREMRANGEBYSCORE', KEYS[ki], '-inf', horizon)
-    redis.call('ZREMRANGEBYSCORE', KEYS[ki] .. ':a', '-inf', horizon)
-    if MAXE > 0 and redis.call('ZCARD', KEYS[ki]) > MAXE then
-      redis.call('ZREMRANGEBYRANK', KEYS[ki], 0, -(MAXE + 1))
-    end
+  local s
+  if blobs[ki] then s = cmsgpack.unpack(blobs[ki]) else s = {false, {}, {}, {}, {}, {}} end
+  local nw, uris, T, U, R, done = s[1], s[2], s[3], s[4], s[5], s[6]
+  -- This call's uri index, found (or added) when first needed.
+  local ui = false
+  for i = 1, #uris do if uris[i] == URI then ui = i end end
+  local function alert(tau, count, j, is_late)
+    for d = 1, #done do if done[d] == tau then return end end
+    done[#done + 1] = tau
+    local m = #alerts
+    alerts[m + 1] = ki; alerts[m + 2] = tau; alerts[m + 3] = count
+    alerts[m + 4] = uris[U[j]]; alerts[m + 5] = R[j]; alerts[m + 6] = is_late
   end
-  redis.call('EXPIRE', KEYS[ki], ttl)
-  redis.call('EXPIRE', KEYS[ki] .. ':a', ttl)
+  local n = #T
+  local events = tonumber(ARGV[a]); a = a + 1
+  for _ = 1, events do
+    local t = tonumber(ARGV[a]); local row = tonumber(ARGV[a + 1]); a = a + 2
+    local f = '0'
+    if nw and t < nw - W - L then
+      late = late + 1
+    else
+      local pos = upper(T, n, t)
+      local j, replay = pos - 1, false
+      while ui and j >= 1 and T[j] == t do
+        if U[j] == ui and R[j] == row then replay = true; break end
+        j = j - 1
+      end
+      if replay then
+        -- A re-processed record: not counted again, nothing raised.
+        if pos - lower(T, n, t - W) >= MIN then f = '1' end
+      else
+        if not ui then ui = #uris + 1; uris[ui] = URI end
+        if pos > n then
+          n = n + 1; T[n] = t; U[n] = ui; R[n] = row
+        else
+          table.insert(T, pos, t); table.insert(U, pos, ui); table.insert(R, pos, row)
+          n = n + 1
+        end
+        if (not nw) or t > nw then
+          -- The common case, a new newest event: only its own window can change.
+          nw = t
+          local count = n - lower(T, n, t - W) + 1
+          if count >= MIN then f = '1'; alert(t, count, n, 0) end
+        else
+          -- Not the newest: re-check every distinct time whose window it is in.
+          local i, last = lower(T, n, t), upper(T, n, t + W) - 1
+          while i <= last do
+            local tau, k = T[i], i
+            while k < last and T[k + 1] == tau do k = k + 1 end
+            local count = k + 1 - lower(T, n, tau - W)
+            if count >= MIN then
+              if tau == t then f = '1' end
+              alert(tau, count, i, tau == t and 0 or 1)
+            end
+            i = k + 1
+          end
+        end
+      end
+    end
+    flags[#flags + 1] = f
+  end
+  -- Drop what no window can reach any more (older than newest − window − lateness: an
+  -- event arriving within the lateness never looks below that), cap the events per
+  -- key (oldest first), forget unused uris, and store with a fresh TTL.
+  if nw then
+    local horizon = nw - W - L
+    local first = lower(T, n, horizon)
+    if MAXE > 0 and n - first + 1 > MAXE then first = n - MAXE + 1 end
+    if first > 1 then
+      local T2, U2, R2, uris2, remap = {}, {}, {}, {}, {}
+      for i = first, n do
+        local u = U[i]
+        if not remap[u] then remap[u] = #uris2 + 1; uris2[#uris2 + 1] = uris[u] end
+        local m = i - first + 1
+        T2[m] = T[i]; U2[m] = remap[u]; R2[m] = R[i]
+      end
+      T, U, R, uris = T2, U2, R2, uris2
+    end
+    local stale = false
+    for d = 1, #done do if done[d] < horizon then stale = true end end
+    if stale then
+      local keep = {}
+      for d = 1, #done do if done[d] >= horizon then keep[#keep + 1] = done[d] end end
+      done = keep
+    end
+    redis.call('SET', KEYS[ki], cmsgpack.pack({nw, uris, T, U, R, done}), 'PX', TTL)
+  end
 end
-return {table.concat(fired), late, alerts}
+return {table.concat(flags), late, alerts}
 "#;
 
 /// Limits of a [`ValkeyWindowStore`]; the same meaning as `pf_rules::MemoryWindowOptions`.
@@ -118,13 +170,12 @@ impl Default for ValkeyWindowOptions {
 
 /// A [`WindowStore`] in Valkey: every worker sees every other worker's events, so the
 /// set of `(rule, key, t_end)` alerts is the one a single worker would raise, each
-/// raised once (the `:a` set is checked and set in the same script as the event).
+/// raised once (the alerted times are checked and set in the same script as the event).
 ///
-/// Keys: `<prefix>win:<rule>:<key>` (sorted set of events, member `row|uri`, score the
-/// time in µs) and `<prefix>win:<rule>:<key>:a` (times already alerted); both expire
-/// `ttl` after their last event. One pipeline (one round trip) per batch and rule.
-/// Keys are built inside the script from the declared ones, so the store needs a single
-/// Valkey node (no cluster).
+/// Keys: `<prefix>win:{<rule>:<group>}:<key>`, one string per rule and key holding its
+/// compact state, expiring `ttl` after its last event; `<group>` is a stable hash of the
+/// key modulo [`SLOT_GROUPS`]. A batch costs one pipeline (one round trip) per rule, of
+/// at most [`SLOT_GROUPS`] script calls, each within one hash slot.
 pub struct ValkeyWindowStore {
     pool: ValkeyPool,
     script: Script,
@@ -153,91 +204,103 @@ impl ValkeyWindowStore {
     }
 }
 
-/// One script call's worth of events.
+/// One script call: the keys of one slot group and their events in batch order.
+#[derive(Default)]
 struct Call<'k> {
     keys: Vec<&'k str>,
     index: HashMap<&'k str, usize>,
-    /// (key index 1-based, time, row ordinal, batch row)
-    events: Vec<(usize, i64, u64, usize)>,
+    /// Per key (same order as `keys`): (time µs, row ordinal, batch row).
+    events: Vec<Vec<(i64, u64, usize)>>,
+    len: usize,
+}
+
+impl<'k> Call<'k> {
+    fn push(&mut self, key: &'k str, event: (i64, u64, usize)) {
+        let next = self.keys.len();
+        let i = *self.index.entry(key).or_insert(next);
+        if i == next {
+            self.keys.push(key);
+            self.events.push(Vec::new());
+        }
+        if let Some(list) = self.events.get_mut(i) {
+            list.push(event);
+        }
+        self.len += 1;
+    }
+}
+
+/// The slot group of a key: stable across processes and versions (every worker must
+/// agree on where a key lives).
+fn slot_group(key: &str) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(key.as_bytes()) % SLOT_GROUPS
 }
 
 impl WindowStore for ValkeyWindowStore {
     fn observe(&self, request: &WindowRequest<'_>) -> std::result::Result<WindowOutcome, PfError> {
-        let rows = request.keys.len();
-        if request.times.len() != rows {
-            return Err(PfError::Schema {
-                location: request.meta.uri.to_owned(),
-                message: format!(
-                    "window rule `{}`: {} keys but {} times",
-                    request.rule,
-                    rows,
-                    request.times.len()
-                ),
-            });
-        }
-        let mut calls: Vec<Call<'_>> = Vec::new();
+        let rows = request.rows()?;
+        // Per slot group, the calls in order (a group past EVENTS_PER_CALL gets another).
+        let mut groups: HashMap<u64, Vec<Call<'_>>> = HashMap::new();
         for row in 0..rows {
             if request.keys.is_null(row) || request.times.is_null(row) {
                 continue;
             }
-            if calls
-                .last()
-                .is_none_or(|c| c.events.len() >= EVENTS_PER_CALL)
-            {
-                calls.push(Call {
-                    keys: Vec::new(),
-                    index: HashMap::new(),
-                    events: Vec::new(),
-                });
-            }
-            let Some(call) = calls.last_mut() else {
-                continue;
-            };
             let key = request.keys.value(row);
-            let next = call.keys.len() + 1;
-            let ki = *call.index.entry(key).or_insert(next);
-            if ki == next {
-                call.keys.push(key);
+            let calls = groups.entry(slot_group(key)).or_default();
+            if calls.last().is_none_or(|c| c.len >= EVENTS_PER_CALL) {
+                calls.push(Call::default());
             }
-            call.events
-                .push((ki, request.times.value(row), request.meta.ordinal(row), row));
+            if let Some(call) = calls.last_mut() {
+                call.push(
+                    key,
+                    (request.times.value(row), request.meta.ordinal(row), row),
+                );
+            }
         }
         let mut fired = vec![false; rows];
         let mut alerts = Vec::new();
         let mut late_dropped = 0u64;
-        if calls.is_empty() {
+        if groups.is_empty() {
             return Ok(WindowOutcome {
                 fired: BooleanBuffer::from(fired),
                 alerts,
                 late_dropped,
             });
         }
+        let calls: Vec<(u64, Call<'_>)> = groups
+            .into_iter()
+            .flat_map(|(g, calls)| calls.into_iter().map(move |c| (g, c)))
+            .collect();
         let o = self.pool.config();
-        let key_base = format!("{}win:{}:", o.key_prefix, request.rule);
         let window_us = i64::try_from(request.seconds)
             .unwrap_or(i64::MAX / 2_000_000)
             .saturating_mul(1_000_000);
         let lateness_us = i64::try_from(self.options.allowed_lateness.as_micros()).unwrap_or(0);
-        let ttl = o.ttl_secs.max(1);
+        let ttl_ms = o.ttl_secs.max(1).saturating_mul(1000);
         let hash = self.script.get_hash().to_owned();
         let build = |load: bool| {
             let mut pipe = redis::pipe();
             if load {
                 pipe.cmd("SCRIPT").arg("LOAD").arg(OBSERVE).ignore();
             }
-            for call in &calls {
+            for (group, call) in &calls {
                 let cmd = pipe.cmd("EVALSHA").arg(&hash).arg(call.keys.len());
                 for k in &call.keys {
-                    cmd.arg(format!("{key_base}{k}"));
+                    cmd.arg(format!(
+                        "{}win:{{{}:{group}}}:{k}",
+                        o.key_prefix, request.rule
+                    ));
                 }
                 cmd.arg(window_us)
                     .arg(lateness_us)
                     .arg(request.min_count)
-                    .arg(ttl)
-                    .arg(request.meta.uri)
-                    .arg(self.options.max_events_per_key);
-                for &(ki, t, ord, _) in &call.events {
-                    cmd.arg(ki).arg(t).arg(ord);
+                    .arg(ttl_ms)
+                    .arg(self.options.max_events_per_key)
+                    .arg(request.meta.uri);
+                for events in &call.events {
+                    cmd.arg(events.len());
+                    for &(t, ordinal, _) in events {
+                        cmd.arg(t).arg(ordinal);
+                    }
                 }
             }
             pipe
@@ -257,18 +320,17 @@ impl WindowStore for ValkeyWindowStore {
                 r => r,
             }
         })?;
-        for (call, (flags, late, raised)) in calls.iter().zip(replies) {
+        for ((_, call), (flags, late, raised)) in calls.iter().zip(replies) {
             late_dropped += late;
-            for (&(_, _, _, row), f) in call.events.iter().zip(flags.bytes()) {
+            let rows_in_order = call.events.iter().flatten().map(|e| e.2);
+            for (row, f) in rows_in_order.zip(flags.bytes()) {
                 fired[row] = f == b'1';
             }
-            for a in raised.chunks(5) {
-                let [ki, tau, count, member, is_late] = a else {
+            for a in raised.chunks(6) {
+                let [ki, tau, count, uri, row, is_late] = a else {
                     continue;
                 };
                 let num = |v: &redis::Value| redis::from_redis_value_ref::<i64>(v).unwrap_or(0);
-                let member: String = redis::from_redis_value_ref(member).unwrap_or_default();
-                let (row, uri) = member.split_once('|').unwrap_or(("0", ""));
                 let key = usize::try_from(num(ki))
                     .ok()
                     .and_then(|i| call.keys.get(i.wrapping_sub(1)))
@@ -278,8 +340,8 @@ impl WindowStore for ValkeyWindowStore {
                     key: key.to_owned(),
                     window_end: num(tau),
                     count: u32::try_from(num(count)).unwrap_or(u32::MAX),
-                    uri: uri.to_owned(),
-                    row: row.parse().unwrap_or(0),
+                    uri: redis::from_redis_value_ref(uri).unwrap_or_default(),
+                    row: u64::try_from(num(row)).unwrap_or(0),
                     late: num(is_late) != 0,
                 });
             }

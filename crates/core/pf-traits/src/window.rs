@@ -5,7 +5,7 @@
 //! `(rule, key, t_end)`, order independence, replays, late data) are documented in
 //! `pf_rules::window`.
 
-use arrow::array::{StringArray, TimestampMicrosecondArray};
+use arrow::array::{Array, StringArray, TimestampMicrosecondArray};
 use arrow::buffer::BooleanBuffer;
 use pf_error::PfError;
 
@@ -58,6 +58,26 @@ pub struct WindowRequest<'a> {
     pub min_count: u32,
     /// Where the rows come from: their `(uri, row)` identifies events.
     pub meta: &'a BatchMeta<'a>,
+}
+
+impl WindowRequest<'_> {
+    /// The number of rows, after checking that `keys` and `times` have the same length
+    /// (a schema error naming the rule and the file otherwise).
+    pub fn rows(&self) -> Result<usize, PfError> {
+        let rows = self.keys.len();
+        if self.times.len() != rows {
+            return Err(PfError::Schema {
+                location: self.meta.uri.to_owned(),
+                message: format!(
+                    "window rule `{}`: {} keys but {} times",
+                    self.rule,
+                    rows,
+                    self.times.len()
+                ),
+            });
+        }
+        Ok(rows)
+    }
 }
 
 /// What a [`WindowStore`] made of one [`WindowRequest`].

@@ -522,18 +522,7 @@ struct Item {
 
 impl WindowStore for MemoryWindowStore {
     fn observe(&self, request: &WindowRequest<'_>) -> Result<WindowOutcome, PfError> {
-        let rows = request.keys.len();
-        if request.times.len() != rows {
-            return Err(PfError::Schema {
-                location: request.meta.uri.to_owned(),
-                message: format!(
-                    "window rule `{}`: {} keys but {} times",
-                    request.rule,
-                    rows,
-                    request.times.len()
-                ),
-            });
-        }
+        let rows = request.rows()?;
         if u32::try_from(rows).is_err() {
             return Err(PfError::Schema {
                 location: request.meta.uri.to_owned(),
