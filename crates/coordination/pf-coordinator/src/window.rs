@@ -57,21 +57,26 @@ local function lower(T, n, x)
   end
   return lo
 end
+-- Raises the alert for `tau` unless the key's `done` list has it; `j` is an event at tau.
+local function alert(ki, done, uris, U, R, tau, count, j, is_late)
+  for d = 1, #done do if done[d] == tau then return end end
+  done[#done + 1] = tau
+  local m = #alerts
+  alerts[m + 1] = ki; alerts[m + 2] = tau; alerts[m + 3] = count
+  alerts[m + 4] = uris[U[j]]; alerts[m + 5] = R[j]; alerts[m + 6] = is_late
+end
 local blobs = redis.call('MGET', unpack(KEYS))
 for ki = 1, #KEYS do
-  local s
-  if blobs[ki] then s = cmsgpack.unpack(blobs[ki]) else s = {false, {}, {}, {}, {}, {}} end
-  local nw, uris, T, U, R, done = s[1], s[2], s[3], s[4], s[5], s[6]
+  local nw, uris, T, U, R, done
+  if blobs[ki] then
+    local s = cmsgpack.unpack(blobs[ki])
+    nw, uris, T, U, R, done = s[1], s[2], s[3], s[4], s[5], s[6]
+  else
+    nw, uris, T, U, R, done = false, {}, {}, {}, {}, {}
+  end
   -- This call's uri index, found (or added) when first needed.
   local ui = false
   for i = 1, #uris do if uris[i] == URI then ui = i end end
-  local function alert(tau, count, j, is_late)
-    for d = 1, #done do if done[d] == tau then return end end
-    done[#done + 1] = tau
-    local m = #alerts
-    alerts[m + 1] = ki; alerts[m + 2] = tau; alerts[m + 3] = count
-    alerts[m + 4] = uris[U[j]]; alerts[m + 5] = R[j]; alerts[m + 6] = is_late
-  end
   local n = #T
   local events = tonumber(ARGV[a]); a = a + 1
   for _ = 1, events do
@@ -101,7 +106,7 @@ for ki = 1, #KEYS do
           -- The common case, a new newest event: only its own window can change.
           nw = t
           local count = n - lower(T, n, t - W) + 1
-          if count >= MIN then f = '1'; alert(t, count, n, 0) end
+          if count >= MIN then f = '1'; alert(ki, done, uris, U, R, t, count, n, 0) end
         else
           -- Not the newest: re-check every distinct time whose window it is in.
           local i, last = lower(T, n, t), upper(T, n, t + W) - 1
@@ -111,7 +116,7 @@ for ki = 1, #KEYS do
             local count = k + 1 - lower(T, n, tau - W)
             if count >= MIN then
               if tau == t then f = '1' end
-              alert(tau, count, i, tau == t and 0 or 1)
+              alert(ki, done, uris, U, R, tau, count, i, tau == t and 0 or 1)
             end
             i = k + 1
           end
