@@ -77,7 +77,7 @@ for ki = 1, #KEYS do
   -- This call's uri index, found (or added) when first needed.
   local ui = false
   for i = 1, #uris do if uris[i] == URI then ui = i end end
-  local n = #T
+  local n, again = #T, {}
   local events = tonumber(ARGV[a]); a = a + 1
   for _ = 1, events do
     local t = tonumber(ARGV[a]); local row = tonumber(ARGV[a + 1]); a = a + 2
@@ -92,8 +92,24 @@ for ki = 1, #KEYS do
         j = j - 1
       end
       if replay then
-        -- A re-processed record: not counted again, nothing raised.
+        -- A re-processed record: not counted again. The alerts of the windows holding
+        -- it are raised again (once per call), since their first raise may have been
+        -- lost with a crashed worker; alert ids are deterministic, so a destination
+        -- keyed by them absorbs the repeat.
         if pos - lower(T, n, t - W) >= MIN then f = '1' end
+        local i, last = lower(T, n, t), upper(T, n, t + W) - 1
+        while i <= last do
+          local tau, k = T[i], i
+          while k < last and T[k + 1] == tau do k = k + 1 end
+          local count = k + 1 - lower(T, n, tau - W)
+          if count >= MIN and not again[tau] then
+            again[tau] = true
+            local m = #alerts
+            alerts[m + 1] = ki; alerts[m + 2] = tau; alerts[m + 3] = count
+            alerts[m + 4] = uris[U[i]]; alerts[m + 5] = R[i]; alerts[m + 6] = tau == t and 0 or 1
+          end
+          i = k + 1
+        end
       else
         if not ui then ui = #uris + 1; uris[ui] = URI end
         if pos > n then

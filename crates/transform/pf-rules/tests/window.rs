@@ -191,7 +191,7 @@ fn late_events_raise_the_alerts_they_complete() {
 }
 
 #[test]
-fn replays_are_not_counted_twice() {
+fn replays_are_not_counted_twice_and_raise_their_alerts_again() {
     let store = MemoryWindowStore::new();
     let events: Vec<Ev> = (0..4).map(|i| ev("k", i as f64, i)).collect();
     observe(&store, &events);
@@ -202,11 +202,57 @@ fn replays_are_not_counted_twice() {
     assert_eq!(store.stats().events, 4);
     let o = observe(&store, &[ev("k", 4.0, 4)]);
     assert_eq!(flags(&o), [true]);
-    assert_eq!(o.alerts.len(), 1);
-    // Replaying the qualifying event neither re-raises its alert nor unflags it.
+    assert_eq!(keys(&o.alerts), [("k".to_owned(), 4 * SEC)]);
+    // Replaying the qualifying event keeps its flag and raises its alert again (the first
+    // raise may have died with the worker), still counting 5 events.
     let o = observe(&store, &[ev("k", 4.0, 4)]);
     assert_eq!(flags(&o), [true]);
-    assert!(o.alerts.is_empty());
+    assert_eq!(keys(&o.alerts), [("k".to_owned(), 4 * SEC)]);
+    assert_eq!(o.alerts[0].count, 5);
+    assert_eq!(store.stats().events, 5);
+    // Replaying the whole window raises that alert once, not once per event.
+    let all: Vec<Ev> = (0..5).map(|i| ev("k", i as f64, i)).collect();
+    let o = observe(&store, &all);
+    assert_eq!(keys(&o.alerts), [("k".to_owned(), 4 * SEC)]);
+}
+
+#[test]
+fn a_crash_after_raising_loses_no_alert_on_replay() {
+    // A worker raises alerts for a stretch of data and dies before they reach their
+    // destination; its replacement replays the stretch and raises them again.
+    let events = traffic(3);
+    let mut sorted = events.clone();
+    sorted.sort_by_key(|e| (e.1, e.2));
+    // The replay must be within the allowed lateness of what the store has seen since:
+    // older events are too late to count, or to raise anything again.
+    let store = MemoryWindowStore::with_options(MemoryWindowOptions {
+        allowed_lateness: Duration::from_secs(86_400),
+        ..MemoryWindowOptions::default()
+    });
+    let (before, stretch) = sorted.split_at(sorted.len() / 2);
+    for chunk in before.chunks(50) {
+        observe(&store, chunk);
+    }
+    let mut lost = Vec::new();
+    for chunk in stretch.chunks(50) {
+        lost.extend(observe(&store, chunk).alerts);
+    }
+    assert!(!lost.is_empty(), "the stretch raises alerts");
+    let mut again = Vec::new();
+    for chunk in stretch.chunks(50) {
+        again.extend(observe(&store, chunk).alerts);
+    }
+    let lost: BTreeSet<(String, i64)> = keys(&lost).into_iter().collect();
+    let again: BTreeSet<(String, i64)> = keys(&again).into_iter().collect();
+    assert!(
+        lost.is_subset(&again),
+        "missing: {:?}",
+        lost.difference(&again).collect::<Vec<_>>()
+    );
+    assert!(
+        again.is_subset(&truth(&events)),
+        "only real alerts are raised again"
+    );
 }
 
 #[test]

@@ -409,6 +409,7 @@ impl KeyState {
         if events[lo..hi].iter().any(|e| e.row == row && e.src == src) {
             let from = t.saturating_sub(p.window);
             let fired = hi - events.partition_point(|e| e.t < from) >= p.min_count;
+            self.raise_again(names, id, t, p, sources, alerts);
             return Observed::Event { fired };
         }
         // Evict what the new event pushes out of reach before inserting it: a key whose
@@ -465,6 +466,43 @@ impl KeyState {
             i = next;
         }
         Observed::Event { fired }
+    }
+
+    /// For a replayed event at `t`: raises again the alerts of the qualifying windows
+    /// that hold it (ending in `[t, t + window]`), once per request, since their first
+    /// raise may have been lost with a crashed worker; alert ids are deterministic, so a
+    /// destination keyed by them absorbs the repeat.
+    fn raise_again(
+        &self,
+        names: &IdMap<Box<str>>,
+        id: KeyId,
+        t: i64,
+        p: &Params,
+        sources: &Sources,
+        alerts: &mut Vec<WindowAlert>,
+    ) {
+        let key = names.get(&id).map_or("", |n| n.as_ref());
+        let events = self.events();
+        let until = t.saturating_add(p.window);
+        let mut i = events.partition_point(|e| e.t < t);
+        while i < events.len() && events[i].t <= until {
+            let tau = events[i].t;
+            let next = i + events[i..].partition_point(|e| e.t <= tau);
+            let from = tau.saturating_sub(p.window);
+            let count = next - events.partition_point(|e| e.t < from);
+            let raised = alerts.iter().any(|a| a.window_end == tau && a.key == key);
+            if count >= p.min_count && !raised {
+                alerts.push(WindowAlert {
+                    key: key.to_owned(),
+                    window_end: tau,
+                    count: u32::try_from(count).unwrap_or(u32::MAX),
+                    uri: sources.uri(events[i].src).to_owned(),
+                    row: events[i].row,
+                    late: tau != t,
+                });
+            }
+            i = next;
+        }
     }
 
     /// Drops the oldest event, handing its "alert raised" mark to a remaining event of

@@ -23,8 +23,14 @@
 //!   (Which call raises an alert, its `count` and therefore the row flags do depend on
 //!   order.)
 //! * **Replays.** An event whose `(uri, row)` is already stored for its key and time is
-//!   not counted again, so re-processing a file after a crash neither inflates counts nor
-//!   re-raises alerts.
+//!   not counted again, so re-processing a file after a crash does not inflate counts.
+//!   The alerts of the qualifying windows that hold it are raised again (once per
+//!   request): an alert raised before a crash may not have reached its destination, and
+//!   alert ids (`rule|key|t_end`) are deterministic, so a destination keyed by them
+//!   (Elasticsearch) absorbs the repeat and a file of alerts may list it twice. Alerts
+//!   are therefore delivered at least once, provided the replay comes within the
+//!   allowed lateness (below) of the newest event of its key: a replayed event that is
+//!   already too late is dropped and raises nothing.
 //! * **Nulls.** A record with a null key or time is not an event and never fires.
 //!
 //! # Bounded memory and late data
