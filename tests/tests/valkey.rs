@@ -242,10 +242,22 @@ fn transaction_ids(stdout: &[u8]) -> Vec<String> {
         .collect()
 }
 
+/// The alert keys (`rule|key|t_end`) of an alerts file, which may list one twice.
+fn alert_keys(path: &Path) -> BTreeSet<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["key"].as_str().map(str::to_owned))
+        .collect()
+}
+
 /// kill -9 mid-file; the item, delivered again to a second worker, is taken over once
 /// the first holder's heartbeat is stale and resumed from the checkpoint. Every row
 /// reaches the destination (stdout, documents keyed by transaction_id), the rows after
-/// the checkpoint twice (an overwrite for an id-keyed destination), none missing.
+/// the checkpoint twice (an overwrite for an id-keyed destination), none missing. Every
+/// rapid-activity alert of an uninterrupted run is in the alert file of A or of B: the
+/// ones A raised after its last checkpoint died with it and come back with B's replay.
 #[test]
 fn killed_worker_is_resumed_from_its_checkpoint_by_another() {
     const ROWS: u64 = 60_000;
@@ -255,7 +267,23 @@ fn killed_worker_is_resumed_from_its_checkpoint_by_another() {
     let valkey = Valkey::start();
     let lines = discover(&data, "crash", &valkey);
     let item = items(&lines).remove(0);
-    let cfg = config(dir.path(), "w.yaml", 2, "");
+    let rules = dir.path().join("rules.yaml");
+    std::fs::write(
+        &rules,
+        "rules:\n  - name: rapid_activity\n    window: { key: account_id, time: timestamp, \
+         seconds: 60, min_count: 5 }\n    severity: medium\n    score: 30\n",
+    )
+    .unwrap();
+    let alerts_of = |who: &str| dir.path().join(format!("alerts-{who}.ndjson"));
+    let with_alerts = |who: &str| {
+        format!(
+            "transform:\n  rules: {}\nalerts:\n  destination: file\n  path: {}\n",
+            rules.display(),
+            alerts_of(who).display()
+        )
+    };
+    let cfg = config(dir.path(), "w.yaml", 2, &with_alerts("a"));
+    let cfg_b = config(dir.path(), "wb.yaml", 2, &with_alerts("b"));
     let url = valkey.url();
     let flags = [
         "--destination",
@@ -313,7 +341,7 @@ fn killed_worker_is_resumed_from_its_checkpoint_by_another() {
 
     // Worker B gets the same item (a redelivery); A's claim goes stale after 2 s.
     let sb = dir.path().join("b.json");
-    let mut b = spawn_worker(&worker_args(&cfg, &url, &sb, "wb"), &flags, &sb);
+    let mut b = spawn_worker(&worker_args(&cfg_b, &url, &sb, "wb"), &flags, &sb);
     feed(&mut b, &lines);
     let b_out = finished(b, &sb);
     ok(&b_out);
@@ -345,6 +373,50 @@ fn killed_worker_is_resumed_from_its_checkpoint_by_another() {
         // Claims are per pipeline thread: B's only thread.
         (ItemStatus::Completed, 2, Some("wb/t0"))
     );
+    // The alerts of an uninterrupted run (windows in process), against A's and B's.
+    let sr = dir.path().join("ref.json");
+    let cfg_ref = config(dir.path(), "wref.yaml", 2, &with_alerts("ref"));
+    let reference = run_with_stdin(
+        &bin("pf-worker"),
+        &[
+            "--config",
+            cfg_ref.to_str().unwrap(),
+            "--input",
+            "stdin",
+            "--destination",
+            "null",
+            "--summary-json",
+            sr.to_str().unwrap(),
+            "--dlq-dir",
+            sr.with_extension("dlq").to_str().unwrap(),
+        ],
+        lines.as_bytes(),
+    );
+    assert!(
+        reference.status.success(),
+        "{}",
+        String::from_utf8_lossy(&reference.stderr)
+    );
+    let expected = alert_keys(&alerts_of("ref"));
+    let (from_a, from_b) = (alert_keys(&alerts_of("a")), alert_keys(&alerts_of("b")));
+    assert!(
+        expected.len() > 10,
+        "the data has rapid activity: {expected:?}"
+    );
+    let delivered: BTreeSet<&String> = from_a.iter().chain(&from_b).collect();
+    let missing: Vec<&String> = expected.iter().filter(|k| !delivered.contains(k)).collect();
+    assert!(
+        missing.is_empty(),
+        "alerts lost with the killed worker: {missing:?}"
+    );
+    let recovered = expected.iter().filter(|k| !from_a.contains(*k)).count();
+    println!(
+        "alerts: {} expected, {} in A's file, {} in B's, {recovered} not delivered by A",
+        expected.len(),
+        from_a.len(),
+        from_b.len()
+    );
+
     let status_after = pf_status(&valkey, "crash");
     println!(
         "pf status while A ran:\n{status_during}\npf status after B finished:\n{status_after}"
