@@ -1,25 +1,19 @@
 //! Arrow rows → `_bulk` action and source lines, written straight into the request
 //! buffer: no `serde_json::Value`, no per-row allocation.
 
-use std::sync::OnceLock;
-
-use arrow::array::{
-    Array, AsArray, BooleanArray, LargeStringArray, RecordBatch, StringArray, StringViewArray,
-};
+use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::buffer::NullBuffer;
 use arrow::datatypes::{
-    DataType, Date32Type, Date64Type, Float32Type, Float64Type, Int8Type, Int16Type, Int32Type,
-    Int64Type, TimeUnit, TimestampMicrosecondType, TimestampMillisecondType,
-    TimestampNanosecondType, TimestampSecondType, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
+    DataType, Date32Type, Date64Type, Int64Type, TimeUnit, TimestampMicrosecondType,
+    TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType,
 };
-use arrow::json::writer::{EncoderOptions, NullableEncoder, make_encoder};
 
 use pf_error::{PfError, Result};
 use pf_types::WorkItem;
 
 use crate::OpType;
-use crate::json::{self, TimeWriter};
 use crate::settings::IndexName;
+use pf_doc_json::{ColumnEncoder, DocEncoder, json};
 
 /// Elasticsearch refuses `_id`s longer than this many bytes.
 const MAX_ID_BYTES: usize = 512;
@@ -35,135 +29,6 @@ pub struct DocOptions {
     pub op_type: OpType,
 }
 
-fn encoder_options() -> &'static EncoderOptions {
-    static OPTIONS: OnceLock<EncoderOptions> = OnceLock::new();
-    OPTIONS.get_or_init(EncoderOptions::default)
-}
-
-/// One column, downcast once per batch.
-enum Values<'a> {
-    Str(&'a StringArray),
-    LargeStr(&'a LargeStringArray),
-    View(&'a StringViewArray),
-    I64(&'a [i64]),
-    I32(&'a [i32]),
-    I16(&'a [i16]),
-    I8(&'a [i8]),
-    U64(&'a [u64]),
-    U32(&'a [u32]),
-    U16(&'a [u16]),
-    U8(&'a [u8]),
-    F64(&'a [f64]),
-    F32(&'a [f32]),
-    Bool(&'a BooleanArray),
-    Time {
-        values: &'a [i64],
-        per_sec: i64,
-        digits: u32,
-        writer: TimeWriter,
-    },
-    Date32(&'a [i32]),
-    /// Anything else (lists, structs, dictionaries, decimals…): arrow-json's encoder.
-    Other(NullableEncoder<'a>),
-}
-
-struct Column<'a> {
-    /// `"name":`, escaped once per batch.
-    key: Vec<u8>,
-    nulls: Option<&'a NullBuffer>,
-    values: Values<'a>,
-}
-
-fn values_of<'a>(field: &'a arrow::datatypes::FieldRef, a: &'a dyn Array) -> Result<Values<'a>> {
-    Ok(match a.data_type() {
-        DataType::Utf8 => Values::Str(a.as_string::<i32>()),
-        DataType::LargeUtf8 => Values::LargeStr(a.as_string::<i64>()),
-        DataType::Utf8View => Values::View(a.as_string_view()),
-        DataType::Int64 => Values::I64(a.as_primitive::<Int64Type>().values()),
-        DataType::Int32 => Values::I32(a.as_primitive::<Int32Type>().values()),
-        DataType::Int16 => Values::I16(a.as_primitive::<Int16Type>().values()),
-        DataType::Int8 => Values::I8(a.as_primitive::<Int8Type>().values()),
-        DataType::UInt64 => Values::U64(a.as_primitive::<UInt64Type>().values()),
-        DataType::UInt32 => Values::U32(a.as_primitive::<UInt32Type>().values()),
-        DataType::UInt16 => Values::U16(a.as_primitive::<UInt16Type>().values()),
-        DataType::UInt8 => Values::U8(a.as_primitive::<UInt8Type>().values()),
-        DataType::Float64 => Values::F64(a.as_primitive::<Float64Type>().values()),
-        DataType::Float32 => Values::F32(a.as_primitive::<Float32Type>().values()),
-        DataType::Boolean => Values::Bool(a.as_boolean()),
-        DataType::Timestamp(unit, _) => {
-            let (values, per_sec, digits): (&[i64], i64, u32) = match unit {
-                TimeUnit::Second => (a.as_primitive::<TimestampSecondType>().values(), 1, 0),
-                TimeUnit::Millisecond => (
-                    a.as_primitive::<TimestampMillisecondType>().values(),
-                    1_000,
-                    3,
-                ),
-                TimeUnit::Microsecond => (
-                    a.as_primitive::<TimestampMicrosecondType>().values(),
-                    1_000_000,
-                    6,
-                ),
-                TimeUnit::Nanosecond => (
-                    a.as_primitive::<TimestampNanosecondType>().values(),
-                    1_000_000_000,
-                    9,
-                ),
-            };
-            Values::Time {
-                values,
-                per_sec,
-                digits,
-                writer: TimeWriter::default(),
-            }
-        }
-        DataType::Date32 => Values::Date32(a.as_primitive::<Date32Type>().values()),
-        _ => Values::Other(make_encoder(field, a, encoder_options()).map_err(|e| {
-            PfError::Indexer {
-                destination: "elasticsearch",
-                class: pf_error::ErrorClass::Permanent,
-                message: format!("cannot serialize column `{}`: {e}", field.name()),
-            }
-        })?),
-    })
-}
-
-impl Column<'_> {
-    #[inline]
-    fn write(&mut self, row: usize, out: &mut Vec<u8>) {
-        match &mut self.values {
-            Values::Str(a) => json::write_str(a.value(row).as_bytes(), out),
-            Values::LargeStr(a) => json::write_str(a.value(row).as_bytes(), out),
-            Values::View(a) => json::write_str(a.value(row).as_bytes(), out),
-            Values::I64(v) => json::write_int(v[row], out),
-            Values::I32(v) => json::write_int(v[row], out),
-            Values::I16(v) => json::write_int(v[row], out),
-            Values::I8(v) => json::write_int(v[row], out),
-            Values::U64(v) => json::write_int(v[row], out),
-            Values::U32(v) => json::write_int(v[row], out),
-            Values::U16(v) => json::write_int(v[row], out),
-            Values::U8(v) => json::write_int(v[row], out),
-            Values::F64(v) => json::write_f64(v[row], out),
-            Values::F32(v) => json::write_f64(f64::from(v[row]), out),
-            Values::Bool(a) => out.extend_from_slice(if a.value(row) { b"true" } else { b"false" }),
-            Values::Time {
-                values,
-                per_sec,
-                digits,
-                writer,
-            } => writer.write(values[row], *per_sec, *digits, out),
-            Values::Date32(v) => match json::date_bytes(i64::from(v[row])) {
-                Some(d) => {
-                    out.push(b'"');
-                    out.extend_from_slice(&d);
-                    out.push(b'"');
-                }
-                None => json::write_int(i64::from(v[row]) * 86_400_000, out),
-            },
-            Values::Other(e) => e.encode(row, out),
-        }
-    }
-}
-
 /// Where a document's `_id` comes from.
 enum IdSource<'a> {
     /// `{hash of uri and etag}-{ordinal}`.
@@ -171,8 +36,7 @@ enum IdSource<'a> {
     /// A column's value.
     Field {
         name: &'a str,
-        nulls: Option<&'a NullBuffer>,
-        values: Values<'a>,
+        values: ColumnEncoder<'a>,
     },
 }
 
@@ -256,7 +120,7 @@ fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
 ///
 /// Built once per batch (columns are downcast here, not per row).
 pub struct BatchEncoder<'a> {
-    columns: Vec<Column<'a>>,
+    source: DocEncoder<'a>,
     id: IdSource<'a>,
     /// Fixed action prefix, or per time bucket for templated index names.
     action: ActionPrefix<'a>,
@@ -287,17 +151,7 @@ impl<'a> BatchEncoder<'a> {
     /// index-time column is missing or of an unusable type.
     pub fn new(options: &'a DocOptions, item: &WorkItem, batch: &'a RecordBatch) -> Result<Self> {
         let schema = batch.schema_ref();
-        let mut columns = Vec::with_capacity(batch.num_columns());
-        for (field, array) in schema.fields().iter().zip(batch.columns()) {
-            let mut key = Vec::with_capacity(field.name().len() + 3);
-            json::write_str(field.name().as_bytes(), &mut key);
-            key.push(b':');
-            columns.push(Column {
-                key,
-                nulls: array.nulls(),
-                values: values_of(field, array.as_ref())?,
-            });
-        }
+        let source = DocEncoder::new(batch).map_err(|e| permanent(e.to_string()))?;
         let id = match &options.id_field {
             None => {
                 let mut h = xxhash_rust::xxh3::Xxh3::new();
@@ -327,7 +181,8 @@ impl<'a> BatchEncoder<'a> {
                     | DataType::Int64
                     | DataType::Int32
                     | DataType::UInt64
-                    | DataType::UInt32 => values_of(&schema.fields()[idx], array.as_ref())?,
+                    | DataType::UInt32 => ColumnEncoder::new(&schema.fields()[idx], array.as_ref())
+                        .map_err(|e| permanent(e.to_string()))?,
                     other => {
                         return Err(permanent(format!(
                             "the id field `{name}` has type {other}; expected a string or integer column"
@@ -336,7 +191,6 @@ impl<'a> BatchEncoder<'a> {
                 };
                 IdSource::Field {
                     name: field.name(),
-                    nulls: array.nulls(),
                     values,
                 }
             }
@@ -412,7 +266,7 @@ impl<'a> BatchEncoder<'a> {
             }
         };
         Ok(BatchEncoder {
-            columns,
+            source,
             id,
             action,
             id_buf: Vec::with_capacity(64),
@@ -434,29 +288,12 @@ impl<'a> BatchEncoder<'a> {
                 self.id_buf.push(b'-');
                 json::write_int(ordinal, &mut self.id_buf);
             }
-            IdSource::Field {
-                name,
-                nulls,
-                values,
-            } => {
-                if nulls.is_some_and(|n| n.is_null(row)) {
+            IdSource::Field { name, values } => {
+                if values.is_null(row) {
                     return Err(format!("the id field `{name}` is null"));
                 }
-                match values {
-                    Values::Str(a) => {
-                        json::write_str_body(a.value(row).as_bytes(), &mut self.id_buf)
-                    }
-                    Values::LargeStr(a) => {
-                        json::write_str_body(a.value(row).as_bytes(), &mut self.id_buf)
-                    }
-                    Values::View(a) => {
-                        json::write_str_body(a.value(row).as_bytes(), &mut self.id_buf)
-                    }
-                    Values::I64(v) => json::write_int(v[row], &mut self.id_buf),
-                    Values::I32(v) => json::write_int(v[row], &mut self.id_buf),
-                    Values::U64(v) => json::write_int(v[row], &mut self.id_buf),
-                    Values::U32(v) => json::write_int(v[row], &mut self.id_buf),
-                    _ => return Err(format!("the id field `{name}` is not a string or integer")),
+                if !values.write_key_text(row, &mut self.id_buf) {
+                    return Err(format!("the id field `{name}` is not a string or integer"));
                 }
                 if self.id_buf.is_empty() {
                     return Err(format!("the id field `{name}` is empty"));
@@ -510,20 +347,7 @@ impl<'a> BatchEncoder<'a> {
     /// Appends row `row`'s document (the source line, without its newline).
     #[inline]
     pub fn write_source(&mut self, row: usize, out: &mut Vec<u8>) {
-        out.push(b'{');
-        let mut first = true;
-        for c in &mut self.columns {
-            if c.nulls.is_some_and(|n| n.is_null(row)) {
-                continue;
-            }
-            if !first {
-                out.push(b',');
-            }
-            first = false;
-            out.extend_from_slice(&c.key);
-            c.write(row, out);
-        }
-        out.push(b'}');
+        self.source.write_doc(row, out);
     }
 }
 

@@ -19,7 +19,6 @@ mod alerts;
 mod client;
 mod config;
 mod encode;
-mod json;
 mod settings;
 
 pub use alerts::EsAlertSink;

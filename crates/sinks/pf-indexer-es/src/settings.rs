@@ -151,7 +151,7 @@ impl IndexTemplate {
 
     /// The index name for a record at `secs` since the epoch (UTC).
     pub fn render(&self, secs: i64) -> String {
-        let (y, m, d) = crate::json::civil_from_days(secs.div_euclid(86_400));
+        let (y, m, d) = pf_doc_json::json::civil_from_days(secs.div_euclid(86_400));
         let h = secs.rem_euclid(86_400) / 3600;
         let mut out = self.prefix.clone();
         for t in &self.tokens {

@@ -16,7 +16,7 @@ use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use arrow::json::LineDelimitedWriter;
+use pf_doc_json::DocEncoder;
 
 use pf_error::{ErrorClass, PfError, Result};
 use pf_traits::{DocBatch, IndexOutcome, Indexer, IndexerFactory};
@@ -110,16 +110,14 @@ impl Indexer for LocalIndexer {
         let rows: u64 = docs.iter().map(|d| d.num_rows() as u64).sum();
         if self.destination == LocalDestination::Stdout {
             self.buf.clear();
-            let mut writer = LineDelimitedWriter::new(&mut self.buf);
             for d in docs {
-                let batch = utc_as_offset(&d.batch)?;
-                writer
-                    .write(&batch)
+                let mut encoder = DocEncoder::new(&d.batch)
                     .map_err(|e| stdout_error(format!("cannot serialize documents: {e}")))?;
+                for row in 0..d.batch.num_rows() {
+                    encoder.write_doc(row, &mut self.buf);
+                    self.buf.push(b'\n');
+                }
             }
-            writer
-                .finish()
-                .map_err(|e| stdout_error(format!("cannot serialize documents: {e}")))?;
             std::io::stdout()
                 .lock()
                 .write_all(&self.buf)
@@ -132,42 +130,6 @@ impl Indexer for LocalIndexer {
             failures: Vec::new(),
         })
     }
-}
-
-/// arrow-json can only render timestamps whose zone is an offset (without the chrono-tz
-/// feature), so columns in the named zone `UTC` (what readers and scripts produce) are
-/// relabelled `+00:00`: the same instants, written as RFC 3339 with `Z`.
-fn utc_as_offset(batch: &arrow::array::RecordBatch) -> Result<arrow::array::RecordBatch> {
-    use arrow::datatypes::{DataType, Field, Schema};
-    let named_utc = |dt: &DataType| matches!(dt, DataType::Timestamp(_, Some(tz)) if tz.eq_ignore_ascii_case("utc") || tz.as_ref() == "Z");
-    if !batch
-        .schema()
-        .fields()
-        .iter()
-        .any(|f| named_utc(f.data_type()))
-    {
-        return Ok(batch.clone());
-    }
-    let mut fields = Vec::with_capacity(batch.num_columns());
-    let mut columns = Vec::with_capacity(batch.num_columns());
-    for (f, c) in batch.schema().fields().iter().zip(batch.columns()) {
-        match f.data_type() {
-            DataType::Timestamp(unit, Some(_)) if named_utc(f.data_type()) => {
-                let dt = DataType::Timestamp(*unit, Some("+00:00".into()));
-                columns
-                    .push(arrow::compute::cast(c, &dt).map_err(|e| {
-                        stdout_error(format!("cannot convert `{}`: {e}", f.name()))
-                    })?);
-                fields.push(Field::new(f.name(), dt, f.is_nullable()));
-            }
-            _ => {
-                columns.push(c.clone());
-                fields.push(f.as_ref().clone());
-            }
-        }
-    }
-    arrow::array::RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
-        .map_err(|e| stdout_error(format!("cannot serialize documents: {e}")))
 }
 
 #[cfg(test)]
@@ -197,18 +159,24 @@ mod tests {
     }
 
     #[test]
-    fn utc_timestamps_render_with_an_offset() {
-        use arrow::array::TimestampMicrosecondArray;
-        let ts = TimestampMicrosecondArray::from(vec![1_767_225_600_000_000]).with_timezone("UTC");
-        let batch = RecordBatch::try_from_iter([("t", Arc::new(ts) as _)]).unwrap();
-        let out = utc_as_offset(&batch).unwrap();
-        let mut buf = Vec::new();
-        let mut w = LineDelimitedWriter::new(&mut buf);
-        w.write(&out).unwrap();
-        w.finish().unwrap();
+    fn stdout_documents_are_the_elasticsearch_source_lines() {
+        use arrow::array::{StringArray, TimestampMicrosecondArray};
+        let ts = TimestampMicrosecondArray::from(vec![Some(1_767_225_600_000_000), None])
+            .with_timezone("UTC");
+        let batch = RecordBatch::try_from_iter([
+            ("t", Arc::new(ts) as _),
+            ("s", Arc::new(StringArray::from(vec!["a\"b", "c"])) as _),
+        ])
+        .unwrap();
+        let mut encoder = DocEncoder::new(&batch).unwrap();
+        let mut out = Vec::new();
+        for row in 0..2 {
+            encoder.write_doc(row, &mut out);
+            out.push(b'\n');
+        }
         assert_eq!(
-            String::from_utf8(buf).unwrap(),
-            "{\"t\":\"2026-01-01T00:00:00Z\"}\n"
+            String::from_utf8(out).unwrap(),
+            "{\"t\":\"2026-01-01T00:00:00.000000Z\",\"s\":\"a\\\"b\"}\n{\"s\":\"c\"}\n"
         );
     }
 }

@@ -35,7 +35,7 @@ static DIGITS2: [[u8; 2]; 100] = {
 
 /// Appends `s` as a quoted JSON string.
 #[inline]
-pub(crate) fn write_str(s: &[u8], out: &mut Vec<u8>) {
+pub fn write_str(s: &[u8], out: &mut Vec<u8>) {
     out.push(b'"');
     write_str_body(s, out);
     out.push(b'"');
@@ -71,7 +71,7 @@ fn needs_escape(s: &[u8]) -> bool {
 
 /// Appends `s` escaped, without quotes.
 #[inline]
-pub(crate) fn write_str_body(s: &[u8], out: &mut Vec<u8>) {
+pub fn write_str_body(s: &[u8], out: &mut Vec<u8>) {
     if !needs_escape(s) {
         out.extend_from_slice(s);
         return;
@@ -98,7 +98,7 @@ pub(crate) fn write_str_body(s: &[u8], out: &mut Vec<u8>) {
 
 /// Appends an integer.
 #[inline]
-pub(crate) fn write_int<I: itoa::Integer>(v: I, out: &mut Vec<u8>) {
+pub fn write_int<I: itoa::Integer>(v: I, out: &mut Vec<u8>) {
     let mut b = itoa::Buffer::new();
     out.extend_from_slice(b.format(v).as_bytes());
 }
@@ -110,7 +110,7 @@ pub(crate) fn write_int<I: itoa::Integer>(v: I, out: &mut Vec<u8>) {
 /// fraction of the cost: `cents / 100.0` is the double nearest to the decimal, so the
 /// text parses back to exactly `v`.
 #[inline]
-pub(crate) fn write_f64(v: f64, out: &mut Vec<u8>) {
+pub fn write_f64(v: f64, out: &mut Vec<u8>) {
     let cents = (v * 100.0).round();
     if cents.abs() < 9.0e15 && cents / 100.0 == v && !(v == 0.0 && v.is_sign_negative()) {
         let c = cents.abs() as u64;
@@ -137,7 +137,7 @@ pub(crate) fn write_f64(v: f64, out: &mut Vec<u8>) {
 
 /// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (H. Hinnant's
 /// `civil_from_days`).
-pub(crate) fn civil_from_days(days: i64) -> (i64, u32, u32) {
+pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
@@ -151,7 +151,7 @@ pub(crate) fn civil_from_days(days: i64) -> (i64, u32, u32) {
 }
 
 /// `YYYY-MM-DD` for a day number, when the year has four digits.
-pub(crate) fn date_bytes(days: i64) -> Option<[u8; 10]> {
+pub fn date_bytes(days: i64) -> Option<[u8; 10]> {
     let (y, m, d) = civil_from_days(days);
     if !(0..=9999).contains(&y) {
         return None;
@@ -168,7 +168,7 @@ pub(crate) fn date_bytes(days: i64) -> Option<[u8; 10]> {
 /// Formats timestamps as `YYYY-MM-DDTHH:MM:SS[.fff…]Z`, caching the date part, since
 /// consecutive records usually share a day.
 #[derive(Debug, Default)]
-pub(crate) struct TimeWriter {
+pub struct TimeWriter {
     day: Option<(i64, [u8; 10])>,
 }
 
@@ -177,13 +177,7 @@ impl TimeWriter {
     /// (0, 3, 6, 9) fractional digits, quoted. Years outside 0–9999 are written as
     /// epoch milliseconds (a number), which Elasticsearch's default date format accepts.
     #[inline]
-    pub(crate) fn write(
-        &mut self,
-        value: i64,
-        units_per_sec: i64,
-        frac_digits: u32,
-        out: &mut Vec<u8>,
-    ) {
+    pub fn write(&mut self, value: i64, units_per_sec: i64, frac_digits: u32, out: &mut Vec<u8>) {
         let secs = value.div_euclid(units_per_sec);
         let frac = value.rem_euclid(units_per_sec);
         let days = secs.div_euclid(86_400);
