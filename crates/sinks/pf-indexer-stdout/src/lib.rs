@@ -3,7 +3,8 @@
 //!
 //! * `stats` — counts documents and batches; the cheapest destination that still
 //!   accounts for every record.
-//! * `stdout` — writes every document as one NDJSON line.
+//! * `stdout` — writes every document as one NDJSON line, with the same encoder (and
+//!   so the same bytes) as the Elasticsearch source lines (`pf-doc-json`).
 //! * `null` — accepts and forgets.
 //!
 //! Fraud alerts have their own local sink, [`NdjsonAlertSink`].
