@@ -26,6 +26,29 @@ use arrow::json::writer::{EncoderOptions, NullableEncoder, make_encoder};
 
 use crate::json::TimeWriter;
 
+/// A timestamp column's raw values, its ticks per second and its fraction digits
+/// (`a` must be a timestamp array of `unit`).
+pub fn timestamp_ticks(a: &dyn Array, unit: TimeUnit) -> (&[i64], i64, u32) {
+    match unit {
+        TimeUnit::Second => (a.as_primitive::<TimestampSecondType>().values(), 1, 0),
+        TimeUnit::Millisecond => (
+            a.as_primitive::<TimestampMillisecondType>().values(),
+            1_000,
+            3,
+        ),
+        TimeUnit::Microsecond => (
+            a.as_primitive::<TimestampMicrosecondType>().values(),
+            1_000_000,
+            6,
+        ),
+        TimeUnit::Nanosecond => (
+            a.as_primitive::<TimestampNanosecondType>().values(),
+            1_000_000_000,
+            9,
+        ),
+    }
+}
+
 /// A column no JSON encoder could be made for.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("cannot serialize column `{column}`: {message}")]
@@ -135,24 +158,7 @@ fn values_of<'a>(
         DataType::Float32 => Values::F32(a.as_primitive::<Float32Type>().values()),
         DataType::Boolean => Values::Bool(a.as_boolean()),
         DataType::Timestamp(unit, _) => {
-            let (values, per_sec, digits): (&[i64], i64, u32) = match unit {
-                TimeUnit::Second => (a.as_primitive::<TimestampSecondType>().values(), 1, 0),
-                TimeUnit::Millisecond => (
-                    a.as_primitive::<TimestampMillisecondType>().values(),
-                    1_000,
-                    3,
-                ),
-                TimeUnit::Microsecond => (
-                    a.as_primitive::<TimestampMicrosecondType>().values(),
-                    1_000_000,
-                    6,
-                ),
-                TimeUnit::Nanosecond => (
-                    a.as_primitive::<TimestampNanosecondType>().values(),
-                    1_000_000_000,
-                    9,
-                ),
-            };
+            let (values, per_sec, digits) = timestamp_ticks(a, *unit);
             Values::Time {
                 values,
                 per_sec,

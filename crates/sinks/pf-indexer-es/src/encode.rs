@@ -3,17 +3,14 @@
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::buffer::NullBuffer;
-use arrow::datatypes::{
-    DataType, Date32Type, Date64Type, Int64Type, TimeUnit, TimestampMicrosecondType,
-    TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType,
-};
+use arrow::datatypes::{DataType, Date32Type, Date64Type, Int64Type};
 
 use pf_error::{PfError, Result};
 use pf_types::WorkItem;
 
 use crate::OpType;
 use crate::settings::IndexName;
-use pf_doc_json::{ColumnEncoder, DocEncoder, json};
+use pf_doc_json::{ColumnEncoder, DocEncoder, json, timestamp_ticks};
 
 /// Elasticsearch refuses `_id`s longer than this many bytes.
 const MAX_ID_BYTES: usize = 512;
@@ -212,22 +209,7 @@ impl<'a> BatchEncoder<'a> {
                 let a = batch.column(idx);
                 let time = match a.data_type() {
                     DataType::Timestamp(unit, _) => {
-                        let (values, per_sec): (&[i64], i64) = match unit {
-                            TimeUnit::Second => {
-                                (a.as_primitive::<TimestampSecondType>().values(), 1)
-                            }
-                            TimeUnit::Millisecond => {
-                                (a.as_primitive::<TimestampMillisecondType>().values(), 1_000)
-                            }
-                            TimeUnit::Microsecond => (
-                                a.as_primitive::<TimestampMicrosecondType>().values(),
-                                1_000_000,
-                            ),
-                            TimeUnit::Nanosecond => (
-                                a.as_primitive::<TimestampNanosecondType>().values(),
-                                1_000_000_000,
-                            ),
-                        };
+                        let (values, per_sec, _) = timestamp_ticks(a, *unit);
                         TimeSource::Ticks {
                             nulls: a.nulls(),
                             values,

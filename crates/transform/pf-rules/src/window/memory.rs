@@ -292,6 +292,46 @@ struct KeyState {
     spill: Option<Box<Spill>>,
 }
 
+/// Calls `f(first event at tau, tau, count)` for every distinct event time `tau` in
+/// `[t, t + window]` (the windows an event at `t` is in), `count` being the events in
+/// `[tau − window, tau]`. `events` are in time order.
+fn each_window_holding(
+    events: &mut [Event],
+    t: i64,
+    p: &Params,
+    mut f: impl FnMut(&mut Event, i64, usize),
+) {
+    let until = t.saturating_add(p.window);
+    let mut i = events.partition_point(|e| e.t < t);
+    while i < events.len() && events[i].t <= until {
+        let tau = events[i].t;
+        let next = i + events[i..].partition_point(|e| e.t <= tau);
+        let from = tau.saturating_sub(p.window);
+        let count = next - events.partition_point(|e| e.t < from);
+        f(&mut events[i], tau, count);
+        i = next;
+    }
+}
+
+/// The alert of the window ending at `at` (an event of key `id`), raised while
+/// processing an event at `t` (late when `t` is not `at`'s time).
+fn window_alert(
+    (names, id): (&IdMap<Box<str>>, KeyId),
+    sources: &Sources,
+    at: &Event,
+    count: usize,
+    t: i64,
+) -> WindowAlert {
+    WindowAlert {
+        key: names.get(&id).map_or_else(String::new, |n| n.to_string()),
+        window_end: at.t,
+        count: u32::try_from(count).unwrap_or(u32::MAX),
+        uri: sources.uri(at.src).to_owned(),
+        row: at.row,
+        late: at.t != t,
+    }
+}
+
 /// Window parameters of one request, in µs.
 struct Params {
     window: i64,
@@ -409,7 +449,13 @@ impl KeyState {
         if events[lo..hi].iter().any(|e| e.row == row && e.src == src) {
             let from = t.saturating_sub(p.window);
             let fired = hi - events.partition_point(|e| e.t < from) >= p.min_count;
-            self.raise_again(names, id, t, p, sources, alerts);
+            let key = names.get(&id).map_or("", |n| n.as_ref());
+            each_window_holding(self.events_mut(), t, p, |e, tau, count| {
+                let raised = alerts.iter().any(|a| a.window_end == tau && a.key == key);
+                if count >= p.min_count && !raised {
+                    alerts.push(window_alert((names, id), sources, e, count, t));
+                }
+            });
             return Observed::Event { fired };
         }
         // Evict what the new event pushes out of reach before inserting it: a key whose
@@ -440,69 +486,17 @@ impl KeyState {
         // Re-check every distinct time the new event can be in the window of: its own
         // and those up to `window` after it (only more than one for late arrivals).
         let mut fired = false;
-        let until = t.saturating_add(p.window);
-        let events = self.events_mut();
-        let mut i = events.partition_point(|e| e.t < t);
-        while i < events.len() && events[i].t <= until {
-            let tau = events[i].t;
-            let next = i + events[i..].partition_point(|e| e.t <= tau);
-            let from = tau.saturating_sub(p.window);
-            let count = next - events.partition_point(|e| e.t < from);
+        each_window_holding(self.events_mut(), t, p, |e, tau, count| {
             let qualifies = count >= p.min_count;
             if tau == t {
                 fired = qualifies;
             }
-            if qualifies && !events[i].alerted {
-                events[i].alerted = true;
-                alerts.push(WindowAlert {
-                    key: names.get(&id).map_or_else(String::new, |n| n.to_string()),
-                    window_end: tau,
-                    count: u32::try_from(count).unwrap_or(u32::MAX),
-                    uri: sources.uri(events[i].src).to_owned(),
-                    row: events[i].row,
-                    late: tau != t,
-                });
+            if qualifies && !e.alerted {
+                e.alerted = true;
+                alerts.push(window_alert((names, id), sources, e, count, t));
             }
-            i = next;
-        }
+        });
         Observed::Event { fired }
-    }
-
-    /// For a replayed event at `t`: raises again the alerts of the qualifying windows
-    /// that hold it (ending in `[t, t + window]`), once per request, since their first
-    /// raise may have been lost with a crashed worker; alert ids are deterministic, so a
-    /// destination keyed by them absorbs the repeat.
-    fn raise_again(
-        &self,
-        names: &IdMap<Box<str>>,
-        id: KeyId,
-        t: i64,
-        p: &Params,
-        sources: &Sources,
-        alerts: &mut Vec<WindowAlert>,
-    ) {
-        let key = names.get(&id).map_or("", |n| n.as_ref());
-        let events = self.events();
-        let until = t.saturating_add(p.window);
-        let mut i = events.partition_point(|e| e.t < t);
-        while i < events.len() && events[i].t <= until {
-            let tau = events[i].t;
-            let next = i + events[i..].partition_point(|e| e.t <= tau);
-            let from = tau.saturating_sub(p.window);
-            let count = next - events.partition_point(|e| e.t < from);
-            let raised = alerts.iter().any(|a| a.window_end == tau && a.key == key);
-            if count >= p.min_count && !raised {
-                alerts.push(WindowAlert {
-                    key: key.to_owned(),
-                    window_end: tau,
-                    count: u32::try_from(count).unwrap_or(u32::MAX),
-                    uri: sources.uri(events[i].src).to_owned(),
-                    row: events[i].row,
-                    late: tau != t,
-                });
-            }
-            i = next;
-        }
     }
 
     /// Drops the oldest event, handing its "alert raised" mark to a remaining event of
