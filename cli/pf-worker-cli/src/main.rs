@@ -188,6 +188,12 @@ const KEY_FLAGS: &[KeyFlag] = &[
         "Create the index or index template (mappings from config) at start-up, if missing",
     ),
     KeyFlag::one(
+        "es-max-in-flight",
+        "N",
+        &["indexer.elasticsearch.max_in_flight"],
+        "Bulk requests each pipeline thread keeps outstanding",
+    ),
+    KeyFlag::one(
         "bulk-max-docs",
         "N",
         &["indexer.bulk_max_docs"],

@@ -109,6 +109,9 @@ pub struct ServerStats {
     pub bulk_requests: u64,
     /// `_bulk` requests whose body was gzip-compressed (`Content-Encoding: gzip`).
     pub gzip_bulk_requests: u64,
+    /// The most `_bulk` requests being handled at the same time (from receipt to reply,
+    /// the injected delay included).
+    pub max_bulk_in_flight: u64,
     /// Bulk items received, every attempt counted.
     pub items: u64,
     /// Items that created a document.
@@ -156,6 +159,8 @@ struct Inner {
     throttle_attempts: HashMap<String, u32>,
     faults: Faults,
     stats: ServerStats,
+    /// `_bulk` requests being handled now.
+    bulk_in_flight: u64,
     seq_no: u64,
     auto_id: u64,
 }
@@ -422,6 +427,11 @@ fn serve_connection(stream: TcpStream, shared: Arc<Shared>) {
             Ok(Some(r)) => r,
             Ok(None) | Err(_) => return,
         };
+        // A request that arrived while the thread was waiting, after the server went
+        // down, is not answered: a stopped node answers nothing.
+        if shared.is_down() {
+            return;
+        }
         match handle(&shared, req) {
             Reply::Respond {
                 status,
@@ -607,10 +617,23 @@ fn handle(shared: &Shared, req: http::Request) -> Reply {
     }
 }
 
+/// Counts a `_bulk` request as in flight until dropped.
+struct BulkInFlight<'a>(&'a Shared);
+
+impl Drop for BulkInFlight<'_> {
+    fn drop(&mut self) {
+        let mut inner = self.0.lock();
+        inner.bulk_in_flight = inner.bulk_in_flight.saturating_sub(1);
+    }
+}
+
 fn bulk_request(shared: &Shared, req: &http::Request, default_index: Option<&str>) -> Reply {
     let started = Instant::now();
+    let _in_flight = BulkInFlight(shared);
     let (delay, fail, drop_conn) = {
         let mut inner = shared.lock();
+        inner.bulk_in_flight += 1;
+        inner.stats.max_bulk_in_flight = inner.stats.max_bulk_in_flight.max(inner.bulk_in_flight);
         inner.stats.bulk_requests += 1;
         if req.is_gzip() {
             inner.stats.gzip_bulk_requests += 1;

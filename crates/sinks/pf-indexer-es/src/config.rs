@@ -46,6 +46,12 @@ pub struct ElasticsearchConfig {
     pub compression: bool,
     /// `timeout_secs`: per-request timeout, seconds. Default `30`.
     pub timeout_secs: u64,
+    /// `max_in_flight`: bulk requests a pipeline thread has outstanding at once. A chunk
+    /// of documents is cut into requests of `indexer.bulk_max_docs` / `bulk_max_bytes`;
+    /// up to this many are sent together and all are settled (every document indexed,
+    /// rejected to the record DLQ, or the chunk failed) before the chunk's checkpoint.
+    /// Memory: this many request bodies per thread. Default `4`.
+    pub max_in_flight: usize,
     /// `max_retries`: retries of a bulk request (or of its 429-rejected items) before the
     /// file fails as transient. Default `5`.
     pub max_retries: u32,
@@ -90,6 +96,7 @@ impl Default for ElasticsearchConfig {
             ca_cert: None,
             compression: false,
             timeout_secs: 30,
+            max_in_flight: 4,
             max_retries: 5,
             retry_base_ms: 200,
             retry_max_ms: 10_000,
@@ -209,6 +216,12 @@ impl ElasticsearchConfig {
         if self.timeout_secs == 0 {
             return err(
                 "indexer.elasticsearch.timeout_secs",
+                "must be at least 1".into(),
+            );
+        }
+        if self.max_in_flight == 0 {
+            return err(
+                "indexer.elasticsearch.max_in_flight",
                 "must be at least 1".into(),
             );
         }

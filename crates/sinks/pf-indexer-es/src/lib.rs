@@ -249,9 +249,12 @@ impl IndexerFactory for EsIndexerFactory {
             options: self.options.clone(),
             client: self.client.clone(),
             counters: self.counters.clone(),
-            body: Vec::with_capacity(self.settings.bulk.max_bytes + 64 * 1024),
-            retry_body: Vec::new(),
-            spans: Vec::with_capacity(self.settings.bulk.max_docs.min(1 << 16)),
+            // Buffers grow on first use: a thread whose chunks fit one request never
+            // allocates the others.
+            requests: (0..self.settings.config.max_in_flight.max(1))
+                .map(|_| Request::default())
+                .collect(),
+            filling: 0,
             path: match &self.settings.index {
                 IndexName::Fixed(name) => format!("{name}/_bulk"),
                 IndexName::Template(_) => "_bulk".to_owned(),
@@ -273,23 +276,50 @@ struct Span {
     ordinal: u64,
 }
 
-/// One pipeline thread's indexer: a reused body buffer and the document spans in it.
+/// One bulk request being built or settled: its body and the document spans in it.
+#[derive(Default)]
+struct Request {
+    body: Vec<u8>,
+    retry_body: Vec<u8>,
+    spans: Vec<Span>,
+}
+
+impl Request {
+    fn clear(&mut self) {
+        self.body.clear();
+        self.spans.clear();
+    }
+}
+
+/// What settling one request needs, shared by the requests sent together.
+struct Sender<'a> {
+    settings: &'a Resolved,
+    options: &'a DocOptions,
+    client: &'a Client,
+    counters: &'a EsCounters,
+    path: &'a str,
+}
+
+/// One pipeline thread's indexer: `max_in_flight` reused request buffers, filled in turn
+/// and sent together.
 pub struct EsIndexer {
     settings: Arc<Resolved>,
     options: Arc<DocOptions>,
     client: Arc<Client>,
     counters: Arc<EsCounters>,
-    body: Vec<u8>,
-    retry_body: Vec<u8>,
-    spans: Vec<Span>,
+    requests: Vec<Request>,
+    /// The request being filled; those before it are full and wait to be sent.
+    filling: usize,
     path: String,
 }
 
 impl Indexer for EsIndexer {
     fn index(&mut self, item: &WorkItem, docs: &[DocBatch]) -> Result<IndexOutcome> {
         let mut outcome = IndexOutcome::default();
-        self.body.clear();
-        self.spans.clear();
+        for r in &mut self.requests {
+            r.clear();
+        }
+        self.filling = 0;
         let started = Instant::now();
         let mut flushing = Duration::ZERO;
         let options = self.options.clone();
@@ -298,8 +328,9 @@ impl Indexer for EsIndexer {
                 let mut enc = BatchEncoder::new(&options, item, &d.batch)?;
                 for row in 0..d.num_rows() {
                     let ordinal = d.ordinal(row);
-                    let start = self.body.len();
-                    if let Err(reason) = enc.write_row(row, ordinal, &mut self.body) {
+                    let req = &mut self.requests[self.filling];
+                    let start = req.body.len();
+                    if let Err(reason) = enc.write_row(row, ordinal, &mut req.body) {
                         let mut record = Vec::new();
                         enc.write_source(row, &mut record);
                         add(&self.counters.dlq, 1);
@@ -314,20 +345,23 @@ impl Indexer for EsIndexer {
                         });
                         continue;
                     }
-                    let source_start = start + newline_at(&self.body[start..]) + 1;
-                    self.spans.push(Span {
+                    let source_start = start + newline_at(&req.body[start..]) + 1;
+                    req.spans.push(Span {
                         start,
                         source_start,
-                        end: self.body.len(),
+                        end: req.body.len(),
                         ordinal,
                     });
-                    if self.spans.len() >= self.settings.bulk.max_docs
-                        || self.body.len() >= self.settings.bulk.max_bytes
+                    if req.spans.len() >= self.settings.bulk.max_docs
+                        || req.body.len() >= self.settings.bulk.max_bytes
                     {
-                        let t = Instant::now();
-                        let r = self.flush(item, &mut outcome);
-                        flushing += t.elapsed();
-                        r?;
+                        self.filling += 1;
+                        if self.filling == self.requests.len() {
+                            let t = Instant::now();
+                            let r = self.flush(item, &mut outcome);
+                            flushing += t.elapsed();
+                            r?;
+                        }
                     }
                 }
             }
@@ -349,43 +383,98 @@ fn newline_at(b: &[u8]) -> usize {
 }
 
 impl EsIndexer {
-    /// Sends the buffered documents until each has a final outcome.
+    /// Sends the filled requests, up to `max_in_flight` at once, and returns when every
+    /// document in them has a final outcome (or the first failure, the chunk then failing
+    /// as a whole). Outcomes are merged in request order.
     fn flush(&mut self, item: &WorkItem, outcome: &mut IndexOutcome) -> Result<()> {
-        if self.spans.is_empty() {
+        let used = (self.filling + 1).min(self.requests.len());
+        self.filling = 0;
+        let sender = Sender {
+            settings: &self.settings,
+            options: &self.options,
+            client: &self.client,
+            counters: &self.counters,
+            path: &self.path,
+        };
+        let requests = &mut self.requests[..used];
+        let result = match requests {
+            [] => Ok(()),
+            [only] => sender.settle(item, only, outcome),
+            [first, rest @ ..] => std::thread::scope(|scope| {
+                let others: Vec<_> = rest
+                    .iter_mut()
+                    .map(|r| {
+                        let sender = &sender;
+                        scope.spawn(move || {
+                            let mut o = IndexOutcome::default();
+                            sender.settle(item, r, &mut o).map(|()| o)
+                        })
+                    })
+                    .collect();
+                let mut result = sender.settle(item, first, outcome);
+                for handle in others {
+                    let settled = handle.join().unwrap_or_else(|_| {
+                        Err(indexer_error(
+                            ErrorClass::Transient,
+                            "a bulk request thread panicked".to_owned(),
+                        ))
+                    });
+                    match settled {
+                        Ok(o) if result.is_ok() => {
+                            outcome.indexed += o.indexed;
+                            outcome.failures.extend(o.failures);
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            if result.is_ok() {
+                                result = Err(e);
+                            }
+                        }
+                    }
+                }
+                result
+            }),
+        };
+        for r in requests {
+            r.clear();
+        }
+        result
+    }
+}
+
+impl Sender<'_> {
+    /// Sends one request until each of its documents has a final outcome.
+    fn settle(&self, item: &WorkItem, req: &mut Request, outcome: &mut IndexOutcome) -> Result<()> {
+        if req.spans.is_empty() {
             return Ok(());
         }
-        let c = self.counters.clone();
-        add(&c.sent, self.spans.len() as u64);
-        add(&c.body_bytes, self.body.len() as u64);
+        let c = self.counters;
+        add(&c.sent, req.spans.len() as u64);
+        add(&c.body_bytes, req.body.len() as u64);
         // Indices into `spans` of documents still waiting for a final outcome.
-        let mut pending: Vec<usize> = (0..self.spans.len()).collect();
+        let mut pending: Vec<usize> = (0..req.spans.len()).collect();
         let mut round = 0u32;
         loop {
             let payload: &[u8] = if round == 0 {
-                &self.body
+                &req.body
             } else {
-                self.retry_body.clear();
+                req.retry_body.clear();
                 for &i in &pending {
-                    let s = self.spans[i];
-                    self.retry_body
-                        .extend_from_slice(&self.body[s.start..s.end]);
+                    let s = req.spans[i];
+                    req.retry_body.extend_from_slice(&req.body[s.start..s.end]);
                 }
-                &self.retry_body
+                &req.retry_body
             };
             let response =
-                match send_with_retries(&self.client, &self.settings, &c, &self.path, payload) {
+                match send_with_retries(self.client, self.settings, c, self.path, payload) {
                     Ok(r) => r,
                     Err(e) => {
                         add(&c.abandoned, pending.len() as u64);
-                        self.spans.clear();
-                        self.body.clear();
                         return Err(e);
                     }
                 };
             if response.items.len() != pending.len() {
                 add(&c.abandoned, pending.len() as u64);
-                self.spans.clear();
-                self.body.clear();
                 return Err(indexer_error(
                     ErrorClass::Transient,
                     format!(
@@ -414,8 +503,8 @@ impl EsIndexer {
                     status => {
                         add(&c.rejected, 1);
                         add(&c.dlq, 1);
-                        let s = self.spans[i];
-                        let source = &self.body[s.source_start..s.end.saturating_sub(1)];
+                        let s = req.spans[i];
+                        let source = &req.body[s.source_start..s.end.saturating_sub(1)];
                         let why = r
                             .error
                             .as_ref()
@@ -444,8 +533,6 @@ impl EsIndexer {
             round += 1;
             if round > self.settings.config.max_retries {
                 add(&c.abandoned, again.len() as u64);
-                self.spans.clear();
-                self.body.clear();
                 return Err(indexer_error(
                     ErrorClass::Transient,
                     format!(
@@ -467,8 +554,6 @@ impl EsIndexer {
             add_time(&c.backoff_ns, wait);
             pending = again;
         }
-        self.spans.clear();
-        self.body.clear();
         Ok(())
     }
 }

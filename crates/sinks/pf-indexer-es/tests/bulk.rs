@@ -374,3 +374,55 @@ fn batches_with_unusable_rows_fail_only_those_rows() {
         Some(serde_json::json!({"id": "c", "v": 3}))
     );
 }
+
+/// Several bulk requests in flight per thread: against a server that answers after
+/// 100 ms, a chunk's requests overlap (the server sees more than one at once, never more
+/// than `max_in_flight`) and every count stays exact; with 1, they never overlap.
+#[test]
+fn requests_overlap_up_to_max_in_flight_with_exact_counts() {
+    let docs = batches(12_000);
+    let n = rows(&docs);
+    for in_flight in [1, 4] {
+        let server = BulkTestServer::start_with(
+            "127.0.0.1:0".parse().unwrap(),
+            ServerOptions {
+                faults: Faults {
+                    delay: Duration::from_millis(100),
+                    ..Faults::default()
+                },
+                ..ServerOptions::default()
+            },
+        )
+        .unwrap();
+        let config = ElasticsearchConfig {
+            max_in_flight: in_flight,
+            ..fast_settings(&server, "tx")
+        };
+        let factory = build(&config).unwrap();
+        let mut ix = factory.create().unwrap();
+        let started = std::time::Instant::now();
+        let out = ix.index(&item(), &docs).unwrap();
+        let took = started.elapsed();
+        assert_eq!(out.indexed, n);
+        assert!(out.failures.is_empty());
+        assert_eq!(server.count("tx"), n);
+        let st = server.stats();
+        assert_eq!(st.bulk_requests, n.div_ceil(1000));
+        assert_eq!(st.items, n, "each document sent once");
+        if in_flight == 1 {
+            assert_eq!(st.max_bulk_in_flight, 1);
+        } else {
+            assert!(
+                (2..=in_flight as u64).contains(&st.max_bulk_in_flight),
+                "{} at once",
+                st.max_bulk_in_flight
+            );
+        }
+        println!(
+            "max_in_flight {in_flight}: {n} documents in {} requests, {:.0} ms, at most {} at once",
+            st.bulk_requests,
+            took.as_secs_f64() * 1e3,
+            st.max_bulk_in_flight
+        );
+    }
+}
