@@ -267,5 +267,55 @@ fn end_to_end(c: &mut Criterion) {
     println!("peak RSS {:.1} MiB", peak_rss_mb());
 }
 
-criterion_group!(benches, serialize, end_to_end);
+/// The indexer alone against a bulk endpoint that answers after 20 ms: 1 request in
+/// flight per thread against 4 (`indexer.elasticsearch.max_in_flight`).
+fn in_flight(c: &mut Criterion) {
+    const DOCS: u64 = 100_000;
+    let mut g = TransactionGenerator::single_file(3, DOCS, 65_536);
+    let mut docs = Vec::new();
+    let mut first = 0;
+    while let Some(b) = g.next_batch() {
+        let n = b.num_rows() as u64;
+        docs.push(DocBatch::contiguous(b, first));
+        first += n;
+    }
+    let item = WorkItem::from_uri("file:///bench/in-flight.parquet").expect("work item");
+    let server = BulkTestServer::start_with(
+        "127.0.0.1:0".parse().expect("addr"),
+        ServerOptions {
+            keep_sources: false,
+            faults: pf_bulk_test_server::Faults {
+                delay: Duration::from_millis(20),
+                ..pf_bulk_test_server::Faults::default()
+            },
+            ..ServerOptions::default()
+        },
+    )
+    .expect("test server");
+    let mut group = c.benchmark_group("es_bulk_in_flight_20ms_server");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(10));
+    group.throughput(Throughput::Elements(DOCS));
+    for n in [1, 4] {
+        let factory = EsIndexerFactory::build(
+            &ElasticsearchConfig {
+                max_in_flight: n,
+                ..ElasticsearchConfig::for_endpoint(server.url(), "in-flight")
+            },
+            BulkLimits::default(),
+        )
+        .expect("indexer");
+        let mut indexer = factory.create().expect("indexer");
+        group.bench_function(format!("max_in_flight_{n}"), |b| {
+            b.iter(|| {
+                let out = indexer.index(&item, &docs).expect("index");
+                assert_eq!(out.indexed, DOCS);
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, serialize, end_to_end, in_flight);
 criterion_main!(benches);
