@@ -27,8 +27,9 @@ const ROWS: u64 = 500_000;
 /// A request body is cut at this size, as the indexer does (the buffer is reused).
 const BODY_BYTES: usize = 5 << 20;
 
-fn transactions() -> Vec<DocBatch> {
-    let mut g = TransactionGenerator::single_file(1, ROWS, 65_536);
+/// `rows` generated transactions in batches of 65,536, with their file ordinals.
+fn transactions(rows: u64) -> Vec<DocBatch> {
+    let mut g = TransactionGenerator::single_file(1, rows, 65_536);
     let mut out = Vec::new();
     let mut first = 0;
     while let Some(b) = g.next_batch() {
@@ -40,7 +41,7 @@ fn transactions() -> Vec<DocBatch> {
 }
 
 fn serialize(c: &mut Criterion) {
-    let docs = transactions();
+    let docs = transactions(ROWS);
     let item = WorkItem::from_uri("file:///bench/part-00000.parquet").expect("work item");
     let options = DocOptions {
         index: IndexName::Fixed("transactions".into()),
@@ -271,14 +272,7 @@ fn end_to_end(c: &mut Criterion) {
 /// flight per thread against 4 (`indexer.elasticsearch.max_in_flight`).
 fn in_flight(c: &mut Criterion) {
     const DOCS: u64 = 100_000;
-    let mut g = TransactionGenerator::single_file(3, DOCS, 65_536);
-    let mut docs = Vec::new();
-    let mut first = 0;
-    while let Some(b) = g.next_batch() {
-        let n = b.num_rows() as u64;
-        docs.push(DocBatch::contiguous(b, first));
-        first += n;
-    }
+    let docs = transactions(DOCS);
     let item = WorkItem::from_uri("file:///bench/in-flight.parquet").expect("work item");
     let server = BulkTestServer::start_with(
         "127.0.0.1:0".parse().expect("addr"),

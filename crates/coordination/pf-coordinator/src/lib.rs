@@ -30,8 +30,7 @@
 //! | `pf:job:<job>:processing` | sorted set | `<item>` scored by its last heartbeat: in-flight and stale items |
 //! | `pf:job:<job>:failed` | set | `<item>` of failed items |
 //! | `pf:jobs` | sorted set | job ids scored by last activity (`pf status` without `--job`) |
-//! | `pf:win:<rule>:<key>` | sorted set | window-rule events, member `row\|uri`, score = event time (µs) |
-//! | `pf:win:<rule>:<key>:a` | sorted set | event times whose alert was raised |
+//! | `pf:win:{<rule>:<group>}:<key>` | string | one key's window state (msgpack: newest time, uris, event times with uri and row, alerted times); `<group>` = xxh3(key) mod [`SLOT_GROUPS`] |
 //!
 //! Every write refreshes the TTL (`coordinator.valkey.ttl_secs`, default 7 days) of the
 //! keys it touches, so finished jobs expire on their own. Every state change is one Lua

@@ -57,13 +57,28 @@ local function lower(T, n, x)
   end
   return lo
 end
--- Raises the alert for `tau` unless the key's `done` list has it; `j` is an event at tau.
-local function alert(ki, done, uris, U, R, tau, count, j, is_late)
-  for d = 1, #done do if done[d] == tau then return end end
-  done[#done + 1] = tau
+-- Calls f(i, tau, count) for every distinct time tau in [t, t + W] (the windows an
+-- event at t is in): i is the first event at tau, count the events in [tau - W, tau].
+local function each_window(T, n, t, f)
+  local i, last = lower(T, n, t), upper(T, n, t + W) - 1
+  while i <= last do
+    local tau, k = T[i], i
+    while k < last and T[k + 1] == tau do k = k + 1 end
+    f(i, tau, k + 1 - lower(T, n, tau - W))
+    i = k + 1
+  end
+end
+-- Adds the alert of the window ending at tau to the reply; j is an event at tau.
+local function push_alert(ki, uris, U, R, tau, count, j, is_late)
   local m = #alerts
   alerts[m + 1] = ki; alerts[m + 2] = tau; alerts[m + 3] = count
   alerts[m + 4] = uris[U[j]]; alerts[m + 5] = R[j]; alerts[m + 6] = is_late
+end
+-- Raises the alert for `tau` unless the key's `done` list has it.
+local function alert(ki, done, uris, U, R, tau, count, j, is_late)
+  for d = 1, #done do if done[d] == tau then return end end
+  done[#done + 1] = tau
+  push_alert(ki, uris, U, R, tau, count, j, is_late)
 end
 local blobs = redis.call('MGET', unpack(KEYS))
 for ki = 1, #KEYS do
@@ -97,19 +112,12 @@ for ki = 1, #KEYS do
         -- lost with a crashed worker; alert ids are deterministic, so a destination
         -- keyed by them absorbs the repeat.
         if pos - lower(T, n, t - W) >= MIN then f = '1' end
-        local i, last = lower(T, n, t), upper(T, n, t + W) - 1
-        while i <= last do
-          local tau, k = T[i], i
-          while k < last and T[k + 1] == tau do k = k + 1 end
-          local count = k + 1 - lower(T, n, tau - W)
+        each_window(T, n, t, function(i, tau, count)
           if count >= MIN and not again[tau] then
             again[tau] = true
-            local m = #alerts
-            alerts[m + 1] = ki; alerts[m + 2] = tau; alerts[m + 3] = count
-            alerts[m + 4] = uris[U[i]]; alerts[m + 5] = R[i]; alerts[m + 6] = tau == t and 0 or 1
+            push_alert(ki, uris, U, R, tau, count, i, tau == t and 0 or 1)
           end
-          i = k + 1
-        end
+        end)
       else
         if not ui then ui = #uris + 1; uris[ui] = URI end
         if pos > n then
@@ -125,17 +133,12 @@ for ki = 1, #KEYS do
           if count >= MIN then f = '1'; alert(ki, done, uris, U, R, t, count, n, 0) end
         else
           -- Not the newest: re-check every distinct time whose window it is in.
-          local i, last = lower(T, n, t), upper(T, n, t + W) - 1
-          while i <= last do
-            local tau, k = T[i], i
-            while k < last and T[k + 1] == tau do k = k + 1 end
-            local count = k + 1 - lower(T, n, tau - W)
+          each_window(T, n, t, function(i, tau, count)
             if count >= MIN then
               if tau == t then f = '1' end
               alert(ki, done, uris, U, R, tau, count, i, tau == t and 0 or 1)
             end
-            i = k + 1
-          end
+          end)
         end
       end
     end
@@ -298,45 +301,39 @@ impl WindowStore for ValkeyWindowStore {
         let lateness_us = i64::try_from(self.options.allowed_lateness.as_micros()).unwrap_or(0);
         let ttl_ms = o.ttl_secs.max(1).saturating_mul(1000);
         let hash = self.script.get_hash().to_owned();
-        let build = |load: bool| {
-            let mut pipe = redis::pipe();
-            if load {
-                pipe.cmd("SCRIPT").arg("LOAD").arg(OBSERVE).ignore();
+        let mut pipe = redis::pipe();
+        for (group, call) in &calls {
+            let cmd = pipe.cmd("EVALSHA").arg(&hash).arg(call.keys.len());
+            for k in &call.keys {
+                cmd.arg(format!(
+                    "{}win:{{{}:{group}}}:{k}",
+                    o.key_prefix, request.rule
+                ));
             }
-            for (group, call) in &calls {
-                let cmd = pipe.cmd("EVALSHA").arg(&hash).arg(call.keys.len());
-                for k in &call.keys {
-                    cmd.arg(format!(
-                        "{}win:{{{}:{group}}}:{k}",
-                        o.key_prefix, request.rule
-                    ));
-                }
-                cmd.arg(window_us)
-                    .arg(lateness_us)
-                    .arg(request.min_count)
-                    .arg(ttl_ms)
-                    .arg(self.options.max_events_per_key)
-                    .arg(request.meta.uri);
-                for events in &call.events {
-                    cmd.arg(events.len());
-                    for &(t, ordinal, _) in events {
-                        cmd.arg(t).arg(ordinal);
-                    }
+            cmd.arg(window_us)
+                .arg(lateness_us)
+                .arg(request.min_count)
+                .arg(ttl_ms)
+                .arg(self.options.max_events_per_key)
+                .arg(request.meta.uri);
+            for events in &call.events {
+                cmd.arg(events.len());
+                for &(t, ordinal, _) in events {
+                    cmd.arg(t).arg(ordinal);
                 }
             }
-            pipe
-        };
-        let fast = build(false);
-        let with_load = build(true);
+        }
         type Reply = (String, u64, Vec<redis::Value>);
         let replies: Vec<Reply> = self.pool.run("window observe", |con| {
-            match fast.query::<Vec<Reply>>(con) {
+            match pipe.query::<Vec<Reply>>(con) {
                 // First use on this server (or after a restart emptied its script
-                // cache): load the script in the same pipeline and run again.
+                // cache): load the script and run the pipeline again. The script
+                // changes nothing before it is found, so no call ran twice.
                 Err(e)
                     if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
                 {
-                    with_load.query(con)
+                    self.script.load(con)?;
+                    pipe.query(con)
                 }
                 r => r,
             }

@@ -244,3 +244,34 @@ impl<'a> ColumnEncoder<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::RecordBatch;
+
+    use super::*;
+
+    #[test]
+    fn documents_leave_out_nulls_escape_strings_and_write_utc_times() {
+        use arrow::array::{StringArray, TimestampMicrosecondArray};
+        let ts = TimestampMicrosecondArray::from(vec![Some(1_767_225_600_000_000), None])
+            .with_timezone("UTC");
+        let batch = RecordBatch::try_from_iter([
+            ("t", Arc::new(ts) as _),
+            ("s", Arc::new(StringArray::from(vec!["a\"b", "c"])) as _),
+        ])
+        .unwrap();
+        let mut encoder = DocEncoder::new(&batch).unwrap();
+        let mut out = Vec::new();
+        for row in 0..2 {
+            encoder.write_doc(row, &mut out);
+            out.push(b'\n');
+        }
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "{\"t\":\"2026-01-01T00:00:00.000000Z\",\"s\":\"a\\\"b\"}\n{\"s\":\"c\"}\n"
+        );
+    }
+}

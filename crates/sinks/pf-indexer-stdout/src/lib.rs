@@ -158,26 +158,4 @@ mod tests {
             assert_eq!(f.totals().requests.load(Ordering::Relaxed), 1);
         }
     }
-
-    #[test]
-    fn stdout_documents_are_the_elasticsearch_source_lines() {
-        use arrow::array::{StringArray, TimestampMicrosecondArray};
-        let ts = TimestampMicrosecondArray::from(vec![Some(1_767_225_600_000_000), None])
-            .with_timezone("UTC");
-        let batch = RecordBatch::try_from_iter([
-            ("t", Arc::new(ts) as _),
-            ("s", Arc::new(StringArray::from(vec!["a\"b", "c"])) as _),
-        ])
-        .unwrap();
-        let mut encoder = DocEncoder::new(&batch).unwrap();
-        let mut out = Vec::new();
-        for row in 0..2 {
-            encoder.write_doc(row, &mut out);
-            out.push(b'\n');
-        }
-        assert_eq!(
-            String::from_utf8(out).unwrap(),
-            "{\"t\":\"2026-01-01T00:00:00.000000Z\",\"s\":\"a\\\"b\"}\n{\"s\":\"c\"}\n"
-        );
-    }
 }
