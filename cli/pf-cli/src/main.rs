@@ -389,13 +389,13 @@ fn demo(a: DemoArgs) -> anyhow::Result<i32> {
     queue.close();
     eprintln!(
         "discovered {} files ({:.1} MB) in {}",
-        discovered.emitted,
+        discovered.files,
         discovered.bytes as f64 / 1e6,
         transactions_dir.display()
     );
 
     let deployment = deploy(&config, queue.clone())?;
-    let files = discovered.emitted;
+    let files = discovered.files;
     let summary = run_deployment(
         &deployment,
         Box::new(move || Some(files)),

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use clap::{Parser, ValueEnum};
 
 use pf_aws::{AwsContext, AwsSettings};
-use pf_discoverer::{DiscoverOptions, discover};
+use pf_discoverer::{DiscoverOptions, DiscoveryStats, discover};
 use pf_error::PfError;
 use pf_queue_sqs::WorkItemSender;
 use pf_runner::{EXIT_FATAL, EXIT_FILES_FAILED, init_logging};
@@ -55,6 +55,11 @@ struct Args {
     /// Job id attached to every work item.
     #[arg(long, value_name = "ID")]
     job_id: Option<String>,
+    /// Cut Parquet and uncompressed NDJSON files larger than this into one work item
+    /// per range of this many bytes (e.g. 268435456 for 256 MiB), so the workers of a
+    /// fleet share one large file. Default: every file is one work item.
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..))]
+    split_size: Option<u64>,
     /// Register the job's totals (files, bytes) in this Valkey for `pf status`, e.g.
     /// redis://localhost:6379 (password in the URL or VALKEY_PASSWORD).
     #[arg(
@@ -151,6 +156,7 @@ fn run(args: &Args) -> anyhow::Result<i32> {
         modified_after: args.modified_after,
         modified_before: args.modified_before,
         job_id: args.job_id.clone(),
+        split_size: args.split_size,
     };
     match args.destination {
         DestinationArg::Stdout => to_stdout(args, source.as_ref(), &options),
@@ -178,10 +184,15 @@ fn to_stdout(
         Err(e) => return Err(e.into()),
     };
     eprintln!(
-        "pf-discoverer: {} objects listed, {} work items emitted ({} bytes), {} filtered out, {} of unknown format",
-        stats.listed, stats.emitted, stats.bytes, stats.filtered, stats.unknown_format
+        "pf-discoverer: {} objects listed, {} work items emitted ({} bytes), {} filtered out, {} of unknown format{}",
+        stats.listed,
+        stats.emitted,
+        stats.bytes,
+        stats.filtered,
+        stats.unknown_format,
+        split_note(&stats)
     );
-    register_job(args, stats.emitted, stats.bytes)?;
+    register_job(args, stats.files, stats.bytes)?;
     Ok(0)
 }
 
@@ -210,13 +221,14 @@ fn to_sqs(
     let report = sender.finish()?;
     let secs = started.elapsed().as_secs_f64();
     eprintln!(
-        "pf-discoverer: {} objects listed, {} matched ({} bytes), {} filtered out, {} of unknown format; \
+        "pf-discoverer: {} objects listed, {} matched ({} bytes), {} filtered out, {} of unknown format{}; \
          {} messages sent to {} in {} SendMessageBatch calls ({} entries retried), {} failed, {:.1} s ({:.0} messages/s)",
         stats.listed,
         stats.emitted,
         stats.bytes,
         stats.filtered,
         stats.unknown_format,
+        split_note(&stats),
         report.messages,
         queue_url,
         report.calls,
@@ -228,12 +240,30 @@ fn to_sqs(
     for (uri, reason) in report.failed.iter().take(20) {
         eprintln!("pf-discoverer: not sent: {uri}: {reason}");
     }
-    register_job(args, report.messages, stats.bytes)?;
+    let unsent_files: std::collections::HashSet<&str> =
+        report.failed.iter().map(|(uri, _)| uri.as_str()).collect();
+    register_job(
+        args,
+        stats.files.saturating_sub(unsent_files.len() as u64),
+        stats.bytes,
+    )?;
     Ok(if report.failed.is_empty() {
         0
     } else {
         EXIT_FILES_FAILED
     })
+}
+
+/// `, N files cut into ranges` when `--split-size` cut any.
+fn split_note(stats: &DiscoveryStats) -> String {
+    if stats.split_files == 0 {
+        return String::new();
+    }
+    format!(
+        ", {} files cut into {} ranges",
+        stats.split_files,
+        stats.emitted - (stats.files - stats.split_files)
+    )
 }
 
 /// With `--valkey-url`, records the job's totals for `pf status`.

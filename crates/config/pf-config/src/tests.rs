@@ -97,6 +97,7 @@ fn full_config() -> Config {
             idle_exit_secs: Some(120),
             shutdown_grace_secs: 10,
             progress: ProgressMode::Log,
+            split_size_mib: Some(128),
         },
         queue: QueueConfig {
             kind: QueueKind::Sqs,

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use pf_error::Result;
 use pf_traits::{
-    Claim, ItemProgress, ItemRecord, ItemStatus, JobProgress, JobTotals, MetadataStore, NO_JOB,
+    Claim, Completion, ItemProgress, ItemRecord, ItemStatus, JobProgress, JobTotals, MetadataStore,
+    NO_JOB,
 };
 use pf_types::{Checkpoint, FileFailure, FileStats, WorkItem};
 
@@ -18,10 +19,13 @@ struct Entry {
     uri: String,
     etag: Option<String>,
     job: String,
+    /// Bytes the item covers (its range, or the whole file).
     size: Option<u64>,
     rec: ItemRecord,
     /// Who last released the item, so a replayed release is recognised.
     released_by: Option<String>,
+    /// The item is one range of a split file.
+    split: bool,
 }
 
 impl Entry {
@@ -42,6 +46,16 @@ struct State {
     jobs: HashMap<String, (Option<JobTotals>, Option<u64>)>,
     /// Per job: the last time anything happened, for [`MetadataStore::jobs`].
     activity: HashMap<String, u64>,
+    /// Per split file (by [`WorkItem::file_key`]): its job, ranges completed and ranges.
+    split_files: HashMap<String, SplitFile>,
+}
+
+/// How far the ranges of one split file got.
+#[derive(Debug, Clone)]
+struct SplitFile {
+    job: String,
+    completed: u32,
+    count: u32,
 }
 
 /// An in-process [`MetadataStore`]; state lives as long as the process.
@@ -97,6 +111,18 @@ impl MemoryMetadataStore {
         done: Option<ItemStatus>,
         f: impl FnOnce(&mut Entry, u64),
     ) -> Result<()> {
+        self.update_held_then(item, worker, done, f, |_, _| ())
+    }
+
+    /// [`update_held`](Self::update_held), then `then(state, replayed)` under the same lock.
+    fn update_held_then<T>(
+        &self,
+        item: &WorkItem,
+        worker: &str,
+        done: Option<ItemStatus>,
+        f: impl FnOnce(&mut Entry, u64),
+        then: impl FnOnce(&mut State, bool) -> T,
+    ) -> Result<T> {
         let now = now_ms();
         self.with(|s| match s.items.get_mut(&item.key()) {
             Some(e)
@@ -105,9 +131,9 @@ impl MemoryMetadataStore {
             {
                 f(e, now);
                 s.activity.insert(job_of(item).to_owned(), now);
-                Ok(())
+                Ok(then(s, false))
             }
-            Some(e) if Some(e.rec.status) == done && e.held_last_by(worker) => Ok(()),
+            Some(e) if Some(e.rec.status) == done && e.held_last_by(worker) => Ok(then(s, true)),
             _ => Err(claim_lost(item, worker)),
         })
     }
@@ -123,7 +149,7 @@ impl MetadataStore for MemoryMetadataStore {
                 uri: item.uri.clone(),
                 etag: item.etag.clone(),
                 job: job_of(item).to_owned(),
-                size: item.size,
+                size: item.covered_bytes(),
                 rec: ItemRecord {
                     status: ItemStatus::Pending,
                     attempts: 0,
@@ -136,6 +162,7 @@ impl MetadataStore for MemoryMetadataStore {
                     last_error: None,
                 },
                 released_by: None,
+                split: item.range.is_some(),
             });
             let rec = &mut entry.rec;
             match rec.status {
@@ -176,14 +203,43 @@ impl MetadataStore for MemoryMetadataStore {
         })
     }
 
-    fn complete(&self, item: &WorkItem, worker: &str, stats: &FileStats) -> Result<()> {
-        self.update_held(item, worker, Some(ItemStatus::Completed), |e, now| {
+    fn complete(&self, item: &WorkItem, worker: &str, stats: &FileStats) -> Result<Completion> {
+        let finish = |e: &mut Entry, now| {
             let r = &mut e.rec;
             r.status = ItemStatus::Completed;
             r.stats = Some(*stats);
             r.heartbeat_ms = Some(now);
             r.finished_ms = Some(now);
-        })
+        };
+        let count_range = |s: &mut State, replayed: bool| {
+            let Some(range) = item.range else {
+                return Completion::File;
+            };
+            let file = s
+                .split_files
+                .entry(item.file_key())
+                .or_insert_with(|| SplitFile {
+                    job: job_of(item).to_owned(),
+                    completed: 0,
+                    count: range.count,
+                });
+            if replayed {
+                return Completion::Range;
+            }
+            file.completed += 1;
+            if file.completed == file.count {
+                Completion::File
+            } else {
+                Completion::Range
+            }
+        };
+        self.update_held_then(
+            item,
+            worker,
+            Some(ItemStatus::Completed),
+            finish,
+            count_range,
+        )
     }
 
     fn fail(&self, item: &WorkItem, worker: &str, failure: &FileFailure) -> Result<()> {
@@ -247,7 +303,8 @@ impl MetadataStore for MemoryMetadataStore {
                 match rec.status {
                     ItemStatus::Completed => {
                         let st = rec.stats.unwrap_or_default();
-                        p.files_completed += 1;
+                        // Split files are counted below, once.
+                        p.files_completed += u64::from(!e.split);
                         p.bytes_done += e.size.unwrap_or(st.bytes_read);
                         add_rows(&mut p, &st);
                         p.last_finished_ms = p.last_finished_ms.max(rec.finished_ms);
@@ -267,6 +324,11 @@ impl MetadataStore for MemoryMetadataStore {
                     ItemStatus::Pending => {}
                 }
             }
+            p.files_completed += s
+                .split_files
+                .values()
+                .filter(|f| f.job == job_id && f.completed == f.count)
+                .count() as u64;
             p.failed.sort_by(|a, b| a.uri.cmp(&b.uri));
             p.processing.sort_by(|a, b| a.uri.cmp(&b.uri));
             any.then_some(p)

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use pf_error::{PfError, Result};
 use pf_traits::{
-    Claim, ItemProgress, ItemRecord, ItemStatus, JobProgress, JobTotals, MetadataStore, NO_JOB,
+    Claim, Completion, ItemProgress, ItemRecord, ItemStatus, JobProgress, JobTotals, MetadataStore,
+    NO_JOB,
 };
 use pf_types::{Checkpoint, FileFailure, FileStats, WorkItem};
 use redis::{Script, Value};
@@ -94,23 +95,35 @@ touch(now)
 return 1
 "#;
 
-// ARGV 8 stats JSON, 9 bytes, 10 rows read, 11 rows indexed, 12 rows failed. Counters
-// move only on the processing → completed transition, so a replayed call adds nothing.
+// ARGV 8 stats JSON, 9 bytes, 10 rows read, 11 rows indexed, 12 rows failed, 13 ranges
+// of the split file ('0' for a whole file), 14 the file's key. Counters move only on the
+// processing → completed transition, so a replayed call adds nothing. Returns 0 when the
+// claim is lost, 2 when the whole file is now completed, 1 when other ranges are open
+// (also for a replayed last range: its count was taken by the first call).
 const COMPLETE: &str = r#"
 local now = now_ms()
-if done_by('completed') then return 1 end
+if done_by('completed') then return ARGV[13] == '0' and 2 or 1 end
 if not held(now) then return 0 end
 redis.call('HSET', KEYS[1], 'status', 'completed', 'stats', ARGV[8],
   'heartbeat_ms', fmt(now), 'finished_ms', fmt(now))
 redis.call('ZREM', KEYS[3], ARGV[1])
-redis.call('HINCRBY', KEYS[2], 'files_completed', 1)
+local file = 1
+if ARGV[13] ~= '0' then
+  local field = 'ranges:' .. ARGV[14]
+  if redis.call('HINCRBY', KEYS[2], field, 1) < tonumber(ARGV[13]) then
+    file = 0
+  else
+    redis.call('HDEL', KEYS[2], field)
+  end
+end
+redis.call('HINCRBY', KEYS[2], 'files_completed', file)
 redis.call('HINCRBY', KEYS[2], 'bytes_completed', ARGV[9])
 redis.call('HINCRBY', KEYS[2], 'rows_read', ARGV[10])
 redis.call('HINCRBY', KEYS[2], 'rows_indexed', ARGV[11])
 redis.call('HINCRBY', KEYS[2], 'rows_failed', ARGV[12])
 redis.call('HSET', KEYS[2], 'last_finished_ms', fmt(now))
 touch(now)
-return 1
+return 1 + file
 "#;
 
 const FAIL: &str = r#"
@@ -278,7 +291,10 @@ impl ValkeyMetadataStore {
             format!("{}jobs", o.key_prefix),
         ];
         let ttl = o.ttl_secs.max(1).to_string();
-        let size = item.size.map(|s| s.to_string()).unwrap_or_default();
+        let size = item
+            .covered_bytes()
+            .map(|s| s.to_string())
+            .unwrap_or_default();
         self.pool.run_within(operation, limit, |con| {
             let mut inv = script.prepare_invoke();
             for k in &keys {
@@ -375,17 +391,21 @@ impl MetadataStore for ValkeyMetadataStore {
         held_or_lost(held, item, worker)
     }
 
-    fn complete(&self, item: &WorkItem, worker: &str, stats: &FileStats) -> Result<()> {
+    fn complete(&self, item: &WorkItem, worker: &str, stats: &FileStats) -> Result<Completion> {
         let extra = [
             json(stats),
-            item.size.unwrap_or(stats.bytes_read).to_string(),
+            item.covered_bytes().unwrap_or(stats.bytes_read).to_string(),
             stats.rows_read.to_string(),
             stats.rows_indexed.to_string(),
             stats.rows_failed.to_string(),
+            item.range.map_or(0, |r| r.count).to_string(),
+            item.file_key(),
         ];
-        let held =
-            self.item_script::<i64>("complete", &self.scripts.complete, item, worker, &extra)?;
-        held_or_lost(held, item, worker)
+        match self.item_script::<i64>("complete", &self.scripts.complete, item, worker, &extra)? {
+            2 => Ok(Completion::File),
+            1 => Ok(Completion::Range),
+            _ => Err(crate::claim_lost(item, worker)),
+        }
     }
 
     fn fail(&self, item: &WorkItem, worker: &str, failure: &FileFailure) -> Result<()> {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use pf_coordinator::{MemoryMetadataStore, ValkeyConfig, ValkeyMetadataStore, job_status};
 use pf_error::ErrorClass;
-use pf_traits::{Claim, ItemStatus, JobTotals, MetadataStore};
+use pf_traits::{Claim, Completion, ItemStatus, JobTotals, MetadataStore};
 use pf_types::{Checkpoint, FileFailure, FileStats, WorkItem};
 
 /// Hands out handles to one store's state: for Valkey each handle has its own
@@ -87,9 +87,9 @@ fn claim_complete_then_duplicate_is_acknowledged(b: &dyn Backend) {
         batches: 1,
         ..Default::default()
     };
-    s1.complete(&it, "w1", &stats).unwrap();
+    assert_eq!(s1.complete(&it, "w1", &stats).unwrap(), Completion::File);
     // A replayed completion (e.g. after a lost reply) changes nothing.
-    s1.complete(&it, "w1", &stats).unwrap();
+    assert_eq!(s1.complete(&it, "w1", &stats).unwrap(), Completion::File);
     assert_eq!(s2.claim(&it, "w2").unwrap(), Claim::AlreadyCompleted);
     let rec = s2.get(&it).unwrap().unwrap();
     assert_eq!(
@@ -199,7 +199,7 @@ fn stale_holder_loses_claim(b: &dyn Backend) {
         s1.heartbeat(&it, "w1"),
         s1.checkpoint(&it, "w1", &cp),
         s1.release(&it, "w1", None),
-        s1.complete(&it, "w1", &FileStats::default()),
+        s1.complete(&it, "w1", &FileStats::default()).map(drop),
     ] {
         assert!(
             matches!(lost, Err(pf_error::PfError::ClaimLost { .. })),
@@ -342,6 +342,54 @@ fn two_workers_race_for_each_item(b: &dyn Backend) {
     }
 }
 
+/// The ranges of a split file are items of their own, but the file counts once: when its
+/// last range completes, whoever completes it, and bytes count by range.
+fn split_file_counts_once_when_its_last_range_completes(b: &dyn Backend) {
+    let (s1, s2) = (b.handle(), b.handle());
+    let whole = item("big");
+    let ranges = whole.split(400).unwrap();
+    assert_eq!(ranges.len(), 3);
+    let st = FileStats {
+        rows_read: 7,
+        rows_indexed: 7,
+        ..Default::default()
+    };
+    for (r, s, w) in [(&ranges[2], &s1, "w1"), (&ranges[0], &s2, "w2")] {
+        assert!(matches!(s.claim(r, w).unwrap(), Claim::Acquired { .. }));
+        assert_eq!(s.complete(r, w, &st).unwrap(), Completion::Range);
+    }
+    assert_eq!(s2.claim(&ranges[0], "w1").unwrap(), Claim::AlreadyCompleted);
+    assert_eq!(s1.get(&whole).unwrap(), None, "the whole file is no item");
+    let p = s1.job_progress("job-1").unwrap().unwrap();
+    assert_eq!(
+        (p.files_completed, p.bytes_done, p.rows_done),
+        (0, 400 + 200, 14)
+    );
+
+    assert!(matches!(
+        s1.claim(&ranges[1], "w1").unwrap(),
+        Claim::Acquired { .. }
+    ));
+    assert_eq!(
+        s1.complete(&ranges[1], "w1", &st).unwrap(),
+        Completion::File
+    );
+    let p = s2.job_progress("job-1").unwrap().unwrap();
+    assert_eq!(
+        (p.files_completed, p.bytes_done, p.rows_done),
+        (1, 1000, 21)
+    );
+    // A replayed completion of a range neither counts the file again nor says it did.
+    assert_eq!(
+        s1.complete(&ranges[1], "w1", &st).unwrap(),
+        Completion::Range
+    );
+    assert_eq!(
+        s2.job_progress("job-1").unwrap().unwrap().files_completed,
+        1
+    );
+}
+
 macro_rules! suite {
     ($backend:ident) => {
         mod $backend {
@@ -365,6 +413,11 @@ macro_rules! suite {
             #[test]
             fn job_progress_and_listing() {
                 super::job_progress_and_listing(&super::$backend(LONG));
+            }
+
+            #[test]
+            fn split_file_counts_once_when_its_last_range_completes() {
+                super::split_file_counts_once_when_its_last_range_completes(&super::$backend(LONG));
             }
 
             #[test]

@@ -26,7 +26,8 @@ pub use dlq::RecordDlq;
 pub use docs::DocBatch;
 pub use indexer::{BulkLimits, IndexOutcome, Indexer, IndexerFactory};
 pub use metadata::{
-    Claim, ItemProgress, ItemRecord, ItemStatus, JobProgress, JobTotals, MetadataStore, NO_JOB,
+    Claim, Completion, ItemProgress, ItemRecord, ItemStatus, JobProgress, JobTotals, MetadataStore,
+    NO_JOB,
 };
 pub use queue::{Delivery, WorkQueue};
 pub use reader::{BatchStream, ReadBatch, Reader, ResumePoint};

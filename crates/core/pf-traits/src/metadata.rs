@@ -36,6 +36,15 @@ pub enum Claim {
     },
 }
 
+/// What completing an item settled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Completion {
+    /// A whole file: an unsplit item, or the last range of a split file to complete.
+    File,
+    /// One range of a split file whose other ranges are not all completed yet.
+    Range,
+}
+
 /// Everything the store knows about one item.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ItemRecord {
@@ -74,8 +83,9 @@ pub trait MetadataStore: Send + Sync {
     fn heartbeat(&self, item: &WorkItem, worker: &str) -> Result<()>;
     /// Records progress after a batch was indexed.
     fn checkpoint(&self, item: &WorkItem, worker: &str, checkpoint: &Checkpoint) -> Result<()>;
-    /// Marks the item completed with its final counters.
-    fn complete(&self, item: &WorkItem, worker: &str, stats: &FileStats) -> Result<()>;
+    /// Marks the item completed with its final counters; says whether that completed
+    /// its whole file, so a split file is counted once (by its last range).
+    fn complete(&self, item: &WorkItem, worker: &str, stats: &FileStats) -> Result<Completion>;
     /// Marks the item failed for good.
     fn fail(&self, item: &WorkItem, worker: &str, failure: &FileFailure) -> Result<()>;
     /// Gives the item back (transient failure, shutdown); its checkpoint is kept.
@@ -131,7 +141,7 @@ pub struct JobProgress {
     pub started_ms: Option<u64>,
     /// When the last item completed or failed (Unix ms).
     pub last_finished_ms: Option<u64>,
-    /// Items completed.
+    /// Files completed (a split file once all its ranges are).
     pub files_completed: u64,
     /// Items failed for good.
     pub files_failed: u64,

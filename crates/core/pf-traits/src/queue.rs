@@ -30,6 +30,11 @@ pub trait WorkQueue: Send + Sync {
     fn release(&self, delivery: &Delivery, delay: Duration) -> Result<()>;
     /// Keeps the item invisible for `timeout` from now (the visibility heartbeat).
     fn extend_visibility(&self, delivery: &Delivery, timeout: Duration) -> Result<()>;
+    /// Replaces the delivery by `items` (the ranges of a split file), enqueued for any
+    /// consumer, then removes it; when not every item could be enqueued the delivery
+    /// stays and an error says so (a later delivery splits it again, and ranges already
+    /// completed are acknowledged without work).
+    fn replace(&self, delivery: &Delivery, items: Vec<WorkItem>) -> Result<()>;
     /// Moves the item to the dead-letter queue with its failure attached.
     fn dead_letter(&self, delivery: &Delivery, failure: &FileFailure) -> Result<()>;
     /// The queue's visibility timeout, when deliveries expire on their own.

@@ -63,6 +63,13 @@ pub struct RunSummary {
     pub files_failed: u64,
     /// Duplicate deliveries of already-completed files, acknowledged without work.
     pub files_skipped: u64,
+    /// Large files this worker cut into ranges for its threads and the fleet.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub files_split: u64,
+    /// Ranges of split files completed here that did not complete their file (the last
+    /// range to complete counts the file in `files_completed`, wherever it ran).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub ranges_completed: u64,
     /// Record and byte counters over every finished file; flattened into the JSON.
     #[serde(flatten)]
     pub totals: FileStats,
@@ -95,6 +102,10 @@ pub struct RunSummary {
     pub indexer: BTreeMap<String, u64>,
 }
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 impl RunSummary {
     /// Sets the duration and derives the rates from it.
     pub fn finish(&mut self, duration_s: f64) {
@@ -110,6 +121,8 @@ impl RunSummary {
         self.files_completed += o.files_completed;
         self.files_failed += o.files_failed;
         self.files_skipped += o.files_skipped;
+        self.files_split += o.files_split;
+        self.ranges_completed += o.ranges_completed;
         self.totals += o.totals;
         self.failures.extend(o.failures);
     }

@@ -9,7 +9,8 @@ use crate::{Compression, FileFormat, FileStats};
 ///
 /// Wire form (one JSON object per line or per SQS message):
 /// `{"uri":"s3://bucket/key","size":123,"etag":"…","format":"parquet","compression":null,
-/// "job_id":"…","last_modified":"…"}`.
+/// "job_id":"…","last_modified":"…"}`, plus `"range":{"index":0,"count":4,"start":0,
+/// "end":268435456}` on one range of a split file (see [`ItemRange`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct WorkItem {
     /// `s3://bucket/key`, `file:///abs/path` or a plain local path.
@@ -27,6 +28,36 @@ pub struct WorkItem {
     pub job_id: Option<String>,
     /// RFC 3339 modification time, when known.
     pub last_modified: Option<String>,
+    /// The part of the file this item covers; `None` for the whole file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub range: Option<ItemRange>,
+}
+
+/// One of `count` byte ranges of a split file: `[start, end)` of its bytes.
+///
+/// A range owns the records that *start* in it: for Parquet, the row groups whose first
+/// column chunk starts in it; for NDJSON, the lines that start in it. So every record
+/// belongs to exactly one range however the file is cut, and a range may own none. Each
+/// range is claimed, checkpointed and acknowledged on its own; document ids stay the
+/// file-relative record ordinals, identical to an unsplit run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ItemRange {
+    /// This range's position among the file's ranges, from 0.
+    pub index: u32,
+    /// How many ranges the file was cut into.
+    pub count: u32,
+    /// First byte offset covered.
+    pub start: u64,
+    /// One past the last byte offset covered.
+    pub end: u64,
+}
+
+impl ItemRange {
+    /// True when `offset` lies in `[start, end)`.
+    pub fn contains(&self, offset: u64) -> bool {
+        (self.start..self.end).contains(&offset)
+    }
 }
 
 /// The loosely-typed wire form: format and compression may be omitted and inferred.
@@ -46,6 +77,8 @@ struct WireWorkItem {
     job_id: Option<String>,
     #[serde(default)]
     last_modified: Option<String>,
+    #[serde(default)]
+    range: Option<ItemRange>,
 }
 
 fn compression_as_nullable<S: serde::Serializer>(c: &Compression, s: S) -> Result<S::Ok, S::Error> {
@@ -68,6 +101,7 @@ impl WorkItem {
             compression,
             job_id: None,
             last_modified: None,
+            range: None,
         })
     }
 
@@ -113,6 +147,9 @@ impl WorkItem {
         if wire.uri.is_empty() {
             return Err(invalid("empty uri"));
         }
+        if let Some(r) = &wire.range {
+            check_range(r, wire.size)?;
+        }
         Ok(vec![WorkItem {
             uri: wire.uri,
             size: wire.size,
@@ -121,16 +158,71 @@ impl WorkItem {
             compression,
             job_id: wire.job_id,
             last_modified: wire.last_modified,
+            range: wire.range,
         }])
     }
 
-    /// The identity under which metadata is kept: job, URI and etag.
+    /// The identity under which metadata is kept: job, URI and etag, and for a range
+    /// `#<index>/<count>`.
     pub fn key(&self) -> String {
+        match &self.range {
+            None => self.file_key(),
+            Some(r) => format!("{}#{}/{}", self.file_key(), r.index, r.count),
+        }
+    }
+
+    /// The identity of the whole file, shared by all its ranges.
+    pub fn file_key(&self) -> String {
         format!(
             "{}|{}|{}",
             self.job_id.as_deref().unwrap_or("-"),
             self.uri,
             self.etag.as_deref().unwrap_or("-")
+        )
+    }
+
+    /// Source bytes this item covers: its range, else the whole file (when known).
+    pub fn covered_bytes(&self) -> Option<u64> {
+        match &self.range {
+            Some(r) => Some(r.end - r.start),
+            None => self.size,
+        }
+    }
+
+    /// True when the file can be cut into byte ranges: Parquet (its row groups are
+    /// independent) and uncompressed NDJSON (a reader can find a line start anywhere);
+    /// a compressed stream has to be read from its start.
+    pub fn is_splittable(&self) -> bool {
+        match self.format {
+            FileFormat::Parquet => true,
+            FileFormat::Ndjson => self.compression == Compression::None,
+        }
+    }
+
+    /// This whole-file item cut into ranges of `split_size` bytes (the last one shorter),
+    /// or `None` when it stays whole: already a range, not splittable, size unknown, or
+    /// not larger than `split_size`.
+    pub fn split(&self, split_size: u64) -> Option<Vec<WorkItem>> {
+        let size = self.size?;
+        if self.range.is_some() || !self.is_splittable() || split_size == 0 || size <= split_size {
+            return None;
+        }
+        let count = u32::try_from(size.div_ceil(split_size)).ok()?;
+        Some(
+            (0..count)
+                .map(|index| {
+                    let start = u64::from(index) * split_size;
+                    WorkItem {
+                        range: Some(ItemRange {
+                            index,
+                            count,
+                            start,
+                            end: (start + split_size).min(size),
+                        }),
+                        ..self.clone()
+                    }
+                })
+                .collect(),
         )
     }
 
@@ -182,9 +274,27 @@ fn parse_s3_event(records: &Value) -> Result<Vec<WorkItem>, PfError> {
             uri,
             format,
             compression,
+            range: None,
         });
     }
     Ok(items)
+}
+
+fn check_range(r: &ItemRange, size: Option<u64>) -> Result<(), PfError> {
+    if r.count == 0 || r.index >= r.count || r.start > r.end {
+        return Err(invalid(format!(
+            "range {}/{} [{}, {}) is not a range of a split file",
+            r.index, r.count, r.start, r.end
+        )));
+    }
+    match size {
+        Some(size) if r.end <= size => Ok(()),
+        Some(size) => Err(invalid(format!(
+            "range [{}, {}) ends beyond the {size}-byte file",
+            r.start, r.end
+        ))),
+        None => Err(invalid("a range needs the file's `size`")),
+    }
 }
 
 fn infer_or_reject(uri: &str) -> Result<(FileFormat, Compression), PfError> {
@@ -246,6 +356,79 @@ mod tests {
         assert_eq!(it.compression, Compression::None);
         assert_eq!(it.to_json(), line);
         assert_eq!(it.key(), "j|s3://bucket/key.parquet|e1");
+    }
+
+    #[test]
+    fn splits_into_ranges_that_cover_the_file_once() {
+        let mut item = WorkItem::from_uri("s3://b/k.parquet").unwrap();
+        item.size = Some(1000);
+        item.etag = Some("e".into());
+        assert!(item.split(1000).is_none(), "not larger than the split size");
+        assert!(item.split(0).is_none(), "splitting off");
+        let parts = item.split(300).unwrap();
+        let cuts: Vec<_> = parts
+            .iter()
+            .map(|p| p.range.map(|r| (r.index, r.count, r.start, r.end)))
+            .collect();
+        assert_eq!(
+            cuts,
+            [
+                Some((0, 4, 0, 300)),
+                Some((1, 4, 300, 600)),
+                Some((2, 4, 600, 900)),
+                Some((3, 4, 900, 1000))
+            ]
+        );
+        assert!(parts[1].split(10).is_none(), "a range is not split again");
+        assert_eq!(parts[3].covered_bytes(), Some(100));
+        assert_eq!(parts[3].key(), "-|s3://b/k.parquet|e#3/4");
+        assert_eq!(parts[3].file_key(), item.key());
+        let line = parts[2].to_json();
+        assert!(
+            line.ends_with(r#""range":{"index":2,"count":4,"start":600,"end":900}}"#),
+            "{line}"
+        );
+        assert_eq!(
+            WorkItem::parse_message(&line).unwrap(),
+            vec![parts[2].clone()]
+        );
+        assert!(
+            !item.to_json().contains("range"),
+            "the whole-file wire form is unchanged"
+        );
+
+        let mut gz = WorkItem::from_uri("/d/a.ndjson.gz").unwrap();
+        gz.size = Some(1000);
+        assert!(gz.split(10).is_none(), "a compressed stream stays whole");
+        let mut plain = WorkItem::from_uri("/d/a.ndjson").unwrap();
+        plain.size = Some(1000);
+        assert_eq!(plain.split(500).map(|p| p.len()), Some(2));
+    }
+
+    #[test]
+    fn rejects_ranges_that_do_not_fit_the_file() {
+        for (range, needle) in [
+            (r#"{"index":0,"count":0,"start":0,"end":1}"#, "not a range"),
+            (r#"{"index":2,"count":2,"start":0,"end":1}"#, "not a range"),
+            (r#"{"index":0,"count":2,"start":5,"end":1}"#, "not a range"),
+            (
+                r#"{"index":0,"count":2,"start":0,"end":11}"#,
+                "beyond the 10-byte file",
+            ),
+            (
+                r#"{"index":0,"count":2,"start":0,"end":5,"x":1}"#,
+                "unknown field",
+            ),
+        ] {
+            let line = format!(r#"{{"uri":"a.parquet","size":10,"range":{range}}}"#);
+            let err = WorkItem::parse_message(&line).unwrap_err();
+            assert!(err.to_string().contains(needle), "{line}: {err}");
+        }
+        let err = WorkItem::parse_message(
+            r#"{"uri":"a.parquet","range":{"index":0,"count":2,"start":0,"end":5}}"#,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("needs the file's `size`"), "{err}");
     }
 
     #[test]

@@ -164,6 +164,7 @@ impl Reader for ParquetReader {
         let (projection, leaves) = projection(&metadata, self.options.columns.as_deref(), uri)?;
         let (next_group, next_row) = resume_at(&row_counts, resume, uri)?;
         let window_size = self.io.window_size(leaves.len());
+        let owned = owned_groups(metadata.metadata(), len, item);
 
         Ok(Box::new(RowGroupBatches {
             chunks,
@@ -171,6 +172,7 @@ impl Reader for ParquetReader {
             projection,
             leaves,
             row_counts,
+            owned,
             batch_size: self.options.batch_size.max(1),
             window_size,
             next_group,
@@ -207,6 +209,30 @@ fn validate(metadata: &ParquetMetaData, len: u64) -> std::result::Result<Vec<u64
         counts.push(rows);
     }
     Ok(counts)
+}
+
+/// Which row groups `item` reads: all of them, or for a range of a split file those
+/// whose first column chunk starts in the range, so every group has exactly one owner.
+fn owned_groups(metadata: &ParquetMetaData, len: u64, item: &WorkItem) -> Vec<bool> {
+    metadata
+        .row_groups()
+        .iter()
+        .map(|group| {
+            let Some(range) = &item.range else {
+                return true;
+            };
+            // After the 4-byte magic when a group has no columns; `validate` checked
+            // every chunk range already.
+            let start = group
+                .columns()
+                .iter()
+                .filter_map(|column| chunk_range(column, len).ok())
+                .map(|r| r.start)
+                .min()
+                .unwrap_or(4);
+            range.contains(start)
+        })
+        .collect()
 }
 
 /// The bytes of one column chunk, checked to lie within the file.
@@ -300,6 +326,8 @@ struct RowGroupBatches {
     /// Leaf columns selected by `projection`, whose chunks get read-ahead windows.
     leaves: Vec<usize>,
     row_counts: Vec<u64>,
+    /// Row groups this item reads (see [`owned_groups`]).
+    owned: Vec<bool>,
     batch_size: usize,
     window_size: u64,
     next_group: usize,
@@ -340,8 +368,12 @@ impl RowGroupBatches {
         let group = match &mut self.current {
             Some(group) => group,
             None => {
-                // Empty row groups hold no rows to read; skipping them needs no I/O.
-                while self.row_counts.get(self.next_group) == Some(&0) {
+                // Empty row groups hold no rows to read, and groups of another range
+                // are not ours; skipping either needs no I/O.
+                while self.next_group < self.row_counts.len()
+                    && (self.row_counts[self.next_group] == 0 || !self.owned[self.next_group])
+                {
+                    self.next_row += self.row_counts[self.next_group];
                     self.next_group += 1;
                 }
                 if self.next_group >= self.row_counts.len() {

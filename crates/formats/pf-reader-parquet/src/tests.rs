@@ -79,6 +79,7 @@ fn item_for(path: &Path) -> WorkItem {
         compression: Compression::None,
         job_id: None,
         last_modified: None,
+        range: None,
     }
 }
 

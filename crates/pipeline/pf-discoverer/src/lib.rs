@@ -30,6 +30,9 @@ pub struct DiscoverOptions {
     pub modified_before: Option<DateTime<Utc>>,
     /// Attached to every work item.
     pub job_id: Option<String>,
+    /// Cut splittable files larger than this many bytes into one work item per range
+    /// of this size (see [`WorkItem::split`]), so a fleet shares one large file.
+    pub split_size: Option<u64>,
 }
 
 /// Counters for one discovery run.
@@ -37,8 +40,12 @@ pub struct DiscoverOptions {
 pub struct DiscoveryStats {
     /// Objects listed.
     pub listed: u64,
-    /// Work items emitted.
+    /// Files that matched (each emitted whole or as ranges).
+    pub files: u64,
+    /// Work items emitted: whole files plus ranges.
     pub emitted: u64,
+    /// Files cut into ranges.
+    pub split_files: u64,
     /// Bytes in the emitted objects.
     pub bytes: u64,
     /// Objects skipped by pattern or size filters.
@@ -70,9 +77,9 @@ pub fn discover(
             tracing::debug!(uri = %object.uri, "skipping object of unknown format");
             continue;
         };
-        stats.emitted += 1;
+        stats.files += 1;
         stats.bytes += object.size;
-        emit(WorkItem {
+        let item = WorkItem {
             uri: object.uri,
             size: Some(object.size),
             etag: object.etag,
@@ -80,7 +87,21 @@ pub fn discover(
             compression,
             job_id: options.job_id.clone(),
             last_modified: object.last_modified,
-        })?;
+            range: None,
+        };
+        match options.split_size.and_then(|size| item.split(size)) {
+            Some(ranges) => {
+                stats.split_files += 1;
+                for range in ranges {
+                    stats.emitted += 1;
+                    emit(range)?;
+                }
+            }
+            None => {
+                stats.emitted += 1;
+                emit(item)?;
+            }
+        }
     }
     Ok(stats)
 }
@@ -242,6 +263,37 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(names(&items), ["a.parquet", "b.ndjson.gz"]);
+    }
+
+    #[test]
+    fn large_splittable_files_are_emitted_as_ranges() {
+        let dir = tree();
+        let (items, stats) = run(DiscoverOptions {
+            root: dir.path().to_str().unwrap().to_owned(),
+            recursive: true,
+            split_size: Some(12),
+            ..Default::default()
+        });
+        let cut: Vec<_> = items
+            .iter()
+            .map(|i| {
+                let name = i.uri.rsplit('/').next().unwrap();
+                (name, i.range.map(|r| (r.index, r.count, r.start, r.end)))
+            })
+            .collect();
+        assert_eq!(
+            cut,
+            [
+                ("a.parquet", None),
+                ("b.ndjson.gz", None),
+                ("c.parquet", Some((0, 3, 0, 12))),
+                ("c.parquet", Some((1, 3, 12, 24))),
+                ("c.parquet", Some((2, 3, 24, 30))),
+                ("d.jsonl", None),
+            ]
+        );
+        assert_eq!((stats.files, stats.emitted, stats.split_files), (4, 6, 1));
+        assert_eq!(stats.bytes, 61, "a split file's bytes count once");
     }
 
     #[test]

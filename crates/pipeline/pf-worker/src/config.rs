@@ -38,6 +38,11 @@ pub struct WorkerConfig {
     /// `progress`: `auto` (a bar on a terminal, log lines otherwise), `always` or
     /// `never`. Default `auto`.
     pub progress: ProgressMode,
+    /// `split_size_mib`: a whole Parquet or uncompressed NDJSON file larger than this
+    /// many MiB is cut into ranges of this size when it arrives, which go back to the
+    /// queue so every thread (and, on SQS, every worker) can take one. Only when there is
+    /// more than one thread or the queue is shared. Default `32`; `null` turns it off.
+    pub split_size_mib: Option<u64>,
 }
 
 impl Default for WorkerConfig {
@@ -51,6 +56,7 @@ impl Default for WorkerConfig {
             idle_exit_secs: None,
             shutdown_grace_secs: 30,
             progress: ProgressMode::Auto,
+            split_size_mib: Some(32),
         }
     }
 }
@@ -85,6 +91,12 @@ impl WorkerConfig {
                 "must not be empty (null uses <hostname>-<pid>)",
             ));
         }
+        if self.split_size_mib == Some(0) {
+            return Err(PfError::config(
+                "worker.split_size_mib",
+                "must be at least 1 (null keeps every file whole)",
+            ));
+        }
         if self.max_attempts == 0 {
             return Err(PfError::config("worker.max_attempts", "must be at least 1"));
         }
@@ -114,6 +126,7 @@ impl WorkerConfig {
             ),
             idle_exit: self.idle_exit_secs.map(Duration::from_secs),
             shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
+            split_size: self.split_size_mib.map(|mib| mib.saturating_mul(1 << 20)),
             // An item held by a live worker is looked at again once its holder could
             // have gone stale, so a crashed holder's work is taken over promptly.
             held_elsewhere_delay: Duration::from_secs(stale_secs.clamp(1, 30)),

@@ -4,8 +4,11 @@ use std::time::{Duration, Instant};
 
 use pf_error::{PfError, Result};
 use pf_file_processor::{FileError, FileProcessor, SharedParts};
-use pf_traits::{Claim, Delivery, IndexerFactory, MetadataStore, TransformFactory, WorkQueue};
-use pf_types::{Backoff, Checkpoint, FileFailure, RunSummary};
+use pf_traits::{
+    Claim, Completion, Delivery, IndexerFactory, ItemStatus, MetadataStore, TransformFactory,
+    WorkQueue,
+};
+use pf_types::{Backoff, Checkpoint, FileFailure, RunSummary, WorkItem};
 
 use crate::heartbeat::{Heartbeats, InFlight};
 use crate::stoppable::StoppableThread;
@@ -33,6 +36,9 @@ pub struct WorkerSettings {
     /// After a stop request, how long files in flight may take to finish; after that
     /// each is given up at its next checkpoint and released to the queue at once.
     pub shutdown_grace: Duration,
+    /// Cut splittable whole files larger than this many bytes into ranges on arrival
+    /// (see [`WorkItem::split`]); `None` keeps every file whole.
+    pub split_size: Option<u64>,
 }
 
 impl Default for WorkerSettings {
@@ -47,6 +53,7 @@ impl Default for WorkerSettings {
             heartbeat_interval: Duration::from_secs(10),
             held_elsewhere_delay: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(30),
+            split_size: None,
         }
     }
 }
@@ -296,6 +303,44 @@ impl Worker {
             .fetch_add(1, Ordering::Relaxed);
     }
 
+    /// The ranges `item` is cut into on arrival, when splitting is on, the file is large
+    /// and splittable, and some other thread or worker can take a range.
+    fn ranges_of(&self, item: &WorkItem) -> Option<Vec<WorkItem>> {
+        let shared = self.settings.threads > 1 || self.queue.visibility_timeout().is_some();
+        if !shared {
+            return None;
+        }
+        item.split(self.settings.split_size?)
+    }
+
+    /// Replaces a large file's delivery by its ranges, unless the file was completed
+    /// whole before (a duplicate delivery: acknowledged without work).
+    fn split(
+        &self,
+        delivery: &Delivery,
+        ranges: Vec<WorkItem>,
+        summary: &mut RunSummary,
+    ) -> Result<()> {
+        let item = &delivery.item;
+        if self
+            .metadata
+            .get(item)?
+            .is_some_and(|r| r.status == ItemStatus::Completed)
+        {
+            tracing::info!(uri = %item.uri, "already completed; acknowledging duplicate delivery");
+            summary.files_skipped += 1;
+            self.parts
+                .metrics
+                .files_skipped
+                .fetch_add(1, Ordering::Relaxed);
+            return self.queue.ack(delivery);
+        }
+        tracing::info!(uri = %item.uri, ranges = ranges.len(), "cutting the file into ranges for the other threads and workers");
+        self.queue.replace(delivery, ranges)?;
+        summary.files_split += 1;
+        Ok(())
+    }
+
     /// Processes one delivery and settles it; only queue/metadata errors escape.
     fn handle(
         &self,
@@ -306,6 +351,9 @@ impl Worker {
         summary: &mut RunSummary,
     ) -> Result<()> {
         let item = &delivery.item;
+        if let Some(ranges) = self.ranges_of(item) {
+            return self.split(delivery, ranges, summary);
+        }
         let m = &self.parts.metrics;
         let (attempts, checkpoint) = match self.metadata.claim(item, wid) {
             Ok(Claim::Acquired {
@@ -368,7 +416,7 @@ impl Worker {
                 self.lost_claim(delivery, &failed.error, summary);
             }
             Ok(stats) => {
-                match self.metadata.complete(item, wid, &stats) {
+                let completion = match self.metadata.complete(item, wid, &stats) {
                     Err(e @ PfError::ClaimLost { .. }) => {
                         self.lost_claim(delivery, &e, summary);
                         return Ok(());
@@ -376,7 +424,7 @@ impl Worker {
                     // Not recorded as completed: nothing is acknowledged; the item comes
                     // back (see the callers of `handle`).
                     other => other?,
-                }
+                };
                 self.queue.ack(delivery)?;
                 tracing::debug!(
                     uri = %item.uri,
@@ -386,10 +434,15 @@ impl Worker {
                     secs = started.elapsed().as_secs_f64(),
                     "file completed"
                 );
-                summary.files_total += 1;
-                summary.files_completed += 1;
                 summary.totals += stats;
-                m.files_completed.fetch_add(1, Ordering::Relaxed);
+                match completion {
+                    Completion::File => {
+                        summary.files_total += 1;
+                        summary.files_completed += 1;
+                        m.files_completed.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Completion::Range => summary.ranges_completed += 1,
+                }
             }
             // Given up for shutdown: back to the queue at once, no attempt spent; the next
             // worker resumes from the checkpoint just written.

@@ -192,6 +192,27 @@ impl WorkQueue for MemoryQueue {
         Ok(())
     }
 
+    /// The items go to the front, so the threads share a split file's ranges at once;
+    /// past the capacity, since a worker thread must never wait on its own queue.
+    fn replace(&self, delivery: &Delivery, items: Vec<WorkItem>) -> Result<()> {
+        let mut s = self.lock();
+        for item in items.into_iter().rev() {
+            let id = s.next_id;
+            s.next_id += 1;
+            s.ready.push_front(Entry {
+                id,
+                item,
+                receive_count: 0,
+            });
+        }
+        if let Ok(id) = delivery.handle.parse() {
+            s.in_flight.remove(&id);
+        }
+        drop(s);
+        self.readable.notify_all();
+        Ok(())
+    }
+
     fn extend_visibility(&self, _delivery: &Delivery, _timeout: Duration) -> Result<()> {
         Ok(())
     }

@@ -134,20 +134,10 @@ impl SqsWorkQueue {
                     files = items.len(),
                     "S3 event with several records; splitting it into work items"
                 );
-                let mut sender = WorkItemSender::new(self.aws.clone(), self.queue_url.clone(), 2);
-                for item in &items {
-                    sender.send(item)?;
-                }
-                let report = sender.finish()?;
-                if report.failed.is_empty() {
-                    self.delete(&handle)?;
-                } else {
+                if let Err(e) = self.enqueue_then_delete(&handle, &items) {
                     // Keep the event; a later receive splits it again (duplicates are
                     // harmless: completed files are acknowledged without work).
-                    tracing::warn!(
-                        failed = report.failed.len(),
-                        "could not re-enqueue every record; keeping the event"
-                    );
+                    tracing::warn!(error = %e, "keeping the event");
                 }
                 Ok(None)
             }
@@ -164,6 +154,30 @@ impl SqsWorkQueue {
                 Ok(None)
             }
         }
+    }
+
+    /// Sends `items` as messages of their own, then deletes the message `handle`; when
+    /// any send fails the message stays and the error says how many were not sent.
+    fn enqueue_then_delete(&self, handle: &str, items: &[WorkItem]) -> Result<()> {
+        let mut sender = WorkItemSender::new(self.aws.clone(), self.queue_url.clone(), 2);
+        for item in items {
+            sender.send(item)?;
+        }
+        let report = sender.finish()?;
+        if let Some((uri, reason)) = report.failed.first() {
+            return Err(PfError::Service {
+                service: "sqs",
+                operation: "SendMessageBatch".into(),
+                class: ErrorClass::Transient,
+                message: format!(
+                    "could not enqueue {} of {} work items to {} (first: {uri}: {reason})",
+                    report.failed.len(),
+                    items.len(),
+                    self.queue_url
+                ),
+            });
+        }
+        self.delete(handle)
     }
 
     fn delete(&self, handle: &str) -> Result<()> {
@@ -316,6 +330,10 @@ impl WorkQueue for SqsWorkQueue {
             }
             other => other,
         }
+    }
+
+    fn replace(&self, delivery: &Delivery, items: Vec<WorkItem>) -> Result<()> {
+        self.enqueue_then_delete(&delivery.handle, &items)
     }
 
     fn extend_visibility(&self, delivery: &Delivery, timeout: Duration) -> Result<()> {
