@@ -55,9 +55,9 @@ struct Args {
     /// Job id attached to every work item.
     #[arg(long, value_name = "ID")]
     job_id: Option<String>,
-    /// Cut Parquet and uncompressed NDJSON files larger than this into one work item
-    /// per range of this many bytes (e.g. 268435456 for 256 MiB), so the workers of a
-    /// fleet share one large file. Default: every file is one work item.
+    /// Cut Parquet files larger than this into one work item per range of this many
+    /// bytes (e.g. 268435456 for 256 MiB), so the workers of a fleet share one large
+    /// file; NDJSON files stay whole. Default: every file is one work item.
     #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..))]
     split_size: Option<u64>,
     /// Register the job's totals (files, bytes) in this Valkey for `pf status`, e.g.

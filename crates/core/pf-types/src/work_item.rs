@@ -35,9 +35,9 @@ pub struct WorkItem {
 
 /// One of `count` byte ranges of a split file: `[start, end)` of its bytes.
 ///
-/// A range owns the records that *start* in it: for Parquet, the row groups whose first
-/// column chunk starts in it; for NDJSON, the lines that start in it. So every record
-/// belongs to exactly one range however the file is cut, and a range may own none. Each
+/// A range owns the records that *start* in it: for Parquet (the only format split
+/// today), the row groups whose first column chunk starts in it. So every record belongs
+/// to exactly one range however the file is cut, and a range may own none. Each
 /// range is claimed, checkpointed and acknowledged on its own; document ids stay the
 /// file-relative record ordinals, identical to an unsplit run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -149,6 +149,12 @@ impl WorkItem {
         }
         if let Some(r) = &wire.range {
             check_range(r, wire.size)?;
+            if format != FileFormat::Parquet {
+                return Err(invalid(format!(
+                    "`{}` is {format}, which is read whole; only Parquet files have ranges",
+                    wire.uri
+                )));
+            }
         }
         Ok(vec![WorkItem {
             uri: wire.uri,
@@ -189,14 +195,12 @@ impl WorkItem {
         }
     }
 
-    /// True when the file can be cut into byte ranges: Parquet (its row groups are
-    /// independent) and uncompressed NDJSON (a reader can find a line start anywhere);
-    /// a compressed stream has to be read from its start.
+    /// True when the file can be cut into byte ranges: Parquet, whose row groups are
+    /// independent and whose footer gives every group's first ordinal. NDJSON is read
+    /// whole: a range could find its first line, but not that line's ordinal (its
+    /// document id) without reading every byte before it.
     pub fn is_splittable(&self) -> bool {
-        match self.format {
-            FileFormat::Parquet => true,
-            FileFormat::Ndjson => self.compression == Compression::None,
-        }
+        self.format == FileFormat::Parquet
     }
 
     /// This whole-file item cut into ranges of `split_size` bytes (the last one shorter),
@@ -397,12 +401,11 @@ mod tests {
             "the whole-file wire form is unchanged"
         );
 
-        let mut gz = WorkItem::from_uri("/d/a.ndjson.gz").unwrap();
-        gz.size = Some(1000);
-        assert!(gz.split(10).is_none(), "a compressed stream stays whole");
-        let mut plain = WorkItem::from_uri("/d/a.ndjson").unwrap();
-        plain.size = Some(1000);
-        assert_eq!(plain.split(500).map(|p| p.len()), Some(2));
+        for uri in ["/d/a.ndjson.gz", "/d/a.ndjson"] {
+            let mut ndjson = WorkItem::from_uri(uri).unwrap();
+            ndjson.size = Some(1000);
+            assert!(ndjson.split(10).is_none(), "{uri}: NDJSON is read whole");
+        }
     }
 
     #[test]
@@ -424,6 +427,14 @@ mod tests {
             let err = WorkItem::parse_message(&line).unwrap_err();
             assert!(err.to_string().contains(needle), "{line}: {err}");
         }
+        let err = WorkItem::parse_message(
+            r#"{"uri":"a.ndjson","size":10,"range":{"index":0,"count":2,"start":0,"end":5}}"#,
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("only Parquet files have ranges"),
+            "{err}"
+        );
         let err = WorkItem::parse_message(
             r#"{"uri":"a.parquet","range":{"index":0,"count":2,"start":0,"end":5}}"#,
         )

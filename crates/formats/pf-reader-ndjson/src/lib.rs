@@ -171,6 +171,16 @@ impl Reader for NdjsonReader {
                 ),
             });
         }
+        if let Some(range) = &item.range {
+            // A line's ordinal (its document id) is unknown without reading every byte
+            // before the range, so NDJSON files are never split.
+            return Err(PfError::InvalidWorkItem {
+                message: format!(
+                    "`{}` is NDJSON, which is read whole; range {}/{} cannot be read on its own",
+                    item.uri, range.index, range.count
+                ),
+            });
+        }
         let stream = stream::NdjsonStream::open(
             source.as_ref(),
             item,

@@ -38,10 +38,11 @@ pub struct WorkerConfig {
     /// `progress`: `auto` (a bar on a terminal, log lines otherwise), `always` or
     /// `never`. Default `auto`.
     pub progress: ProgressMode,
-    /// `split_size_mib`: a whole Parquet or uncompressed NDJSON file larger than this
-    /// many MiB is cut into ranges of this size when it arrives, which go back to the
-    /// queue so every thread (and, on SQS, every worker) can take one. Only when there is
-    /// more than one thread or the queue is shared. Default `32`; `null` turns it off.
+    /// `split_size_mib`: a whole Parquet file larger than this many MiB is cut into
+    /// ranges of this size when it arrives, which go back to the queue so every thread
+    /// (and, on SQS, every worker) can take one; only when there is more than one thread
+    /// or the queue is shared. NDJSON is always read whole. Default `32`; `null` turns
+    /// it off.
     pub split_size_mib: Option<u64>,
 }
 
