@@ -21,12 +21,13 @@
 //!
 //! Every key starts with the configurable prefix (`coordinator.valkey.key_prefix`,
 //! default `pf:`); `<item>` is the item key `<job>|<uri>|<etag>` (`-` for a missing job
-//! or etag); `<job>` is the job id (`-` for items without one).
+//! or etag), plus `#<index>/<count>` for one range of a split file (`<file>` is the key
+//! without it); `<job>` is the job id (`-` for items without one).
 //!
 //! | Key | Type | Content |
 //! |---|---|---|
 //! | `pf:item:<item>` | hash | `status` (pending/processing/completed/failed), `attempts`, `worker`, `started_ms`, `heartbeat_ms`, `finished_ms` (server clock, Unix ms), `cp` (checkpoint JSON: position, next_row, lines_done, stats), `stats` (final counters JSON), `err` (last error), `uri`, `etag`, `size`, `job` |
-//! | `pf:job:<job>` | hash | `files_total`, `bytes_total`, `registered_ms` (from the discoverer); `started_ms` (first claim), `last_finished_ms`; `files_completed`, `bytes_completed`, `rows_read`, `rows_indexed`, `rows_failed` (counted on the processing → completed transition only) |
+//! | `pf:job:<job>` | hash | `files_total`, `bytes_total`, `registered_ms` (from the discoverer); `started_ms` (first claim), `last_finished_ms`; `files_completed`, `bytes_completed`, `rows_read`, `rows_indexed`, `rows_failed` (counted on the processing → completed transition only; a split file counts in `files_completed` when its last range completes); `ranges:<file>` (ranges of a split file completed so far) |
 //! | `pf:job:<job>:processing` | sorted set | `<item>` scored by its last heartbeat: in-flight and stale items |
 //! | `pf:job:<job>:failed` | set | `<item>` of failed items |
 //! | `pf:jobs` | sorted set | job ids scored by last activity (`pf status` without `--job`) |
