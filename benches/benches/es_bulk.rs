@@ -50,18 +50,7 @@ fn serialize(c: &mut Criterion) {
     };
     let mut body = Vec::with_capacity(BODY_BYTES + (64 << 10));
     // Bytes per document, for MB/s.
-    let mut total = 0usize;
-    for d in &docs {
-        let mut enc = BatchEncoder::new(&options, &item, &d.batch).expect("encoder");
-        for row in 0..d.num_rows() {
-            enc.write_row(row, d.ordinal(row), &mut body).expect("row");
-            if body.len() >= BODY_BYTES {
-                total += body.len();
-                body.clear();
-            }
-        }
-    }
-    total += body.len();
+    let total = encode_bulk(&docs, &options, &item, &mut body);
     println!(
         "es_bulk: {ROWS} transactions, {:.1} bulk bytes/row (action + source lines)",
         total as f64 / ROWS as f64
@@ -73,19 +62,7 @@ fn serialize(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(10));
     group.throughput(Throughput::Elements(ROWS));
     group.bench_function("hand_written_action_and_source", |b| {
-        b.iter(|| {
-            body.clear();
-            for d in &docs {
-                let mut enc = BatchEncoder::new(&options, &item, &d.batch).expect("encoder");
-                for row in 0..d.num_rows() {
-                    enc.write_row(row, d.ordinal(row), &mut body).expect("row");
-                    if body.len() >= BODY_BYTES {
-                        body.clear();
-                    }
-                }
-            }
-            body.len()
-        })
+        b.iter(|| encode_bulk(&docs, &options, &item, &mut body))
     });
     // arrow-json writes the sources only (no action lines, no ids): a lower bound of
     // what building bulk bodies with it would cost. Without chrono-tz it only formats
@@ -94,48 +71,57 @@ fn serialize(c: &mut Criterion) {
         docs.iter().map(|d| utc_as_offset(&d.batch)).collect();
     let mut out = Vec::with_capacity(BODY_BYTES + (64 << 10));
     group.bench_function("arrow_json_sources_only", |b| {
-        b.iter(|| {
-            out.clear();
-            for batch in &offset_docs {
-                let mut w = arrow::json::LineDelimitedWriter::new(&mut out);
-                w.write(batch).expect("arrow-json");
-                w.finish().expect("arrow-json");
-                if out.len() >= BODY_BYTES {
-                    out.clear();
-                }
-            }
-            out.len()
-        })
+        b.iter(|| encode_arrow_json(&offset_docs, &mut out))
     });
     group.finish();
 
     // The machine may be shared: rows per second of this thread's CPU time (Linux
     // schedstat) is the per-thread rate without the other processes' share.
     let mut hand = || {
-        body.clear();
-        for d in &docs {
-            let mut enc = BatchEncoder::new(&options, &item, &d.batch).expect("encoder");
-            for row in 0..d.num_rows() {
-                enc.write_row(row, d.ordinal(row), &mut body).expect("row");
-                if body.len() >= BODY_BYTES {
-                    body.clear();
-                }
-            }
-        }
+        encode_bulk(&docs, &options, &item, &mut body);
     };
     report_cpu_rate("hand_written_action_and_source", &mut hand);
     let mut arrow_json = || {
-        out.clear();
-        for batch in &offset_docs {
-            let mut w = arrow::json::LineDelimitedWriter::new(&mut out);
-            w.write(batch).expect("arrow-json");
-            w.finish().expect("arrow-json");
-            if out.len() >= BODY_BYTES {
-                out.clear();
-            }
-        }
+        encode_arrow_json(&offset_docs, &mut out);
     };
     report_cpu_rate("arrow_json_sources_only", &mut arrow_json);
+}
+
+/// One pass of the hand-written encoder over `docs` into `body`, cut (cleared) at
+/// [`BODY_BYTES`] as the indexer does; returns the bulk bytes written in all.
+fn encode_bulk(
+    docs: &[DocBatch],
+    options: &DocOptions,
+    item: &WorkItem,
+    body: &mut Vec<u8>,
+) -> usize {
+    body.clear();
+    let mut total = 0;
+    for d in docs {
+        let mut enc = BatchEncoder::new(options, item, &d.batch).expect("encoder");
+        for row in 0..d.num_rows() {
+            enc.write_row(row, d.ordinal(row), body).expect("row");
+            if body.len() >= BODY_BYTES {
+                total += body.len();
+                body.clear();
+            }
+        }
+    }
+    total + body.len()
+}
+
+/// One pass of arrow-json's writer over `batches` into `out`, cut like [`encode_bulk`].
+fn encode_arrow_json(batches: &[arrow::array::RecordBatch], out: &mut Vec<u8>) -> usize {
+    out.clear();
+    for batch in batches {
+        let mut w = arrow::json::LineDelimitedWriter::new(&mut *out);
+        w.write(batch).expect("arrow-json");
+        w.finish().expect("arrow-json");
+        if out.len() >= BODY_BYTES {
+            out.clear();
+        }
+    }
+    out.len()
 }
 
 /// This thread's CPU time so far, ns (`/proc/thread-self/schedstat`, first field).

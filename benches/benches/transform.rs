@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use arrow::array::RecordBatch;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
-use pf_datagen::tables::{GEO_FILE, THREATS_FILE, TableOptions, USERS_FILE, write_tables};
+use pf_datagen::tables::{TableOptions, table_configs, write_tables};
 use pf_datagen::{GenOptions, TransactionGenerator};
-use pf_enrichment::{TableConfig, TableKind};
+use pf_enrichment::TableConfig;
 use pf_traits::{DocBatch, TransformFactory};
 use pf_transform::{TransformConfig, TransformStage};
 use pf_types::WorkItem;
@@ -33,19 +33,7 @@ fn tables(dir: &Path) -> Vec<TableConfig> {
     transactions.files = 1;
     write_tables(&TableOptions::for_transactions(dir, &transactions).expect("table sizes"))
         .expect("tables");
-    let config = |name: &str, kind, file: &str, key: &str| TableConfig {
-        name: name.into(),
-        kind,
-        path: dir.join(file),
-        format: None,
-        key: key.into(),
-        values: Vec::new(),
-    };
-    vec![
-        config("geo", TableKind::Cidr, GEO_FILE, "network"),
-        config("users", TableKind::Exact, USERS_FILE, "account_id"),
-        config("threats", TableKind::Cidr, THREATS_FILE, "network"),
-    ]
+    table_configs(dir)
 }
 
 fn run(c: &mut Criterion, name: &str, source: TransformConfig, input: &[RecordBatch]) {

@@ -591,6 +591,18 @@ impl TransactionGenerator {
         labels
     }
 
+    /// A row at `ts` of a quiet account ([`pick_quiet_account`](Self::pick_quiet_account)),
+    /// in the night period or not.
+    fn quiet_event(&mut self, ts: i64, night: bool) -> Event {
+        let account = self.pick_quiet_account(ts);
+        let rapid = self.record(account, ts);
+        Event {
+            account,
+            ts,
+            labels: Self::time_labels(rapid, night),
+        }
+    }
+
     /// Decides account, time and time-based labels of the next row.
     fn next_event(&mut self) -> Event {
         if self.burst.left > 0 {
@@ -639,27 +651,15 @@ impl TransactionGenerator {
                         };
                     }
                 }
-                let account = self.pick_quiet_account(ts);
                 self.day.slot += 1;
-                let rapid = self.record(account, ts);
-                return Event {
-                    account,
-                    ts,
-                    labels: Self::time_labels(rapid, false),
-                };
+                return self.quiet_event(ts, false);
             }
             if d.night_slot < d.night_rows {
                 let ts = d.night_start
                     + d.night_slot as i64 * d.night_step
                     + self.rng.below(d.night_step as u64) as i64;
-                let account = self.pick_quiet_account(ts);
                 self.day.night_slot += 1;
-                let rapid = self.record(account, ts);
-                return Event {
-                    account,
-                    ts,
-                    labels: Self::time_labels(rapid, true),
-                };
+                return self.quiet_event(ts, true);
             }
             self.start_next_day();
         }

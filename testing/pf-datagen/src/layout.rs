@@ -53,13 +53,12 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray};
-use arrow::datatypes::{DataType, Field, Schema};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 use pf_error::{PfError, Result};
 
-use pf_enrichment::TableFormat;
+use pf_enrichment::{EnrichmentTable, TableConfig, TableFormat, TableKind};
 
 use crate::rng::mix64;
 
@@ -375,22 +374,15 @@ pub fn write_geo_table(path: &Path, prefixes: usize, seed: u64) -> Result<()> {
         city.push(*rng.pick(cities(c)));
         asn.push(rng.range(1_000, 399_999) as i64);
     }
-    let batch = RecordBatch::try_new(
-        Arc::new(Schema::new(vec![
-            Field::new("network", DataType::Utf8, false),
-            Field::new("country", DataType::Utf8, false),
-            Field::new("city", DataType::Utf8, false),
-            Field::new("asn", DataType::Int64, false),
-        ])),
-        vec![
-            Arc::new(StringArray::from(network)) as ArrayRef,
-            Arc::new(StringArray::from(country)),
-            Arc::new(StringArray::from(city)),
-            Arc::new(Int64Array::from(asn)),
+    write_columns(
+        path,
+        [
+            ("network", strings(network)),
+            ("country", strings(country)),
+            ("city", strings(city)),
+            ("asn", Arc::new(Int64Array::from(asn))),
         ],
     )
-    .map_err(|e| PfError::invalid_data(path.display().to_string(), "arrow", e))?;
-    write_batch(path, &batch)
 }
 
 /// Writes a threat table of exactly `entries` rows: `network` (CIDR) → `category`,
@@ -447,20 +439,14 @@ pub fn write_threat_table(path: &Path, entries: usize, seed: u64) -> Result<()> 
         category.push(*rng.pick(&CATEGORIES));
         confidence.push(rng.range(30, 100) as i64);
     }
-    let batch = RecordBatch::try_new(
-        Arc::new(Schema::new(vec![
-            Field::new("network", DataType::Utf8, false),
-            Field::new("category", DataType::Utf8, false),
-            Field::new("confidence", DataType::Int64, false),
-        ])),
-        vec![
-            Arc::new(StringArray::from(network)) as ArrayRef,
-            Arc::new(StringArray::from(category)),
-            Arc::new(Int64Array::from(confidence)),
+    write_columns(
+        path,
+        [
+            ("network", strings(network)),
+            ("category", strings(category)),
+            ("confidence", Arc::new(Int64Array::from(confidence))),
         ],
     )
-    .map_err(|e| PfError::invalid_data(path.display().to_string(), "arrow", e))?;
-    write_batch(path, &batch)
 }
 
 const FIRST_NAMES: [&str; 24] = [
@@ -541,21 +527,39 @@ pub fn write_users_table(path: &Path, users: usize, seed: u64) -> Result<()> {
         });
         home_country.push(user_home_country(seed, n));
     }
-    let batch = RecordBatch::try_new(
-        Arc::new(Schema::new(vec![
-            Field::new("account_id", DataType::Utf8, false),
-            Field::new("name", DataType::Utf8, false),
-            Field::new("risk_tier", DataType::Utf8, false),
-            Field::new("home_country", DataType::Utf8, false),
-        ])),
-        vec![
-            Arc::new(StringArray::from(account_id)) as ArrayRef,
-            Arc::new(StringArray::from(name)),
-            Arc::new(StringArray::from(risk_tier)),
-            Arc::new(StringArray::from(home_country)),
+    write_columns(
+        path,
+        [
+            ("account_id", strings(account_id)),
+            ("name", strings(name)),
+            ("risk_tier", strings(risk_tier)),
+            ("home_country", strings(home_country)),
         ],
     )
-    .map_err(|e| PfError::invalid_data(path.display().to_string(), "arrow", e))?;
+}
+
+/// Loads a table written by this module as the transform stage would: keyed on `key`,
+/// every other column a value, named after the file's stem.
+pub fn load_table(path: &Path, kind: TableKind, key: &str) -> Result<EnrichmentTable> {
+    let name = path.file_stem().unwrap_or_default().to_string_lossy();
+    EnrichmentTable::load(&TableConfig {
+        name: name.into_owned(),
+        kind,
+        path: path.to_owned(),
+        format: None,
+        key: key.to_owned(),
+        values: vec![],
+    })
+}
+
+fn strings<S: AsRef<str>>(values: Vec<S>) -> ArrayRef {
+    Arc::new(StringArray::from_iter_values(values))
+}
+
+/// Writes the non-null `columns` as one batch, in the format `path`'s extension names.
+fn write_columns<const N: usize>(path: &Path, columns: [(&str, ArrayRef); N]) -> Result<()> {
+    let batch = RecordBatch::try_from_iter_with_nullable(columns.map(|(name, a)| (name, a, false)))
+        .map_err(|e| PfError::invalid_data(path.display().to_string(), "arrow", e))?;
     write_batch(path, &batch)
 }
 

@@ -21,6 +21,7 @@ use crate::layout::{
     GEO_V4_BLOCKS, GEO_V6_BLOCKS, THREAT_ANCHORS, write_geo_table, write_threat_table,
     write_users_table,
 };
+use pf_enrichment::{TableConfig, TableKind};
 use pf_error::PfError;
 
 use crate::GeneratedFile;
@@ -137,6 +138,25 @@ pub fn write_tables(options: &TableOptions) -> Result<Vec<GeneratedFile>, PfErro
     .into_iter()
     .map(|(path, rows)| file_info(path, rows))
     .collect()
+}
+
+/// How a transform loads the tables [`write_tables`] writes into `dir`: `geo` (cidr on
+/// `network`), `users` (exact on `account_id`) and `threats` (cidr on `network`), every
+/// other column a value.
+pub fn table_configs(dir: &Path) -> Vec<TableConfig> {
+    let config = |name: &str, kind, file: &str, key: &str| TableConfig {
+        name: name.into(),
+        kind,
+        path: dir.join(file),
+        format: None,
+        key: key.into(),
+        values: Vec::new(),
+    };
+    vec![
+        config("geo", TableKind::Cidr, GEO_FILE, "network"),
+        config("users", TableKind::Exact, USERS_FILE, "account_id"),
+        config("threats", TableKind::Cidr, THREATS_FILE, "network"),
+    ]
 }
 
 fn file_info(path: PathBuf, rows: u64) -> Result<GeneratedFile, PfError> {

@@ -7,26 +7,14 @@ use std::path::Path;
 
 use pf_datagen::layout::{
     GEO_V4_BLOCKS, GEO_V6_BLOCKS, THREAT_ANCHORS, THREAT_V4_OCTETS, THREAT_V6_GROUP, geo_country,
-    home_v4_octets, user_home_country, write_geo_table, write_threat_table, write_users_table,
+    home_v4_octets, load_table, user_home_country, write_geo_table, write_threat_table,
+    write_users_table,
 };
-use pf_enrichment::{EnrichmentTable, TableConfig, TableKind};
+use pf_datagen::rng::mix64 as mix;
+use pf_enrichment::{EnrichmentTable, TableKind};
 
 fn load(path: &Path, kind: TableKind, key: &str) -> EnrichmentTable {
-    EnrichmentTable::load(&TableConfig {
-        name: "t".into(),
-        kind,
-        path: path.to_owned(),
-        format: None,
-        key: key.into(),
-        values: vec![],
-    })
-    .unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn mix(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+    load_table(path, kind, key).unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[test]
@@ -37,13 +25,8 @@ fn geo_table_has_requested_size_and_layout() {
     let t = load(&p, TableKind::Cidr, "network");
     assert_eq!(t.len(), 20_000);
     assert_eq!(t.duplicate_keys(), 0, "generated prefixes are distinct");
-    let names: Vec<_> = t
-        .values()
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.name().clone())
-        .collect();
+    let schema = t.values().schema();
+    let names: Vec<_> = schema.fields().iter().map(|f| f.name().clone()).collect();
     assert_eq!(names, ["country", "city", "asn"]);
     assert_eq!(
         t.values().column(2).data_type(),

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray,
 };
-use arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema};
+use arrow::datatypes::{DataType, Float64Type, Int64Type};
 use parquet::arrow::ArrowWriter;
 use pf_enrichment::{EnrichmentTable, EnrichmentTables, TableConfig, TableFormat, TableKind};
 use pf_error::PfError;
@@ -29,15 +29,32 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     p
 }
 
-fn write_parquet(path: &Path, batch: &RecordBatch) {
+/// Writes one batch of `(name, values, nullable)` columns as a Parquet file.
+fn write_parquet(path: &Path, columns: Vec<(&str, ArrayRef, bool)>) {
+    let batch = RecordBatch::try_from_iter_with_nullable(columns).unwrap();
     let mut w =
         ArrowWriter::try_new(fs::File::create(path).unwrap(), batch.schema(), None).unwrap();
-    w.write(batch).unwrap();
+    w.write(&batch).unwrap();
     w.close().unwrap();
+}
+
+fn strings(values: Vec<Option<&str>>) -> ArrayRef {
+    Arc::new(StringArray::from(values))
+}
+
+fn value_names(t: &EnrichmentTable) -> Vec<String> {
+    let schema = t.values().schema();
+    schema.fields().iter().map(|f| f.name().clone()).collect()
 }
 
 fn load_err(cfg: &TableConfig) -> String {
     EnrichmentTable::load(cfg).unwrap_err().to_string()
+}
+
+/// Loading `cfg` fails with a message that contains every one of `parts`.
+fn assert_load_err(cfg: &TableConfig, parts: &[&str]) {
+    let msg = load_err(cfg);
+    assert!(parts.iter().all(|p| msg.contains(p)), "{msg}");
 }
 
 #[test]
@@ -59,14 +76,7 @@ fn csv_cidr_table_with_selected_values() {
     assert_eq!(t.name(), "geo");
     assert_eq!(t.kind(), TableKind::Cidr);
     assert_eq!(t.len(), 2);
-    let names: Vec<_> = t
-        .values()
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.name().clone())
-        .collect();
-    assert_eq!(names, ["city", "country"]);
+    assert_eq!(value_names(&t), ["city", "country"]);
     assert_eq!(t.values().num_rows(), 2);
     assert_eq!(t.lookup_value("10.1.2.3", "city"), Some("London, City"));
     assert_eq!(
@@ -81,14 +91,7 @@ fn csv_cidr_table_with_selected_values() {
 
     // No values configured: every other column, in file order.
     let t = EnrichmentTable::load(&config("geo", TableKind::Cidr, &p, "network", &[])).unwrap();
-    let names: Vec<_> = t
-        .values()
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.name().clone())
-        .collect();
-    assert_eq!(names, ["country", "city", "asn"]);
+    assert_eq!(value_names(&t), ["country", "city", "asn"]);
     assert_eq!(t.lookup_value("10.1.0.1", "asn"), Some("64501"));
 }
 
@@ -110,13 +113,7 @@ fn ndjson_exact_table_infers_types() {
     let t = EnrichmentTable::load(&config("users", TableKind::Exact, &p, "id", &[])).unwrap();
     assert_eq!(t.len(), 3);
     let v = t.values();
-    let names: Vec<_> = v
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.name().clone())
-        .collect();
-    assert_eq!(names, ["score", "ratio", "vip", "tier", "extra"]);
+    assert_eq!(value_names(&t), ["score", "ratio", "vip", "tier", "extra"]);
     assert_eq!(v.column(0).data_type(), &DataType::Int64);
     assert_eq!(v.column(1).data_type(), &DataType::Float64);
     assert_eq!(v.column(2).data_type(), &DataType::Boolean);
@@ -152,38 +149,32 @@ fn ndjson_exact_table_infers_types() {
         &["tier", "score"],
     ))
     .unwrap();
-    let names: Vec<_> = t
-        .values()
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.name().clone())
-        .collect();
-    assert_eq!(names, ["tier", "score"]);
+    assert_eq!(value_names(&t), ["tier", "score"]);
 }
 
 #[test]
 fn parquet_keeps_types_and_accepts_integer_keys() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("t.parquet");
-    let batch = RecordBatch::try_new(
-        Arc::new(Schema::new(vec![
-            Field::new("unused", DataType::Utf8, true),
-            Field::new("id", DataType::Int64, false),
-            Field::new("score", DataType::Float64, true),
-            Field::new("flag", DataType::Boolean, true),
-            Field::new("label", DataType::Utf8, true),
-        ])),
+    let score = Float64Array::from(vec![Some(1.5), None, Some(3.0)]);
+    write_parquet(
+        &p,
         vec![
-            Arc::new(StringArray::from(vec!["x", "y", "z"])) as ArrayRef,
-            Arc::new(Int64Array::from(vec![10, 20, 10])),
-            Arc::new(Float64Array::from(vec![Some(1.5), None, Some(3.0)])),
-            Arc::new(BooleanArray::from(vec![true, false, true])),
-            Arc::new(StringArray::from(vec![Some("a"), Some("b"), None])),
+            (
+                "unused",
+                strings(vec![Some("x"), Some("y"), Some("z")]),
+                true,
+            ),
+            ("id", Arc::new(Int64Array::from(vec![10, 20, 10])), false),
+            ("score", Arc::new(score), true),
+            (
+                "flag",
+                Arc::new(BooleanArray::from(vec![true, false, true])),
+                true,
+            ),
+            ("label", strings(vec![Some("a"), Some("b"), None]), true),
         ],
-    )
-    .unwrap();
-    write_parquet(&p, &batch);
+    );
     let t = EnrichmentTable::load(&config(
         "p",
         TableKind::Exact,
@@ -213,14 +204,7 @@ fn parquet_keeps_types_and_accepts_integer_keys() {
 
     // Everything but the key, in file order.
     let t = EnrichmentTable::load(&config("p", TableKind::Exact, &p, "id", &[])).unwrap();
-    let names: Vec<_> = t
-        .values()
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.name().clone())
-        .collect();
-    assert_eq!(names, ["unused", "score", "flag", "label"]);
+    assert_eq!(value_names(&t), ["unused", "score", "flag", "label"]);
 }
 
 #[test]
@@ -242,18 +226,13 @@ fn empty_tables_are_allowed() {
     let zero_bytes = write(dir.path(), "z.csv", "");
     let empty_ndjson = write(dir.path(), "e.ndjson", "\n\n");
     let parquet = dir.path().join("e.parquet");
-    let batch = RecordBatch::try_new(
-        Arc::new(Schema::new(vec![
-            Field::new("network", DataType::Utf8, false),
-            Field::new("country", DataType::Utf8, false),
-        ])),
+    write_parquet(
+        &parquet,
         vec![
-            Arc::new(StringArray::from(Vec::<&str>::new())) as ArrayRef,
-            Arc::new(StringArray::from(Vec::<&str>::new())),
+            ("network", strings(vec![]), false),
+            ("country", strings(vec![]), false),
         ],
-    )
-    .unwrap();
-    write_parquet(&parquet, &batch);
+    );
     for p in [&header_only, &zero_bytes, &empty_ndjson, &parquet] {
         for kind in [TableKind::Cidr, TableKind::Exact] {
             let t = EnrichmentTable::load(&config("e", kind, p, "network", &["country"]))
@@ -283,14 +262,14 @@ fn missing_and_unreadable_files() {
     assert!(err.to_string().contains("nope.csv"), "{err}");
 
     // A directory opens on Unix but cannot be read.
-    let as_dir = dir.path().join("dir.csv");
-    fs::create_dir(&as_dir).unwrap();
-    let err = load_err(&config("g", TableKind::Cidr, &as_dir, "network", &[]));
-    assert!(err.contains("dir.csv"), "{err}");
-    let as_dir = dir.path().join("dir.ndjson");
-    fs::create_dir(&as_dir).unwrap();
-    let err = load_err(&config("g", TableKind::Cidr, &as_dir, "network", &[]));
-    assert!(err.contains("dir.ndjson"), "{err}");
+    for name in ["dir.csv", "dir.ndjson"] {
+        let as_dir = dir.path().join(name);
+        fs::create_dir(&as_dir).unwrap();
+        assert_load_err(
+            &config("g", TableKind::Cidr, &as_dir, "network", &[]),
+            &[name],
+        );
+    }
 
     let not_parquet = write(dir.path(), "bad.parquet", "network,country\n1.2.3.4,US\n");
     let err = EnrichmentTable::load(&config("g", TableKind::Cidr, &not_parquet, "network", &[]))
@@ -316,57 +295,37 @@ fn missing_key_and_unknown_value_columns_name_file_and_column() {
         "lists the columns: {msg}"
     );
 
-    let msg = load_err(&config(
-        "geo",
-        TableKind::Cidr,
-        &csv,
-        "net",
-        &["country", "city"],
-    ));
-    assert!(
-        msg.contains("geo.csv") && msg.contains("unknown value column `city`"),
-        "{msg}"
-    );
-
     let nd = write(
         dir.path(),
         "geo.ndjson",
         "{\"net\":\"1.2.3.4\",\"country\":\"US\"}\n",
     );
-    let msg = load_err(&config(
-        "geo",
-        TableKind::Cidr,
-        &nd,
-        "net",
-        &["country", "city"],
-    ));
-    assert!(
-        msg.contains("geo.ndjson") && msg.contains("unknown value column `city`"),
-        "{msg}"
-    );
-    let msg = load_err(&config("geo", TableKind::Cidr, &nd, "network", &[]));
-    assert!(
-        msg.contains("geo.ndjson:1") && msg.contains("`network`"),
-        "{msg}"
-    );
-
     let pq = dir.path().join("geo.parquet");
-    let batch = RecordBatch::try_new(
-        Arc::new(Schema::new(vec![Field::new("net", DataType::Utf8, false)])),
-        vec![Arc::new(StringArray::from(vec!["1.2.3.4"])) as ArrayRef],
-    )
-    .unwrap();
-    write_parquet(&pq, &batch);
-    let msg = load_err(&config("geo", TableKind::Cidr, &pq, "network", &[]));
-    assert!(
-        msg.contains("geo.parquet") && msg.contains("`network`"),
-        "{msg}"
-    );
-    let msg = load_err(&config("geo", TableKind::Cidr, &pq, "net", &["country"]));
-    assert!(
-        msg.contains("geo.parquet") && msg.contains("`country`"),
-        "{msg}"
-    );
+    write_parquet(&pq, vec![("net", strings(vec![Some("1.2.3.4")]), false)]);
+    for (path, key, values, file, column) in [
+        (
+            &csv,
+            "net",
+            &["country", "city"][..],
+            "geo.csv",
+            "unknown value column `city`",
+        ),
+        (
+            &nd,
+            "net",
+            &["country", "city"],
+            "geo.ndjson",
+            "unknown value column `city`",
+        ),
+        (&nd, "network", &[], "geo.ndjson:1", "`network`"),
+        (&pq, "network", &[], "geo.parquet", "`network`"),
+        (&pq, "net", &["country"], "geo.parquet", "`country`"),
+    ] {
+        assert_load_err(
+            &config("geo", TableKind::Cidr, path, key, values),
+            &[file, column],
+        );
+    }
 
     let msg = load_err(&config(
         "geo",
@@ -397,79 +356,46 @@ fn bad_rows_name_file_line_and_column() {
     // The same file is a fine exact table.
     assert!(EnrichmentTable::load(&config("geo", TableKind::Exact, &csv, "network", &[])).is_ok());
 
-    for (text, line, what) in [
-        ("network,country\n10.0.0.0/33,US\n", 2, "0..=32"),
-        ("network,country\n10.0.0.0/8,US\n,GB\n", 3, "empty key"),
-        (
-            "network,country\n10.0.0.0/8,US\n1.2.3.4,GB,extra\n",
-            3,
-            "field",
-        ),
-        ("network,country\n2001:db8::/129,US\n", 2, "0..=128"),
-    ] {
-        let p = write(dir.path(), "bad.csv", text);
-        let msg = load_err(&config("geo", TableKind::Cidr, &p, "network", &[]));
-        assert!(
-            msg.contains(&format!("bad.csv:{line}")) && msg.contains(what),
-            "{msg}"
-        );
-    }
-
     let nd = write(
         dir.path(),
         "threats.ndjson",
         "{\"ip\":\"1.2.3.4\"}\n\n{\"ip\":\"1.2.3.0/24\"}\n{\"ip\":\"1.2.3\"}\n",
     );
-    let msg = load_err(&config("t", TableKind::Cidr, &nd, "ip", &[]));
-    assert!(
-        msg.contains("threats.ndjson:4") && msg.contains("`ip`"),
-        "{msg}"
+    assert_load_err(
+        &config("t", TableKind::Cidr, &nd, "ip", &[]),
+        &["threats.ndjson:4", "`ip`"],
     );
-    for (text, line, what) in [
-        ("{\"ip\":\"1.2.3.4\"}\n{\"ip\":\"1.2.3.5\"\n", 2, "ndjson"),
-        ("{\"ip\":\"1.2.3.4\"}\n[1]\n", 2, "object"),
-        (
-            "{\"ip\":\"1.2.3.4\"}\n{\"ip\":true}\n",
-            2,
-            "string or a number",
-        ),
-        (
-            "{\"ip\":\"1.2.3.4\"}\n{\"ip\":null}\n",
-            2,
-            "string or a number",
-        ),
-        ("{\"ip\":\"1.2.3.4\"}\n{\"IP\":\"1.2.3.4\"}\n", 2, "missing"),
+
+    // (file, table, key, first line): each case writes the first line and the rest.
+    let bad_csv = ("bad.csv", "geo", "network", "network,country\n");
+    let bad_ndjson = ("bad.ndjson", "t", "ip", "{\"ip\":\"1.2.3.4\"}\n");
+    for ((file, name, key, first), rest, line, what) in [
+        (bad_csv, "10.0.0.0/33,US\n", 2, "0..=32"),
+        (bad_csv, "10.0.0.0/8,US\n,GB\n", 3, "empty key"),
+        (bad_csv, "10.0.0.0/8,US\n1.2.3.4,GB,extra\n", 3, "field"),
+        (bad_csv, "2001:db8::/129,US\n", 2, "0..=128"),
+        (bad_ndjson, "{\"ip\":\"1.2.3.5\"\n", 2, "ndjson"),
+        (bad_ndjson, "[1]\n", 2, "object"),
+        (bad_ndjson, "{\"ip\":true}\n", 2, "string or a number"),
+        (bad_ndjson, "{\"ip\":null}\n", 2, "string or a number"),
+        (bad_ndjson, "{\"IP\":\"1.2.3.4\"}\n", 2, "missing"),
     ] {
-        let p = write(dir.path(), "bad.ndjson", text);
-        let msg = load_err(&config("t", TableKind::Cidr, &p, "ip", &[]));
-        assert!(
-            msg.contains(&format!("bad.ndjson:{line}")) && msg.contains(what),
-            "{msg}"
-        );
+        let p = write(dir.path(), file, &format!("{first}{rest}"));
+        let cfg = config(name, TableKind::Cidr, &p, key, &[]);
+        assert_load_err(&cfg, &[&format!("{file}:{line}"), what]);
     }
 
     let pq = dir.path().join("threats.parquet");
-    let batch = RecordBatch::try_new(
-        Arc::new(Schema::new(vec![Field::new("ip", DataType::Utf8, true)])),
-        vec![Arc::new(StringArray::from(vec![Some("1.2.3.4"), Some("nope")])) as ArrayRef],
-    )
-    .unwrap();
-    write_parquet(&pq, &batch);
-    let msg = load_err(&config("t", TableKind::Cidr, &pq, "ip", &[]));
-    assert!(
-        msg.contains("threats.parquet row 2") && msg.contains("`ip`"),
-        "{msg}"
+    let ip = |second| vec![("ip", strings(vec![Some("1.2.3.4"), second]), true)];
+    write_parquet(&pq, ip(Some("nope")));
+    assert_load_err(
+        &config("t", TableKind::Cidr, &pq, "ip", &[]),
+        &["threats.parquet row 2", "`ip`"],
     );
-    let batch = RecordBatch::try_new(
-        Arc::new(Schema::new(vec![Field::new("ip", DataType::Utf8, true)])),
-        vec![Arc::new(StringArray::from(vec![Some("1.2.3.4"), None])) as ArrayRef],
-    )
-    .unwrap();
-    write_parquet(&pq, &batch);
-    let msg = load_err(&config("t", TableKind::Exact, &pq, "ip", &[]));
-    assert!(
-        msg.contains("threats.parquet row 2") && msg.contains("empty key"),
-        "{msg}"
+    write_parquet(&pq, ip(None));
+    assert_load_err(
+        &config("t", TableKind::Exact, &pq, "ip", &[]),
+        &["threats.parquet row 2", "empty key"],
     );
 }
 
@@ -595,35 +521,23 @@ fn sample_tables_load_and_answer() {
         assert_eq!(t.duplicate_keys(), 0, "{}", t.name());
     }
 
-    assert_eq!(geo.lookup_value("81.2.69.161", "city"), Some("Glasgow"));
-    assert_eq!(geo.lookup_value("81.2.69.170", "city"), Some("Leeds"));
-    assert_eq!(geo.lookup_value("81.2.69.1", "city"), Some("Manchester"));
-    assert_eq!(geo.lookup_value("81.200.1.1", "city"), Some("London"));
-    assert_eq!(
-        geo.lookup_value("::ffff:81.2.69.161", "country"),
-        Some("GB")
-    );
-    assert_eq!(
-        geo.lookup_value("2a02:c7f:8000::1", "city"),
-        Some("Birmingham")
-    );
-    assert_eq!(geo.lookup_value("10.0.0.1", "country"), None);
-    assert_eq!(geo.lookup_value("8.8.8.8", "asn"), Some("15169"));
-
-    assert_eq!(
-        threats.lookup_value("95.214.53.17", "category"),
-        Some("malware_c2")
-    );
-    assert_eq!(
-        threats.lookup_value("95.214.53.18", "category"),
-        Some("tor_exit")
-    );
-    assert_eq!(threats.lookup_value("81.2.69.161", "category"), None);
-
-    assert_eq!(
-        users.lookup_value("acct-0000000", "home_country"),
-        Some("SE")
-    );
+    for (t, key, column, want) in [
+        (geo, "81.2.69.161", "city", Some("Glasgow")),
+        (geo, "81.2.69.170", "city", Some("Leeds")),
+        (geo, "81.2.69.1", "city", Some("Manchester")),
+        (geo, "81.200.1.1", "city", Some("London")),
+        (geo, "::ffff:81.2.69.161", "country", Some("GB")),
+        (geo, "2a02:c7f:8000::1", "city", Some("Birmingham")),
+        (geo, "10.0.0.1", "country", None),
+        (geo, "8.8.8.8", "asn", Some("15169")),
+        (threats, "95.214.53.17", "category", Some("malware_c2")),
+        (threats, "95.214.53.18", "category", Some("tor_exit")),
+        (threats, "81.2.69.161", "category", None),
+        (users, "acct-0000000", "home_country", Some("SE")),
+    ] {
+        let name = t.name();
+        assert_eq!(t.lookup_value(key, column), want, "{name}: {key} {column}");
+    }
     assert!(users.lookup_value("acct-0000039", "risk_tier").is_some());
     assert!(users.lookup_row("acct-0000040").is_none());
 

@@ -6,14 +6,11 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
 use arrow::array::{Array, StringArray};
-use pf_datagen::layout::{GEO_V4_BLOCKS, GEO_V6_BLOCKS, write_geo_table, write_users_table};
-use pf_enrichment::{EnrichmentTable, TableConfig, TableKind};
-
-fn mix(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
+use pf_datagen::layout::{
+    GEO_V4_BLOCKS, GEO_V6_BLOCKS, load_table, write_geo_table, write_users_table,
+};
+use pf_datagen::rng::mix64 as mix;
+use pf_enrichment::{EnrichmentTable, TableKind};
 
 /// Runs `f` (one pass over `keys` keys) repeatedly for at least `min` and returns the
 /// lookups per second of the fastest pass: other builds share this machine, and the
@@ -31,16 +28,23 @@ fn rate(keys: usize, min: Duration, mut f: impl FnMut() -> usize) -> f64 {
     keys as f64 / best.as_secs_f64()
 }
 
+/// Lookups per second of `keys` in `t`, one at a time (`lookup_row`) and as one array
+/// (`lookup_rows`), each measured for at least `min`.
+fn lookup_rates(t: &EnrichmentTable, keys: &[String], min: Duration) -> (f64, f64) {
+    let array = StringArray::from(keys.to_vec());
+    let single = rate(keys.len(), min, || {
+        keys.iter()
+            .filter_map(|k| t.lookup_row(black_box(k)))
+            .count()
+    });
+    let vectorized = rate(keys.len(), min, || {
+        t.lookup_rows(black_box(&array)).null_count()
+    });
+    (single, vectorized)
+}
+
 fn load(path: &std::path::Path, kind: TableKind, key: &str) -> EnrichmentTable {
-    EnrichmentTable::load(&TableConfig {
-        name: "t".into(),
-        kind,
-        path: path.to_owned(),
-        format: None,
-        key: key.into(),
-        values: vec![],
-    })
-    .unwrap()
+    load_table(path, kind, key).unwrap()
 }
 
 #[test]
@@ -93,15 +97,7 @@ fn cidr_lookups_per_second_on_500k_prefixes() {
     let mut v4_vectorized = 0.0;
     for (label, t) in [("500k", &table), ("49", &small)] {
         for (mix, keys) in [("97% IPv4, 3% IPv6", &keys), ("IPv4 only", &v4_keys)] {
-            let array = StringArray::from(keys.clone());
-            let single = rate(keys.len(), min, || {
-                keys.iter()
-                    .filter_map(|k| t.lookup_row(black_box(k)))
-                    .count()
-            });
-            let vectorized = rate(keys.len(), min, || {
-                t.lookup_rows(black_box(&array)).null_count()
-            });
+            let (single, vectorized) = lookup_rates(t, keys, min);
             println!(
                 "  {label:>4} prefixes, {mix:<17}: lookup_row {:>5.1} M/s, lookup_rows {:>5.1} M/s",
                 single / 1e6,
@@ -130,16 +126,7 @@ fn exact_lookups_per_second_on_1m_users() {
     let keys: Vec<String> = (0..1_000_000u64)
         .map(|i| format!("acct-{:07}", mix(i) % 1_100_000))
         .collect();
-    let array = StringArray::from(keys.clone());
-    let min = Duration::from_millis(1500);
-    let single = rate(keys.len(), min, || {
-        keys.iter()
-            .filter_map(|k| table.lookup_row(black_box(k)))
-            .count()
-    });
-    let vectorized = rate(keys.len(), min, || {
-        table.lookup_rows(black_box(&array)).null_count()
-    });
+    let (single, vectorized) = lookup_rates(&table, &keys, Duration::from_millis(1500));
     println!("exact, 1,000,000 keys (loaded in {loaded:.2?})");
     println!("  lookup_row:  {:>6.1} M lookups/s", single / 1e6);
     println!("  lookup_rows: {:>6.1} M lookups/s", vectorized / 1e6);

@@ -5,8 +5,6 @@
 //! rows the kernels leave undecided when no script engine is configured, and a
 //! [`ConditionFallback`] that can stand in for the script engine in tests.
 
-use std::fmt::Write as _;
-
 use arrow::array::RecordBatch;
 use pf_enrichment::{EnrichmentTables, TableKind};
 use pf_error::{PfError, Result};
@@ -122,10 +120,7 @@ pub(crate) fn check_tables(
             _ => return,
         };
         let Some(t) = tables.get(table) else {
-            let mut known = String::new();
-            for (i, n) in tables.names().enumerate() {
-                let _ = write!(known, "{}{n}", if i > 0 { ", " } else { "" });
-            }
+            let known = comma_list(tables.names());
             problem = Some((
                 e.pos,
                 format!("unknown enrichment table `{table}` (tables: {known})"),
@@ -152,19 +147,11 @@ pub(crate) fn check_tables(
         if let Some(column) = column
             && t.column_index(column).is_none()
         {
-            let names: Vec<String> = t
-                .values()
-                .schema_ref()
-                .fields()
-                .iter()
-                .map(|f| f.name().clone())
-                .collect();
+            let fields = t.values().schema_ref().fields();
+            let names = comma_list(fields.iter().map(|f| f.name().as_str()));
             problem = Some((
                 e.pos,
-                format!(
-                    "table `{table}` has no column `{column}` (columns: {})",
-                    names.join(", ")
-                ),
+                format!("table `{table}` has no column `{column}` (columns: {names})"),
             ));
         }
     });
@@ -172,6 +159,11 @@ pub(crate) fn check_tables(
         Some(p) => Err(p),
         None => Ok(()),
     }
+}
+
+/// `names` separated by `, `.
+fn comma_list<'a>(names: impl Iterator<Item = &'a str>) -> String {
+    names.collect::<Vec<_>>().join(", ")
 }
 
 struct Row<'a> {

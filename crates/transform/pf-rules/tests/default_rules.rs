@@ -40,6 +40,13 @@ fn quiet(i: i64) -> Tx {
     }
 }
 
+/// Evaluates one row per item, `row(i, item)`, and returns the rows `rule` fired on.
+fn fired_per_row<T: Copy>(rule: &str, items: &[T], row: impl Fn(i64, T) -> Tx) -> Vec<bool> {
+    let rows: Vec<Tx> = (0..).zip(items).map(|(i, x)| row(i, *x)).collect();
+    let (rules, out) = evaluate(&rows);
+    fired(&out, &rules, rule)
+}
+
 fn evaluate(rows: &[Tx]) -> (CompiledRules, RuleEvaluation) {
     let rules = compile();
     let b = batch(rows);
@@ -62,21 +69,13 @@ fn high_value() {
         Some(f64::INFINITY),
         Some(-20_000.0),
     ];
-    let rows: Vec<Tx> = amounts
-        .iter()
-        .enumerate()
-        .map(|(i, a)| Tx {
-            amount: *a,
-            ..quiet(i as i64)
-        })
-        .collect();
-    let (rules, out) = evaluate(&rows);
+    let got = fired_per_row("high_value", &amounts, |i, amount| Tx {
+        amount,
+        ..quiet(i)
+    });
     // As in Rhai: a relative-epsilon comparison under which NaN and infinity compare
     // false (`inf > 10000.0` is false).
-    assert_eq!(
-        fired(&out, &rules, "high_value"),
-        [false, true, false, false, true, false, false, false]
-    );
+    assert_eq!(got, [false, true, false, false, true, false, false, false]);
 }
 
 #[test]
@@ -92,19 +91,14 @@ fn unusual_hour() {
         Some(-22 * HOUR - 1), // 01:59:59.999999 the same day
         Some(-24 * HOUR - 1), // 1969-12-30T23:59:59.999999
     ];
-    let rows: Vec<Tx> = times
-        .iter()
-        .enumerate()
-        .map(|(i, t)| Tx {
-            ts: *t,
-            account: Some(["acct-1", "acct-2", "x"][i % 3]),
-            ip: Some(["3.1.2.3", "81.1.1.1", "10.0.0.1"][i % 3]),
-            ..quiet(0)
-        })
-        .collect();
-    let (rules, out) = evaluate(&rows);
+    let got = fired_per_row("unusual_hour", &times, |i, ts| Tx {
+        ts,
+        account: Some(["acct-1", "acct-2", "x"][i as usize % 3]),
+        ip: Some(["3.1.2.3", "81.1.1.1", "10.0.0.1"][i as usize % 3]),
+        ..quiet(0)
+    });
     assert_eq!(
-        fired(&out, &rules, "unusual_hour"),
+        got,
         [false, true, true, true, false, false, true, true, false]
     );
 }
@@ -121,19 +115,8 @@ fn threat_ip() {
         Some(""),
         Some("95.214.56.1"),
     ];
-    let rows: Vec<Tx> = ips
-        .iter()
-        .enumerate()
-        .map(|(i, ip)| Tx {
-            ip: *ip,
-            ..quiet(i as i64)
-        })
-        .collect();
-    let (rules, out) = evaluate(&rows);
-    assert_eq!(
-        fired(&out, &rules, "threat_ip"),
-        [true, true, false, false, false, true, false, false]
-    );
+    let got = fired_per_row("threat_ip", &ips, |i, ip| Tx { ip, ..quiet(i) });
+    assert_eq!(got, [true, true, false, false, false, true, false, false]);
 }
 
 #[test]
@@ -151,18 +134,13 @@ fn geo_mismatch_with_nulls_and_missing_table_rows() {
         (None, Some("3.2.3.4"), true),             // () vs US
         (Some("acct-1"), Some("bogus"), true),     // unparsable IP: no geo
     ];
-    let rows: Vec<Tx> = cases
-        .iter()
-        .enumerate()
-        .map(|(i, (a, ip, _))| Tx {
-            account: *a,
-            ip: *ip,
-            ..quiet(i as i64)
-        })
-        .collect();
-    let (rules, out) = evaluate(&rows);
+    let got = fired_per_row("geo_mismatch", &cases, |i, (account, ip, _)| Tx {
+        account,
+        ip,
+        ..quiet(i)
+    });
     let want: Vec<bool> = cases.iter().map(|c| c.2).collect();
-    assert_eq!(fired(&out, &rules, "geo_mismatch"), want);
+    assert_eq!(got, want);
 }
 
 #[test]

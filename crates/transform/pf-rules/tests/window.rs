@@ -35,16 +35,31 @@ fn observe(store: &dyn WindowStore, events: &[Ev]) -> WindowOutcome {
         first_row: 0,
         ordinals: Some(&ordinals),
     };
-    store
-        .observe(&WindowRequest {
-            rule: "rapid",
-            keys: &keys,
-            times: &times,
-            seconds: WINDOW_S,
-            min_count: MIN,
-            meta: &meta,
-        })
-        .unwrap()
+    let rule = ("rapid", WINDOW_S, MIN);
+    observe_rule(store, rule, &keys, &times, &meta).unwrap()
+}
+
+/// One batch under `rule` = (name, window seconds, minimum count).
+fn observe_rule(
+    store: &dyn WindowStore,
+    (rule, seconds, min_count): (&str, u64, u32),
+    keys: &StringArray,
+    times: &TimestampMicrosecondArray,
+    meta: &BatchMeta<'_>,
+) -> pf_error::Result<WindowOutcome> {
+    store.observe(&WindowRequest {
+        rule,
+        keys,
+        times,
+        seconds,
+        min_count,
+        meta,
+    })
+}
+
+/// Events of `key` at `secs`, with ordinals 0, 1, ….
+fn series(key: &str, secs: &[f64]) -> Vec<Ev> {
+    secs.iter().zip(0..).map(|(s, i)| ev(key, *s, i)).collect()
 }
 
 fn ev(key: &str, secs: f64, ordinal: u64) -> Ev {
@@ -66,11 +81,7 @@ fn keys(alerts: &[WindowAlert]) -> Vec<(String, i64)> {
 fn five_in_sixty_seconds_inclusive_at_both_ends() {
     // The fifth event exactly 60 s after the first: [t-60, t] includes the first.
     let store = MemoryWindowStore::new();
-    let events: Vec<Ev> = [0.0, 15.0, 30.0, 45.0, 60.0]
-        .iter()
-        .enumerate()
-        .map(|(i, s)| ev("k", *s, i as u64))
-        .collect();
+    let events = series("k", &[0.0, 15.0, 30.0, 45.0, 60.0]);
     let o = observe(&store, &events);
     assert_eq!(flags(&o), [false, false, false, false, true]);
     assert_eq!(keys(&o.alerts), [("k".to_owned(), 60 * SEC)]);
@@ -80,11 +91,7 @@ fn five_in_sixty_seconds_inclusive_at_both_ends() {
 
     // One microsecond later and the first event is out.
     let store = MemoryWindowStore::new();
-    let events: Vec<Ev> = [0.0, 15.0, 30.0, 45.0, 60.000001]
-        .iter()
-        .enumerate()
-        .map(|(i, s)| ev("k", *s, i as u64))
-        .collect();
+    let events = series("k", &[0.0, 15.0, 30.0, 45.0, 60.000001]);
     let o = observe(&store, &events);
     assert_eq!(flags(&o), [false; 5]);
     assert!(o.alerts.is_empty());
@@ -118,16 +125,7 @@ fn five_in_sixty_seconds_inclusive_at_both_ends() {
     let keys_a = StringArray::from(vec!["a", "b"]);
     let times = TimestampMicrosecondArray::from(vec![1, 2]);
     let meta = BatchMeta::contiguous("u", 0);
-    let o = store
-        .observe(&WindowRequest {
-            rule: "single",
-            keys: &keys_a,
-            times: &times,
-            seconds: 1,
-            min_count: 1,
-            meta: &meta,
-        })
-        .unwrap();
+    let o = observe_rule(&store, ("single", 1, 1), &keys_a, &times, &meta).unwrap();
     assert_eq!(flags(&o), [true, true]);
     assert_eq!(o.alerts.len(), 2);
 }
@@ -140,16 +138,8 @@ fn rules_keep_separate_state() {
     let keys_a = StringArray::from(vec!["k"]);
     let times = TimestampMicrosecondArray::from(vec![5 * SEC]);
     let meta = BatchMeta::contiguous("other", 0);
-    let o = store
-        .observe(&WindowRequest {
-            rule: "another_rule",
-            keys: &keys_a,
-            times: &times,
-            seconds: WINDOW_S,
-            min_count: MIN,
-            meta: &meta,
-        })
-        .unwrap();
+    let rule = ("another_rule", WINDOW_S, MIN);
+    let o = observe_rule(&store, rule, &keys_a, &times, &meta).unwrap();
     assert_eq!(flags(&o), [false]);
 }
 
@@ -269,16 +259,7 @@ fn null_keys_and_times_are_not_events() {
     let times =
         TimestampMicrosecondArray::from(vec![Some(1), Some(2), None, Some(3), Some(4), Some(5)]);
     let meta = BatchMeta::contiguous("u", 0);
-    let o = store
-        .observe(&WindowRequest {
-            rule: "r",
-            keys: &keys_a,
-            times: &times,
-            seconds: 60,
-            min_count: 4,
-            meta: &meta,
-        })
-        .unwrap();
+    let o = observe_rule(&store, ("r", 60, 4), &keys_a, &times, &meta).unwrap();
     assert_eq!(flags(&o), [false, false, false, false, false, true]);
 }
 
@@ -485,18 +466,7 @@ fn mismatched_lengths_are_an_error_not_a_panic() {
     let keys_a = StringArray::from(vec!["a", "b"]);
     let times = TimestampMicrosecondArray::from(vec![1]);
     let meta = BatchMeta::contiguous("u", 0);
-    assert!(
-        store
-            .observe(&WindowRequest {
-                rule: "r",
-                keys: &keys_a,
-                times: &times,
-                seconds: 1,
-                min_count: 1,
-                meta: &meta,
-            })
-            .is_err()
-    );
+    assert!(observe_rule(&store, ("r", 1, 1), &keys_a, &times, &meta).is_err());
 }
 
 #[test]

@@ -17,10 +17,10 @@ use arrow::array::{
     Float64Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
 use pf_datagen::tables::{
-    GEO_FILE, MIN_GEO_ROWS, MIN_THREAT_ROWS, THREATS_FILE, TableOptions, USERS_FILE, write_tables,
+    MIN_GEO_ROWS, MIN_THREAT_ROWS, TableOptions, table_configs, write_tables,
 };
 use pf_datagen::{GenOptions, TransactionGenerator};
-use pf_enrichment::{EnrichmentTables, TableConfig, TableKind};
+use pf_enrichment::EnrichmentTables;
 use pf_rules::{BatchMeta, CompiledRules, RuleEvaluation, RuleFile};
 use pf_transform::{ScriptEngine, ScriptLimits, compile_rules};
 
@@ -41,20 +41,7 @@ fn generated_tables(dir: &Path, rows: u64) -> EnrichmentTables {
         seed: SEED,
     };
     write_tables(&opts).unwrap();
-    let config = |name: &str, kind, file: &str, key: &str| TableConfig {
-        name: name.into(),
-        kind,
-        path: dir.join(file),
-        format: None,
-        key: key.into(),
-        values: Vec::new(),
-    };
-    EnrichmentTables::load(&[
-        config("geo", TableKind::Cidr, GEO_FILE, "network"),
-        config("users", TableKind::Exact, USERS_FILE, "account_id"),
-        config("threats", TableKind::Cidr, THREATS_FILE, "network"),
-    ])
-    .unwrap()
+    EnrichmentTables::load(&table_configs(dir)).unwrap()
 }
 
 /// The two compilations: vectorized, and Rhai per record.

@@ -61,6 +61,11 @@ fn col<'a>(out: &'a pf_traits::TransformOutput, name: &str) -> &'a ArrayRef {
         .unwrap_or_else(|| panic!("no column {name}: {:?}", out.docs.batch.schema()))
 }
 
+/// Column `name` of the output as optional strings.
+fn text_column<'a>(out: &'a pf_traits::TransformOutput, name: &str) -> Vec<Option<&'a str>> {
+    col(out, name).as_string::<i32>().iter().collect()
+}
+
 fn config_message(err: PfError) -> (String, String) {
     match err {
         PfError::Config { key, message } => (key, message),
@@ -563,17 +568,11 @@ fn adds_fields_of_every_type() {
         [1.0, 2.5, 2.5, 2.5]
     );
     assert_eq!(
-        col(&out, "mixed_any")
-            .as_string::<i32>()
-            .iter()
-            .collect::<Vec<_>>(),
+        text_column(&out, "mixed_any"),
         [Some("x"), Some("2"), Some("3"), Some("4")]
     );
     assert_eq!(
-        col(&out, "sparse")
-            .as_string::<i32>()
-            .iter()
-            .collect::<Vec<_>>(),
+        text_column(&out, "sparse"),
         [None, None, Some("only three"), None]
     );
     assert_eq!(col(&out, "nothing").null_count(), 4);
@@ -596,13 +595,7 @@ fn drops_records_and_keeps_ordinals() {
     assert_eq!(out.docs.num_rows(), 2);
     assert_eq!(out.docs.ordinals.as_deref(), Some(&[100, 102][..]));
     assert_eq!(out.docs.ordinal(1), 102);
-    assert_eq!(
-        col(&out, "untouched")
-            .as_string::<i32>()
-            .iter()
-            .collect::<Vec<_>>(),
-        [Some("a"), Some("c")]
-    );
+    assert_eq!(text_column(&out, "untouched"), [Some("a"), Some("c")]);
     // Ordinals of an already-filtered batch are carried through.
     let filtered = DocBatch {
         batch: input,
@@ -639,10 +632,7 @@ fn null_and_removed_fields() {
     let b = &out.docs.batch;
     assert!(b.column_by_name("ip").is_none(), "removed from every row");
     assert_eq!(
-        col(&out, "channel")
-            .as_string::<i32>()
-            .iter()
-            .collect::<Vec<_>>(),
+        text_column(&out, "channel"),
         [None, None, Some("pos"), None]
     );
     assert_eq!(
@@ -926,22 +916,10 @@ fn type_preserving_changes() {
         20_455
     );
     assert_eq!(ty("dict"), DataType::Utf8);
-    assert_eq!(
-        col(&out, "dict")
-            .as_string::<i32>()
-            .iter()
-            .collect::<Vec<_>>(),
-        [Some("x"), Some("z")]
-    );
+    assert_eq!(text_column(&out, "dict"), [Some("x"), Some("z")]);
     // A string column given an integer on one row becomes text throughout.
     assert_eq!(ty("text"), DataType::Utf8);
-    assert_eq!(
-        col(&out, "text")
-            .as_string::<i32>()
-            .iter()
-            .collect::<Vec<_>>(),
-        [Some("1"), Some("3")]
-    );
+    assert_eq!(text_column(&out, "text"), [Some("1"), Some("3")]);
     // Changed on every row to integers: the column becomes Int64.
     assert_eq!(ty("num_text"), DataType::Int64);
     assert_eq!(ty("flag"), DataType::Boolean);
@@ -989,10 +967,7 @@ fn declared_types_that_do_not_convert_fail_their_records() {
         "alerts of failed records are discarded"
     );
     assert_eq!(
-        col(&out, "untouched")
-            .as_string::<i32>()
-            .iter()
-            .collect::<Vec<_>>(),
+        text_column(&out, "untouched"),
         [Some("a"), Some("c"), Some("d")]
     );
 }
