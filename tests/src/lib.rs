@@ -29,8 +29,13 @@ pub fn bin(name: &str) -> PathBuf {
 /// Runs `pf-discoverer <discover_args> | pf-worker <worker_args>` and returns the
 /// worker's output.
 pub fn discover_and_process(discover_args: &[&str], worker_args: &[&str]) -> Output {
+    run_with_stdin(&bin("pf-worker"), worker_args, &discover(discover_args))
+}
+
+/// Runs `pf-discoverer args`, which must succeed; the work items it printed.
+pub fn discover(args: &[&str]) -> Vec<u8> {
     let listing = Command::new(bin("pf-discoverer"))
-        .args(discover_args)
+        .args(args)
         .output()
         .expect("run pf-discoverer");
     assert!(
@@ -38,7 +43,17 @@ pub fn discover_and_process(discover_args: &[&str], worker_args: &[&str]) -> Out
         "pf-discoverer failed: {}",
         String::from_utf8_lossy(&listing.stderr)
     );
-    run_with_stdin(&bin("pf-worker"), worker_args, &listing.stdout)
+    listing.stdout
+}
+
+/// Asserts that a process exited with `code`, showing its stderr when it did not.
+pub fn assert_exit(out: &Output, code: i32) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Runs `program args` with `input` on stdin.
@@ -72,6 +87,15 @@ pub fn generate_data(
         ..GenOptions::new(dir.to_path_buf(), rows)
     })
     .expect("generate");
+}
+
+/// `text` written as `name` in a fresh directory, which lives as long as the returned
+/// handle.
+pub fn temp_file(name: &str, text: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).expect("write temp file");
+    (dir, path)
 }
 
 /// Reads a `--summary-json` file.

@@ -3,33 +3,27 @@
 
 use std::process::Command;
 
-use pf_tests::{assert_accounted, bin, read_summary};
+use pf_tests::{assert_accounted, assert_exit, bin, read_summary, temp_file};
 
-#[test]
-fn print_config_masks_secrets_and_applies_flags() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("w.yaml");
-    std::fs::write(
-        &cfg,
-        "indexer:\n  elasticsearch:\n    endpoints: ['http://localhost:9200']\n    username: elastic\n    password: ${PF_TEST_PW:-hunter2}\nreader:\n  batch_size: ${PF_TEST_BATCH:-1000}\n",
-    )
-    .unwrap();
-    let out = Command::new(bin("pf-worker"))
-        .args([
-            "--config",
-            cfg.to_str().unwrap(),
-            "--threads",
-            "3",
-            "--print-config",
-        ])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+/// Runs `pf-worker` with `args`, which must succeed; its stdout.
+fn worker_prints(args: &[&str]) -> String {
+    let out = Command::new(bin("pf-worker")).args(args).output().unwrap();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn print_config_masks_secrets_and_applies_flags() {
+    let (_dir, cfg) = temp_file(
+        "w.yaml",
+        "indexer:\n  elasticsearch:\n    endpoints: ['http://localhost:9200']\n    username: elastic\n    password: ${PF_TEST_PW:-hunter2}\nreader:\n  batch_size: ${PF_TEST_BATCH:-1000}\n",
+    );
+    let cfg = cfg.to_str().unwrap();
+    let text = worker_prints(&["--config", cfg, "--threads", "3", "--print-config"]);
     assert!(!text.contains("hunter2"), "secret leaked: {text}");
     assert!(text.contains("***"));
     assert!(text.contains("threads: 3"));
@@ -49,20 +43,13 @@ fn config_errors_name_the_key_and_exit_1() {
     ] {
         let cfg = dir.path().join("bad.yaml");
         std::fs::write(&cfg, yaml).unwrap();
-        let out = Command::new(bin("pf-worker"))
-            .args(["--config", cfg.to_str().unwrap(), "--print-config"])
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{yaml}: {stderr}");
+        let (code, stderr) = worker_fails(&["--config", cfg.to_str().unwrap(), "--print-config"]);
+        assert_eq!(code, Some(1), "{yaml}: {stderr}");
         assert!(stderr.contains(needle), "{yaml}: {stderr}");
     }
-    let out = Command::new(bin("pf-worker"))
-        .args(["--input", "sqs"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("queue.sqs.queue_url"));
+    let (code, stderr) = worker_fails(&["--input", "sqs"]);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("queue.sqs.queue_url"));
 }
 
 /// Runs `pf-worker` with `args` and no input; (exit code, stderr).
@@ -132,22 +119,27 @@ fn start_up_errors_name_the_key_and_where_it_was_set() {
 
 #[test]
 fn set_overrides_any_key_and_flags_apply_before_it() {
-    let out = Command::new(bin("pf-worker"))
-        .args(["--threads", "3", "--set", "worker.threads=5"])
-        .args(["--set", "worker.max_attempts=9", "--set", "worker.id=0123"])
-        .args(["--es-endpoint", "http://a:9200", "--print-config"])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(text.contains("threads: 5"), "{text}");
-    assert!(text.contains("max_attempts: 9"), "{text}");
-    assert!(text.contains("id: '0123'"), "{text}");
-    assert!(text.contains("- http://a:9200"), "{text}");
+    let text = worker_prints(&[
+        "--threads",
+        "3",
+        "--set",
+        "worker.threads=5",
+        "--set",
+        "worker.max_attempts=9",
+        "--set",
+        "worker.id=0123",
+        "--es-endpoint",
+        "http://a:9200",
+        "--print-config",
+    ]);
+    for part in [
+        "threads: 5",
+        "max_attempts: 9",
+        "id: '0123'",
+        "- http://a:9200",
+    ] {
+        assert!(text.contains(part), "{part}: {text}");
+    }
 }
 
 #[test]
@@ -161,12 +153,7 @@ fn demo_runs_the_whole_pipeline_in_one_process() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     assert!(stdout.contains("Paraflow run summary"), "{stdout}");
     assert!(stdout.contains("rows/s"), "{stdout}");
     let s = read_summary(&summary);

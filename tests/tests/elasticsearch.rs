@@ -4,14 +4,14 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use arrow::array::AsArray;
-use pf_bulk_test_server::{BulkTestServer, Faults, RejectRule, ServerOptions};
+use pf_bulk_test_server::{BulkTestServer, Faults, ServerOptions};
 use pf_datagen::{DatasetPlan, GenOptions, TransactionGenerator, generate};
-use pf_tests::{assert_accounted, bin, read_summary};
+use pf_tests::{assert_accounted, assert_exit, bin, discover, read_summary};
 use pf_types::RunSummary;
 
 const SEED: u64 = 11;
@@ -23,6 +23,25 @@ fn generate_data(dir: &Path, rows: u64, files: usize) {
         ..GenOptions::new(dir.to_path_buf(), rows)
     })
     .expect("generate");
+}
+
+/// A work directory with `rows` generated transactions over `files` files in its
+/// `data` directory.
+fn generated(rows: u64, files: usize) -> (tempfile::TempDir, PathBuf) {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    generate_data(&data, rows, files);
+    (work, data)
+}
+
+/// A server with `faults` that keeps no document sources.
+fn start_faulty(faults: Faults) -> BulkTestServer {
+    BulkTestServer::start_local(ServerOptions {
+        faults,
+        keep_sources: false,
+        ..ServerOptions::default()
+    })
+    .unwrap()
 }
 
 /// `transaction_id` of every `step`-th row of the data set, recomputed from the generator
@@ -50,7 +69,7 @@ fn every_nth_transaction_id(rows: u64, files: usize, step: u64) -> HashSet<Strin
 }
 
 /// A config with fast backoffs, so retries do not dominate test time.
-fn write_config(dir: &Path, extra: &str) -> std::path::PathBuf {
+fn write_config(dir: &Path, extra: &str) -> PathBuf {
     let path = dir.join("worker.yaml");
     std::fs::write(
         &path,
@@ -64,16 +83,7 @@ fn write_config(dir: &Path, extra: &str) -> std::path::PathBuf {
 }
 
 fn listing(data: &Path) -> Vec<u8> {
-    let out = Command::new(bin("pf-discoverer"))
-        .args(["--path", data.to_str().unwrap()])
-        .output()
-        .expect("run pf-discoverer");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
+    discover(&["--path", data.to_str().unwrap()])
 }
 
 fn worker(
@@ -133,39 +143,16 @@ fn dlq_lines(dir: &Path) -> Vec<serde_json::Value> {
 #[test]
 fn a_million_rows_with_throttling_and_rejections_add_up_exactly() {
     const ROWS: u64 = 1_000_000;
-    let work = tempfile::tempdir().unwrap();
-    let data = work.path().join("data");
-    generate_data(&data, ROWS, 4);
+    let (work, data) = generated(ROWS, 4);
     let rejected = every_nth_transaction_id(ROWS, 4, 1000);
     assert_eq!(rejected.len(), 1000);
-    let server = BulkTestServer::start_with(
-        "127.0.0.1:0".parse().unwrap(),
-        ServerOptions {
-            faults: Faults {
-                throttle_fraction: 0.1,
-                throttle_attempts: 1,
-                reject: Some(RejectRule::FieldIn {
-                    field: "transaction_id".into(),
-                    values: rejected.clone(),
-                }),
-                ..Faults::default()
-            },
-            keep_sources: false,
-            ..ServerOptions::default()
-        },
-    )
-    .unwrap();
+    let server = start_faulty(Faults::throttle_once_and_reject(0.1, rejected.clone()));
     write_config(work.path(), "");
     let out = run(
         worker(work.path(), &server, &["--es-index", "transactions"], &[]),
         &listing(&data),
     );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     let s = read_summary(&work.path().join("summary.json"));
     assert_accounted(&s);
     assert_eq!(s.files_completed, 4);
@@ -218,29 +205,17 @@ fn a_million_rows_with_throttling_and_rejections_add_up_exactly() {
 #[test]
 fn the_same_files_twice_leave_the_count_unchanged() {
     const ROWS: u64 = 60_000;
-    let work = tempfile::tempdir().unwrap();
-    let data = work.path().join("data");
-    generate_data(&data, ROWS, 3);
+    let (work, data) = generated(ROWS, 3);
     let server = BulkTestServer::start().unwrap();
     write_config(work.path(), "");
     let input = listing(&data);
     let first = run(worker(work.path(), &server, &[], &[]), &input);
-    assert_eq!(
-        first.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&first.stderr)
-    );
+    assert_exit(&first, 0);
     assert_eq!(server.count("transactions"), ROWS);
     let digest = server.digest();
 
     let second = run(worker(work.path(), &server, &[], &[]), &input);
-    assert_eq!(
-        second.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&second.stderr)
-    );
+    assert_exit(&second, 0);
     assert_eq!(
         server.count("transactions"),
         ROWS,
@@ -259,22 +234,12 @@ fn the_same_files_twice_leave_the_count_unchanged() {
 #[test]
 fn a_server_down_mid_run_costs_retries_not_documents() {
     const ROWS: u64 = 200_000;
-    let work = tempfile::tempdir().unwrap();
-    let data = work.path().join("data");
-    generate_data(&data, ROWS, 2);
+    let (work, data) = generated(ROWS, 2);
     // Slow responses stretch the run so the outage lands in the middle of it.
-    let server = BulkTestServer::start_with(
-        "127.0.0.1:0".parse().unwrap(),
-        ServerOptions {
-            faults: Faults {
-                delay: Duration::from_millis(40),
-                ..Faults::default()
-            },
-            keep_sources: false,
-            ..ServerOptions::default()
-        },
-    )
-    .unwrap();
+    let server = start_faulty(Faults {
+        delay: Duration::from_millis(40),
+        ..Faults::default()
+    });
     write_config(work.path(), "    max_retries: 2\n  bulk_max_docs: 2000\n");
     let mut child = worker(work.path(), &server, &[], &[]).spawn().unwrap();
     child
@@ -324,18 +289,13 @@ fn a_server_down_mid_run_costs_retries_not_documents() {
 #[test]
 fn credentials_gzip_setup_and_daily_indices_reach_the_server() {
     const ROWS: u64 = 30_000;
-    let work = tempfile::tempdir().unwrap();
-    let data = work.path().join("data");
-    generate_data(&data, ROWS, 2);
+    let (work, data) = generated(ROWS, 2);
     // Basic elastic:s3cret-pw
     let expected = "Basic ZWxhc3RpYzpzM2NyZXQtcHc=";
-    let server = BulkTestServer::start_with(
-        "127.0.0.1:0".parse().unwrap(),
-        ServerOptions {
-            auth: Some(expected.into()),
-            ..ServerOptions::default()
-        },
-    )
+    let server = BulkTestServer::start_local(ServerOptions {
+        auth: Some(expected.into()),
+        ..ServerOptions::default()
+    })
     .unwrap();
     write_config(
         work.path(),
@@ -365,12 +325,7 @@ fn credentials_gzip_setup_and_daily_indices_reach_the_server() {
     assert!(!text.contains("s3cret-pw"));
 
     let out = run(worker(work.path(), &server, &args, &env), &listing(&data));
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     let st = server.stats();
     assert!(st.bulk_requests > 0);
     assert_eq!(
@@ -402,12 +357,7 @@ fn credentials_gzip_setup_and_daily_indices_reach_the_server() {
         ),
         &listing(&data),
     );
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 2);
     let s = read_summary(&work.path().join("summary.json"));
     assert_eq!(s.files_failed, 2);
     assert!(

@@ -2,14 +2,16 @@
 //! `pf-discoverer --path DIR | pf-worker --input stdin`.
 
 use std::path::Path;
+use std::process::Output;
 
 use pf_error::ErrorClass;
 use pf_tests::{
-    assert_accounted, bin, discover_and_process, generate_data, read_summary, run_with_stdin,
+    assert_accounted, assert_exit, bin, discover, discover_and_process, generate_data,
+    read_summary, run_with_stdin,
 };
-use pf_types::{Compression, FileFormat};
+use pf_types::{Compression, FileFormat, RunSummary};
 
-fn process_dir(dir: &Path, summary: &Path, dlq: &Path) -> std::process::Output {
+fn process_dir(dir: &Path, summary: &Path, dlq: &Path) -> Output {
     discover_and_process(
         &["--path", dir.to_str().unwrap(), "--recursive"],
         &[
@@ -27,20 +29,35 @@ fn process_dir(dir: &Path, summary: &Path, dlq: &Path) -> std::process::Output {
     )
 }
 
-#[test]
-fn parquet_files_are_counted_exactly() {
+/// Runs `pf-worker args --summary-json summary` with `input` on stdin.
+fn worker_with_summary(args: &[&str], summary: &Path, input: &[u8]) -> Output {
+    let mut args = args.to_vec();
+    args.extend(["--summary-json", summary.to_str().unwrap()]);
+    run_with_stdin(&bin("pf-worker"), &args, input)
+}
+
+/// Generates `rows` transactions over `files` files in a fresh directory and runs the
+/// pipeline over them, which must exit 0: the directory, the worker's output and its
+/// summary.
+fn process_generated(
+    rows: u64,
+    files: usize,
+    format: FileFormat,
+    compression: Compression,
+) -> (tempfile::TempDir, Output, RunSummary) {
     let work = tempfile::tempdir().unwrap();
     let data = work.path().join("data");
-    generate_data(&data, 200_000, 8, FileFormat::Parquet, Compression::None);
+    generate_data(&data, rows, files, format, compression);
     let summary_path = work.path().join("summary.json");
     let out = process_dir(&data, &summary_path, &work.path().join("dlq"));
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     let s = read_summary(&summary_path);
+    (work, out, s)
+}
+
+#[test]
+fn parquet_files_are_counted_exactly() {
+    let (work, out, s) = process_generated(200_000, 8, FileFormat::Parquet, Compression::None);
     assert_eq!(s.files_total, 8);
     assert_eq!(s.files_completed, 8);
     assert_eq!(s.totals.rows_read, 200_000);
@@ -60,18 +77,7 @@ fn parquet_files_are_counted_exactly() {
 
 #[test]
 fn gzipped_ndjson_files_are_counted_exactly() {
-    let work = tempfile::tempdir().unwrap();
-    let data = work.path().join("data");
-    generate_data(&data, 100_000, 4, FileFormat::Ndjson, Compression::Gzip);
-    let summary_path = work.path().join("summary.json");
-    let out = process_dir(&data, &summary_path, &work.path().join("dlq"));
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let s = read_summary(&summary_path);
+    let (_work, _, s) = process_generated(100_000, 4, FileFormat::Ndjson, Compression::Gzip);
     assert_eq!(
         (s.files_completed, s.totals.rows_read, s.totals.rows_indexed),
         (4, 100_000, 100_000)
@@ -155,16 +161,9 @@ fn invalid_work_item_lines_are_skipped_and_reported() {
     let input =
         format!("{{\"uri\":\"{uri}\"}}\nthis is not a work item\n{{\"uri\":\"/x/y.csv\"}}\n");
     let summary_path = work.path().join("s.json");
-    let out = run_with_stdin(
-        &bin("pf-worker"),
-        &[
-            "--input",
-            "stdin",
-            "--threads",
-            "2",
-            "--summary-json",
-            summary_path.to_str().unwrap(),
-        ],
+    let out = worker_with_summary(
+        &["--input", "stdin", "--threads", "2"],
+        &summary_path,
         input.as_bytes(),
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -183,34 +182,19 @@ fn a_local_file_rewritten_after_discovery_fails_permanently() {
     std::fs::create_dir(&data).unwrap();
     let file = data.join("a.ndjson");
     std::fs::write(&file, "{\"a\":1}\n").unwrap();
-    let listing = std::process::Command::new(pf_tests::bin("pf-discoverer"))
-        .args(["--path", data.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(listing.status.success());
+    let listing = discover(&["--path", data.to_str().unwrap()]);
     // Rewritten (new size and time) between discovery and processing.
     std::thread::sleep(std::time::Duration::from_millis(20));
     std::fs::write(&file, "{\"a\":1}\n{\"a\":2}\n").unwrap();
     let summary = dir.path().join("s.json");
-    let out = pf_tests::run_with_stdin(
-        &pf_tests::bin("pf-worker"),
-        &[
-            "--destination",
-            "stats",
-            "--summary-json",
-            summary.to_str().unwrap(),
-            "--dlq-dir",
-            dir.path().join("dlq").to_str().unwrap(),
-        ],
-        &listing.stdout,
+    let dlq = dir.path().join("dlq");
+    let out = worker_with_summary(
+        &["--destination", "stats", "--dlq-dir", dlq.to_str().unwrap()],
+        &summary,
+        &listing,
     );
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let s = pf_tests::read_summary(&summary);
+    assert_exit(&out, 2);
+    let s = read_summary(&summary);
     assert_eq!(s.files_failed, 1);
     assert_eq!(s.totals.rows_read, 0);
     assert!(

@@ -146,6 +146,55 @@ impl Cluster {
         self.dir.path().join(name)
     }
 
+    /// Generates `rows` transactions over `files` files into the local directory
+    /// `local` and uploads them under `prefix`; how many files went up.
+    fn upload_generated(
+        &self,
+        local: &str,
+        prefix: &str,
+        rows: u64,
+        files: usize,
+        format: FileFormat,
+        compression: Compression,
+    ) -> u64 {
+        let dir = self.path(local);
+        generate_data(&dir, rows, files, format, compression);
+        self.upload_dir(&dir, prefix)
+    }
+
+    /// Runs one worker to its end, writing its summary to `summary` in the cluster's
+    /// directory: its exit code, its log and the summary's path.
+    fn work(&self, summary: &str, extra: &[&str]) -> (i32, String, PathBuf) {
+        let path = self.path(summary);
+        let (code, log) = finish(self.spawn_worker(&path, extra));
+        (code, log, path)
+    }
+
+    /// [`Self::work`] for a worker that must exit with `code`: its log and summary.
+    fn work_exit(&self, summary: &str, extra: &[&str], code: i32) -> (String, RunSummary) {
+        let (exit, log, path) = self.work(summary, extra);
+        assert_eq!(exit, code, "{log}");
+        let summary = read_summary(&path);
+        (log, summary)
+    }
+
+    /// `pf dlq inspect --json`: every letter in the DLQ, left in place.
+    fn dlq_letters(&self) -> Vec<serde_json::Value> {
+        let out = self.run(
+            "pf",
+            &["dlq", "--dlq-url", &self.dlq_url, "inspect", "--json"],
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    fn purge_dlq(&self) {
+        self.run("pf", &["dlq", "--dlq-url", &self.dlq_url, "purge", "--yes"]);
+    }
+
     fn queues_empty(&self) -> bool {
         self.moto.queue_depth(&self.queue_url) == (0, 0)
             && self.moto.queue_depth(&self.dlq_url) == (0, 0)
@@ -173,24 +222,24 @@ fn merged(summaries: &[&Path]) -> RunSummary {
 #[test]
 fn forty_files_through_sqs_and_two_workers_exactly_once() {
     let c = Cluster::start(60);
-    let parquet = c.path("parquet");
-    let ndjson = c.path("ndjson");
-    generate_data(
-        &parquet,
+    let uploaded = c.upload_generated(
+        "parquet",
+        "in/parquet/",
         1_000_000,
         20,
         FileFormat::Parquet,
         Compression::None,
     );
-    generate_data(
-        &ndjson,
+    assert_eq!(uploaded, 20);
+    let uploaded = c.upload_generated(
+        "ndjson",
+        "in/ndjson/",
         1_000_000,
         20,
         FileFormat::Ndjson,
         Compression::Gzip,
     );
-    assert_eq!(c.upload_dir(&parquet, "in/parquet/"), 20);
-    assert_eq!(c.upload_dir(&ndjson, "in/ndjson/"), 20);
+    assert_eq!(uploaded, 20);
 
     let report = c.discover_to_sqs(&["--prefix", "in/"]);
     assert!(report.contains("40 messages sent"), "{report}");
@@ -266,9 +315,14 @@ fn discovery_paginates_2500_objects_with_and_without_a_pattern() {
 #[test]
 fn corrupt_and_vanished_objects_go_to_the_dlq_with_their_class() {
     let c = Cluster::start(60);
-    let good = c.path("good");
-    generate_data(&good, 30_000, 3, FileFormat::Parquet, Compression::None);
-    c.upload_dir(&good, "in/");
+    c.upload_generated(
+        "good",
+        "in/",
+        30_000,
+        3,
+        FileFormat::Parquet,
+        Compression::None,
+    );
     c.moto.put_object(
         BUCKET,
         "in/corrupt.parquet",
@@ -280,20 +334,14 @@ fn corrupt_and_vanished_objects_go_to_the_dlq_with_their_class() {
     assert!(report.contains("5 messages sent"), "{report}");
     c.moto.delete_object(BUCKET, "in/vanishing.ndjson");
 
-    let s = c.path("w.json");
-    let (code, log) = finish(c.spawn_worker(&s, &[]));
+    let (code, log, s) = c.work("w.json", &[]);
     assert_eq!(code, 2, "some files failed: exit 2\n{log}");
     let summary = read_summary(&s);
     assert_eq!(summary.files_completed, 3);
     assert_eq!(summary.files_failed, 2);
     assert_eq!(summary.totals.rows_indexed, 30_000);
 
-    let out = c.run("pf", &["dlq", "--dlq-url", &c.dlq_url, "inspect", "--json"]);
-    let letters: Vec<serde_json::Value> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let letters = c.dlq_letters();
     assert_eq!(letters.len(), 2, "{letters:?}");
     for l in &letters {
         let body = l["body"].as_str().unwrap();
@@ -333,7 +381,7 @@ fn corrupt_and_vanished_objects_go_to_the_dlq_with_their_class() {
     );
     assert_eq!(c.moto.queue_depth(&c.dlq_url).0, 0);
     assert_eq!(c.moto.queue_depth(&c.queue_url).0, 2);
-    c.run("pf", &["dlq", "--dlq-url", &c.dlq_url, "purge", "--yes"]);
+    c.purge_dlq();
 }
 
 /// A Rhai transform that burns a fixed number of operations per record, so a file takes
@@ -360,9 +408,14 @@ fn slow_config(dir: &Path, grace_secs: u64) -> PathBuf {
 #[test]
 fn a_file_slower_than_the_visibility_timeout_is_processed_once() {
     let c = Cluster::start(2);
-    let data = c.path("slow");
-    generate_data(&data, 60_000, 1, FileFormat::Ndjson, Compression::None);
-    c.upload_dir(&data, "slow/");
+    c.upload_generated(
+        "slow",
+        "slow/",
+        60_000,
+        1,
+        FileFormat::Ndjson,
+        Compression::None,
+    );
     c.discover_to_sqs(&["--prefix", "slow/"]);
     let config = slow_config(c.dir.path(), 30);
     let config = config.to_str().unwrap();
@@ -391,9 +444,7 @@ fn a_file_slower_than_the_visibility_timeout_is_processed_once() {
 #[test]
 fn sigterm_mid_file_then_a_new_worker_loses_nothing() {
     let c = Cluster::start(30);
-    let data = c.path("d");
-    generate_data(&data, 60_000, 2, FileFormat::Ndjson, Compression::None);
-    c.upload_dir(&data, "t/");
+    c.upload_generated("d", "t/", 60_000, 2, FileFormat::Ndjson, Compression::None);
     c.discover_to_sqs(&["--prefix", "t/"]);
     // Grace 0: the first worker gives its files back at the next checkpoint.
     let config = slow_config(c.dir.path(), 0);
@@ -421,8 +472,7 @@ fn sigterm_mid_file_then_a_new_worker_loses_nothing() {
     let first_summary = read_summary(&s1);
     assert!(first_summary.files_completed < 2, "{first_summary:?}");
 
-    let s2 = c.path("second.json");
-    let (code, log) = finish(c.spawn_worker(&s2, &["--config", config]));
+    let (code, log, s2) = c.work("second.json", &["--config", config]);
     assert_eq!(code, 0, "{log}");
     let total = merged(&[&s1, &s2]);
     assert_eq!(total.files_completed, 2, "{total:?}");
@@ -463,10 +513,7 @@ fn s3_event_notifications_are_processed_like_work_items() {
         &c.queue_url,
         &format!(r#"{{"Records":[{}]}}"#, record(&keys[1])),
     );
-    let s = c.path("ev.json");
-    let (code, log) = finish(c.spawn_worker(&s, &[]));
-    assert_eq!(code, 0, "{log}");
-    let summary = read_summary(&s);
+    let (_, summary) = c.work_exit("ev.json", &[], 0);
     assert_eq!(summary.files_completed, 2);
     assert_eq!(summary.totals.rows_indexed, 20_000);
     assert!(c.queues_empty());
@@ -486,10 +533,7 @@ fn record_dlq_can_be_an_s3_prefix() {
     c.moto
         .put_object(BUCKET, "rec/mixed.ndjson", body.into_bytes());
     c.discover_to_sqs(&["--prefix", "rec/"]);
-    let s = c.path("rec.json");
-    let (code, log) = finish(c.spawn_worker(&s, &["--dlq-s3-prefix", "s3://data/record-dlq/"]));
-    assert_eq!(code, 0, "{log}");
-    let summary = read_summary(&s);
+    let (_, summary) = c.work_exit("rec.json", &["--dlq-s3-prefix", "s3://data/record-dlq/"], 0);
     assert_eq!(summary.totals.rows_indexed, 990);
     assert_eq!(summary.totals.rows_failed, 10);
 
@@ -564,8 +608,7 @@ fn local_paths_from_the_queue_are_refused_unless_allowed() {
     };
     send_both();
 
-    let s = c.path("refused.json");
-    let (code, log) = finish(c.spawn_worker(&s, &[]));
+    let (code, log, s) = c.work("refused.json", &[]);
     assert_eq!(code, 2, "both items fail permanently\n{log}");
     let summary = read_summary(&s);
     assert_eq!(summary.files_failed, 2, "{log}");
@@ -573,11 +616,9 @@ fn local_paths_from_the_queue_are_refused_unless_allowed() {
         summary.totals.rows_read, 0,
         "nothing of either file is read"
     );
-    let out = c.run("pf", &["dlq", "--dlq-url", &c.dlq_url, "inspect", "--json"]);
-    let text = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(text.lines().count(), 2, "{text}");
-    for line in text.lines() {
-        let l: serde_json::Value = serde_json::from_str(line).unwrap();
+    let letters = c.dlq_letters();
+    assert_eq!(letters.len(), 2, "{letters:?}");
+    for l in &letters {
         assert_eq!(l["attributes"]["pf_error_class"], "permanent", "{l}");
         let message = l["attributes"]["pf_error_message"].as_str().unwrap();
         assert!(
@@ -585,15 +626,12 @@ fn local_paths_from_the_queue_are_refused_unless_allowed() {
             "{message}"
         );
     }
-    c.run("pf", &["dlq", "--dlq-url", &c.dlq_url, "purge", "--yes"]);
+    c.purge_dlq();
 
     // With the directory allowed, its file is read and /etc/passwd still is not.
     send_both();
-    let s = c.path("allowed.json");
     let set = format!("storage.local.allow=[{}]", allowed.display());
-    let (code, log) = finish(c.spawn_worker(&s, &["--set", &set]));
-    assert_eq!(code, 2, "{log}");
-    let summary = read_summary(&s);
+    let (log, summary) = c.work_exit("allowed.json", &["--set", &set], 2);
     assert_eq!(
         (summary.files_completed, summary.files_failed),
         (1, 1),
@@ -617,10 +655,7 @@ fn objects_changed_since_discovery_fail_permanently_and_are_never_spliced() {
         "chg/a.ndjson",
         b"{\"a\":1}\n{\"a\":2}\n{\"a\":3}\n".to_vec(),
     );
-    let s = c.path("chg.json");
-    let (code, log) = finish(c.spawn_worker(&s, &[]));
-    assert_eq!(code, 2, "{log}");
-    let summary = read_summary(&s);
+    let (log, summary) = c.work_exit("chg.json", &[], 2);
     assert_eq!(
         (summary.files_completed, summary.files_failed),
         (1, 1),
@@ -634,7 +669,7 @@ fn objects_changed_since_discovery_fail_permanently_and_are_never_spliced() {
         failure.error.contains("object changed since discovery"),
         "{failure:?}"
     );
-    c.run("pf", &["dlq", "--dlq-url", &c.dlq_url, "purge", "--yes"]);
+    c.purge_dlq();
 }
 
 #[test]
@@ -662,20 +697,14 @@ fn crafted_messages_end_in_the_dlq_with_a_reason_and_spare_their_batch() {
         &c.queue_url,
         &format!(r#"{{"uri":"s3://{BUCKET}/ok/good.ndjson","format":"ndjson"}}"#),
     );
-    let s = c.path("crafted.json");
-    let (code, log) = finish(c.spawn_worker(&s, &[]));
+    let (code, log, s) = c.work("crafted.json", &[]);
     // The good item is processed whatever shares its receive batch; no thread ends.
     let summary = read_summary(&s);
     assert_eq!(summary.files_completed, 1, "{log}");
     assert_eq!(summary.totals.rows_indexed, 2, "{log}");
     assert!(code == 0 || code == 2, "{log}");
     // Every crafted message is in the DLQ, permanent, with a reason; none is left behind.
-    let out = c.run("pf", &["dlq", "--dlq-url", &c.dlq_url, "inspect", "--json"]);
-    let letters: Vec<serde_json::Value> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let letters = c.dlq_letters();
     assert_eq!(letters.len(), crafted.len(), "{letters:?}");
     for l in &letters {
         let attrs = &l["attributes"];
@@ -688,5 +717,5 @@ fn crafted_messages_end_in_the_dlq_with_a_reason_and_spare_their_batch() {
         );
     }
     assert_eq!(c.moto.queue_depth(&c.queue_url), (0, 0));
-    c.run("pf", &["dlq", "--dlq-url", &c.dlq_url, "purge", "--yes"]);
+    c.purge_dlq();
 }

@@ -4,14 +4,19 @@
 //! The destination is the `_bulk` protocol test server (pf-bulk-test-server); workers
 //! share metadata through a real `valkey-server`.
 
+use std::collections::HashSet;
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use pf_bulk_test_server::BulkTestServer;
+use pf_coordinator::{ValkeyConfig, ValkeyMetadataStore};
 use pf_datagen::{GenOptions, generate};
 use pf_test_services::Valkey;
 use pf_tests::{assert_accounted, bin, read_summary};
+use pf_traits::{ItemStatus, MetadataStore};
+use pf_types::WorkItem;
 
 const ROWS: u64 = 300_000;
 
@@ -167,4 +172,124 @@ fn workers_share_the_ranges_the_discoverer_cut() {
     assert_eq!(server.count("transactions"), ROWS);
     assert_eq!(server.rewrites(), (0, 1));
     assert_eq!(server.digest(), whole.digest());
+}
+
+fn transaction_ids(stdout: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["transaction_id"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// kill -9 of a worker holding one range of a split file: a second worker acknowledges
+/// the ranges already completed without reading them, resumes the interrupted range from
+/// its checkpoint, and reads the untouched ranges; every row reaches the destination.
+#[test]
+fn a_killed_worker_costs_only_the_rest_of_its_range() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    one_large_file(&data);
+    let valkey = Valkey::start();
+    let url = valkey.url();
+    let listing = discover(&data, &["--split-size", "1000000", "--job-id", "crash"]);
+    let ranges: Vec<WorkItem> = String::from_utf8_lossy(&listing)
+        .lines()
+        .map(|l| WorkItem::parse_message(l).unwrap().remove(0))
+        .collect();
+    let store = ValkeyMetadataStore::connect(&ValkeyConfig::for_url(url.clone())).unwrap();
+    let worker = |name: &str| {
+        let mut cmd = Command::new(bin("pf-worker"));
+        cmd.args([
+            "--input",
+            "stdin",
+            "--destination",
+            "stdout",
+            "--threads",
+            "1",
+        ])
+        .args(["--batch-size", "1000", "--valkey-url", url.as_str()])
+        .args([
+            "--worker-id",
+            name,
+            "--set",
+            "coordinator.valkey.stale_after_secs=2",
+        ])
+        .args(["--set", "worker.progress=never", "--summary-json"])
+        .arg(work.path().join(format!("{name}.json")))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        cmd
+    };
+
+    let mut a = worker("a").spawn().unwrap();
+    a.stdin.take().unwrap().write_all(&listing).unwrap();
+    // A slow reader (about 3 MB/s) keeps A mid-file when it is killed.
+    let mut a_stdout = a.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::Read;
+        let (mut all, mut buf) = (Vec::new(), vec![0u8; 16 * 1024]);
+        while let Ok(n @ 1..) = a_stdout.read(&mut buf) {
+            all.extend_from_slice(&buf[..n]);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        all
+    });
+    let status = |r: &WorkItem| store.get(r).unwrap();
+    let started = Instant::now();
+    let interrupted = loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "A never got mid-range"
+        );
+        let first_open = ranges
+            .iter()
+            .position(|r| status(r).is_none_or(|s| s.status != ItemStatus::Completed));
+        if let Some(i) = first_open.filter(|&i| i > 0)
+            && status(&ranges[i]).and_then(|s| s.checkpoint).is_some()
+        {
+            break i;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    a.kill().expect("kill -9 worker A");
+    a.wait().unwrap();
+    let a_ids = transaction_ids(&reader.join().unwrap());
+    let cp = status(&ranges[interrupted]).unwrap().checkpoint.unwrap();
+    let done_by_a: Vec<u64> = ranges
+        .iter()
+        .filter_map(|r| status(r).and_then(|s| s.stats))
+        .map(|stats| stats.rows_read)
+        .collect();
+    let completed_by_a = done_by_a.len() as u64;
+    assert!(completed_by_a >= 1 && completed_by_a < ranges.len() as u64);
+
+    let mut b = worker("b").spawn().unwrap();
+    b.stdin.take().unwrap().write_all(&listing).unwrap();
+    let b_out = b.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&b_out.stderr);
+    assert_eq!(b_out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("resuming from checkpoint"), "{stderr}");
+    let b_ids = transaction_ids(&b_out.stdout);
+    let s = read_summary(&work.path().join("b.json"));
+    assert_eq!(
+        (s.files_skipped, s.files_completed),
+        (completed_by_a, 1),
+        "B acknowledged A's ranges without work and counted the file: {s:?}"
+    );
+    // B read nothing before the checkpoint of the range A was in, nor in A's ranges.
+    assert_eq!(b_ids.len() as u64, s.totals.rows_read - cp.stats.rows_read);
+    assert_eq!(
+        b_ids.len() as u64,
+        ROWS - done_by_a.iter().sum::<u64>() - cp.stats.rows_read,
+        "B read only what A had not finished: the rest of its range and the untouched ones"
+    );
+    let all: HashSet<&String> = a_ids.iter().chain(&b_ids).collect();
+    assert_eq!(all.len() as u64, ROWS, "every row in the destination");
+    assert_eq!(
+        b_ids.iter().collect::<HashSet<_>>().len(),
+        b_ids.len(),
+        "B wrote each row once"
+    );
 }

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use pf_datagen::{GenOptions, generate};
-use pf_tests::{assert_accounted, discover_and_process, read_summary};
+use pf_tests::{assert_accounted, assert_exit, discover_and_process, read_summary};
 
 fn data(dir: &Path, rows: u64) {
     generate(&GenOptions {
@@ -135,12 +135,7 @@ fn a_script_drops_and_enriches_records() {
     let script = "fn transform(record) {\n  if record.channel == \"atm\" { return (); }\n  record.hour = hour(record.timestamp);\n  record\n}\n";
     let cfg = config(dir.path(), script);
     let (out, s) = run(dir.path(), &cfg);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     assert!(s.totals.rows_dropped > 0);
     assert_eq!(s.totals.rows_indexed + s.totals.rows_dropped, 3_000);
     assert_accounted(&s);

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use pf_coordinator::{ValkeyConfig, ValkeyMetadataStore};
 use pf_datagen::{GenOptions, generate};
 use pf_test_services::Valkey;
-use pf_tests::{assert_accounted, bin, read_summary, run_with_stdin};
+use pf_tests::{assert_accounted, assert_exit, bin, read_summary, run_with_stdin};
 use pf_traits::{ItemStatus, MetadataStore};
 use pf_types::{FileFormat, RunSummary, WorkItem};
 
@@ -28,19 +28,44 @@ fn generate_data(dir: &Path, rows: u64, files: usize, format: FileFormat, row_gr
     .expect("generate");
 }
 
+/// A fresh directory with `rows` generated transactions over `files` files in its
+/// `data` directory.
+fn generated(
+    rows: u64,
+    files: usize,
+    format: FileFormat,
+    row_group_rows: usize,
+) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    generate_data(&data, rows, files, format, row_group_rows);
+    (dir, data)
+}
+
 /// Work items of `dir` for job `job`, registering the totals in Valkey.
 fn discover(dir: &Path, job: &str, valkey: &Valkey) -> String {
-    let out = Command::new(bin("pf-discoverer"))
-        .args(["--path", dir.to_str().unwrap(), "--job-id", job])
-        .args(["--valkey-url", &valkey.url()])
-        .output()
-        .expect("run pf-discoverer");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    let url = valkey.url();
+    let out = pf_tests::discover(&[
+        "--path",
+        dir.to_str().unwrap(),
+        "--job-id",
+        job,
+        "--valkey-url",
+        &url,
+    ]);
+    String::from_utf8(out).unwrap()
+}
+
+/// One rule: five transactions of an account within 60 s.
+const RAPID_ACTIVITY_RULE: &str = "rules:\n  - name: rapid_activity\n    window: { key: account_id, time: timestamp, seconds: 60, min_count: 5 }\n    severity: medium\n    score: 30\n";
+
+/// Config for the rules file `rules`, with alerts going to the file `alerts`.
+fn rules_with_alerts(rules: &Path, alerts: &Path) -> String {
+    format!(
+        "transform:\n  rules: {}\nalerts:\n  destination: file\n  path: {}\n",
+        rules.display(),
+        alerts.display()
+    )
 }
 
 /// A worker config: stale after `stale_secs`, optional script and rules.
@@ -153,9 +178,7 @@ fn pf_status(valkey: &Valkey, job: &str) -> String {
 /// other acknowledges it as a duplicate; a third delivery later is acknowledged too.
 #[test]
 fn two_workers_given_the_same_items_process_each_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    generate_data(&data, 120_000, 8, FileFormat::Parquet, 5_000);
+    let (dir, data) = generated(120_000, 8, FileFormat::Parquet, 5_000);
     let valkey = Valkey::start();
     let lines = discover(&data, "race", &valkey);
     let cfg = config(dir.path(), "w.yaml", 3, "");
@@ -208,11 +231,7 @@ fn two_workers_given_the_same_items_process_each_once() {
             .collect::<Vec<_>>(),
         lines.as_bytes(),
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     let a = read_summary(&again);
     assert_eq!(
         (a.files_skipped, a.files_completed, a.totals.rows_read),
@@ -228,6 +247,22 @@ fn two_workers_given_the_same_items_process_each_once() {
     println!("pf status after the run:\n{status}");
     assert!(status.contains("job race: completed"), "{status}");
     assert!(status.contains("files  8 of 8 (100.0%)"), "{status}");
+}
+
+/// A worker without Valkey (windows in process) run over the work items `lines` to
+/// the null destination with config `cfg`; it must succeed.
+fn in_process_run(cfg: &Path, extra: &[&str], lines: &str) {
+    let mut args = vec![
+        "--config",
+        cfg.to_str().unwrap(),
+        "--input",
+        "stdin",
+        "--destination",
+        "null",
+    ];
+    args.extend_from_slice(extra);
+    let out = run_with_stdin(&bin("pf-worker"), &args, lines.as_bytes());
+    assert_exit(&out, 0);
 }
 
 /// Burns CPU per record so a file takes long enough to kill its worker mid-way.
@@ -261,27 +296,14 @@ fn alert_keys(path: &Path) -> BTreeSet<String> {
 #[test]
 fn killed_worker_is_resumed_from_its_checkpoint_by_another() {
     const ROWS: u64 = 60_000;
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    generate_data(&data, ROWS, 1, FileFormat::Parquet, 2_000);
+    let (dir, data) = generated(ROWS, 1, FileFormat::Parquet, 2_000);
     let valkey = Valkey::start();
     let lines = discover(&data, "crash", &valkey);
     let item = items(&lines).remove(0);
     let rules = dir.path().join("rules.yaml");
-    std::fs::write(
-        &rules,
-        "rules:\n  - name: rapid_activity\n    window: { key: account_id, time: timestamp, \
-         seconds: 60, min_count: 5 }\n    severity: medium\n    score: 30\n",
-    )
-    .unwrap();
+    std::fs::write(&rules, RAPID_ACTIVITY_RULE).unwrap();
     let alerts_of = |who: &str| dir.path().join(format!("alerts-{who}.ndjson"));
-    let with_alerts = |who: &str| {
-        format!(
-            "transform:\n  rules: {}\nalerts:\n  destination: file\n  path: {}\n",
-            rules.display(),
-            alerts_of(who).display()
-        )
-    };
+    let with_alerts = |who: &str| rules_with_alerts(&rules, &alerts_of(who));
     let cfg = config(dir.path(), "w.yaml", 2, &with_alerts("a"));
     let cfg_b = config(dir.path(), "wb.yaml", 2, &with_alerts("b"));
     let url = valkey.url();
@@ -376,26 +398,15 @@ fn killed_worker_is_resumed_from_its_checkpoint_by_another() {
     // The alerts of an uninterrupted run (windows in process), against A's and B's.
     let sr = dir.path().join("ref.json");
     let cfg_ref = config(dir.path(), "wref.yaml", 2, &with_alerts("ref"));
-    let reference = run_with_stdin(
-        &bin("pf-worker"),
+    in_process_run(
+        &cfg_ref,
         &[
-            "--config",
-            cfg_ref.to_str().unwrap(),
-            "--input",
-            "stdin",
-            "--destination",
-            "null",
             "--summary-json",
             sr.to_str().unwrap(),
             "--dlq-dir",
             sr.with_extension("dlq").to_str().unwrap(),
         ],
-        lines.as_bytes(),
-    );
-    assert!(
-        reference.status.success(),
-        "{}",
-        String::from_utf8_lossy(&reference.stderr)
+        &lines,
     );
     let expected = alert_keys(&alerts_of("ref"));
     let (from_a, from_b) = (alert_keys(&alerts_of("a")), alert_keys(&alerts_of("b")));
@@ -470,9 +481,7 @@ fn slow_worker_past_a_checkpoint(
 #[test]
 fn valkey_restart_mid_run_finishes_with_exact_counts() {
     const ROWS: u64 = 40_000;
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    generate_data(&data, ROWS, 4, FileFormat::Parquet, 2_000);
+    let (dir, data) = generated(ROWS, 4, FileFormat::Parquet, 2_000);
     let mut valkey = Valkey::start();
     let port = valkey.port();
     let (w, summary) = slow_worker_past_a_checkpoint(
@@ -510,9 +519,7 @@ fn valkey_restart_mid_run_finishes_with_exact_counts() {
 #[test]
 fn stdin_run_ends_when_valkey_is_gone_for_good() {
     const ROWS: u64 = 8_000;
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    generate_data(&data, ROWS, 2, FileFormat::Parquet, 1_000);
+    let (dir, data) = generated(ROWS, 2, FileFormat::Parquet, 1_000);
     let mut valkey = Valkey::start();
     let (mut w, summary) = slow_worker_past_a_checkpoint(
         dir.path(),
@@ -596,17 +603,11 @@ fn rapid_activity_across_two_workers_matches_one_worker() {
     let rules_only_rapid = dir.path().join("rapid.yaml");
     std::fs::write(
         &rules_only_rapid,
-        "threshold: 30\nrules:\n  - name: rapid_activity\n    window: { key: account_id, time: timestamp, seconds: 60, min_count: 5 }\n    severity: medium\n    score: 30\n",
+        format!("threshold: 30\n{RAPID_ACTIVITY_RULE}"),
     )
     .unwrap();
     assert!(rules.exists());
-    let rules_cfg = |alerts: &Path| {
-        format!(
-            "transform:\n  rules: {}\nalerts:\n  destination: file\n  path: {}\n",
-            rules_only_rapid.display(),
-            alerts.display()
-        )
-    };
+    let rules_cfg = |alerts: &Path| rules_with_alerts(&rules_only_rapid, alerts);
 
     // Reference: one worker, the whole unsplit file, windows in process.
     let one_alerts = dir.path().join("one.alerts");
@@ -617,33 +618,12 @@ fn rapid_activity_across_two_workers_matches_one_worker() {
     )
     .unwrap();
     let discover_plain = |dir: &Path| {
-        let out = Command::new(bin("pf-discoverer"))
-            .args(["--path", dir.to_str().unwrap(), "--job-id", "rules"])
-            .output()
-            .unwrap();
-        String::from_utf8(out.stdout).unwrap()
+        let out = pf_tests::discover(&["--path", dir.to_str().unwrap(), "--job-id", "rules"]);
+        String::from_utf8(out).unwrap()
     };
     let whole = discover_plain(&gen_dir);
     let lines = discover_plain(&data);
-    let out = run_with_stdin(
-        &bin("pf-worker"),
-        &[
-            "--config",
-            one_cfg.to_str().unwrap(),
-            "--input",
-            "stdin",
-            "--destination",
-            "null",
-            "--threads",
-            "1",
-        ],
-        whole.as_bytes(),
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    in_process_run(&one_cfg, &["--threads", "1"], &whole);
     let expected = rapid_alerts(&one_alerts);
     let expected_set: BTreeSet<&String> = expected.iter().collect();
     assert!(

@@ -77,6 +77,22 @@ pub struct Faults {
     pub delay: Duration,
 }
 
+impl Faults {
+    /// Throttles `fraction` of the documents on their first attempt and rejects those
+    /// whose `transaction_id` is one of `rejected`.
+    pub fn throttle_once_and_reject(fraction: f64, rejected: HashSet<String>) -> Faults {
+        Faults {
+            throttle_fraction: fraction,
+            throttle_attempts: 1,
+            reject: Some(RejectRule::FieldIn {
+                field: "transaction_id".into(),
+                values: rejected,
+            }),
+            ..Faults::default()
+        }
+    }
+}
+
 /// How the server behaves apart from faults.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServerOptions {
@@ -202,10 +218,12 @@ pub struct BulkTestServer {
 impl BulkTestServer {
     /// Starts on a free loopback port with default options.
     pub fn start() -> std::io::Result<Self> {
-        Self::start_with(
-            "127.0.0.1:0".parse().expect("literal address"),
-            ServerOptions::default(),
-        )
+        Self::start_local(ServerOptions::default())
+    }
+
+    /// Starts on a free loopback port with `options`.
+    pub fn start_local(options: ServerOptions) -> std::io::Result<Self> {
+        Self::start_with("127.0.0.1:0".parse().expect("literal address"), options)
     }
 
     /// Starts on `addr` (port 0 picks a free one) with `options`.

@@ -136,7 +136,9 @@ pub fn deploy(config: &Config, queue: Arc<dyn WorkQueue>) -> Result<Deployment> 
     let settings = config.worker.settings(valkey.stale_after());
     let stage = Arc::new(match valkey.window_store()? {
         Some(windows) => TransformStage::load_with_windows(config.transform.clone(), windows)?,
-        None => TransformStage::load(config.transform.clone())?,
+        None => {
+            TransformStage::load_with_lateness(config.transform.clone(), valkey.window_lateness())?
+        }
     });
     let rule_tally = (!stage.is_identity()).then(|| stage.tally());
     let destination = indexers.name();

@@ -116,6 +116,7 @@ fn is_valid_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tests::config_err;
 
     fn env(name: &str) -> Option<String> {
         match name {
@@ -129,38 +130,42 @@ mod tests {
         substitute_env(text, &env)
     }
 
-    fn config_err(err: PfError) -> (String, String) {
-        match err {
-            PfError::Config { key, message } => (key, message),
-            other => panic!("expected a config error, got {other:?}"),
+    #[test]
+    fn references_dollars_and_comments_are_substituted() {
+        for (text, expected) in [
+            // A set variable.
+            (
+                "url: http://${HOST}:9200\n",
+                "url: http://es.internal:9200\n",
+            ),
+            ("a: ${HOST:-fallback}", "a: es.internal"),
+            // The default applies when unset or empty.
+            ("a: ${MISSING:-5}", "a: 5"),
+            ("a: ${EMPTY:-5}", "a: 5"),
+            ("a: ${MISSING:-}", "a: "),
+            ("a: ${MISSING:-x:-y}", "a: x:-y"),
+            // An empty value without a default is kept empty.
+            ("a: ${EMPTY}", "a: "),
+            // Dollars.
+            ("p: a$$b", "p: a$b"),
+            ("p: $$${HOST}", "p: $es.internal"),
+            ("p: $$$${X}", "p: $${X}"),
+            ("p: 5$ and $x $", "p: 5$ and $x $"),
+            // Comment lines are left alone.
+            (
+                "# use ${ES_URL} here, $$ stays\n  # password: ${PW}\na: ${HOST} # ${HOST}\n",
+                "# use ${ES_URL} here, $$ stays\n  # password: ${PW}\na: es.internal # es.internal\n",
+            ),
+            // Non-ASCII text is preserved.
+            ("név: ${HOST} – ünïcode $", "név: es.internal – ünïcode $"),
+        ] {
+            assert_eq!(sub(text).unwrap(), expected, "{text:?}");
         }
     }
 
     #[test]
-    fn set_variable_is_substituted() {
-        assert_eq!(
-            sub("url: http://${HOST}:9200\n").unwrap(),
-            "url: http://es.internal:9200\n"
-        );
-        assert_eq!(sub("a: ${HOST:-fallback}").unwrap(), "a: es.internal");
-    }
-
-    #[test]
-    fn default_applies_when_unset_or_empty() {
-        assert_eq!(sub("a: ${MISSING:-5}").unwrap(), "a: 5");
-        assert_eq!(sub("a: ${EMPTY:-5}").unwrap(), "a: 5");
-        assert_eq!(sub("a: ${MISSING:-}").unwrap(), "a: ");
-        assert_eq!(sub("a: ${MISSING:-x:-y}").unwrap(), "a: x:-y");
-    }
-
-    #[test]
-    fn empty_value_without_default_is_kept_empty() {
-        assert_eq!(sub("a: ${EMPTY}").unwrap(), "a: ");
-    }
-
-    #[test]
     fn unset_without_default_names_variable_and_line() {
-        let (key, message) = config_err(sub("a: 1\nb: 2\nc: ${ES_URL}\n").unwrap_err());
+        let (key, message) = config_err(sub("a: 1\nb: 2\nc: ${ES_URL}\n"));
         assert_eq!(key, "env.ES_URL");
         assert_eq!(
             message,
@@ -169,16 +174,8 @@ mod tests {
     }
 
     #[test]
-    fn dollars() {
-        assert_eq!(sub("p: a$$b").unwrap(), "p: a$b");
-        assert_eq!(sub("p: $$${HOST}").unwrap(), "p: $es.internal");
-        assert_eq!(sub("p: $$$${X}").unwrap(), "p: $${X}");
-        assert_eq!(sub("p: 5$ and $x $").unwrap(), "p: 5$ and $x $");
-    }
-
-    #[test]
     fn unterminated_reference_is_an_error_with_line() {
-        let (key, message) = config_err(sub("a: 1\nb: ${HOST\nc: }\n").unwrap_err());
+        let (key, message) = config_err(sub("a: 1\nb: ${HOST\nc: }\n"));
         assert_eq!(key, "env");
         assert!(
             message.starts_with("unterminated `${` (line 2)"),
@@ -189,28 +186,11 @@ mod tests {
     #[test]
     fn invalid_names_are_errors() {
         for text in ["${}", "${1A}", "${A-B}", "${A:?err}", "${ A}", "${:-x}"] {
-            let (key, message) = config_err(sub(text).unwrap_err());
+            let (key, message) = config_err(sub(text));
             assert_eq!(key, "env", "{text}");
             assert!(message.contains("(line 1)"), "{message}");
         }
-        let (key, _) = config_err(sub("${A:-${B}}").unwrap_err());
+        let (key, _) = config_err(sub("${A:-${B}}"));
         assert_eq!(key, "env.A");
-    }
-
-    #[test]
-    fn comment_lines_are_left_alone() {
-        let text = "# use ${ES_URL} here, $$ stays\n  # password: ${PW}\na: ${HOST} # ${HOST}\n";
-        assert_eq!(
-            sub(text).unwrap(),
-            "# use ${ES_URL} here, $$ stays\n  # password: ${PW}\na: es.internal # es.internal\n"
-        );
-    }
-
-    #[test]
-    fn non_ascii_text_is_preserved() {
-        assert_eq!(
-            sub("név: ${HOST} – ünïcode $").unwrap(),
-            "név: es.internal – ünïcode $"
-        );
     }
 }

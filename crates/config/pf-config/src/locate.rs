@@ -149,27 +149,39 @@ list:
   b: 2
 - a: 3
 ";
-        let k = KeyLines::index(text);
-        assert_eq!(k.line_of("worker"), Some(2));
-        assert_eq!(k.line_of("worker.threads"), Some(3));
-        assert_eq!(k.line_of("transform.rules"), Some(6));
-        assert_eq!(k.line_of("transform.tables[0]"), Some(8));
-        assert_eq!(k.line_of("transform.tables[0].path"), Some(9));
-        assert_eq!(k.line_of("transform.tables[1].key"), Some(11));
-        assert_eq!(k.line_of("indexer.elasticsearch.endpoints[1]"), Some(14));
-        assert_eq!(k.line_of("queue.sqs.queue_url"), Some(17));
-        assert_eq!(k.line_of("list[0].b"), Some(20));
-        assert_eq!(k.line_of("list[1].a"), Some(21));
-        // Not written at all: the nearest enclosing key that was.
-        assert_eq!(k.line_of("transform.tables[0].format"), Some(8));
-        assert_eq!(k.line_of("reader.batch_size"), None);
+        assert_lines(
+            text,
+            &[
+                ("worker", Some(2)),
+                ("worker.threads", Some(3)),
+                ("transform.rules", Some(6)),
+                ("transform.tables[0]", Some(8)),
+                ("transform.tables[0].path", Some(9)),
+                ("transform.tables[1].key", Some(11)),
+                ("indexer.elasticsearch.endpoints[1]", Some(14)),
+                ("queue.sqs.queue_url", Some(17)),
+                ("list[0].b", Some(20)),
+                ("list[1].a", Some(21)),
+                // Not written at all: the nearest enclosing key that was.
+                ("transform.tables[0].format", Some(8)),
+                ("reader.batch_size", None),
+            ],
+        );
     }
 
     #[test]
     fn values_with_colons_and_quoted_keys() {
-        let k = KeyLines::index("a:\n  url: \"redis://h:1\"\n  'q k': x\n  t: 'a: b'\n");
-        assert_eq!(k.line_of("a.url"), Some(2));
-        assert_eq!(k.line_of("a.q k"), Some(3));
-        assert_eq!(k.line_of("a.t"), Some(4));
+        assert_lines(
+            "a:\n  url: \"redis://h:1\"\n  'q k': x\n  t: 'a: b'\n",
+            &[("a.url", Some(2)), ("a.q k", Some(3)), ("a.t", Some(4))],
+        );
+    }
+
+    /// Each `(key, line)`: indexing `text` puts `key` at `line`.
+    fn assert_lines(text: &str, expected: &[(&str, Option<usize>)]) {
+        let k = KeyLines::index(text);
+        for &(key, line) in expected {
+            assert_eq!(k.line_of(key), line, "{key}");
+        }
     }
 }

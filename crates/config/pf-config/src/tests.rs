@@ -17,12 +17,20 @@ fn parse(text: &str) -> Result<Config, PfError> {
 }
 
 /// The key and message of a config error; anything else fails the test.
-fn config_err(result: Result<Config, PfError>) -> (String, String) {
+pub(crate) fn config_err<T: std::fmt::Debug>(result: Result<T, PfError>) -> (String, String) {
     match result {
         Err(PfError::Config { key, message }) => (key, message),
         Err(other) => panic!("expected a config error, got {other:?}"),
         Ok(config) => panic!("expected an error, got {config:?}"),
     }
+}
+
+/// `text` as `worker.yaml` in a fresh directory, which lives as long as the handle.
+fn temp_worker_yaml(text: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("worker.yaml");
+    std::fs::write(&path, text).unwrap();
+    (dir, path)
 }
 
 fn shipped(name: &str) -> PathBuf {
@@ -264,6 +272,7 @@ worker:
   idle_exit_secs: 120
   shutdown_grace_secs: 10
   progress: never
+  split_size_mib: 128
 queue:
   kind: sqs
   sqs:
@@ -434,82 +443,119 @@ indexer:
     );
 }
 
-#[test]
-fn unknown_keys_are_rejected_with_their_path() {
-    let (key, message) = config_err(parse("indexer:\n  bulk_size: 10\n"));
-    assert_eq!(key, "indexer.bulk_size");
-    assert!(
-        message.starts_with("unknown field `bulk_size`, expected one of `destination`"),
-        "{message}"
-    );
-    let (key, message) = config_err(parse("workers:\n  threads: 2\n"));
-    assert_eq!(key, "workers");
-    assert!(message.starts_with("unknown field `workers`"), "{message}");
-    let (key, _) = config_err(parse(
-        "reader:\n  ndjson:\n    schema:\n      - {name: a, type: string, width: 3}\n",
-    ));
-    assert_eq!(key, "reader.ndjson.schema[0].width");
+/// What a config error's message must say.
+#[derive(Debug, Clone, Copy)]
+enum Says {
+    Exactly(&'static str),
+    StartsWith(&'static str),
+    Contains(&'static str),
+    Anything,
+}
+
+/// Parsing each `(yaml, key, says)` case fails with a config error at `key` whose
+/// message is as `says`.
+fn assert_parse_errors(cases: &[(&str, &str, Says)]) {
+    for &(yaml, expected_key, says) in cases {
+        let (key, message) = config_err(parse(yaml));
+        assert_eq!(key, expected_key, "{yaml:?}: {message}");
+        let ok = match says {
+            Says::Exactly(text) => message == text,
+            Says::StartsWith(text) => message.starts_with(text),
+            Says::Contains(text) => message.contains(text),
+            Says::Anything => true,
+        };
+        assert!(ok, "{yaml:?}: {message:?} does not match {says:?}");
+    }
 }
 
 #[test]
-fn wrong_types_name_the_key_and_the_expectation() {
-    let (key, message) = config_err(parse("reader:\n  batch_size: big\n"));
-    assert_eq!(key, "reader.batch_size");
-    assert_eq!(message, "invalid type: string \"big\", expected usize");
-
-    let (key, message) = config_err(parse("queue:\n  kind: kafka\n"));
-    assert_eq!(key, "queue.kind");
-    assert_eq!(
-        message,
-        "unknown variant `kafka`, expected one of `stdin`, `memory`, `sqs`"
-    );
-
-    let (key, message) = config_err(parse("worker:\n  max_attempts: -1\n"));
-    assert_eq!(key, "worker.max_attempts");
-    assert!(message.contains("expected u32"), "{message}");
-
-    let (key, message) = config_err(parse(
-        "reader:\n  ndjson:\n    schema:\n      - {name: a, type: decimal}\n",
-    ));
-    assert_eq!(key, "reader.ndjson.schema[0].type");
-    assert!(
-        message.starts_with("unknown variant `decimal`"),
-        "{message}"
-    );
-
-    let (key, message) = config_err(parse(
-        "reader:\n  ndjson:\n    schema:\n      - {name: a}\n",
-    ));
-    assert_eq!(key, "reader.ndjson.schema[0]");
-    assert_eq!(message, "missing field `type`");
-
-    let (key, message) = config_err(parse(
-        "indexer:\n  elasticsearch:\n    endpoints: https://es:9200\n",
-    ));
-    assert_eq!(key, "indexer.elasticsearch.endpoints");
-    assert!(message.contains("expected a sequence"), "{message}");
-
-    let (key, message) = config_err(parse("worker: 3\n"));
-    assert_eq!(key, "worker");
-    assert!(
-        message.contains("expected struct WorkerConfig"),
-        "{message}"
-    );
-}
-
-#[test]
-fn document_level_errors_carry_line_and_column() {
-    let (key, message) = config_err(parse("worker:\n  threads: 2\n bad: [\n"));
-    assert_eq!(key, DOCUMENT_KEY);
-    assert!(message.contains("line 3"), "{message}");
-
-    let (key, message) = config_err(parse("reader:\n  batch_size: 10\n  batch_size: 20\n"));
-    assert_eq!(key, DOCUMENT_KEY);
-    assert!(message.contains("duplicate"), "{message}");
-
-    let (key, message) = config_err(parse("- just\n- a list\n"));
-    assert_eq!(key, DOCUMENT_KEY);
-    assert!(message.contains("expected struct Config"), "{message}");
+fn parse_errors_name_the_key_and_what_was_wrong() {
+    assert_parse_errors(&[
+        // Unknown keys, with their path.
+        (
+            "indexer:\n  bulk_size: 10\n",
+            "indexer.bulk_size",
+            Says::StartsWith("unknown field `bulk_size`, expected one of `destination`"),
+        ),
+        (
+            "workers:\n  threads: 2\n",
+            "workers",
+            Says::StartsWith("unknown field `workers`"),
+        ),
+        (
+            "reader:\n  ndjson:\n    schema:\n      - {name: a, type: string, width: 3}\n",
+            "reader.ndjson.schema[0].width",
+            Says::Anything,
+        ),
+        // Wrong types name the key and the expectation.
+        (
+            "reader:\n  batch_size: big\n",
+            "reader.batch_size",
+            Says::Exactly("invalid type: string \"big\", expected usize"),
+        ),
+        (
+            "queue:\n  kind: kafka\n",
+            "queue.kind",
+            Says::Exactly("unknown variant `kafka`, expected one of `stdin`, `memory`, `sqs`"),
+        ),
+        (
+            "worker:\n  max_attempts: -1\n",
+            "worker.max_attempts",
+            Says::Contains("expected u32"),
+        ),
+        (
+            "reader:\n  ndjson:\n    schema:\n      - {name: a, type: decimal}\n",
+            "reader.ndjson.schema[0].type",
+            Says::StartsWith("unknown variant `decimal`"),
+        ),
+        (
+            "reader:\n  ndjson:\n    schema:\n      - {name: a}\n",
+            "reader.ndjson.schema[0]",
+            Says::Exactly("missing field `type`"),
+        ),
+        (
+            "indexer:\n  elasticsearch:\n    endpoints: https://es:9200\n",
+            "indexer.elasticsearch.endpoints",
+            Says::Contains("expected a sequence"),
+        ),
+        (
+            "worker: 3\n",
+            "worker",
+            Says::Contains("expected struct WorkerConfig"),
+        ),
+        // Errors of the document as a whole carry line and column.
+        (
+            "worker:\n  threads: 2\n bad: [\n",
+            DOCUMENT_KEY,
+            Says::Contains("line 3"),
+        ),
+        (
+            "reader:\n  batch_size: 10\n  batch_size: 20\n",
+            DOCUMENT_KEY,
+            Says::Contains("duplicate"),
+        ),
+        (
+            "- just\n- a list\n",
+            DOCUMENT_KEY,
+            Says::Contains("expected struct Config"),
+        ),
+        // Elasticsearch keys are checked.
+        (
+            "indexer:\n  elasticsearch:\n    mappings: [1, 2]\n",
+            "indexer.elasticsearch.mappings",
+            Says::Anything,
+        ),
+        (
+            "indexer:\n  elasticsearch:\n    retry_base_ms: 500\n    retry_max_ms: 100\n",
+            "indexer.elasticsearch.retry_max_ms",
+            Says::Anything,
+        ),
+        (
+            "alerts:\n  destination: elasticsearch\n",
+            "alerts.destination",
+            Says::Anything,
+        ),
+    ]);
 }
 
 #[test]
@@ -804,10 +850,7 @@ fn shipped_demo_yaml_needs_no_environment() {
 
 #[test]
 fn load_reads_the_file_and_names_it_in_errors() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("worker.yaml");
-
-    std::fs::write(&path, "reader:\n  batch_size: 128\n").unwrap();
+    let (dir, path) = temp_worker_yaml("reader:\n  batch_size: 128\n");
     assert_eq!(Config::load(&path).unwrap().reader.batch_size, 128);
 
     std::fs::write(&path, "worker:\n  threads: 2\nreader:\n  batch_size: big\n").unwrap();
@@ -859,25 +902,13 @@ fn elasticsearch_keys_are_read_and_checked() {
     assert_eq!(es.id_field.as_deref(), Some("transaction_id"));
     assert_eq!(es.index_time_field, "timestamp");
     assert!(es.setup && es.mappings.as_ref().is_some_and(|m| m.is_object()));
-    let (key, _) = config_err(parse("indexer:\n  elasticsearch:\n    mappings: [1, 2]\n"));
-    assert_eq!(key, "indexer.elasticsearch.mappings");
-    let (key, _) = config_err(parse(
-        "indexer:\n  elasticsearch:\n    retry_base_ms: 500\n    retry_max_ms: 100\n",
-    ));
-    assert_eq!(key, "indexer.elasticsearch.retry_max_ms");
-    let (key, _) = config_err(parse("alerts:\n  destination: elasticsearch\n"));
-    assert_eq!(key, "alerts.destination");
 }
 
 #[test]
 fn overrides_leave_the_files_own_values_as_the_file_spelled_them() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("worker.yaml");
-    std::fs::write(
-        &path,
+    let (_dir, path) = temp_worker_yaml(
         "worker:\n  id: 0123\nindexer:\n  elasticsearch:\n    username: u\n    password: 0x1F\n    index: 1e3\n",
-    )
-    .unwrap();
+    );
     let (plain, _) = Config::resolve(Some(&path), &[]).unwrap();
     let (with_flag, _) = Config::resolve(
         Some(&path),
@@ -919,13 +950,9 @@ fn type_errors_on_secret_keys_do_not_quote_the_value() {
 
 #[test]
 fn lines_are_the_files_even_after_a_multi_line_substitution() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("worker.yaml");
-    std::fs::write(
-        &path,
+    let (_dir, path) = temp_worker_yaml(
         "indexer:\n  elasticsearch:\n    index_settings: ${PF_TEST_MULTI_LINE_SETTINGS_Q}\nreader:\n  batch_size: 0\n",
-    )
-    .unwrap();
+    );
     let env = |name: &str| {
         (name == "PF_TEST_MULTI_LINE_SETTINGS_Q")
             .then(|| "\n      number_of_shards: 1\n      number_of_replicas: 0".to_owned())

@@ -48,9 +48,10 @@ pub struct ValkeyConfig {
     /// every key's events are in one file (input partitioned by key). Default `shared`.
     pub windows: WindowPlacement,
     /// `window_lateness_secs`: how far (in event time, seconds) behind the newest event
-    /// of its key an event may arrive and still count. Workers reading different parts
-    /// of time-ordered data at the same time need it to cover how far apart in event
-    /// time they are. Default `300`.
+    /// of its key an event may arrive and still count, for shared and in-process windows
+    /// alike. Threads and workers reading different parts of time-ordered data at the
+    /// same time (other files, or other ranges of one split file) need it to cover how far
+    /// apart in event time they are; window state grows with it. Default `300`.
     pub window_lateness_secs: u64,
 }
 
@@ -156,6 +157,11 @@ impl ValkeyConfig {
         Ok(Arc::new(ValkeyMetadataStore::connect(&config)?))
     }
 
+    /// How far behind the newest event of its key a window event may arrive.
+    pub fn window_lateness(&self) -> Duration {
+        Duration::from_secs(self.window_lateness_secs)
+    }
+
     /// The shared window store with a `url` and `windows: shared`; `None` keeps window
     /// state in process.
     pub fn window_store(&self) -> Result<Option<Arc<dyn WindowStore>>> {
@@ -166,7 +172,7 @@ impl ValkeyConfig {
         Ok(Some(Arc::new(ValkeyWindowStore::connect(
             &config,
             ValkeyWindowOptions {
-                allowed_lateness: Duration::from_secs(self.window_lateness_secs),
+                allowed_lateness: self.window_lateness(),
                 ..ValkeyWindowOptions::default()
             },
         )?)))

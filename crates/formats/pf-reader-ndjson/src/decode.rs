@@ -217,14 +217,7 @@ impl LineDecoder {
                     // The decoder is poisoned: the lines before the bad one are decoded
                     // again on their own.
                     self.settle(buf, &rest[..i], uri, out);
-                    let span = rest[i];
-                    out.fail(
-                        uri,
-                        span.line,
-                        message,
-                        &buf[span.start..span.end],
-                        MAX_RECORD_TEXT,
-                    );
+                    fail_line(buf, rest[i], uri, message, out);
                     rest = &rest[i + 1..];
                 }
                 None => {
@@ -257,16 +250,7 @@ impl LineDecoder {
         match result {
             Ok(Some(batch)) => out.push(batch),
             Ok(None) => {}
-            Err(message) if spans.len() == 1 => {
-                let span = spans[0];
-                out.fail(
-                    uri,
-                    span.line,
-                    message,
-                    &buf[span.start..span.end],
-                    MAX_RECORD_TEXT,
-                );
-            }
+            Err(message) if spans.len() == 1 => fail_line(buf, spans[0], uri, message, out),
             Err(_) => {
                 let (left, right) = spans.split_at(spans.len() / 2);
                 self.settle(buf, left, uri, out);
@@ -299,12 +283,17 @@ fn feed_line(decoder: &mut Decoder, line: &[u8]) -> Result<(), String> {
 
 fn fail_all(buf: &[u8], spans: &[Span], uri: &str, error: &str, out: &mut Pending) {
     for span in spans {
-        out.fail(
-            uri,
-            span.line,
-            error.to_owned(),
-            &buf[span.start..span.end],
-            MAX_RECORD_TEXT,
-        );
+        fail_line(buf, *span, uri, error.to_owned(), out);
     }
+}
+
+/// Records the line at `span` of `buf` as failed with `error`.
+fn fail_line(buf: &[u8], span: Span, uri: &str, error: String, out: &mut Pending) {
+    out.fail(
+        uri,
+        span.line,
+        error,
+        &buf[span.start..span.end],
+        MAX_RECORD_TEXT,
+    );
 }

@@ -27,6 +27,44 @@ fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> String {
     format!("file://{}", path.display())
 }
 
+/// `bytes` as `name` in a fresh directory, which lives as long as the returned handle.
+fn temp_file(name: &str, bytes: &[u8]) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let uri = write_file(dir.path(), name, bytes);
+    (dir, uri)
+}
+
+/// A schema of `(name, type, nullable)` fields.
+fn schema_of(fields: &[(&str, DataType, bool)]) -> Arc<Schema> {
+    let fields: Vec<Field> = fields
+        .iter()
+        .map(|(name, data_type, nullable)| Field::new(*name, data_type.clone(), *nullable))
+        .collect();
+    Arc::new(Schema::new(fields))
+}
+
+/// A reader decoding against `schema`.
+fn typed_reader(schema: Arc<Schema>) -> NdjsonReader {
+    NdjsonReader::new(NdjsonReaderOptions {
+        schema: Some(schema),
+        ..options()
+    })
+}
+
+/// All of `text`, stored as `name`, read against `schema`.
+fn read_typed(schema: Arc<Schema>, name: &str, text: &[u8]) -> Vec<ReadBatch> {
+    let (_dir, uri) = temp_file(name, text);
+    read_all(&typed_reader(schema), &uri)
+}
+
+/// A reader with the default options but `batch_size`.
+fn batched(batch_size: usize) -> NdjsonReader {
+    NdjsonReader::new(NdjsonReaderOptions {
+        batch_size,
+        ..options()
+    })
+}
+
 fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     enc.write_all(bytes).expect("gzip");
@@ -135,7 +173,6 @@ fn assert_record_failure(f: &RecordFailure, uri: &str) {
 
 #[test]
 fn malformed_lines_become_failures_with_line_numbers() {
-    let dir = tempfile::tempdir().expect("tempdir");
     let mut text = String::new();
     let bad = [3usize, 8, 12];
     for line in 1..=14 {
@@ -149,7 +186,7 @@ fn malformed_lines_become_failures_with_line_numbers() {
             }
         }
     }
-    let uri = write_file(dir.path(), "bad.ndjson", text.as_bytes());
+    let (_dir, uri) = temp_file("bad.ndjson", text.as_bytes());
     for chunk in [DEFAULT_CHUNK, 64, 5] {
         let reader = NdjsonReader::new(options()).with_chunk_bytes(chunk);
         let batches = read_all(&reader, &uri);
@@ -177,19 +214,13 @@ fn malformed_lines_become_failures_with_line_numbers() {
 
 #[test]
 fn type_mismatch_against_given_schema_is_a_record_failure() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("id", DataType::Int64, false),
-        Field::new("amount", DataType::Float64, true),
-    ]));
+    let schema = schema_of(&[
+        ("id", DataType::Int64, false),
+        ("amount", DataType::Float64, true),
+    ]);
     let text =
         "{\"id\":1,\"amount\":1.5}\n{\"id\":2,\"amount\":\"lots\"}\n{\"id\":3}\n{\"amount\":2}\n";
-    let uri = write_file(dir.path(), "typed.ndjson", text.as_bytes());
-    let reader = NdjsonReader::new(NdjsonReaderOptions {
-        schema: Some(schema.clone()),
-        ..options()
-    });
-    let batches = read_all(&reader, &uri);
+    let batches = read_typed(schema.clone(), "typed.ndjson", text.as_bytes());
     // Line 2: a string where a number belongs; line 4: the non-nullable id is missing.
     assert_eq!(failed_lines(&batches), vec![2, 4]);
     let f = failures(&batches);
@@ -211,19 +242,13 @@ fn type_mismatch_against_given_schema_is_a_record_failure() {
 
 #[test]
 fn given_schema_ignores_extra_fields_and_fills_missing_ones_with_null() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("id", DataType::Int32, true),
-        Field::new("name", DataType::Utf8, true),
-    ]));
+    let schema = schema_of(&[
+        ("id", DataType::Int32, true),
+        ("name", DataType::Utf8, true),
+    ]);
     let text =
         "{\"id\":1,\"name\":\"a\",\"extra\":[1,2]}\n{\"name\":\"b\"}\n{\"id\":3,\"name\":null}\n";
-    let uri = write_file(dir.path(), "given.jsonl", text.as_bytes());
-    let reader = NdjsonReader::new(NdjsonReaderOptions {
-        schema: Some(schema.clone()),
-        ..options()
-    });
-    let batches = read_all(&reader, &uri);
+    let batches = read_typed(schema.clone(), "given.jsonl", text.as_bytes());
     assert!(failures(&batches).is_empty());
     assert_eq!(
         rows(&batches),
@@ -238,7 +263,6 @@ fn given_schema_ignores_extra_fields_and_fills_missing_ones_with_null() {
 
 #[test]
 fn overlong_lines_are_reported_and_skipped() {
-    let dir = tempfile::tempdir().expect("tempdir");
     let long = format!("{{\"id\":2,\"pad\":\"{}\"}}", "x".repeat(3_000));
     let last = format!("{{\"id\":5,\"pad\":\"{}\"}}", "é".repeat(700));
     let text = format!(
@@ -247,7 +271,7 @@ fn overlong_lines_are_reported_and_skipped() {
         tx_line(3),
         tx_line(4)
     );
-    let uri = write_file(dir.path(), "long.ndjson", text.as_bytes());
+    let (_dir, uri) = temp_file("long.ndjson", text.as_bytes());
     for chunk in [DEFAULT_CHUNK, 300, 7] {
         let reader = NdjsonReader::new(NdjsonReaderOptions {
             max_line_bytes: 200,
@@ -274,10 +298,9 @@ fn overlong_lines_are_reported_and_skipped() {
 
 #[test]
 fn an_overlong_line_keeps_only_its_own_text() {
-    let dir = tempfile::tempdir().expect("tempdir");
     let long = format!("{{\"id\":2,\"pad\":\"{}\"}}", "z".repeat(30));
     let text = format!("{{\"id\":1}}\n{long}\r\n{{\"id\":3}}\n");
-    let uri = write_file(dir.path(), "short-limit.ndjson", text.as_bytes());
+    let (_dir, uri) = temp_file("short-limit.ndjson", text.as_bytes());
     let reader = NdjsonReader::new(NdjsonReaderOptions {
         max_line_bytes: 20,
         ..options()
@@ -292,20 +315,12 @@ fn an_overlong_line_keeps_only_its_own_text() {
 
 #[test]
 fn a_line_longer_than_a_chunk_but_within_the_limit_is_decoded() {
-    let dir = tempfile::tempdir().expect("tempdir");
     let wide = format!("{{\"id\":2,\"pad\":\"{}\"}}", "y".repeat(5_000));
     let text = format!("{}\n{wide}\n{}\n", tx_line(1), tx_line(3));
-    let uri = write_file(dir.path(), "wide.ndjson", text.as_bytes());
+    let (_dir, uri) = temp_file("wide.ndjson", text.as_bytes());
     // A schema, because inference would only see the first (tiny) chunk.
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("id", DataType::Int64, true),
-        Field::new("pad", DataType::Utf8, true),
-    ]));
-    let reader = NdjsonReader::new(NdjsonReaderOptions {
-        schema: Some(schema),
-        ..options()
-    })
-    .with_chunk_bytes(64);
+    let schema = schema_of(&[("id", DataType::Int64, true), ("pad", DataType::Utf8, true)]);
+    let reader = typed_reader(schema).with_chunk_bytes(64);
     let batches = read_all(&reader, &uri);
     assert!(failures(&batches).is_empty());
     let rows = rows(&batches);
@@ -315,9 +330,8 @@ fn a_line_longer_than_a_chunk_but_within_the_limit_is_decoded() {
 
 #[test]
 fn blank_lines_crlf_and_a_missing_final_newline() {
-    let dir = tempfile::tempdir().expect("tempdir");
     let text = "\r\n{\"id\":1}\r\n   \r\n\t\n{\"id\":2}\r\n\n{\"id\":\r\n{\"id\":4}";
-    let uri = write_file(dir.path(), "crlf.ndjson", text.as_bytes());
+    let (_dir, uri) = temp_file("crlf.ndjson", text.as_bytes());
     for chunk in [DEFAULT_CHUNK, 3] {
         let reader = NdjsonReader::new(options()).with_chunk_bytes(chunk);
         let batches = read_all(&reader, &uri);
@@ -333,12 +347,7 @@ fn blank_lines_crlf_and_a_missing_final_newline() {
 
 #[test]
 fn byte_order_mark_is_ignored() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let uri = write_file(
-        dir.path(),
-        "bom.ndjson",
-        b"\xEF\xBB\xBF{\"id\":1}\n{\"id\":2}\n",
-    );
+    let (_dir, uri) = temp_file("bom.ndjson", b"\xEF\xBB\xBF{\"id\":1}\n{\"id\":2}\n");
     let batches = read_all(&NdjsonReader::new(options()), &uri);
     assert!(failures(&batches).is_empty());
     assert_eq!(ids(&rows(&batches)), vec![1, 2]);
@@ -375,11 +384,7 @@ fn gzip_and_zstd_files_decode_like_plain_ones() {
             zst_bytes.len(),
         ),
     ];
-    let reader = NdjsonReader::new(NdjsonReaderOptions {
-        batch_size: 100,
-        ..options()
-    })
-    .with_chunk_bytes(4096);
+    let reader = batched(100).with_chunk_bytes(4096);
     let want = read_all(&reader, &plain);
     for (uri, stored) in files {
         let got = read_all(&reader, &uri);
@@ -400,9 +405,8 @@ fn gzip_and_zstd_files_decode_like_plain_ones() {
 
 #[test]
 fn inference_skips_bad_head_lines() {
-    let dir = tempfile::tempdir().expect("tempdir");
     let text = "not json at all\n{\"id\":1,\"amount\":2.5,\"tag\":\"a\"}\n[1,2]\n{\"id\":2,\"amount\":3,\"tag\":\"b\"}\n";
-    let uri = write_file(dir.path(), "head.ndjson", text.as_bytes());
+    let (_dir, uri) = temp_file("head.ndjson", text.as_bytes());
     let batches = read_all(&NdjsonReader::new(options()), &uri);
     assert_eq!(failed_lines(&batches), vec![1, 3]);
     let schema = batches[0].batch.schema();
@@ -434,11 +438,10 @@ fn inference_skips_bad_head_lines() {
 
 #[test]
 fn inference_sees_only_the_head_and_tolerates_what_it_missed() {
-    let dir = tempfile::tempdir().expect("tempdir");
     // `note` is null throughout the head and a string later; `code` holds a number in
     // the head and later a string, and the other way round.
     let text = "{\"id\":1,\"note\":null,\"code\":\"A1\"}\n{\"id\":2,\"note\":null,\"code\":7}\n{\"id\":3,\"note\":\"late\",\"code\":9,\"new\":1}\n";
-    let uri = write_file(dir.path(), "late.ndjson", text.as_bytes());
+    let (_dir, uri) = temp_file("late.ndjson", text.as_bytes());
     let reader = NdjsonReader::new(NdjsonReaderOptions {
         infer_rows: 2,
         ..options()
@@ -457,9 +460,8 @@ fn inference_sees_only_the_head_and_tolerates_what_it_missed() {
 
 #[test]
 fn nulls_are_preserved() {
-    let dir = tempfile::tempdir().expect("tempdir");
     let text = "{\"a\":null,\"b\":1,\"c\":[1,null]}\n{\"a\":\"x\",\"b\":null,\"c\":null}\n{}\n";
-    let uri = write_file(dir.path(), "nulls.ndjson", text.as_bytes());
+    let (_dir, uri) = temp_file("nulls.ndjson", text.as_bytes());
     let batches = read_all(&NdjsonReader::new(options()), &uri);
     assert!(failures(&batches).is_empty());
     let batch = &batches[0].batch;
@@ -478,14 +480,13 @@ fn nulls_are_preserved() {
 
 #[test]
 fn nested_objects_and_arrays_become_structs_and_lists() {
-    let dir = tempfile::tempdir().expect("tempdir");
     let text = concat!(
         r#"{"id":1,"user":{"name":"ann","geo":{"cc":"FR"}},"tags":["a","b"],"items":[{"sku":"x","qty":2}]}"#,
         "\n",
         r#"{"id":2,"user":{"name":"bob"},"tags":[],"items":[{"sku":"y","qty":1},{"sku":"z","qty":5}]}"#,
         "\n",
     );
-    let uri = write_file(dir.path(), "nested.ndjson", text.as_bytes());
+    let (_dir, uri) = temp_file("nested.ndjson", text.as_bytes());
     let batches = read_all(&NdjsonReader::new(options()), &uri);
     assert!(failures(&batches).is_empty());
     let schema = batches[0].batch.schema();
@@ -527,15 +528,10 @@ fn empty_and_whitespace_only_files_yield_no_rows() {
 
 #[test]
 fn a_file_of_only_invalid_lines_fails_every_line_and_decodes_nothing() {
-    let dir = tempfile::tempdir().expect("tempdir");
     let text = "nope\n[1,2,3]\n\n42\n\"str\"\nnull\n{\"unterminated\":\n";
-    let uri = write_file(dir.path(), "junk.ndjson", text.as_bytes());
+    let (_dir, uri) = temp_file("junk.ndjson", text.as_bytes());
     for chunk in [DEFAULT_CHUNK, 4] {
-        let reader = NdjsonReader::new(NdjsonReaderOptions {
-            batch_size: 4,
-            ..options()
-        })
-        .with_chunk_bytes(chunk);
+        let reader = batched(4).with_chunk_bytes(chunk);
         let batches = read_all(&reader, &uri);
         assert_eq!(total_rows(&batches), 0);
         assert_eq!(
@@ -557,7 +553,6 @@ fn a_file_of_only_invalid_lines_fails_every_line_and_decodes_nothing() {
 
 #[test]
 fn lines_that_are_not_exactly_one_object_fail_once_the_schema_is_known() {
-    let dir = tempfile::tempdir().expect("tempdir");
     let text: &[u8] = b"{\"id\":1}\n\
         {\"id\":2}{\"id\":3}\n\
         {\"id\":\"four\n\
@@ -567,16 +562,8 @@ fn lines_that_are_not_exactly_one_object_fail_once_the_schema_is_known() {
         null\n\
         {\"id\":9,\"s\":\"\xFF\xFE\"}\n\
         {\"id\":10}\n";
-    let uri = write_file(dir.path(), "odd.ndjson", text);
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("id", DataType::Int64, true),
-        Field::new("s", DataType::Utf8, true),
-    ]));
-    let reader = NdjsonReader::new(NdjsonReaderOptions {
-        schema: Some(schema),
-        ..options()
-    });
-    let batches = read_all(&reader, &uri);
+    let schema = schema_of(&[("id", DataType::Int64, true), ("s", DataType::Utf8, true)]);
+    let batches = read_typed(schema, "odd.ndjson", text);
     assert_eq!(ids(&rows(&batches)), vec![1, 10]);
     assert_eq!(failed_lines(&batches), vec![2, 3, 4, 5, 6, 7, 8]);
     let invalid_utf8 = &failures(&batches)[6];
@@ -590,22 +577,15 @@ fn lines_that_are_not_exactly_one_object_fail_once_the_schema_is_known() {
 
 #[test]
 fn two_objects_on_one_line_cannot_cancel_out_an_object_over_two_lines() {
-    let dir = tempfile::tempdir().expect("tempdir");
     let text = "{\"s\":\"ok\"}\n{\"s\":\"a\"}{\"s\":\"b\n c\"}\n{\"s\":\"end\"}\n";
-    let uri = write_file(dir.path(), "cancel.ndjson", text.as_bytes());
-    let schema = Arc::new(Schema::new(vec![Field::new("s", DataType::Utf8, true)]));
-    let reader = NdjsonReader::new(NdjsonReaderOptions {
-        schema: Some(schema),
-        ..options()
-    });
-    let batches = read_all(&reader, &uri);
+    let schema = schema_of(&[("s", DataType::Utf8, true)]);
+    let batches = read_typed(schema, "cancel.ndjson", text.as_bytes());
     assert_eq!(rows(&batches), vec![json!({"s":"ok"}), json!({"s":"end"})]);
     assert_eq!(failed_lines(&batches), vec![2, 3]);
 }
 
 #[test]
 fn chunk_boundaries_inside_lines_do_not_change_the_result() {
-    let dir = tempfile::tempdir().expect("tempdir");
     let mut text = String::new();
     for i in 0..300 {
         text.push_str(&tx_line(i));
@@ -614,7 +594,7 @@ fn chunk_boundaries_inside_lines_do_not_change_the_result() {
             text.push_str("{\"bad\": tru}\n\n");
         }
     }
-    let uri = write_file(dir.path(), "chunks.ndjson", text.as_bytes());
+    let (_dir, uri) = temp_file("chunks.ndjson", text.as_bytes());
     let opts = NdjsonReaderOptions {
         batch_size: 64,
         ..options()
@@ -668,12 +648,11 @@ fn resume_text() -> String {
 
 #[test]
 fn resume_plain_file_from_checkpoint() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let uri = write_file(dir.path(), "resume.ndjson", resume_text().as_bytes());
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("id", DataType::Int64, true),
-        Field::new("amount", DataType::Float64, true),
-    ]));
+    let (_dir, uri) = temp_file("resume.ndjson", resume_text().as_bytes());
+    let schema = schema_of(&[
+        ("id", DataType::Int64, true),
+        ("amount", DataType::Float64, true),
+    ]);
     for chunk in [DEFAULT_CHUNK, 50] {
         let reader = NdjsonReader::new(NdjsonReaderOptions {
             batch_size: 7,
@@ -693,7 +672,7 @@ fn resume_compressed_files_from_checkpoint() {
     let text = resume_text();
     let gz = write_file(dir.path(), "resume.ndjson.gz", &gzip(text.as_bytes()));
     let zst = write_file(dir.path(), "resume.ndjson.zst", &zstd(text.as_bytes()));
-    let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, true)]));
+    let schema = schema_of(&[("id", DataType::Int64, true)]);
     let reader = NdjsonReader::new(NdjsonReaderOptions {
         batch_size: 6,
         schema: Some(schema),
@@ -708,12 +687,8 @@ fn resume_compressed_files_from_checkpoint() {
 
 #[test]
 fn resume_with_inferred_schema_infers_from_the_resumed_head() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let uri = write_file(dir.path(), "resume-infer.ndjson", resume_text().as_bytes());
-    let reader = NdjsonReader::new(NdjsonReaderOptions {
-        batch_size: 10,
-        ..options()
-    });
+    let (_dir, uri) = temp_file("resume-infer.ndjson", resume_text().as_bytes());
+    let reader = batched(10);
     check_resume(&reader, &uri, 1);
 }
 
@@ -850,11 +825,7 @@ impl ObjectSource for FlakySource {
 #[test]
 fn transport_errors_keep_their_class_through_decompression() {
     let text: String = (0..3000).map(|i| tx_line(i) + "\n").collect();
-    let reader = NdjsonReader::new(NdjsonReaderOptions {
-        batch_size: 100,
-        ..options()
-    })
-    .with_chunk_bytes(1024);
+    let reader = batched(100).with_chunk_bytes(1024);
     for (uri, data) in [
         ("s3://b/flaky.ndjson", text.clone().into_bytes()),
         ("s3://b/flaky.ndjson.gz", gzip(text.as_bytes())),
@@ -886,7 +857,6 @@ fn transport_errors_keep_their_class_through_decompression() {
 
 #[test]
 fn segments_larger_than_the_fast_decoder_are_flushed_in_pieces() {
-    let dir = tempfile::tempdir().expect("tempdir");
     let mut text = String::new();
     for i in 0..80_000 {
         if i == 70_000 {
@@ -895,7 +865,7 @@ fn segments_larger_than_the_fast_decoder_are_flushed_in_pieces() {
             text.push_str(&format!("{{\"id\":{i}}}\n"));
         }
     }
-    let uri = write_file(dir.path(), "many.ndjson", text.as_bytes());
+    let (_dir, uri) = temp_file("many.ndjson", text.as_bytes());
     let batches = read_all(&NdjsonReader::new(options()), &uri);
     assert_eq!(failed_lines(&batches), vec![70_001]);
     let got = ids(&rows(&batches));
@@ -907,7 +877,6 @@ fn segments_larger_than_the_fast_decoder_are_flushed_in_pieces() {
 
 #[test]
 fn batches_respect_batch_size_and_account_for_every_line() {
-    let dir = tempfile::tempdir().expect("tempdir");
     let mut text = String::new();
     let mut bad = 0;
     for i in 0..1000usize {
@@ -919,12 +888,8 @@ fn batches_respect_batch_size_and_account_for_every_line() {
             text.push('\n');
         }
     }
-    let uri = write_file(dir.path(), "count.ndjson", text.as_bytes());
-    let reader = NdjsonReader::new(NdjsonReaderOptions {
-        batch_size: 128,
-        ..options()
-    })
-    .with_chunk_bytes(3000);
+    let (_dir, uri) = temp_file("count.ndjson", text.as_bytes());
+    let reader = batched(128).with_chunk_bytes(3000);
     let batches = read_all(&reader, &uri);
     assert_eq!(total_rows(&batches), 1000 - bad);
     assert_eq!(failures(&batches).len(), bad);
@@ -938,8 +903,7 @@ fn batches_respect_batch_size_and_account_for_every_line() {
 
 #[test]
 fn wrong_format_and_unusable_schema_are_rejected_at_open() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let uri = write_file(dir.path(), "x.parquet", b"PAR1");
+    let (_dir, uri) = temp_file("x.parquet", b"PAR1");
     let item = WorkItem::from_uri(&uri).expect("item");
     let reader = NdjsonReader::new(options());
     assert!(

@@ -124,6 +124,16 @@ fn ids(batches: &[ReadBatch]) -> Vec<i64> {
         .collect()
 }
 
+/// Column `index` of `batch`, a string column.
+fn strings(batch: &ReadBatch, index: usize) -> &StringArray {
+    batch
+        .batch
+        .column(index)
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .unwrap()
+}
+
 /// `(first_row, rows, resume as (position, next_row))` of one batch.
 type Shape = (u64, usize, Option<(u64, u64)>);
 
@@ -148,6 +158,76 @@ fn checkpoint(position: u64, next_row: u64) -> Checkpoint {
     }
 }
 
+/// `a.parquet` in a fresh directory holding `id_name_batch(0, rows)`, `per_group` rows
+/// to a row group.
+fn id_name_file(rows: usize, per_group: usize) -> (tempfile::TempDir, WorkItem) {
+    temp_file(
+        "a.parquet",
+        id_name_schema(),
+        &[id_name_batch(0, rows)],
+        props(per_group),
+    )
+}
+
+/// All of [`id_name_file`] read in batches of `batch_size` rows.
+fn read_id_name(rows: usize, per_group: usize, batch_size: usize) -> Vec<ReadBatch> {
+    let (_dir, item) = id_name_file(rows, per_group);
+    read_fresh(&reader(batch_size), &item)
+}
+
+/// [`write`] into a fresh directory, which lives as long as the returned handle.
+fn temp_file(
+    name: &str,
+    schema: SchemaRef,
+    batches: &[RecordBatch],
+    props: WriterProperties,
+) -> (tempfile::TempDir, WorkItem) {
+    let dir = tempfile::tempdir().unwrap();
+    let item = write(dir.path(), name, schema, batches, props);
+    (dir, item)
+}
+
+/// `batch` alone in a fresh directory, `per_group` rows to a row group.
+fn one_batch_file(
+    name: &str,
+    batch: &RecordBatch,
+    per_group: usize,
+) -> (tempfile::TempDir, WorkItem) {
+    temp_file(
+        name,
+        batch.schema(),
+        std::slice::from_ref(batch),
+        props(per_group),
+    )
+}
+
+/// All rows of `batches` as one batch.
+fn concat(batches: &[ReadBatch]) -> RecordBatch {
+    arrow::compute::concat_batches(&batches[0].batch.schema(), batches.iter().map(|b| &b.batch))
+        .unwrap()
+}
+
+/// A reader that projects `columns`.
+fn projecting(batch_size: usize, columns: &[&str]) -> ParquetReader {
+    ParquetReader::new(ParquetReaderOptions {
+        batch_size,
+        columns: Some(columns.iter().map(|c| c.to_string()).collect()),
+    })
+}
+
+/// Reads all of a local `item` from its start.
+fn read_fresh(reader: &ParquetReader, item: &WorkItem) -> Vec<ReadBatch> {
+    read_all(reader, local(), item, &Checkpoint::default()).unwrap()
+}
+
+/// The error opening `item` from its start fails with.
+fn open_err(reader: &ParquetReader, source: Arc<dyn ObjectSource>, item: &WorkItem) -> PfError {
+    reader
+        .open(source, item, &Checkpoint::default())
+        .err()
+        .unwrap()
+}
+
 #[test]
 fn reports_parquet_format() {
     assert_eq!(reader(10).format(), FileFormat::Parquet);
@@ -157,15 +237,7 @@ fn reports_parquet_format() {
 
 #[test]
 fn row_groups_give_ordinals_batch_sizes_and_resume_points() {
-    let dir = tempfile::tempdir().unwrap();
-    let item = write(
-        dir.path(),
-        "a.parquet",
-        id_name_schema(),
-        &[id_name_batch(0, 25)],
-        props(10),
-    );
-    let batches = read_all(&reader(4), local(), &item, &Checkpoint::default()).unwrap();
+    let batches = read_id_name(25, 10, 4);
     assert_eq!(
         shape(&batches),
         vec![
@@ -188,15 +260,7 @@ fn row_groups_give_ordinals_batch_sizes_and_resume_points() {
 
 #[test]
 fn batch_size_zero_reads_one_row_at_a_time() {
-    let dir = tempfile::tempdir().unwrap();
-    let item = write(
-        dir.path(),
-        "a.parquet",
-        id_name_schema(),
-        &[id_name_batch(0, 3)],
-        props(10),
-    );
-    let batches = read_all(&reader(0), local(), &item, &Checkpoint::default()).unwrap();
+    let batches = read_id_name(3, 10, 0);
     assert_eq!(
         shape(&batches),
         vec![(0, 1, None), (1, 1, None), (2, 1, Some((1, 3)))]
@@ -205,9 +269,7 @@ fn batch_size_zero_reads_one_row_at_a_time() {
 
 #[test]
 fn bytes_read_are_counted_once_and_bounded_by_the_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let item = write(
-        dir.path(),
+    let (_dir, item) = temp_file(
         "a.parquet",
         id_name_schema(),
         &[id_name_batch(0, 3000)],
@@ -229,7 +291,7 @@ fn bytes_read_are_counted_once_and_bounded_by_the_file() {
             }),
         ),
     ] {
-        let batches = read_all(&reader, local(), &item, &Checkpoint::default()).unwrap();
+        let batches = read_fresh(&reader, &item);
         assert_eq!(ids(&batches), (0..3000).collect::<Vec<_>>(), "{what}");
         let total: u64 = batches.iter().map(|b| b.bytes_read).sum();
         assert!(total > 0 && total <= len, "{what}: read {total} of {len}");
@@ -287,14 +349,7 @@ impl ObjectSource for FlakySource {
 
 #[test]
 fn footer_costs_one_ranged_read_and_data_reads_stay_in_the_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let item = write(
-        dir.path(),
-        "a.parquet",
-        id_name_schema(),
-        &[id_name_batch(0, 3000)],
-        props(1000),
-    );
+    let (_dir, item) = id_name_file(3000, 1000);
     let len = item.size.unwrap();
     let source = FlakySource::new(usize::MAX);
     let stream = reader(500)
@@ -310,14 +365,7 @@ fn footer_costs_one_ranged_read_and_data_reads_stay_in_the_file() {
 
 #[test]
 fn source_errors_keep_their_class() {
-    let dir = tempfile::tempdir().unwrap();
-    let item = write(
-        dir.path(),
-        "a.parquet",
-        id_name_schema(),
-        &[id_name_batch(0, 3000)],
-        props(1000),
-    );
+    let (_dir, item) = id_name_file(3000, 1000);
     // The footer read succeeds; the first data read fails.
     let source = FlakySource::new(1);
     let mut stream = reader(500)
@@ -353,28 +401,15 @@ fn source_errors_keep_their_class() {
     assert_eq!(err.class(), ErrorClass::Transient, "{err}");
 
     // The footer read itself fails.
-    let err = reader(100)
-        .open(FlakySource::new(0), &item, &Checkpoint::default())
-        .err()
-        .unwrap();
+    let err = open_err(&reader(100), FlakySource::new(0), &item);
     assert_eq!(err.class(), ErrorClass::Transient, "{err}");
 }
 
 #[test]
 fn projection_selects_columns_in_file_order() {
-    let dir = tempfile::tempdir().unwrap();
-    let item = write(
-        dir.path(),
-        "a.parquet",
-        id_name_schema(),
-        &[id_name_batch(0, 20)],
-        props(8),
-    );
-    let only_name = ParquetReader::new(ParquetReaderOptions {
-        batch_size: 100,
-        columns: Some(vec!["name".into()]),
-    });
-    let batches = read_all(&only_name, local(), &item, &Checkpoint::default()).unwrap();
+    let (_dir, item) = id_name_file(20, 8);
+    let only_name = projecting(100, &["name"]);
+    let batches = read_fresh(&only_name, &item);
     assert_eq!(batches.len(), 3);
     for b in &batches {
         let schema = b.batch.schema();
@@ -383,38 +418,20 @@ fn projection_selects_columns_in_file_order() {
     }
     let rows: usize = batches.iter().map(|b| b.batch.num_rows()).sum();
     assert_eq!(rows, 20);
-    let first = batches[0]
-        .batch
-        .column(0)
-        .as_any()
-        .downcast_ref::<StringArray>()
-        .unwrap();
+    let first = strings(&batches[0], 0);
     assert_eq!(first.value(1), "name-1");
 
-    let both = ParquetReader::new(ParquetReaderOptions {
-        batch_size: 100,
-        columns: Some(vec!["name".into(), "id".into()]),
-    });
-    let batches = read_all(&both, local(), &item, &Checkpoint::default()).unwrap();
+    let both = projecting(100, &["name", "id"]);
+    let batches = read_fresh(&both, &item);
     assert_eq!(batches[0].batch.schema(), id_name_schema());
     assert_eq!(ids(&batches), (0..20).collect::<Vec<_>>());
 }
 
 #[test]
 fn empty_projection_still_counts_rows() {
-    let dir = tempfile::tempdir().unwrap();
-    let item = write(
-        dir.path(),
-        "a.parquet",
-        id_name_schema(),
-        &[id_name_batch(0, 20)],
-        props(8),
-    );
-    let none = ParquetReader::new(ParquetReaderOptions {
-        batch_size: 100,
-        columns: Some(Vec::new()),
-    });
-    let batches = read_all(&none, local(), &item, &Checkpoint::default()).unwrap();
+    let (_dir, item) = id_name_file(20, 8);
+    let none = projecting(100, &[]);
+    let batches = read_fresh(&none, &item);
     assert_eq!(
         shape(&batches),
         vec![
@@ -428,22 +445,9 @@ fn empty_projection_still_counts_rows() {
 
 #[test]
 fn unknown_projected_column_is_a_permanent_schema_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let item = write(
-        dir.path(),
-        "a.parquet",
-        id_name_schema(),
-        &[id_name_batch(0, 5)],
-        props(8),
-    );
-    let r = ParquetReader::new(ParquetReaderOptions {
-        batch_size: 100,
-        columns: Some(vec!["id".into(), "amount".into()]),
-    });
-    let err = r
-        .open(local(), &item, &Checkpoint::default())
-        .err()
-        .unwrap();
+    let (_dir, item) = id_name_file(5, 8);
+    let r = projecting(100, &["id", "amount"]);
+    let err = open_err(&r, local(), &item);
     assert!(matches!(err, PfError::Schema { .. }), "{err:?}");
     assert_eq!(err.class(), ErrorClass::Permanent);
     let text = err.to_string();
@@ -455,14 +459,7 @@ fn unknown_projected_column_is_a_permanent_schema_error() {
 
 #[test]
 fn resumes_after_finished_row_groups() {
-    let dir = tempfile::tempdir().unwrap();
-    let item = write(
-        dir.path(),
-        "a.parquet",
-        id_name_schema(),
-        &[id_name_batch(0, 25)],
-        props(10),
-    );
+    let (_dir, item) = id_name_file(25, 10);
     let r = reader(6);
     let batches = read_all(&r, local(), &item, &checkpoint(1, 10)).unwrap();
     assert_eq!(ids(&batches), (10..25).collect::<Vec<_>>());
@@ -475,7 +472,7 @@ fn resumes_after_finished_row_groups() {
         ]
     );
     // A resume point taken from a full read leads to the same rows.
-    let full = read_all(&r, local(), &item, &Checkpoint::default()).unwrap();
+    let full = read_fresh(&r, &item);
     let point = full.iter().filter_map(|b| b.resume).nth(1).unwrap();
     let rest = read_all(
         &r,
@@ -498,14 +495,7 @@ fn resumes_after_finished_row_groups() {
 
 #[test]
 fn checkpoints_that_do_not_fit_the_file_are_permanent() {
-    let dir = tempfile::tempdir().unwrap();
-    let item = write(
-        dir.path(),
-        "a.parquet",
-        id_name_schema(),
-        &[id_name_batch(0, 25)],
-        props(10),
-    );
+    let (_dir, item) = id_name_file(25, 10);
     for cp in [checkpoint(1, 7), checkpoint(4, 0), checkpoint(u64::MAX, 1)] {
         let err = reader(6).open(local(), &item, &cp).err().unwrap();
         assert!(
@@ -519,21 +509,11 @@ fn checkpoints_that_do_not_fit_the_file_are_permanent() {
 
 #[test]
 fn file_without_rows_yields_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let item = write(
-        dir.path(),
-        "empty.parquet",
-        id_name_schema(),
-        &[],
-        props(10),
-    );
-    let batches = read_all(&reader(10), local(), &item, &Checkpoint::default()).unwrap();
+    let (_dir, item) = temp_file("empty.parquet", id_name_schema(), &[], props(10));
+    let batches = read_fresh(&reader(10), &item);
     assert!(batches.is_empty());
     // Projection is still checked against the schema.
-    let r = ParquetReader::new(ParquetReaderOptions {
-        batch_size: 10,
-        columns: Some(vec!["name".into()]),
-    });
+    let r = projecting(10, &["name"]);
     assert!(
         read_all(&r, local(), &item, &Checkpoint::default())
             .unwrap()
@@ -581,7 +561,7 @@ fn write_with_empty_row_group(dir: &Path) -> WorkItem {
 fn empty_row_groups_yield_nothing_but_count_as_done() {
     let dir = tempfile::tempdir().unwrap();
     let item = write_with_empty_row_group(dir.path());
-    let batches = read_all(&reader(10), local(), &item, &Checkpoint::default()).unwrap();
+    let batches = read_fresh(&reader(10), &item);
     assert_eq!(
         shape(&batches),
         vec![(0, 3, Some((1, 3))), (3, 2, Some((3, 5)))]
@@ -596,26 +576,13 @@ fn empty_row_groups_yield_nothing_but_count_as_done() {
 
 #[test]
 fn nulls_survive() {
-    let dir = tempfile::tempdir().unwrap();
-    let item = write(
-        dir.path(),
-        "a.parquet",
-        id_name_schema(),
-        &[id_name_batch(0, 30)],
-        props(16),
-    );
-    let batches = read_all(&reader(100), local(), &item, &Checkpoint::default()).unwrap();
+    let batches = read_id_name(30, 16, 100);
     let nulls: usize = batches
         .iter()
         .map(|b| b.batch.column_by_name("name").unwrap().null_count())
         .sum();
     assert_eq!(nulls, 5, "rows 0, 7, 14, 21 and 28");
-    let names = batches[0]
-        .batch
-        .column(1)
-        .as_any()
-        .downcast_ref::<StringArray>()
-        .unwrap();
+    let names = strings(&batches[0], 1);
     assert!(names.is_null(7) && names.is_valid(8));
 }
 
@@ -662,32 +629,16 @@ fn nested_batch() -> RecordBatch {
 
 #[test]
 fn nested_struct_and_list_columns_round_trip() {
-    let dir = tempfile::tempdir().unwrap();
     let batch = nested_batch();
-    let item = write(
-        dir.path(),
-        "nested.parquet",
-        batch.schema(),
-        std::slice::from_ref(&batch),
-        props(2),
-    );
-    let batches = read_all(&reader(100), local(), &item, &Checkpoint::default()).unwrap();
+    let (_dir, item) = one_batch_file("nested.parquet", &batch, 2);
+    let batches = read_fresh(&reader(100), &item);
     assert_eq!(batches.len(), 2);
-    let read = arrow::compute::concat_batches(
-        &batches[0].batch.schema(),
-        batches.iter().map(|b| &b.batch),
-    )
-    .unwrap();
-    assert_eq!(read, batch);
+    assert_eq!(concat(&batches), batch);
 
     // A nested column is projected by its top-level name, with all its leaves, and its
     // chunks go through the read-ahead windows.
-    let r = ParquetReader::new(ParquetReaderOptions {
-        batch_size: 100,
-        columns: Some(vec!["tags".into(), "detail".into()]),
-    })
-    .with_io(tiny_io());
-    let batches = read_all(&r, local(), &item, &Checkpoint::default()).unwrap();
+    let r = projecting(100, &["tags", "detail"]).with_io(tiny_io());
+    let batches = read_fresh(&r, &item);
     assert_eq!(batches[0].batch.num_columns(), 2);
     assert_eq!(
         batches[0].batch.column(0).as_ref(),
@@ -701,7 +652,6 @@ fn nested_struct_and_list_columns_round_trip() {
 
 #[test]
 fn dictionary_columns_keep_their_arrow_type() {
-    let dir = tempfile::tempdir().unwrap();
     let dict: DictionaryArray<Int32Type> = vec![
         Some("red"),
         Some("green"),
@@ -718,19 +668,13 @@ fn dictionary_columns_keep_their_arrow_type() {
         true,
     )]));
     let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(dict)]).unwrap();
-    let item = write(
-        dir.path(),
-        "dict.parquet",
-        schema.clone(),
-        std::slice::from_ref(&batch),
-        props(4),
-    );
-    let batches = read_all(&reader(100), local(), &item, &Checkpoint::default()).unwrap();
+    let (_dir, item) = one_batch_file("dict.parquet", &batch, 4);
+    let batches = read_fresh(&reader(100), &item);
     assert_eq!(batches.len(), 2);
     for b in &batches {
         assert_eq!(b.batch.schema(), schema);
     }
-    let read = arrow::compute::concat_batches(&schema, batches.iter().map(|b| &b.batch)).unwrap();
+    let read = concat(&batches);
     let read = read
         .column(0)
         .as_any()
@@ -767,23 +711,13 @@ fn assert_permanent_invalid(err: &PfError) {
 
 #[test]
 fn truncated_file_is_permanent_invalid_data() {
-    let dir = tempfile::tempdir().unwrap();
-    let item = write(
-        dir.path(),
-        "a.parquet",
-        id_name_schema(),
-        &[id_name_batch(0, 100)],
-        props(10),
-    );
+    let (dir, item) = id_name_file(100, 10);
     let path = dir.path().join("a.parquet");
     let bytes = fs::read(&path).unwrap();
     for cut in [1, 4, 10, bytes.len() / 2, bytes.len() - 8] {
         let short = dir.path().join(format!("cut{cut}.parquet"));
         fs::write(&short, &bytes[..bytes.len() - cut]).unwrap();
-        let err = reader(10)
-            .open(local(), &item_for(&short), &Checkpoint::default())
-            .err()
-            .unwrap();
+        let err = open_err(&reader(10), local(), &item_for(&short));
         assert_permanent_invalid(&err);
         assert!(
             err.to_string().contains(&format!("cut{cut}.parquet")),
@@ -795,10 +729,7 @@ fn truncated_file_is_permanent_invalid_data() {
         size: Some(bytes.len() as u64 + 100),
         ..item.clone()
     };
-    let err = reader(10)
-        .open(local(), &stale, &Checkpoint::default())
-        .err()
-        .unwrap();
+    let err = open_err(&reader(10), local(), &stale);
     assert_eq!(err.class(), ErrorClass::Permanent, "{err}");
 }
 
@@ -811,18 +742,12 @@ fn non_parquet_files_are_permanent_invalid_data() {
         "{\"id\":1,\"name\":\"x\"}\n{\"id\":2,\"name\":\"y\"}\n",
     )
     .unwrap();
-    let err = reader(10)
-        .open(local(), &item_for(&json), &Checkpoint::default())
-        .err()
-        .unwrap();
+    let err = open_err(&reader(10), local(), &item_for(&json));
     assert_permanent_invalid(&err);
 
     let tiny = dir.path().join("tiny.parquet");
     fs::write(&tiny, "PAR1").unwrap();
-    let err = reader(10)
-        .open(local(), &item_for(&tiny), &Checkpoint::default())
-        .err()
-        .unwrap();
+    let err = open_err(&reader(10), local(), &item_for(&tiny));
     assert_permanent_invalid(&err);
 
     // A footer declaring a huge metadata block is refused before it is fetched (a sparse
@@ -835,10 +760,7 @@ fn non_parquet_files_are_permanent_invalid_data() {
     footer.extend_from_slice(b"PAR1");
     std::os::unix::fs::FileExt::write_all_at(&file, &footer, len - 8).unwrap();
     let source = FlakySource::new(usize::MAX);
-    let err = reader(10)
-        .open(source.clone(), &item_for(&huge), &Checkpoint::default())
-        .err()
-        .unwrap();
+    let err = open_err(&reader(10), source.clone(), &item_for(&huge));
     assert_permanent_invalid(&err);
     assert!(err.to_string().contains("limit"), "{err}");
     assert_eq!(source.calls.load(Ordering::SeqCst), 1);
@@ -850,10 +772,7 @@ fn non_parquet_files_are_permanent_invalid_data() {
     bytes.extend_from_slice(&40u32.to_le_bytes());
     bytes.extend_from_slice(b"PAR1");
     fs::write(&fake, &bytes).unwrap();
-    let err = reader(10)
-        .open(local(), &item_for(&fake), &Checkpoint::default())
-        .err()
-        .unwrap();
+    let err = open_err(&reader(10), local(), &item_for(&fake));
     assert_permanent_invalid(&err);
 }
 
@@ -867,10 +786,7 @@ fn missing_object_is_permanent_not_found() {
     });
     fs::remove_file(dir.path().join("gone.parquet")).unwrap();
     item.size = None;
-    let err = reader(10)
-        .open(local(), &item, &Checkpoint::default())
-        .err()
-        .unwrap();
+    let err = open_err(&reader(10), local(), &item);
     assert!(matches!(err, PfError::NotFound { .. }), "{err:?}");
 }
 

@@ -140,75 +140,76 @@ impl Metrics {
 
     /// The counters in the Prometheus text exposition format (version 0.0.4).
     pub fn render(&self) -> String {
-        let mut out = String::with_capacity(2048);
         let g = Self::get;
-        counter(
-            &mut out,
-            "paraflow_rows_read_total",
-            "Records seen in sources.",
-            &[("", g(&self.rows_read))],
-        );
-        counter(
-            &mut out,
-            "paraflow_rows_indexed_total",
-            "Records accepted by the destination.",
-            &[("", g(&self.rows_indexed))],
-        );
-        counter(
-            &mut out,
-            "paraflow_rows_dropped_total",
-            "Records dropped by the transform.",
-            &[("", g(&self.rows_dropped))],
-        );
-        counter(
-            &mut out,
-            "paraflow_rows_failed_total",
-            "Records sent to the record DLQ, by stage.",
-            &[
-                ("stage=\"read\"", g(&self.rows_failed_read)),
-                ("stage=\"transform\"", g(&self.rows_failed_transform)),
-                ("stage=\"index\"", g(&self.rows_failed_index)),
-            ],
-        );
-        counter(
-            &mut out,
-            "paraflow_fraud_rows_total",
-            "Records flagged as fraud.",
-            &[("", g(&self.fraud_rows))],
-        );
-        counter(
-            &mut out,
-            "paraflow_bytes_read_total",
-            "Source bytes read.",
-            &[("", g(&self.bytes_read))],
-        );
-        counter(
-            &mut out,
-            "paraflow_batches_total",
-            "Batches handed to the indexer.",
-            &[("", g(&self.batches))],
-        );
-        counter(
-            &mut out,
-            "paraflow_files_total",
-            "Files finished, by status.",
-            &[
-                ("status=\"completed\"", g(&self.files_completed)),
-                ("status=\"failed\"", g(&self.files_failed)),
-                ("status=\"retried\"", g(&self.files_retried)),
-                ("status=\"skipped\"", g(&self.files_skipped)),
-            ],
-        );
-        counter(
-            &mut out,
-            "paraflow_stage_seconds_total",
-            "Time spent in each pipeline stage, summed over threads.",
-            &[
-                ("stage=\"read\"", g(&self.read_ns)),
-                ("stage=\"transform\"", g(&self.transform_ns)),
-                ("stage=\"index\"", g(&self.index_ns)),
-            ],
-        );
+        let one = |c: &AtomicU64| vec![("", g(c))];
+        let by_stage = |read: &AtomicU64, transform: &AtomicU64, index: &AtomicU64| {
+            vec![
+                ("stage=\"read\"", g(read)),
+                ("stage=\"transform\"", g(transform)),
+                ("stage=\"index\"", g(index)),
+            ]
+        };
+        // (name, help, series as (labels, value)), in exposition order.
+        let counters = [
+            (
+                "paraflow_rows_read_total",
+                "Records seen in sources.",
+                one(&self.rows_read),
+            ),
+            (
+                "paraflow_rows_indexed_total",
+                "Records accepted by the destination.",
+                one(&self.rows_indexed),
+            ),
+            (
+                "paraflow_rows_dropped_total",
+                "Records dropped by the transform.",
+                one(&self.rows_dropped),
+            ),
+            (
+                "paraflow_rows_failed_total",
+                "Records sent to the record DLQ, by stage.",
+                by_stage(
+                    &self.rows_failed_read,
+                    &self.rows_failed_transform,
+                    &self.rows_failed_index,
+                ),
+            ),
+            (
+                "paraflow_fraud_rows_total",
+                "Records flagged as fraud.",
+                one(&self.fraud_rows),
+            ),
+            (
+                "paraflow_bytes_read_total",
+                "Source bytes read.",
+                one(&self.bytes_read),
+            ),
+            (
+                "paraflow_batches_total",
+                "Batches handed to the indexer.",
+                one(&self.batches),
+            ),
+            (
+                "paraflow_files_total",
+                "Files finished, by status.",
+                vec![
+                    ("status=\"completed\"", g(&self.files_completed)),
+                    ("status=\"failed\"", g(&self.files_failed)),
+                    ("status=\"retried\"", g(&self.files_retried)),
+                    ("status=\"skipped\"", g(&self.files_skipped)),
+                ],
+            ),
+            (
+                "paraflow_stage_seconds_total",
+                "Time spent in each pipeline stage, summed over threads.",
+                by_stage(&self.read_ns, &self.transform_ns, &self.index_ns),
+            ),
+        ];
+        let mut out = String::with_capacity(2048);
+        for (name, help, series) in &counters {
+            counter(&mut out, name, help, series);
+        }
         let _ = writeln!(
             out,
             "# HELP paraflow_files_in_flight Files being processed now."

@@ -70,19 +70,24 @@ impl FileRecordDlq {
     }
 }
 
+/// `failures` as NDJSON, one line each; a failure to serialize names `location()`.
+fn to_ndjson(failures: &[RecordFailure], location: impl Fn() -> String) -> Result<Vec<u8>> {
+    let mut buf = Vec::with_capacity(failures.len() * 256);
+    for f in failures {
+        serde_json::to_writer(&mut buf, f)
+            .map_err(|e| PfError::io(location(), std::io::Error::other(e)))?;
+        buf.push(b'\n');
+    }
+    Ok(buf)
+}
+
 impl RecordDlq for FileRecordDlq {
     fn write(&self, failures: &[RecordFailure]) -> Result<()> {
         if failures.is_empty() {
             return Ok(());
         }
         // Serialize outside the lock so threads only contend on the append itself.
-        let mut buf = Vec::with_capacity(failures.len() * 256);
-        for f in failures {
-            serde_json::to_writer(&mut buf, f).map_err(|e| {
-                PfError::io(self.path.display().to_string(), std::io::Error::other(e))
-            })?;
-            buf.push(b'\n');
-        }
+        let buf = to_ndjson(failures, || self.path.display().to_string())?;
         let mut guard = self.out.lock().unwrap_or_else(|p| p.into_inner());
         if guard.is_none() {
             *guard = Some(self.open()?);

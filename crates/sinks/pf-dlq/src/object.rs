@@ -1,7 +1,7 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use pf_error::{PfError, Result};
+use pf_error::Result;
 use pf_traits::RecordDlq;
 use pf_types::RecordFailure;
 
@@ -84,12 +84,7 @@ impl RecordDlq for ObjectRecordDlq {
         if failures.is_empty() {
             return Ok(());
         }
-        let mut buf = Vec::with_capacity(failures.len() * 256);
-        for f in failures {
-            serde_json::to_writer(&mut buf, f)
-                .map_err(|e| PfError::io(self.prefix.clone(), std::io::Error::other(e)))?;
-            buf.push(b'\n');
-        }
+        let buf = crate::to_ndjson(failures, || self.prefix.clone())?;
         self.pending
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -126,7 +121,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use pf_error::ErrorClass;
+    use pf_error::{ErrorClass, PfError};
     use pf_types::Stage;
 
     fn failure(line: u64) -> RecordFailure {

@@ -234,25 +234,21 @@ impl ElasticsearchConfig {
                 ),
             );
         }
-        if self
-            .id_field
-            .as_deref()
-            .is_some_and(|f| f.trim().is_empty())
-        {
-            return err(
+        for (key, value, message) in [
+            (
                 "indexer.elasticsearch.id_field",
-                "must not be empty (null hashes uri + etag + row)".into(),
-            );
-        }
-        if self
-            .alerts_index
-            .as_deref()
-            .is_some_and(|f| f.trim().is_empty())
-        {
-            return err(
+                &self.id_field,
+                "must not be empty (null hashes uri + etag + row)",
+            ),
+            (
                 "indexer.elasticsearch.alerts_index",
-                "must not be empty".into(),
-            );
+                &self.alerts_index,
+                "must not be empty",
+            ),
+        ] {
+            if value.as_deref().is_some_and(|f| f.trim().is_empty()) {
+                return err(key, message.into());
+            }
         }
         for (key, value) in [
             ("indexer.elasticsearch.mappings", &self.mappings),

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use arrow::array::{AsArray, RecordBatch};
-use pf_bulk_test_server::{BulkTestServer, Faults, RejectRule, ServerOptions};
+use pf_bulk_test_server::{BulkTestServer, Faults, ServerOptions};
 use pf_datagen::TransactionGenerator;
 use pf_error::ErrorClass;
 use pf_indexer_es::{ElasticsearchConfig, EsIndexerFactory, OpType};
@@ -51,6 +51,27 @@ fn build(config: &ElasticsearchConfig) -> pf_error::Result<EsIndexerFactory> {
     )
 }
 
+/// A server with `faults` on a free loopback port.
+fn faulty(faults: Faults) -> BulkTestServer {
+    BulkTestServer::start_local(ServerOptions {
+        faults,
+        ..ServerOptions::default()
+    })
+    .unwrap()
+}
+
+/// A `high_value` alert of row `row` with `key`.
+fn alert(row: u64, key: String) -> pf_types::Alert {
+    pf_types::Alert {
+        rule: "high_value".into(),
+        severity: pf_types::Severity::High,
+        uri: "file:///a".into(),
+        row,
+        key,
+        details: serde_json::json!({"amount": 12000.0}),
+    }
+}
+
 fn ids_every(docs: &[DocBatch], step: usize) -> HashSet<String> {
     let mut ids = HashSet::new();
     let mut row = 0;
@@ -78,22 +99,7 @@ fn rows(docs: &[DocBatch]) -> u64 {
 fn throttled_items_are_retried_and_rejected_ones_reported_with_the_reason() {
     let docs = batches(20_000);
     let rejected = ids_every(&docs, 400);
-    let server = BulkTestServer::start_with(
-        "127.0.0.1:0".parse().unwrap(),
-        ServerOptions {
-            faults: Faults {
-                throttle_fraction: 0.1,
-                throttle_attempts: 1,
-                reject: Some(RejectRule::FieldIn {
-                    field: "transaction_id".into(),
-                    values: rejected.clone(),
-                }),
-                ..Faults::default()
-            },
-            ..ServerOptions::default()
-        },
-    )
-    .unwrap();
+    let server = faulty(Faults::throttle_once_and_reject(0.1, rejected.clone()));
     let factory = build(&fast_settings(&server, "tx")).unwrap();
     let mut ix = factory.create().unwrap();
     let out = ix.index(&item(), &docs).unwrap();
@@ -194,18 +200,11 @@ fn id_field_and_daily_indices() {
 #[test]
 fn whole_request_failures_are_retried_then_reported_as_transient() {
     let docs = batches(2000);
-    let server = BulkTestServer::start_with(
-        "127.0.0.1:0".parse().unwrap(),
-        ServerOptions {
-            faults: Faults {
-                fail_requests: 2,
-                drop_connections: 1,
-                ..Faults::default()
-            },
-            ..ServerOptions::default()
-        },
-    )
-    .unwrap();
+    let server = faulty(Faults {
+        fail_requests: 2,
+        drop_connections: 1,
+        ..Faults::default()
+    });
     let factory = build(&fast_settings(&server, "tx")).unwrap();
     let mut ix = factory.create().unwrap();
     assert_eq!(ix.index(&item(), &docs).unwrap().indexed, 2000);
@@ -228,13 +227,10 @@ fn whole_request_failures_are_retried_then_reported_as_transient() {
 #[test]
 fn gzip_bodies_and_credentials_reach_the_server() {
     let docs = batches(1500);
-    let server = BulkTestServer::start_with(
-        "127.0.0.1:0".parse().unwrap(),
-        ServerOptions {
-            auth: Some("ApiKey c2VjcmV0LWtleQ==".into()),
-            ..ServerOptions::default()
-        },
-    )
+    let server = BulkTestServer::start_local(ServerOptions {
+        auth: Some("ApiKey c2VjcmV0LWtleQ==".into()),
+        ..ServerOptions::default()
+    })
     .unwrap();
     let mut s = fast_settings(&server, "tx");
     s.compression = true;
@@ -293,16 +289,9 @@ fn alerts_go_to_their_own_index_once() {
     let server = BulkTestServer::start().unwrap();
     let factory = build(&fast_settings(&server, "tx")).unwrap();
     let sink = factory.alert_sink();
-    let alert = |key: &str| pf_types::Alert {
-        rule: "high_value".into(),
-        severity: pf_types::Severity::High,
-        uri: "file:///a".into(),
-        row: 1,
-        key: key.into(),
-        details: serde_json::json!({"amount": 12000.0}),
-    };
-    sink.send(&[alert("a"), alert("b")]).unwrap();
-    sink.send(&[alert("a")]).unwrap();
+    let keyed = |key: &str| alert(1, key.into());
+    sink.send(&[keyed("a"), keyed("b")]).unwrap();
+    sink.send(&[keyed("a")]).unwrap();
     sink.flush().unwrap();
     assert_eq!(server.count("tx-alerts"), 2);
     assert_eq!(sink.totals(), (3, 0));
@@ -314,15 +303,9 @@ fn alerts_of_a_failed_post_are_kept_for_the_next_flush() {
     let server = BulkTestServer::start().unwrap();
     let factory = build(&fast_settings(&server, "tx")).unwrap();
     let sink = factory.alert_sink();
-    let alert = |i: u64| pf_types::Alert {
-        rule: "high_value".into(),
-        severity: pf_types::Severity::High,
-        uri: "file:///a".into(),
-        row: i,
-        key: format!("high_value|{i}"),
-        details: serde_json::json!({"amount": 12000.0}),
-    };
-    let alerts: Vec<_> = (0..10).map(alert).collect();
+    let alerts: Vec<_> = (0..10)
+        .map(|i| alert(i, format!("high_value|{i}")))
+        .collect();
     sink.send(&alerts[..5]).unwrap();
     // Down for longer than every retry of the post: the flush fails as transient...
     server.go_down_for(Duration::from_secs(2));
@@ -383,17 +366,10 @@ fn requests_overlap_up_to_max_in_flight_with_exact_counts() {
     let docs = batches(12_000);
     let n = rows(&docs);
     for in_flight in [1, 4] {
-        let server = BulkTestServer::start_with(
-            "127.0.0.1:0".parse().unwrap(),
-            ServerOptions {
-                faults: Faults {
-                    delay: Duration::from_millis(100),
-                    ..Faults::default()
-                },
-                ..ServerOptions::default()
-            },
-        )
-        .unwrap();
+        let server = faulty(Faults {
+            delay: Duration::from_millis(100),
+            ..Faults::default()
+        });
         let config = ElasticsearchConfig {
             max_in_flight: in_flight,
             ..fast_settings(&server, "tx")

@@ -2,6 +2,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use arrow::array::{Array, BooleanArray, RecordBatch};
 use arrow::compute::filter_record_batch;
@@ -9,8 +10,8 @@ use arrow::compute::filter_record_batch;
 use pf_enrichment::EnrichmentTables;
 use pf_error::{ErrorClass, PfError, Result};
 use pf_rules::{
-    BatchMeta, CompileOptions, CompiledRules, ConditionFallback, MemoryWindowStore, RuleCounts,
-    RuleFile, WindowStore, append_fraud_columns,
+    BatchMeta, CompileOptions, CompiledRules, ConditionFallback, MemoryWindowOptions,
+    MemoryWindowStore, RuleCounts, RuleFile, WindowStore, append_fraud_columns,
 };
 use pf_traits::{DocBatch, IdentityTransform, Transform, TransformFactory, TransformOutput};
 use pf_types::{RecordFailure, Severity, Stage, WorkItem};
@@ -92,6 +93,16 @@ impl TransformStage {
     /// Rules outside the vectorized subset are evaluated per record by Rhai.
     pub fn load(source: TransformConfig) -> Result<Self> {
         Self::load_with_windows(source, Arc::new(MemoryWindowStore::new()))
+    }
+
+    /// Like [`load`](Self::load), with in-process windows that accept events up to
+    /// `lateness` behind the newest of their key.
+    pub fn load_with_lateness(source: TransformConfig, lateness: Duration) -> Result<Self> {
+        let windows = MemoryWindowStore::with_options(MemoryWindowOptions {
+            allowed_lateness: lateness,
+            ..MemoryWindowOptions::default()
+        });
+        Self::load_with_windows(source, Arc::new(windows))
     }
 
     /// Like [`load`](Self::load), with window-rule state kept in `windows` (e.g. a store
