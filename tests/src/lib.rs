@@ -46,6 +46,30 @@ pub fn discover(args: &[&str]) -> Vec<u8> {
     listing.stdout
 }
 
+/// Reads a child's stdout at about 3 MB/s on a thread of its own, so the destination is
+/// the bottleneck and a worker is still mid-file when a test kills it; the thread returns
+/// everything read once the pipe closes.
+pub fn slow_reader(mut out: std::process::ChildStdout) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let (mut all, mut buf) = (Vec::new(), vec![0u8; 16 * 1024]);
+        while let Ok(n @ 1..) = out.read(&mut buf) {
+            all.extend_from_slice(&buf[..n]);
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        all
+    })
+}
+
+/// The `transaction_id` of every JSON document line in `stdout`, in order.
+pub fn transaction_ids(stdout: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["transaction_id"].as_str().map(str::to_owned))
+        .collect()
+}
+
 /// Asserts that a process exited with `code`, showing its stderr when it did not.
 pub fn assert_exit(out: &Output, code: i32) {
     assert_eq!(

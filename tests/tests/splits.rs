@@ -14,7 +14,9 @@ use pf_bulk_test_server::BulkTestServer;
 use pf_coordinator::{ValkeyConfig, ValkeyMetadataStore};
 use pf_datagen::{GenOptions, generate};
 use pf_test_services::Valkey;
-use pf_tests::{assert_accounted, bin, read_summary};
+use pf_tests::{
+    assert_accounted, assert_exit, bin, read_summary, run_with_stdin, slow_reader, transaction_ids,
+};
 use pf_traits::{ItemStatus, MetadataStore};
 use pf_types::WorkItem;
 
@@ -37,48 +39,27 @@ fn one_large_file(dir: &Path) {
     );
 }
 
+/// The work items of `data`, listed by `pf-discoverer` with `extra` flags.
 fn discover(data: &Path, extra: &[&str]) -> Vec<u8> {
-    let out = Command::new(bin("pf-discoverer"))
-        .args(["--path", data.to_str().unwrap()])
-        .args(extra)
-        .output()
-        .expect("run pf-discoverer");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
+    let mut args = vec!["--path", data.to_str().unwrap()];
+    args.extend(extra);
+    pf_tests::discover(&args)
 }
 
 /// Runs `pf-worker` on `input` into `server`, with its summary in `work/<name>.json`.
 fn index(work: &Path, name: &str, server: &BulkTestServer, args: &[&str], input: &[u8]) -> Output {
     let summary = work.join(format!("{name}.json"));
-    let mut child = Command::new(bin("pf-worker"))
-        .args([
-            "--input",
-            "stdin",
-            "--destination",
-            "elasticsearch",
-            "--es-endpoint",
-            &server.url(),
-            "--summary-json",
-            summary.to_str().unwrap(),
-        ])
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn pf-worker");
-    child.stdin.take().unwrap().write_all(input).unwrap();
-    let out = child.wait_with_output().expect("wait");
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let url = server.url();
+    let mut all = vec!["--input", "stdin", "--destination", "elasticsearch"];
+    all.extend([
+        "--es-endpoint",
+        &url,
+        "--summary-json",
+        summary.to_str().unwrap(),
+    ]);
+    all.extend(args);
+    let out = run_with_stdin(&bin("pf-worker"), &all, input);
+    assert_exit(&out, 0);
     out
 }
 
@@ -174,14 +155,6 @@ fn workers_share_the_ranges_the_discoverer_cut() {
     assert_eq!(server.digest(), whole.digest());
 }
 
-fn transaction_ids(stdout: &[u8]) -> Vec<String> {
-    String::from_utf8_lossy(stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter_map(|v| v["transaction_id"].as_str().map(str::to_owned))
-        .collect()
-}
-
 /// kill -9 of a worker holding one range of a split file: a second worker acknowledges
 /// the ranges already completed without reading them, resumes the interrupted range from
 /// its checkpoint, and reads the untouched ranges; every row reaches the destination.
@@ -225,17 +198,8 @@ fn a_killed_worker_costs_only_the_rest_of_its_range() {
 
     let mut a = worker("a").spawn().unwrap();
     a.stdin.take().unwrap().write_all(&listing).unwrap();
-    // A slow reader (about 3 MB/s) keeps A mid-file when it is killed.
-    let mut a_stdout = a.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        use std::io::Read;
-        let (mut all, mut buf) = (Vec::new(), vec![0u8; 16 * 1024]);
-        while let Ok(n @ 1..) = a_stdout.read(&mut buf) {
-            all.extend_from_slice(&buf[..n]);
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        all
-    });
+    // A slow reader keeps A mid-file when it is killed.
+    let reader = slow_reader(a.stdout.take().unwrap());
     let status = |r: &WorkItem| store.get(r).unwrap();
     let started = Instant::now();
     let interrupted = loop {

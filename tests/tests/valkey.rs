@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 use pf_coordinator::{ValkeyConfig, ValkeyMetadataStore};
 use pf_datagen::{GenOptions, generate};
 use pf_test_services::Valkey;
-use pf_tests::{assert_accounted, assert_exit, bin, read_summary, run_with_stdin};
+use pf_tests::{
+    assert_accounted, assert_exit, bin, read_summary, run_with_stdin, slow_reader, transaction_ids,
+};
 use pf_traits::{ItemStatus, MetadataStore};
 use pf_types::{FileFormat, RunSummary, WorkItem};
 
@@ -269,14 +271,6 @@ fn in_process_run(cfg: &Path, extra: &[&str], lines: &str) {
 const SLOW_SCRIPT: &str =
     "fn transform(record) {\n  let x = 0;\n  for i in 0..400 { x += i; }\n  record\n}\n";
 
-fn transaction_ids(stdout: &[u8]) -> Vec<String> {
-    String::from_utf8_lossy(stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter_map(|v| v["transaction_id"].as_str().map(str::to_owned))
-        .collect()
-}
-
 /// The alert keys (`rule|key|t_end`) of an alerts file, which may list one twice.
 fn alert_keys(path: &Path) -> BTreeSet<String> {
     std::fs::read_to_string(path)
@@ -326,21 +320,9 @@ fn killed_worker_is_resumed_from_its_checkpoint_by_another() {
         .stderr(std::fs::File::create(sa.with_extension("err")).unwrap())
         .spawn()
         .expect("start worker A");
-    // A slow reader (about 3 MB/s) makes the destination the bottleneck, so A is still
-    // mid-file when it is killed; nothing in the worker is slowed down.
-    let mut a_stdout = a.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        use std::io::Read;
-        let mut all = Vec::new();
-        let mut buf = vec![0u8; 16 * 1024];
-        loop {
-            match a_stdout.read(&mut buf) {
-                Ok(0) | Err(_) => return all,
-                Ok(n) => all.extend_from_slice(&buf[..n]),
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    });
+    // A slow reader makes the destination the bottleneck, so A is still mid-file when
+    // it is killed; nothing in the worker is slowed down.
+    let reader = slow_reader(a.stdout.take().unwrap());
     feed(&mut a, &lines);
     wait_for("a checkpoint of worker A", Duration::from_secs(120), || {
         st.get(&item)
