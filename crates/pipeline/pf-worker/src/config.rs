@@ -41,8 +41,11 @@ pub struct WorkerConfig {
     /// `split_size_mib`: a whole Parquet file larger than this many MiB is cut into
     /// ranges of this size when it arrives, which go back to the queue so every thread
     /// (and, on SQS, every worker) can take one; only when there is more than one thread
-    /// or the queue is shared. NDJSON is always read whole. Default `32`; `null` turns
-    /// it off.
+    /// or the queue is shared. NDJSON is always read whole. Default `null` (off): ranges
+    /// of a time-ordered file are read at once, so window rules count exactly only when
+    /// `coordinator.valkey.window_lateness_secs` covers the event-time span of the
+    /// ranges in flight (with the default 300 s, splitting the generated 2,000,000-row
+    /// file lost 42% of rapid_activity firings).
     pub split_size_mib: Option<u64>,
 }
 
@@ -57,7 +60,7 @@ impl Default for WorkerConfig {
             idle_exit_secs: None,
             shutdown_grace_secs: 30,
             progress: ProgressMode::Auto,
-            split_size_mib: Some(32),
+            split_size_mib: None,
         }
     }
 }
