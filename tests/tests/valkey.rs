@@ -581,31 +581,57 @@ fn rapid_activity_across_two_workers_matches_one_worker() {
     std::fs::create_dir_all(&data).unwrap();
     std::fs::write(data.join("half-a.ndjson"), a).unwrap();
     std::fs::write(data.join("half-b.ndjson"), b).unwrap();
-    let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/rules/fraud.yaml");
-    let rules_only_rapid = dir.path().join("rapid.yaml");
+    let whole = discover_job(&gen_dir, &[]);
+    let halves: Vec<String> = discover_job(&data, &[])
+        .lines()
+        .map(|l| format!("{l}\n"))
+        .collect();
+    two_workers_raise_one_workers_alerts(dir.path(), &whole, &halves);
+}
+
+/// One Parquet file cut into ranges by `pf-discoverer --split-size`, half of the ranges
+/// to each of two workers running at once: the same rapid-activity alerts as one worker
+/// reading the whole file, each raised once.
+#[test]
+fn a_split_file_over_two_workers_raises_one_workers_alerts() {
+    let (dir, data) = generated(200_000, 1, FileFormat::Parquet, 10_000);
+    let whole = discover_job(&data, &[]);
+    let listing = discover_job(&data, &["--split-size", "500000"]);
+    let ranges: Vec<&str> = listing.lines().collect();
+    assert!(ranges.len() >= 4, "{} ranges", ranges.len());
+    let (first, second) = ranges.split_at(ranges.len() / 2);
+    let halves = [first, second].map(|part| part.iter().map(|l| format!("{l}\n")).collect());
+    two_workers_raise_one_workers_alerts(dir.path(), &whole, &halves);
+}
+
+/// The work items of `data` for job `rules`, listed with `extra` flags.
+fn discover_job(data: &Path, extra: &[&str]) -> String {
+    let mut args = vec!["--path", data.to_str().unwrap(), "--job-id", "rules"];
+    args.extend(extra);
+    String::from_utf8(pf_tests::discover(&args)).unwrap()
+}
+
+/// Runs `whole` through one worker with windows in process, then each of `parts`
+/// through its own worker, all at once, with windows shared in Valkey: the
+/// rapid-activity alerts must be the same set, each raised once.
+fn two_workers_raise_one_workers_alerts(dir: &Path, whole: &str, parts: &[String]) {
+    let rules_only_rapid = dir.join("rapid.yaml");
     std::fs::write(
         &rules_only_rapid,
         format!("threshold: 30\n{RAPID_ACTIVITY_RULE}"),
     )
     .unwrap();
-    assert!(rules.exists());
     let rules_cfg = |alerts: &Path| rules_with_alerts(&rules_only_rapid, alerts);
 
-    // Reference: one worker, the whole unsplit file, windows in process.
-    let one_alerts = dir.path().join("one.alerts");
-    let one_cfg = dir.path().join("one.yaml");
+    // Reference: one worker, the whole unsplit input, windows in process.
+    let one_alerts = dir.join("one.alerts");
+    let one_cfg = dir.join("one.yaml");
     std::fs::write(
         &one_cfg,
         format!("worker:\n  progress: never\n{}", rules_cfg(&one_alerts)),
     )
     .unwrap();
-    let discover_plain = |dir: &Path| {
-        let out = pf_tests::discover(&["--path", dir.to_str().unwrap(), "--job-id", "rules"]);
-        String::from_utf8(out).unwrap()
-    };
-    let whole = discover_plain(&gen_dir);
-    let lines = discover_plain(&data);
-    in_process_run(&one_cfg, &["--threads", "1"], &whole);
+    in_process_run(&one_cfg, &["--threads", "1"], whole);
     let expected = rapid_alerts(&one_alerts);
     let expected_set: BTreeSet<&String> = expected.iter().collect();
     assert!(
@@ -615,19 +641,18 @@ fn rapid_activity_across_two_workers_matches_one_worker() {
     );
     assert_eq!(expected_set.len(), expected.len());
 
-    // Two workers, one half each, at the same time, windows shared in Valkey.
+    // One worker per part, at the same time, windows shared in Valkey.
     let valkey = Valkey::start();
     let url = valkey.url();
-    let per_file: Vec<&str> = lines.lines().collect();
     let mut children = Vec::new();
     let mut alert_files = Vec::new();
-    for (i, line) in per_file.iter().enumerate() {
-        let alerts = dir.path().join(format!("w{i}.alerts"));
-        // The two halves are read at the same time, so one worker may be far ahead of
-        // the other in event time: allow for that (30 days) in the shared windows.
+    for (i, part) in parts.iter().enumerate() {
+        let alerts = dir.join(format!("w{i}.alerts"));
+        // The parts are read at the same time, so one worker may be far ahead of the
+        // other in event time: allow for that (30 days) in the shared windows.
         let extra = format!("    window_lateness_secs: 2592000\n{}", rules_cfg(&alerts));
-        let cfg = config(dir.path(), &format!("w{i}.yaml"), 30, &extra);
-        let summary = dir.path().join(format!("w{i}.json"));
+        let cfg = config(dir, &format!("w{i}.yaml"), 30, &extra);
+        let summary = dir.join(format!("w{i}.json"));
         let mut c = spawn_worker(
             &worker_args(&cfg, &url, &summary, &format!("w{i}")),
             &[
@@ -640,7 +665,7 @@ fn rapid_activity_across_two_workers_matches_one_worker() {
             ],
             &summary,
         );
-        feed(&mut c, &format!("{line}\n"));
+        feed(&mut c, part);
         children.push((c, summary));
         alert_files.push(alerts);
     }
