@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use pf_test_services::Moto;
+use pf_test_services::{Moto, Valkey};
 use pf_tests::{assert_accounted, bin, generate_data, read_summary};
 use pf_types::{Compression, FileFormat, RunSummary};
 
@@ -263,6 +263,60 @@ fn forty_files_through_sqs_and_two_workers_exactly_once() {
     assert_eq!(total.totals.rows_indexed, 2_000_000);
     // Both workers took part.
     assert!(read_summary(&s1).files_completed > 0 && read_summary(&s2).files_completed > 0);
+    assert!(c.queues_empty(), "queue and DLQ must be empty at the end");
+}
+
+/// One large Parquet object through SQS: the worker that receives it cuts it into ranges,
+/// which go back to SQS for both workers (sharing metadata in Valkey); every row is read
+/// once and the file counts once, by the worker that completes its last range.
+#[test]
+fn a_large_object_is_cut_into_ranges_that_two_workers_share_through_sqs() {
+    const ROWS: u64 = 300_000;
+    let c = Cluster::start(60);
+    let uploaded = c.upload_generated(
+        "big",
+        "big/",
+        ROWS,
+        1,
+        FileFormat::Parquet,
+        Compression::None,
+    );
+    assert_eq!(uploaded, 1);
+    let report = c.discover_to_sqs(&["--prefix", "big/"]);
+    assert!(report.contains("1 messages sent"), "{report}");
+
+    let valkey = Valkey::start();
+    let url = valkey.url();
+    let (s1, s2) = (c.path("w1.json"), c.path("w2.json"));
+    let flags = |id| {
+        [
+            "--worker-id",
+            id,
+            "--valkey-url",
+            url.as_str(),
+            "--set",
+            "worker.split_size_mib=1",
+        ]
+    };
+    let w1 = c.spawn_worker(&s1, &flags("w1"));
+    let w2 = c.spawn_worker(&s2, &flags("w2"));
+    let (code1, log1) = finish(w1);
+    let (code2, log2) = finish(w2);
+    assert_eq!(code1, 0, "{log1}");
+    assert_eq!(code2, 0, "{log2}");
+
+    let total = merged(&[&s1, &s2]);
+    assert_eq!(
+        (total.files_split, total.files_completed, total.files_failed),
+        (1, 1, 0),
+        "cut once, counted once: {total:?}"
+    );
+    assert!(total.ranges_completed >= 2, "{total:?}");
+    assert_eq!(
+        (total.totals.rows_read, total.totals.rows_indexed),
+        (ROWS, ROWS),
+        "every row read once"
+    );
     assert!(c.queues_empty(), "queue and DLQ must be empty at the end");
 }
 
