@@ -14,7 +14,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 use pf_benches::{dataset, files_of, peak_rss_mb, shared_parts};
 use pf_bulk_test_server::{BulkTestServer, ServerOptions};
-use pf_datagen::TransactionGenerator;
+use pf_datagen::fixtures::doc_batches;
 use pf_file_processor::FileProcessor;
 use pf_indexer_es::{
     BatchEncoder, DocOptions, ElasticsearchConfig, EsIndexerFactory, IndexName, OpType,
@@ -29,15 +29,7 @@ const BODY_BYTES: usize = 5 << 20;
 
 /// `rows` generated transactions in batches of 65,536, with their file ordinals.
 fn transactions(rows: u64) -> Vec<DocBatch> {
-    let mut g = TransactionGenerator::single_file(1, rows, 65_536);
-    let mut out = Vec::new();
-    let mut first = 0;
-    while let Some(b) = g.next_batch() {
-        let n = b.num_rows() as u64;
-        out.push(DocBatch::contiguous(b, first));
-        first += n;
-    }
-    out
+    doc_batches(1, rows, 65_536)
 }
 
 fn serialize(c: &mut Criterion) {

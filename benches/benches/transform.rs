@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use arrow::array::RecordBatch;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
+use pf_datagen::fixtures::THREE_FIELD_SCRIPT;
 use pf_datagen::tables::{TableOptions, table_configs, write_tables};
 use pf_datagen::{GenOptions, TransactionGenerator};
 use pf_enrichment::TableConfig;
@@ -79,16 +80,7 @@ fn fraud_rules(c: &mut Criterion) {
 fn script(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("three_fields.rhai");
-    std::fs::write(
-        &path,
-        r#"fn transform(record) {
-            record.amount_usd = record.amount * 1.1;
-            record.big = record.amount > 1000.0;
-            if record.channel == "atm" { record.flag = true }
-            record
-        }"#,
-    )
-    .unwrap();
+    std::fs::write(&path, THREE_FIELD_SCRIPT).unwrap();
     let input = batches();
     let source = TransformConfig {
         script: Some(path),

@@ -8,13 +8,14 @@
 
 use std::time::Duration;
 
-use arrow::array::{AsArray, RecordBatch, StringArray, TimestampMicrosecondArray};
+use arrow::array::RecordBatch;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 
 use pf_coordinator::{ValkeyConfig, ValkeyWindowOptions, ValkeyWindowStore};
 use pf_datagen::TransactionGenerator;
+use pf_datagen::fixtures::observe_rapid_activity;
 use pf_rules::MemoryWindowStore;
-use pf_traits::{BatchMeta, WindowRequest, WindowStore};
+use pf_traits::WindowStore;
 
 const ROWS: u64 = 262_144;
 const URI: &str = "s3://bench/transactions.parquet";
@@ -23,20 +24,7 @@ fn observe_all(store: &dyn WindowStore, batches: &[RecordBatch]) -> usize {
     let mut first = 0u64;
     let mut alerts = 0;
     for b in batches {
-        let keys: &StringArray = b.column_by_name("account_id").unwrap().as_string();
-        let times: &TimestampMicrosecondArray =
-            b.column_by_name("timestamp").unwrap().as_primitive();
-        let meta = BatchMeta::contiguous(URI, first);
-        let outcome = store
-            .observe(&WindowRequest {
-                rule: "rapid_activity",
-                keys,
-                times,
-                seconds: 60,
-                min_count: 5,
-                meta: &meta,
-            })
-            .unwrap();
+        let outcome = observe_rapid_activity(store, URI, b, first).unwrap();
         alerts += outcome.alerts.len();
         first += b.num_rows() as u64;
     }

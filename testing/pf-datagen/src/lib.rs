@@ -29,6 +29,7 @@
 //! is foreign to every account), so those rows carry both labels, and `geo_mismatch`
 //! covers ~0.5 % foreign addresses plus the ~0.3 % threat rows.
 
+pub mod fixtures;
 pub mod generator;
 pub mod layout;
 mod ndjson;

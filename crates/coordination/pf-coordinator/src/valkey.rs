@@ -77,19 +77,13 @@ touch(now)
 return {'acquired', attempts, redis.call('HGET', KEYS[1], 'cp') or ''}
 "#;
 
+// Heartbeat and checkpoint: ARGV 8, when given, is the checkpoint JSON, stored as `cp`;
+// a heartbeat passes nothing and leaves `cp` alone.
 const HEARTBEAT: &str = r#"
 local now = now_ms()
 if not held(now) then return 0 end
 redis.call('HSET', KEYS[1], 'heartbeat_ms', fmt(now))
-redis.call('ZADD', KEYS[3], now, ARGV[1])
-touch(now)
-return 1
-"#;
-
-const CHECKPOINT: &str = r#"
-local now = now_ms()
-if not held(now) then return 0 end
-redis.call('HSET', KEYS[1], 'heartbeat_ms', fmt(now), 'cp', ARGV[8])
+if ARGV[8] then redis.call('HSET', KEYS[1], 'cp', ARGV[8]) end
 redis.call('ZADD', KEYS[3], now, ARGV[1])
 touch(now)
 return 1
@@ -185,8 +179,8 @@ return {string.format('%.0f', now), job, processing, failed}
 
 struct Scripts {
     claim: Script,
+    /// Heartbeat and checkpoint.
     heartbeat: Script,
-    checkpoint: Script,
     complete: Script,
     fail: Script,
     release: Script,
@@ -200,7 +194,6 @@ impl Scripts {
         Scripts {
             claim: with_prelude(CLAIM),
             heartbeat: with_prelude(HEARTBEAT),
-            checkpoint: with_prelude(CHECKPOINT),
             complete: with_prelude(COMPLETE),
             fail: with_prelude(FAIL),
             release: with_prelude(RELEASE),
@@ -387,7 +380,7 @@ impl MetadataStore for ValkeyMetadataStore {
     fn checkpoint(&self, item: &WorkItem, worker: &str, checkpoint: &Checkpoint) -> Result<()> {
         let cp = json(checkpoint);
         let held =
-            self.item_script::<i64>("checkpoint", &self.scripts.checkpoint, item, worker, &[cp])?;
+            self.item_script::<i64>("checkpoint", &self.scripts.heartbeat, item, worker, &[cp])?;
         held_or_lost(held, item, worker)
     }
 

@@ -5,11 +5,12 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use arrow::array::{AsArray, RecordBatch, StringArray, TimestampMicrosecondArray};
+use arrow::array::RecordBatch;
 use pf_coordinator::{ValkeyConfig, ValkeyWindowOptions, ValkeyWindowStore};
 use pf_datagen::TransactionGenerator;
+use pf_datagen::fixtures::observe_rapid_activity;
 use pf_rules::{MemoryWindowOptions, MemoryWindowStore};
-use pf_traits::{BatchMeta, WindowAlert, WindowRequest, WindowStore};
+use pf_traits::{WindowAlert, WindowStore};
 
 /// Late enough for any interleaving of the two workers in these tests, so the alert set
 /// is the order-independent one of the window semantics.
@@ -37,19 +38,7 @@ fn observe(
     batch: &RecordBatch,
     first_row: u64,
 ) -> Vec<WindowAlert> {
-    let keys: &StringArray = batch.column_by_name("account_id").unwrap().as_string();
-    let times: &TimestampMicrosecondArray =
-        batch.column_by_name("timestamp").unwrap().as_primitive();
-    let meta = BatchMeta::contiguous(uri, first_row);
-    store
-        .observe(&WindowRequest {
-            rule: "rapid_activity",
-            keys,
-            times,
-            seconds: 60,
-            min_count: 5,
-            meta: &meta,
-        })
+    observe_rapid_activity(store, uri, batch, first_row)
         .unwrap()
         .alerts
 }

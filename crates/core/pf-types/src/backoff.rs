@@ -39,6 +39,12 @@ impl Backoff {
 
 /// A value in [0, 1) that differs between calls and threads; quality hardly matters.
 fn jitter_unit() -> f64 {
+    (random_u64() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// A value that differs between processes, threads and calls (the clock hashed by a
+/// randomly seeded hasher), for jitter and unique names; not for cryptography.
+pub fn random_u64() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(
@@ -46,7 +52,7 @@ fn jitter_unit() -> f64 {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos()),
     );
-    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+    h.finish()
 }
 
 #[cfg(test)]

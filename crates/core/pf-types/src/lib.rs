@@ -8,7 +8,7 @@ mod secret;
 mod stats;
 mod work_item;
 
-pub use backoff::Backoff;
+pub use backoff::{Backoff, random_u64};
 pub use format::{Compression, FileFormat};
 pub use record::{Alert, RecordFailure, Severity, Stage};
 pub use secret::{MASK, Secret, SecretUrl, mask_url_userinfo, with_secrets_revealed};

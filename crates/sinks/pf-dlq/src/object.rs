@@ -3,7 +3,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use pf_error::Result;
 use pf_traits::RecordDlq;
-use pf_types::RecordFailure;
+use pf_types::{RecordFailure, random_u64};
 
 /// Uploads one object; the record DLQ's only need from a store.
 pub type PutObject = Box<dyn Fn(&str, Vec<u8>) -> Result<()> + Send + Sync>;
@@ -43,7 +43,7 @@ impl ObjectRecordDlq {
             stem: format!(
                 "records-{millis}-{}-{:08x}",
                 name_safe(writer),
-                random_u32()
+                random_u64() as u32
             ),
             put,
             pending: Mutex::new(Vec::new()),
@@ -65,18 +65,6 @@ fn name_safe(text: &str) -> String {
             }
         })
         .collect()
-}
-
-/// A value that differs between processes and calls (randomly seeded hasher).
-fn random_u32() -> u32 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    h.finish() as u32
 }
 
 impl RecordDlq for ObjectRecordDlq {

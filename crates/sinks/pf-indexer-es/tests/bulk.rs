@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use arrow::array::{AsArray, RecordBatch};
 use pf_bulk_test_server::{BulkTestServer, Faults, ServerOptions};
-use pf_datagen::TransactionGenerator;
+use pf_datagen::fixtures::doc_batches;
 use pf_error::ErrorClass;
 use pf_indexer_es::{ElasticsearchConfig, EsIndexerFactory, OpType};
 use pf_traits::BulkLimits;
@@ -15,15 +15,7 @@ use pf_traits::{DocBatch, IndexerFactory};
 use pf_types::{Stage, WorkItem};
 
 fn batches(rows: u64) -> Vec<DocBatch> {
-    let mut g = TransactionGenerator::single_file(7, rows, 4096);
-    let mut out = Vec::new();
-    let mut first = 0;
-    while let Some(b) = g.next_batch() {
-        let n = b.num_rows() as u64;
-        out.push(DocBatch::contiguous(b, first));
-        first += n;
-    }
-    out
+    doc_batches(7, rows, 4096)
 }
 
 fn item() -> WorkItem {

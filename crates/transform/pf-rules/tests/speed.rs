@@ -159,8 +159,8 @@ fn default_rules_rows_per_second() {
 #[test]
 #[ignore = "speed test; run in release with --ignored"]
 fn window_store_rows_per_second() {
-    use arrow::array::AsArray;
-    use pf_rules::{MemoryWindowStore, WindowRequest, WindowStore};
+    use pf_datagen::fixtures::observe_rapid_activity;
+    use pf_rules::MemoryWindowStore;
     let batches: Vec<RecordBatch> = TransactionGenerator::single_file(42, ROWS, 65_536).collect();
     let mut best = Duration::MAX;
     for _ in 0..5 {
@@ -168,20 +168,10 @@ fn window_store_rows_per_second() {
         let mut first_row = 0;
         let start = Instant::now();
         for b in &batches {
-            let keys = b.column_by_name("account_id").unwrap().as_string::<i32>();
-            let times = b.column_by_name("timestamp").unwrap().as_primitive();
-            let meta = BatchMeta::contiguous("s3://bucket/transactions.parquet", first_row);
+            let out =
+                observe_rapid_activity(&store, "s3://bucket/transactions.parquet", b, first_row)
+                    .unwrap();
             first_row += b.num_rows() as u64;
-            let out = store
-                .observe(&WindowRequest {
-                    rule: "rapid_activity",
-                    keys,
-                    times,
-                    seconds: 60,
-                    min_count: 5,
-                    meta: &meta,
-                })
-                .unwrap();
             std::hint::black_box(out);
         }
         best = best.min(start.elapsed());

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::Float64Type;
 use pf_datagen::TransactionGenerator;
+use pf_datagen::fixtures::THREE_FIELD_SCRIPT;
 use pf_traits::{DocBatch, Transform};
 use pf_transform::{ScriptEngine, ScriptLimits, ScriptOptions, ScriptTransformFactory};
 use pf_types::WorkItem;
@@ -17,17 +18,8 @@ const BATCH_ROWS: usize = 8_192;
 #[ignore = "speed test: run in release with --ignored --nocapture"]
 fn script_touching_three_fields() {
     let engine = ScriptEngine::new(Default::default(), ScriptLimits::default()).unwrap();
-    let factory = ScriptTransformFactory::new(
-        &engine,
-        r#"fn transform(record) {
-            record.amount_usd = record.amount * 1.1;
-            record.big = record.amount > 1000.0;
-            if record.channel == "atm" { record.flag = true }
-            record
-        }"#,
-        ScriptOptions::default(),
-    )
-    .unwrap();
+    let factory =
+        ScriptTransformFactory::new(&engine, THREE_FIELD_SCRIPT, ScriptOptions::default()).unwrap();
     let mut transform = factory.transform();
     let item = WorkItem::from_uri("file:///bench/tx.parquet").unwrap();
     let mut generator = TransactionGenerator::single_file(7, ROWS, BATCH_ROWS);
