@@ -142,6 +142,19 @@ impl Cluster {
             .unwrap()
     }
 
+    /// Runs workers `w1` and `w2` (with `extra` flags) at once until both exit 0; the
+    /// paths of their summaries.
+    fn two_workers(&self, extra: &[&str]) -> (PathBuf, PathBuf) {
+        let (s1, s2) = (self.path("w1.json"), self.path("w2.json"));
+        let with_id = |id| [&["--worker-id", id], extra].concat();
+        let w1 = self.spawn_worker(&s1, &with_id("w1"));
+        let w2 = self.spawn_worker(&s2, &with_id("w2"));
+        for (code, log) in [finish(w1), finish(w2)] {
+            assert_eq!(code, 0, "{log}");
+        }
+        (s1, s2)
+    }
+
     fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
@@ -244,14 +257,7 @@ fn forty_files_through_sqs_and_two_workers_exactly_once() {
     let report = c.discover_to_sqs(&["--prefix", "in/"]);
     assert!(report.contains("40 messages sent"), "{report}");
 
-    let (s1, s2) = (c.path("w1.json"), c.path("w2.json"));
-    let w1 = c.spawn_worker(&s1, &["--worker-id", "w1"]);
-    let w2 = c.spawn_worker(&s2, &["--worker-id", "w2"]);
-    let (code1, log1) = finish(w1);
-    let (code2, log2) = finish(w2);
-    assert_eq!(code1, 0, "{log1}");
-    assert_eq!(code2, 0, "{log2}");
-
+    let (s1, s2) = c.two_workers(&[]);
     let total = merged(&[&s1, &s2]);
     assert_eq!(
         total.files_completed, 40,
@@ -287,24 +293,7 @@ fn a_large_object_is_cut_into_ranges_that_two_workers_share_through_sqs() {
 
     let valkey = Valkey::start();
     let url = valkey.url();
-    let (s1, s2) = (c.path("w1.json"), c.path("w2.json"));
-    let flags = |id| {
-        [
-            "--worker-id",
-            id,
-            "--valkey-url",
-            url.as_str(),
-            "--set",
-            "worker.split_size_mib=1",
-        ]
-    };
-    let w1 = c.spawn_worker(&s1, &flags("w1"));
-    let w2 = c.spawn_worker(&s2, &flags("w2"));
-    let (code1, log1) = finish(w1);
-    let (code2, log2) = finish(w2);
-    assert_eq!(code1, 0, "{log1}");
-    assert_eq!(code2, 0, "{log2}");
-
+    let (s1, s2) = c.two_workers(&["--valkey-url", &url, "--set", "worker.split_size_mib=1"]);
     let total = merged(&[&s1, &s2]);
     assert_eq!(
         (total.files_split, total.files_completed, total.files_failed),
