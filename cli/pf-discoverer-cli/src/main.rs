@@ -57,8 +57,9 @@ struct Args {
     job_id: Option<String>,
     /// Cut Parquet files larger than this into one work item per range of this many
     /// bytes (e.g. 268435456 for 256 MiB), so the workers of a fleet share one large
-    /// file; NDJSON files stay whole. Default: every file is one work item.
-    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..))]
+    /// file; NDJSON files stay whole. At least 65536; a file is cut into at most 10,000
+    /// ranges (larger ones if needed). Default: every file is one work item.
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(65_536..))]
     split_size: Option<u64>,
     /// Register the job's totals (files, bytes) in this Valkey for `pf status`, e.g.
     /// redis://localhost:6379 (password in the URL or VALKEY_PASSWORD).

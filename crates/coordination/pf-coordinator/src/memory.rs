@@ -1,6 +1,6 @@
 //! The in-process metadata store (embedded mode, one process).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -46,7 +46,8 @@ struct State {
     jobs: HashMap<String, (Option<JobTotals>, Option<u64>)>,
     /// Per job: the last time anything happened, for [`MetadataStore::jobs`].
     activity: HashMap<String, u64>,
-    /// Per split file (by [`WorkItem::file_key`]): its job, ranges completed and ranges.
+    /// Per cut of a split file (by [`WorkItem::cut_key`]): its job, the ranges completed
+    /// and how many there are.
     split_files: HashMap<String, SplitFile>,
 }
 
@@ -54,7 +55,9 @@ struct State {
 #[derive(Debug, Clone)]
 struct SplitFile {
     job: String,
-    completed: u32,
+    /// Indices, not a count: a range completed twice (its record gone meanwhile) counts
+    /// once.
+    completed: HashSet<u32>,
     count: u32,
 }
 
@@ -212,22 +215,16 @@ impl MetadataStore for MemoryMetadataStore {
             r.finished_ms = Some(now);
         };
         let count_range = |s: &mut State, replayed: bool| {
-            let Some(range) = item.range else {
+            let (Some(range), Some(cut)) = (item.range, item.cut_key()) else {
                 return Completion::File;
             };
-            let file = s
-                .split_files
-                .entry(item.file_key())
-                .or_insert_with(|| SplitFile {
-                    job: job_of(item).to_owned(),
-                    completed: 0,
-                    count: range.count,
-                });
-            if replayed {
-                return Completion::Range;
-            }
-            file.completed += 1;
-            if file.completed == file.count {
+            let file = s.split_files.entry(cut).or_insert_with(|| SplitFile {
+                job: job_of(item).to_owned(),
+                completed: HashSet::new(),
+                count: range.count,
+            });
+            let first = !replayed && file.completed.insert(range.index);
+            if first && file.completed.len() == file.count as usize {
                 Completion::File
             } else {
                 Completion::Range
@@ -327,7 +324,7 @@ impl MetadataStore for MemoryMetadataStore {
             p.files_completed += s
                 .split_files
                 .values()
-                .filter(|f| f.job == job_id && f.completed == f.count)
+                .filter(|f| f.job == job_id && f.completed.len() == f.count as usize)
                 .count() as u64;
             p.failed.sort_by(|a, b| a.uri.cmp(&b.uri));
             p.processing.sort_by(|a, b| a.uri.cmp(&b.uri));

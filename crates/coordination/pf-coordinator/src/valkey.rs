@@ -90,10 +90,12 @@ return 1
 "#;
 
 // ARGV 8 stats JSON, 9 bytes, 10 rows read, 11 rows indexed, 12 rows failed, 13 ranges
-// of the split file ('0' for a whole file), 14 the file's key. Counters move only on the
-// processing → completed transition, so a replayed call adds nothing. Returns 0 when the
-// claim is lost, 2 when the whole file is now completed, 1 when other ranges are open
-// (also for a replayed last range: its count was taken by the first call).
+// of the split file ('0' for a whole file), 14 the cut's key, 15 the range's index.
+// Counters move only on the processing → completed transition, so a replayed call adds
+// nothing; a range is counted once per cut (its marker field) even if its record expired
+// and it completed again. Returns 0 when the claim is lost, 2 when the whole file is now
+// completed, 1 when other ranges are open (also for a replayed last range: the first call
+// counted the file).
 const COMPLETE: &str = r#"
 local now = now_ms()
 if done_by('completed') then return ARGV[13] == '0' and 2 or 1 end
@@ -103,11 +105,15 @@ redis.call('HSET', KEYS[1], 'status', 'completed', 'stats', ARGV[8],
 redis.call('ZREM', KEYS[3], ARGV[1])
 local file = 1
 if ARGV[13] ~= '0' then
+  file = 0
   local field = 'ranges:' .. ARGV[14]
-  if redis.call('HINCRBY', KEYS[2], field, 1) < tonumber(ARGV[13]) then
-    file = 0
-  else
+  if redis.call('HSETNX', KEYS[2], 'range:' .. ARGV[14] .. '/' .. ARGV[15], 1) == 1
+    and redis.call('HINCRBY', KEYS[2], field, 1) == tonumber(ARGV[13]) then
+    file = 1
     redis.call('HDEL', KEYS[2], field)
+    for i = 0, tonumber(ARGV[13]) - 1 do
+      redis.call('HDEL', KEYS[2], 'range:' .. ARGV[14] .. '/' .. i)
+    end
   end
 end
 redis.call('HINCRBY', KEYS[2], 'files_completed', file)
@@ -392,7 +398,8 @@ impl MetadataStore for ValkeyMetadataStore {
             stats.rows_indexed.to_string(),
             stats.rows_failed.to_string(),
             item.range.map_or(0, |r| r.count).to_string(),
-            item.file_key(),
+            item.cut_key().unwrap_or_default(),
+            item.range.map_or(0, |r| r.index).to_string(),
         ];
         match self.item_script::<i64>("complete", &self.scripts.complete, item, worker, &extra)? {
             2 => Ok(Completion::File),

@@ -13,4 +13,4 @@ pub use format::{Compression, FileFormat};
 pub use record::{Alert, RecordFailure, Severity, Stage};
 pub use secret::{MASK, Secret, SecretUrl, mask_url_userinfo, with_secrets_revealed};
 pub use stats::{FileFailure, FileStats, RunSummary};
-pub use work_item::{Checkpoint, ItemRange, ObjectInfo, WorkItem};
+pub use work_item::{Checkpoint, ItemRange, MAX_RANGES, ObjectInfo, WorkItem};

@@ -53,10 +53,24 @@ pub struct ItemRange {
     pub end: u64,
 }
 
+/// The most ranges one file is cut into: a larger file gets larger ranges, so a crafted
+/// or stale `size` cannot make a worker enqueue millions of items.
+pub const MAX_RANGES: u32 = 10_000;
+
 impl ItemRange {
     /// True when `offset` lies in `[start, end)`.
     pub fn contains(&self, offset: u64) -> bool {
         (self.start..self.end).contains(&offset)
+    }
+
+    /// The size the file was cut by (every range but the last is this long), which
+    /// with the range count tells one cut of a file from another.
+    pub fn cut_size(&self) -> u64 {
+        if self.index + 1 < self.count {
+            self.end - self.start
+        } else {
+            self.start / u64::from(self.index.max(1))
+        }
     }
 }
 
@@ -169,12 +183,19 @@ impl WorkItem {
     }
 
     /// The identity under which metadata is kept: job, URI and etag, and for a range
-    /// `#<index>/<count>`.
+    /// `#<index>/<count>@<cut size>` (two cuts of one file never share a range's key).
     pub fn key(&self) -> String {
         match &self.range {
             None => self.file_key(),
-            Some(r) => format!("{}#{}/{}", self.file_key(), r.index, r.count),
+            Some(r) => format!("{}#{}/{}", self.file_key(), r.index, cut_suffix(r)),
         }
+    }
+
+    /// The identity of the cut this range belongs to: the file's key and how it was cut,
+    /// shared by all ranges of that cut (`None` for a whole file).
+    pub fn cut_key(&self) -> Option<String> {
+        self.range
+            .map(|r| format!("{}#{}", self.file_key(), cut_suffix(&r)))
     }
 
     /// The identity of the whole file, shared by all its ranges.
@@ -203,25 +224,27 @@ impl WorkItem {
         self.format == FileFormat::Parquet
     }
 
-    /// This whole-file item cut into ranges of `split_size` bytes (the last one shorter),
-    /// or `None` when it stays whole: already a range, not splittable, size unknown, or
-    /// not larger than `split_size`.
+    /// This whole-file item cut into ranges of `split_size` bytes (the last one shorter;
+    /// larger ones when that would make more than [`MAX_RANGES`]), or `None` when it
+    /// stays whole: already a range, not splittable, size unknown, or not larger than
+    /// `split_size`.
     pub fn split(&self, split_size: u64) -> Option<Vec<WorkItem>> {
         let size = self.size?;
         if self.range.is_some() || !self.is_splittable() || split_size == 0 || size <= split_size {
             return None;
         }
-        let count = u32::try_from(size.div_ceil(split_size)).ok()?;
+        let cut = split_size.max(size.div_ceil(u64::from(MAX_RANGES)));
+        let count = u32::try_from(size.div_ceil(cut)).ok()?;
         Some(
             (0..count)
                 .map(|index| {
-                    let start = u64::from(index) * split_size;
+                    let start = u64::from(index) * cut;
                     WorkItem {
                         range: Some(ItemRange {
                             index,
                             count,
                             start,
-                            end: (start + split_size).min(size),
+                            end: start.saturating_add(cut).min(size),
                         }),
                         ..self.clone()
                     }
@@ -284,21 +307,37 @@ fn parse_s3_event(records: &Value) -> Result<Vec<WorkItem>, PfError> {
     Ok(items)
 }
 
+fn cut_suffix(r: &ItemRange) -> String {
+    format!("{}@{}", r.count, r.cut_size())
+}
+
+/// A range must be exactly one of those [`WorkItem::split`] makes of a file of `size`
+/// bytes, so ranges of one cut never overlap or leave a gap.
 fn check_range(r: &ItemRange, size: Option<u64>) -> Result<(), PfError> {
-    if r.count == 0 || r.index >= r.count || r.start > r.end {
-        return Err(invalid(format!(
+    let not_a_range = || {
+        invalid(format!(
             "range {}/{} [{}, {}) is not a range of a split file",
             r.index, r.count, r.start, r.end
-        )));
+        ))
+    };
+    if r.count < 2 || r.count > MAX_RANGES || r.index >= r.count || r.start >= r.end {
+        return Err(not_a_range());
     }
-    match size {
-        Some(size) if r.end <= size => Ok(()),
-        Some(size) => Err(invalid(format!(
+    let Some(size) = size else {
+        return Err(invalid("a range needs the file's `size`"));
+    };
+    if r.end > size {
+        return Err(invalid(format!(
             "range [{}, {}) ends beyond the {size}-byte file",
             r.start, r.end
-        ))),
-        None => Err(invalid("a range needs the file's `size`")),
+        )));
     }
+    let cut = r.cut_size();
+    let fits = cut > 0
+        && u64::from(r.index).checked_mul(cut) == Some(r.start)
+        && r.start.saturating_add(cut).min(size) == r.end
+        && size.div_ceil(cut) == u64::from(r.count);
+    if fits { Ok(()) } else { Err(not_a_range()) }
 }
 
 fn infer_or_reject(uri: &str) -> Result<(FileFormat, Compression), PfError> {
@@ -385,7 +424,18 @@ mod tests {
         );
         assert!(parts[1].split(10).is_none(), "a range is not split again");
         assert_eq!(parts[3].covered_bytes(), Some(100));
-        assert_eq!(parts[3].key(), "-|s3://b/k.parquet|e#3/4");
+        assert_eq!(parts[3].key(), "-|s3://b/k.parquet|e#3/4@300");
+        assert_eq!(
+            parts[3].cut_key().as_deref(),
+            Some("-|s3://b/k.parquet|e#4@300")
+        );
+        let other_cut = item.split(260).unwrap();
+        assert_eq!(other_cut.len(), 4);
+        assert_ne!(
+            other_cut[1].key(),
+            parts[1].key(),
+            "another cut, other keys"
+        );
         assert_eq!(parts[3].file_key(), item.key());
         let line = parts[2].to_json();
         assert!(
@@ -401,6 +451,15 @@ mod tests {
             "the whole-file wire form is unchanged"
         );
 
+        let mut huge = item.clone();
+        huge.size = Some(1 << 60);
+        let cuts = huge.split(1).unwrap();
+        assert_eq!(
+            cuts.len(),
+            MAX_RANGES as usize,
+            "a lying size cannot explode"
+        );
+        assert_eq!(cuts.last().unwrap().range.unwrap().end, 1 << 60);
         for uri in ["/d/a.ndjson.gz", "/d/a.ndjson"] {
             let mut ndjson = WorkItem::from_uri(uri).unwrap();
             ndjson.size = Some(1000);
@@ -422,6 +481,10 @@ mod tests {
                 r#"{"index":0,"count":2,"start":0,"end":5,"x":1}"#,
                 "unknown field",
             ),
+            (r#"{"index":0,"count":1,"start":0,"end":10}"#, "not a range"),
+            (r#"{"index":1,"count":2,"start":4,"end":10}"#, "not a range"),
+            (r#"{"index":0,"count":3,"start":0,"end":5}"#, "not a range"),
+            (r#"{"index":1,"count":2,"start":5,"end":5}"#, "not a range"),
         ] {
             let line = format!(r#"{{"uri":"a.parquet","size":10,"range":{range}}}"#);
             let err = WorkItem::parse_message(&line).unwrap_err();

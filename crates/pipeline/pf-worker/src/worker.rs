@@ -313,32 +313,47 @@ impl Worker {
         item.split(self.settings.split_size?)
     }
 
-    /// Replaces a large file's delivery by its ranges, unless the file was completed
-    /// whole before (a duplicate delivery: acknowledged without work).
+    /// Replaces a large file's delivery by its ranges; `Ok(false)` when the file goes on
+    /// whole instead. A file completed whole before is acknowledged (a duplicate
+    /// delivery); one already worked on whole (held, failed, or with a checkpoint, e.g.
+    /// by a worker configured otherwise) stays whole, so no row is read both ways; and so
+    /// does a file whose ranges the queue refuses for good (e.g. no permission to send).
     fn split(
         &self,
         delivery: &Delivery,
         ranges: Vec<WorkItem>,
         summary: &mut RunSummary,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let item = &delivery.item;
-        if self
-            .metadata
-            .get(item)?
-            .is_some_and(|r| r.status == ItemStatus::Completed)
-        {
-            tracing::info!(uri = %item.uri, "already completed; acknowledging duplicate delivery");
-            summary.files_skipped += 1;
-            self.parts
-                .metrics
-                .files_skipped
-                .fetch_add(1, Ordering::Relaxed);
-            return self.queue.ack(delivery);
+        match self.metadata.get(item)? {
+            Some(r) if r.status == ItemStatus::Completed => {
+                tracing::info!(uri = %item.uri, "already completed; acknowledging duplicate delivery");
+                summary.files_skipped += 1;
+                self.parts
+                    .metrics
+                    .files_skipped
+                    .fetch_add(1, Ordering::Relaxed);
+                self.queue.ack(delivery)?;
+                return Ok(true);
+            }
+            Some(r) if r.status != ItemStatus::Pending || r.checkpoint.is_some() => {
+                tracing::info!(uri = %item.uri, status = ?r.status, "already worked on whole; not cutting it");
+                return Ok(false);
+            }
+            _ => {}
         }
         tracing::info!(uri = %item.uri, ranges = ranges.len(), "cutting the file into ranges for the other threads and workers");
-        self.queue.replace(delivery, ranges)?;
-        summary.files_split += 1;
-        Ok(())
+        match self.queue.replace(delivery, ranges) {
+            Ok(()) => {
+                summary.files_split += 1;
+                Ok(true)
+            }
+            Err(e) if e.is_transient() => Err(e),
+            Err(e) => {
+                tracing::warn!(uri = %item.uri, error = %e, "the queue refuses the ranges; processing the file whole");
+                Ok(false)
+            }
+        }
     }
 
     /// Processes one delivery and settles it; only queue/metadata errors escape.
@@ -351,8 +366,10 @@ impl Worker {
         summary: &mut RunSummary,
     ) -> Result<()> {
         let item = &delivery.item;
-        if let Some(ranges) = self.ranges_of(item) {
-            return self.split(delivery, ranges, summary);
+        if let Some(ranges) = self.ranges_of(item)
+            && self.split(delivery, ranges, summary)?
+        {
+            return Ok(());
         }
         let m = &self.parts.metrics;
         let (attempts, checkpoint) = match self.metadata.claim(item, wid) {

@@ -134,10 +134,13 @@ impl SqsWorkQueue {
                     files = items.len(),
                     "S3 event with several records; splitting it into work items"
                 );
-                if let Err(e) = self.enqueue_then_delete(&handle, &items) {
+                if let Some(unsent) = self.enqueue_then_delete(&handle, &items)? {
                     // Keep the event; a later receive splits it again (duplicates are
                     // harmless: completed files are acknowledged without work).
-                    tracing::warn!(error = %e, "keeping the event");
+                    tracing::warn!(
+                        failed = unsent,
+                        "could not re-enqueue every record; keeping the event"
+                    );
                 }
                 Ok(None)
             }
@@ -156,28 +159,20 @@ impl SqsWorkQueue {
         }
     }
 
-    /// Sends `items` as messages of their own, then deletes the message `handle`; when
-    /// any send fails the message stays and the error says how many were not sent.
-    fn enqueue_then_delete(&self, handle: &str, items: &[WorkItem]) -> Result<()> {
+    /// Sends `items` as messages of their own, then deletes the message `handle`. When
+    /// some entries could not be sent the message stays, and the number unsent is
+    /// returned; a call that cannot work at all (no such queue, access denied) is an error.
+    fn enqueue_then_delete(&self, handle: &str, items: &[WorkItem]) -> Result<Option<usize>> {
         let mut sender = WorkItemSender::new(self.aws.clone(), self.queue_url.clone(), 2);
         for item in items {
             sender.send(item)?;
         }
         let report = sender.finish()?;
-        if let Some((uri, reason)) = report.failed.first() {
-            return Err(PfError::Service {
-                service: "sqs",
-                operation: "SendMessageBatch".into(),
-                class: ErrorClass::Transient,
-                message: format!(
-                    "could not enqueue {} of {} work items to {} (first: {uri}: {reason})",
-                    report.failed.len(),
-                    items.len(),
-                    self.queue_url
-                ),
-            });
+        if !report.failed.is_empty() {
+            return Ok(Some(report.failed.len()));
         }
-        self.delete(handle)
+        self.delete(handle)?;
+        Ok(None)
     }
 
     fn delete(&self, handle: &str) -> Result<()> {
@@ -333,7 +328,20 @@ impl WorkQueue for SqsWorkQueue {
     }
 
     fn replace(&self, delivery: &Delivery, items: Vec<WorkItem>) -> Result<()> {
-        self.enqueue_then_delete(&delivery.handle, &items)
+        match self.enqueue_then_delete(&delivery.handle, &items)? {
+            None => Ok(()),
+            Some(unsent) => Err(PfError::Service {
+                service: "sqs",
+                operation: "SendMessageBatch".into(),
+                class: ErrorClass::Transient,
+                message: format!(
+                    "could not enqueue {unsent} of {} ranges of {} to {}; the message stays",
+                    items.len(),
+                    delivery.item.uri,
+                    self.queue_url
+                ),
+            }),
+        }
     }
 
     fn extend_visibility(&self, delivery: &Delivery, timeout: Duration) -> Result<()> {
