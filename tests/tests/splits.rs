@@ -155,6 +155,94 @@ fn workers_share_the_ranges_the_discoverer_cut() {
     assert_eq!(server.digest(), whole.digest());
 }
 
+/// A `pf-worker` over stdin with `threads` threads and Valkey at `url` (stale after 2 s),
+/// writing documents to its stdout and its summary to `work/<name>.json`.
+fn stdout_worker(work: &Path, url: &str, name: &str, threads: &str, extra: &[&str]) -> Command {
+    let mut cmd = Command::new(bin("pf-worker"));
+    cmd.args([
+        "--input",
+        "stdin",
+        "--destination",
+        "stdout",
+        "--threads",
+        threads,
+    ])
+    .args(["--batch-size", "1000", "--valkey-url", url])
+    .args(["--worker-id", name])
+    .args(["--set", "coordinator.valkey.stale_after_secs=2"])
+    .args(["--set", "worker.progress=never", "--summary-json"])
+    .arg(work.join(format!("{name}.json")))
+    .args(extra)
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    cmd
+}
+
+/// A file one worker was reading whole when it was killed is not cut by the next worker,
+/// even with splitting on: it resumes the whole file from its checkpoint, so no row is
+/// read both as part of the file and as part of a range.
+#[test]
+fn a_file_worked_on_whole_is_resumed_whole_not_cut() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    one_large_file(&data);
+    let valkey = Valkey::start();
+    let url = valkey.url();
+    let listing = discover(&data, &["--job-id", "whole"]);
+    let item = WorkItem::parse_message(std::str::from_utf8(&listing).unwrap().trim())
+        .unwrap()
+        .remove(0);
+    let store = ValkeyMetadataStore::connect(&ValkeyConfig::for_url(url.clone())).unwrap();
+
+    let mut a = stdout_worker(work.path(), &url, "a", "1", &[])
+        .spawn()
+        .unwrap();
+    a.stdin.take().unwrap().write_all(&listing).unwrap();
+    let reader = slow_reader(a.stdout.take().unwrap());
+    let started = Instant::now();
+    while store
+        .get(&item)
+        .unwrap()
+        .and_then(|r| r.checkpoint)
+        .is_none()
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "A never checkpointed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    a.kill().expect("kill -9 worker A");
+    a.wait().unwrap();
+    let a_ids = transaction_ids(&reader.join().unwrap());
+    let cp = store.get(&item).unwrap().unwrap().checkpoint.unwrap();
+
+    let split_on = ["--set", "worker.split_size_mib=1"];
+    let mut b = stdout_worker(work.path(), &url, "b", "2", &split_on)
+        .spawn()
+        .unwrap();
+    b.stdin.take().unwrap().write_all(&listing).unwrap();
+    let b_out = b.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&b_out.stderr);
+    assert_eq!(b_out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("already worked on whole; not cutting it"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("resuming from checkpoint"), "{stderr}");
+    let s = read_summary(&work.path().join("b.json"));
+    assert_eq!((s.files_split, s.files_completed), (0, 1), "{s:?}");
+    let b_ids = transaction_ids(&b_out.stdout);
+    assert_eq!(
+        b_ids.len() as u64,
+        ROWS - cp.stats.rows_read,
+        "B read past the checkpoint only"
+    );
+    let all: HashSet<&String> = a_ids.iter().chain(&b_ids).collect();
+    assert_eq!(all.len() as u64, ROWS, "every row in the destination");
+}
+
 /// kill -9 of a worker holding one range of a split file: a second worker acknowledges
 /// the ranges already completed without reading them, resumes the interrupted range from
 /// its checkpoint, and reads the untouched ranges; every row reaches the destination.
@@ -171,30 +259,7 @@ fn a_killed_worker_costs_only_the_rest_of_its_range() {
         .map(|l| WorkItem::parse_message(l).unwrap().remove(0))
         .collect();
     let store = ValkeyMetadataStore::connect(&ValkeyConfig::for_url(url.clone())).unwrap();
-    let worker = |name: &str| {
-        let mut cmd = Command::new(bin("pf-worker"));
-        cmd.args([
-            "--input",
-            "stdin",
-            "--destination",
-            "stdout",
-            "--threads",
-            "1",
-        ])
-        .args(["--batch-size", "1000", "--valkey-url", url.as_str()])
-        .args([
-            "--worker-id",
-            name,
-            "--set",
-            "coordinator.valkey.stale_after_secs=2",
-        ])
-        .args(["--set", "worker.progress=never", "--summary-json"])
-        .arg(work.path().join(format!("{name}.json")))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-        cmd
-    };
+    let worker = |name: &str| stdout_worker(work.path(), &url, name, "1", &[]);
 
     let mut a = worker("a").spawn().unwrap();
     a.stdin.take().unwrap().write_all(&listing).unwrap();
