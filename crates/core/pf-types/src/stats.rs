@@ -42,7 +42,7 @@ impl AddAssign for FileStats {
 /// A file that did not complete, as reported in the run summary.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FileFailure {
-    /// The file's URI.
+    /// The file's URI; for one range of a split file, followed by its bytes and index.
     pub uri: String,
     /// Why it failed.
     pub class: ErrorClass,

@@ -208,6 +208,18 @@ impl WorkItem {
         )
     }
 
+    /// The URI, with ` bytes <start>-<end> (range <index>/<count>)` for a range: how
+    /// failures name what failed.
+    pub fn location(&self) -> String {
+        match &self.range {
+            None => self.uri.clone(),
+            Some(r) => format!(
+                "{} bytes {}-{} (range {}/{})",
+                self.uri, r.start, r.end, r.index, r.count
+            ),
+        }
+    }
+
     /// Source bytes this item covers: its range, else the whole file (when known).
     pub fn covered_bytes(&self) -> Option<u64> {
         match &self.range {
@@ -424,6 +436,11 @@ mod tests {
         );
         assert!(parts[1].split(10).is_none(), "a range is not split again");
         assert_eq!(parts[3].covered_bytes(), Some(100));
+        assert_eq!(
+            parts[3].location(),
+            "s3://b/k.parquet bytes 900-1000 (range 3/4)"
+        );
+        assert_eq!(item.location(), "s3://b/k.parquet");
         assert_eq!(parts[3].key(), "-|s3://b/k.parquet|e#3/4@300");
         assert_eq!(
             parts[3].cut_key().as_deref(),

@@ -267,7 +267,7 @@ impl Worker {
             return self.queue.release(delivery, delay);
         }
         let failure = FileFailure {
-            uri: item.uri.clone(),
+            uri: item.location(),
             class: error.class(),
             error: format!("cannot record the item's outcome after {attempts} attempts: {error}"),
             attempts,
@@ -482,7 +482,7 @@ impl Worker {
             Err(failed) => {
                 let FileError { error, partial } = *failed;
                 let failure = FileFailure {
-                    uri: item.uri.clone(),
+                    uri: item.location(),
                     class: error.class(),
                     error: error.to_string(),
                     attempts,
