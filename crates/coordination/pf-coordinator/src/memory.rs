@@ -149,7 +149,7 @@ impl MetadataStore for MemoryMetadataStore {
         Ok(self.with(|s| {
             s.activity.insert(job_of(item).to_owned(), now);
             let entry = s.items.entry(item.key()).or_insert_with(|| Entry {
-                uri: item.uri.clone(),
+                uri: item.location(),
                 etag: item.etag.clone(),
                 job: job_of(item).to_owned(),
                 size: item.covered_bytes(),

@@ -303,7 +303,7 @@ impl ValkeyMetadataStore {
                 .arg(worker)
                 .arg(&ttl)
                 .arg(job)
-                .arg(&item.uri)
+                .arg(item.location())
                 .arg(item.etag.as_deref().unwrap_or(""))
                 .arg(&size);
             for a in extra {

@@ -209,7 +209,7 @@ impl WorkItem {
     }
 
     /// The URI, with ` bytes <start>-<end> (range <index>/<count>)` for a range: how
-    /// failures name what failed.
+    /// failures and `pf status` name what they report.
     pub fn location(&self) -> String {
         match &self.range {
             None => self.uri.clone(),
