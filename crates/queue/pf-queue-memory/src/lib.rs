@@ -102,7 +102,8 @@ impl MemoryQueue {
         }
         let id = s.next_id;
         s.next_id += 1;
-        s.pushed += 1;
+        // A split file counts once, by its first range, like the files that complete.
+        s.pushed += u64::from(item.range.is_none_or(|r| r.index == 0));
         s.ready.push_back(Entry {
             id,
             item,
@@ -118,7 +119,8 @@ impl MemoryQueue {
         self.readable.notify_all();
     }
 
-    /// Items pushed so far (the known total while a feeder is still running).
+    /// Files pushed so far, a split file once (the known total while a feeder is still
+    /// running).
     pub fn pushed(&self) -> u64 {
         self.lock().pushed
     }
