@@ -155,7 +155,9 @@ impl Reader for ParquetReader {
         .map_err(|panic| invalid(uri, panic))?
         .map_err(|e| parquet_error(&chunks, e))?;
         chunks.trim_tail(self.io.footer_prefetch);
-        let row_counts = validate(&metadata, len).map_err(|message| invalid(uri, message))?;
+        let groups = validate(&metadata, len).map_err(|message| invalid(uri, message))?;
+        let owned = groups.owned_by(item);
+        let row_counts = groups.rows;
         let metadata =
             guarded(|| ArrowReaderMetadata::try_new(Arc::new(metadata), ArrowReaderOptions::new()))
                 .map_err(|panic| invalid(uri, panic))?
@@ -164,7 +166,6 @@ impl Reader for ParquetReader {
         let (projection, leaves) = projection(&metadata, self.options.columns.as_deref(), uri)?;
         let (next_group, next_row) = resume_at(&row_counts, resume, uri)?;
         let window_size = self.io.window_size(leaves.len());
-        let owned = owned_groups(metadata.metadata(), len, item);
 
         Ok(Box::new(RowGroupBatches {
             chunks,
@@ -183,11 +184,32 @@ impl Reader for ParquetReader {
     }
 }
 
+/// Per row group, what the footer says, checked.
+struct Groups {
+    /// Row count of each group.
+    rows: Vec<u64>,
+    /// Offset of each group's first column chunk (4, after the magic, for a group
+    /// without columns).
+    starts: Vec<u64>,
+}
+
+impl Groups {
+    /// Which row groups `item` reads: all of them, or for a range of a split file those
+    /// whose first column chunk starts in the range, so every group has exactly one owner.
+    fn owned_by(&self, item: &WorkItem) -> Vec<bool> {
+        self.starts
+            .iter()
+            .map(|&start| item.range.is_none_or(|r| r.contains(start)))
+            .collect()
+    }
+}
+
 /// Checks what parquet would otherwise assert on (and panic), returning each row
-/// group's row count.
-fn validate(metadata: &ParquetMetaData, len: u64) -> std::result::Result<Vec<u64>, String> {
+/// group's row count and first offset.
+fn validate(metadata: &ParquetMetaData, len: u64) -> std::result::Result<Groups, String> {
     let columns = metadata.file_metadata().schema_descr().num_columns();
     let mut counts = Vec::with_capacity(metadata.num_row_groups());
+    let mut starts = Vec::with_capacity(metadata.num_row_groups());
     // Checked once here so that ordinals, which are sums of these counts, cannot overflow.
     let mut total: u64 = 0;
     for (i, group) in metadata.row_groups().iter().enumerate() {
@@ -202,37 +224,19 @@ fn validate(metadata: &ParquetMetaData, len: u64) -> std::result::Result<Vec<u64
                 group.columns().len()
             ));
         }
+        let mut start = None::<u64>;
         for (c, column) in group.columns().iter().enumerate() {
-            chunk_range(column, len)
+            let chunk = chunk_range(column, len)
                 .map_err(|message| format!("row group {i}, column {c}: {message}"))?;
+            start = Some(start.map_or(chunk.start, |s| s.min(chunk.start)));
         }
         counts.push(rows);
+        starts.push(start.unwrap_or(4));
     }
-    Ok(counts)
-}
-
-/// Which row groups `item` reads: all of them, or for a range of a split file those
-/// whose first column chunk starts in the range, so every group has exactly one owner.
-fn owned_groups(metadata: &ParquetMetaData, len: u64, item: &WorkItem) -> Vec<bool> {
-    metadata
-        .row_groups()
-        .iter()
-        .map(|group| {
-            let Some(range) = &item.range else {
-                return true;
-            };
-            // After the 4-byte magic when a group has no columns; `validate` checked
-            // every chunk range already.
-            let start = group
-                .columns()
-                .iter()
-                .filter_map(|column| chunk_range(column, len).ok())
-                .map(|r| r.start)
-                .min()
-                .unwrap_or(4);
-            range.contains(start)
-        })
-        .collect()
+    Ok(Groups {
+        rows: counts,
+        starts,
+    })
 }
 
 /// The bytes of one column chunk, checked to lie within the file.
@@ -326,7 +330,7 @@ struct RowGroupBatches {
     /// Leaf columns selected by `projection`, whose chunks get read-ahead windows.
     leaves: Vec<usize>,
     row_counts: Vec<u64>,
-    /// Row groups this item reads (see [`owned_groups`]).
+    /// Row groups this item reads (see [`Groups::owned_by`]).
     owned: Vec<bool>,
     batch_size: usize,
     window_size: u64,

@@ -303,6 +303,18 @@ impl Worker {
             .fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Acknowledges a duplicate delivery of an item already completed, without work.
+    fn skip_completed(&self, delivery: &Delivery, summary: &mut RunSummary) -> Result<()> {
+        tracing::info!(uri = %delivery.item.uri, "already completed; acknowledging duplicate delivery");
+        self.queue.ack(delivery)?;
+        summary.files_skipped += 1;
+        self.parts
+            .metrics
+            .files_skipped
+            .fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
     /// The ranges `item` is cut into on arrival, when splitting is on, the file is large
     /// and splittable, and some other thread or worker can take a range.
     fn ranges_of(&self, item: &WorkItem) -> Option<Vec<WorkItem>> {
@@ -327,13 +339,7 @@ impl Worker {
         let item = &delivery.item;
         match self.metadata.get(item)? {
             Some(r) if r.status == ItemStatus::Completed => {
-                tracing::info!(uri = %item.uri, "already completed; acknowledging duplicate delivery");
-                summary.files_skipped += 1;
-                self.parts
-                    .metrics
-                    .files_skipped
-                    .fetch_add(1, Ordering::Relaxed);
-                self.queue.ack(delivery)?;
+                self.skip_completed(delivery, summary)?;
                 return Ok(true);
             }
             Some(r) if r.status != ItemStatus::Pending || r.checkpoint.is_some() => {
@@ -380,13 +386,7 @@ impl Worker {
                 in_flight.claimed(delivery);
                 (attempts, checkpoint)
             }
-            Ok(Claim::AlreadyCompleted) => {
-                tracing::info!(uri = %item.uri, "already completed; acknowledging duplicate delivery");
-                self.queue.ack(delivery)?;
-                summary.files_skipped += 1;
-                m.files_skipped.fetch_add(1, Ordering::Relaxed);
-                return Ok(());
-            }
+            Ok(Claim::AlreadyCompleted) => return self.skip_completed(delivery, summary),
             Ok(Claim::HeldElsewhere { worker }) => {
                 tracing::info!(uri = %item.uri, holder = %worker, "held by another worker; releasing");
                 return self
