@@ -32,6 +32,7 @@
 //! | `pf:job:<job>:failed` | set | `<item>` of failed items |
 //! | `pf:jobs` | sorted set | job ids scored by last activity (`pf status` without `--job`) |
 //! | `pf:win:{<rule>:<group>}:<key>` | string | one key's window state (msgpack: newest time, uris, event times with uri and row, alerted times); `<group>` = xxh3(key) mod [`SLOT_GROUPS`] |
+//! | `pf:winheld:{<rule>:<group>}:<item>` | list | window alerts raised for a work item and not yet flushed by its worker; read back by the next holder |
 //!
 //! Every write refreshes the TTL (`coordinator.valkey.ttl_secs`, default 7 days) of the
 //! keys it touches, so finished jobs expire on their own. Every state change is one Lua

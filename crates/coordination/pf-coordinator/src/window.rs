@@ -3,7 +3,8 @@
 //! The cost model (server work per event, events/s per node, nodes for a fleet) is in
 //! `DESIGN.md` beside this crate.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use arrow::array::Array;
@@ -31,14 +32,21 @@ const EVENTS_PER_CALL: usize = 4096;
 /// times whose alert was raised. A call costs one MGET, and each key one SET, whatever
 /// its number of events; each event a few binary searches in Lua.
 ///
-/// KEYS: the state of each key of the call. ARGV: 1 window µs, 2 lateness µs, 3 min
-/// count, 4 ttl ms, 5 max events per key, 6 uri, then for each key: its event count n,
-/// then n × (time µs, row), in batch order. Returns {row flags as '0'/'1' in argument
-/// order, late count, {key index, t_end, count, uri, row, late}…}.
+/// Every alert the call raises is also appended, in the same script (so atomically with
+/// the state that marks it raised), to the list of the item's undelivered alerts, one
+/// element `t_end,count,row,late,key length,` + key + uri each.
+///
+/// KEYS: the state of each key of the call, then the item's undelivered-alert list (in
+/// the same hash slot). ARGV: 1 window µs, 2 lateness µs, 3 min count, 4 ttl ms, 5 max
+/// events per key, 6 uri, 7 the length of the state keys' prefix (before the key
+/// itself), then for each key: its event count n, then n × (time µs, row), in batch
+/// order. Returns {row flags as '0'/'1' in argument order, late count, {key index, t_end,
+/// count, uri, row, late}…}.
 const OBSERVE: &str = r#"
 local W = tonumber(ARGV[1]); local L = tonumber(ARGV[2]); local MIN = tonumber(ARGV[3])
 local TTL = ARGV[4]; local MAXE = tonumber(ARGV[5]); local URI = ARGV[6]
-local flags, alerts, late, a = {}, {}, 0, 7
+local PREFIX = tonumber(ARGV[7]); local NK = #KEYS - 1; local PENDING = KEYS[#KEYS]
+local flags, alerts, late, a = {}, {}, 0, 8
 local floor = math.floor
 -- First index i in 1..n+1 with T[i] > x (upper) or T[i] >= x (lower).
 local function upper(T, n, x)
@@ -80,8 +88,8 @@ local function alert(ki, done, uris, U, R, tau, count, j, is_late)
   done[#done + 1] = tau
   push_alert(ki, uris, U, R, tau, count, j, is_late)
 end
-local blobs = redis.call('MGET', unpack(KEYS))
-for ki = 1, #KEYS do
+local blobs = redis.call('MGET', unpack(KEYS, 1, NK))
+for ki = 1, NK do
   local nw, uris, T, U, R, done
   if blobs[ki] then
     local s = cmsgpack.unpack(blobs[ki])
@@ -171,6 +179,16 @@ for ki = 1, #KEYS do
     redis.call('SET', KEYS[ki], cmsgpack.pack({nw, uris, T, U, R, done}), 'PX', TTL)
   end
 end
+if #alerts > 0 then
+  local held = {}
+  for m = 1, #alerts, 6 do
+    local key = string.sub(KEYS[alerts[m]], PREFIX + 1)
+    held[#held + 1] = string.format('%.0f,%.0f,%.0f,%.0f,%.0f,', alerts[m + 1], alerts[m + 2],
+      alerts[m + 4], alerts[m + 5], #key) .. key .. alerts[m + 3]
+  end
+  redis.call('RPUSH', PENDING, unpack(held))
+  redis.call('PEXPIRE', PENDING, TTL)
+end
 return {table.concat(flags), late, alerts}
 "#;
 
@@ -200,10 +218,18 @@ impl Default for ValkeyWindowOptions {
 /// compact state, expiring `ttl` after its last event; `<group>` is a stable hash of the
 /// key modulo [`SLOT_GROUPS`]. A batch costs one pipeline (one round trip) per rule, of
 /// at most [`SLOT_GROUPS`] script calls, each within one hash slot.
+///
+/// Alerts raised and not yet delivered: `<prefix>winheld:{<rule>:<group>}:<item>`, a list
+/// per slot group and work item, appended by the script that raises them and deleted
+/// once the worker has flushed them ([`WindowStore::delivered`]); a worker taking the
+/// item over reads them back ([`WindowStore::undelivered`]).
 pub struct ValkeyWindowStore {
     pool: ValkeyPool,
     script: Script,
     options: ValkeyWindowOptions,
+    /// Per item: the undelivered-alert lists this process has appended to (or read back)
+    /// since the item's last delivery.
+    held: Mutex<HashMap<String, HashSet<String>>>,
 }
 
 impl std::fmt::Debug for ValkeyWindowStore {
@@ -224,8 +250,46 @@ impl ValkeyWindowStore {
             pool,
             script: Script::new(OBSERVE),
             options,
+            held: Mutex::new(HashMap::new()),
         })
     }
+
+    fn state_prefix(&self, rule: &str, group: u64) -> String {
+        format!("{}win:{{{rule}:{group}}}:", self.pool.config().key_prefix)
+    }
+
+    fn held_key(&self, rule: &str, group: u64, item: &str) -> String {
+        format!(
+            "{}winheld:{{{rule}:{group}}}:{item}",
+            self.pool.config().key_prefix
+        )
+    }
+
+    fn hold(&self, item: &str, keys: impl IntoIterator<Item = String>) {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        held.entry(item.to_owned()).or_default().extend(keys);
+    }
+}
+
+/// One element of an undelivered-alert list (see [`OBSERVE`]); `None` if malformed.
+fn parse_held(element: &[u8]) -> Option<WindowAlert> {
+    let mut fields = [0i64; 5];
+    let mut rest = element;
+    for f in &mut fields {
+        let comma = rest.iter().position(|&b| b == b',')?;
+        *f = std::str::from_utf8(&rest[..comma]).ok()?.parse().ok()?;
+        rest = &rest[comma + 1..];
+    }
+    let [window_end, count, row, late, key_len] = fields;
+    let (key, uri) = rest.split_at_checked(usize::try_from(key_len).ok()?)?;
+    Some(WindowAlert {
+        key: String::from_utf8(key.to_vec()).ok()?,
+        window_end,
+        count: u32::try_from(count).ok()?,
+        uri: String::from_utf8(uri.to_vec()).ok()?,
+        row: u64::try_from(row).ok()?,
+        late: late != 0,
+    })
 }
 
 /// One script call: the keys of one slot group and their events in batch order.
@@ -303,19 +367,19 @@ impl WindowStore for ValkeyWindowStore {
         let hash = self.script.get_hash().to_owned();
         let mut pipe = redis::pipe();
         for (group, call) in &calls {
-            let cmd = pipe.cmd("EVALSHA").arg(&hash).arg(call.keys.len());
+            let prefix = self.state_prefix(request.rule, *group);
+            let cmd = pipe.cmd("EVALSHA").arg(&hash).arg(call.keys.len() + 1);
             for k in &call.keys {
-                cmd.arg(format!(
-                    "{}win:{{{}:{group}}}:{k}",
-                    o.key_prefix, request.rule
-                ));
+                cmd.arg(format!("{prefix}{k}"));
             }
-            cmd.arg(window_us)
+            cmd.arg(self.held_key(request.rule, *group, request.meta.item))
+                .arg(window_us)
                 .arg(lateness_us)
                 .arg(request.min_count)
                 .arg(ttl_ms)
                 .arg(self.options.max_events_per_key)
-                .arg(request.meta.uri);
+                .arg(request.meta.uri)
+                .arg(prefix.len());
             for events in &call.events {
                 cmd.arg(events.len());
                 for &(t, ordinal, _) in events {
@@ -338,6 +402,14 @@ impl WindowStore for ValkeyWindowStore {
                 r => r,
             }
         })?;
+        self.hold(
+            request.meta.item,
+            calls
+                .iter()
+                .zip(&replies)
+                .filter(|(_, (_, _, raised))| !raised.is_empty())
+                .map(|((group, _), _)| self.held_key(request.rule, *group, request.meta.item)),
+        );
         for ((_, call), (flags, late, raised)) in calls.iter().zip(replies) {
             late_dropped += late;
             let rows_in_order = call.events.iter().flatten().map(|e| e.2);
@@ -369,5 +441,57 @@ impl WindowStore for ValkeyWindowStore {
             alerts,
             late_dropped,
         })
+    }
+
+    fn undelivered(
+        &self,
+        rule: &str,
+        item: &str,
+    ) -> std::result::Result<Vec<WindowAlert>, PfError> {
+        let keys: Vec<String> = (0..SLOT_GROUPS)
+            .map(|g| self.held_key(rule, g, item))
+            .collect();
+        let mut pipe = redis::pipe();
+        for k in &keys {
+            pipe.cmd("LRANGE").arg(k).arg(0).arg(-1);
+        }
+        let lists: Vec<Vec<Vec<u8>>> = self
+            .pool
+            .run("read undelivered alerts", |con| pipe.query(con))?;
+        let mut alerts = Vec::new();
+        let mut found = Vec::new();
+        for (key, list) in keys.into_iter().zip(lists) {
+            if !list.is_empty() {
+                found.push(key);
+            }
+            // A malformed element (written by another version) is skipped: it can
+            // only cost an alert a second delivery, never a wrong one.
+            alerts.extend(list.iter().filter_map(|e| parse_held(e)));
+        }
+        // Sent again by this process: held until its own delivery.
+        self.hold(item, found);
+        Ok(alerts)
+    }
+
+    fn delivered(&self, item: &str) -> std::result::Result<(), PfError> {
+        let keys = {
+            let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+            match held.remove(item) {
+                Some(keys) if !keys.is_empty() => keys,
+                _ => return Ok(()),
+            }
+        };
+        let mut pipe = redis::pipe();
+        for k in &keys {
+            pipe.cmd("DEL").arg(k).ignore();
+        }
+        let result = self
+            .pool
+            .run("release delivered alerts", |con| pipe.query::<()>(con));
+        if result.is_err() {
+            // Still held: the next delivery retries (at worst a takeover sends them again).
+            self.hold(item, keys);
+        }
+        result
     }
 }

@@ -143,6 +143,88 @@ fn two_workers_raise_the_alerts_of_one_each_once() {
     );
 }
 
+/// kill -9 between raising alerts and flushing them, after the worker went on past its
+/// last checkpoint: the replay from the checkpoint comes more than the allowed lateness
+/// (300 s, the default) behind the newest events of its keys, so it cannot raise those
+/// alerts again. The store holds every alert raised since the item's last delivery for
+/// whoever takes the item over, and forgets them once that holder delivered them.
+#[test]
+fn alerts_raised_and_not_delivered_are_held_for_the_next_holder() {
+    let [file, _] = files(40_000, 2048);
+    let server = pf_test_services::Valkey::start();
+    let connect = || {
+        ValkeyWindowStore::connect(
+            &ValkeyConfig {
+                key_prefix: "held:".into(),
+                ..ValkeyConfig::for_url(server.url())
+            },
+            ValkeyWindowOptions::default(),
+        )
+        .unwrap()
+    };
+    let uri = URIS[0];
+    // Worker A: a checkpoint (alerts flushed, then delivered) after 4 batches; it goes
+    // on to the end of the file and dies without delivering the rest.
+    let a = connect();
+    let mut before = Vec::new();
+    for (b, first) in &file[..4] {
+        before.extend(observe(&a, uri, b, *first));
+    }
+    a.delivered(uri).unwrap();
+    let mut after = Vec::new();
+    for (b, first) in &file[4..] {
+        after.extend(observe(&a, uri, b, *first));
+    }
+    assert!(!before.is_empty() && !after.is_empty());
+
+    // Worker B replays from the checkpoint: too late for most of them.
+    let b = connect();
+    let replayed: Vec<WindowAlert> = file[4..]
+        .iter()
+        .flat_map(|(batch, first)| observe(&b, uri, batch, *first))
+        .collect();
+    let lost: BTreeSet<_> = alert_set(&after)
+        .difference(&alert_set(&replayed))
+        .cloned()
+        .collect();
+    assert!(
+        !lost.is_empty(),
+        "the replay is too late to raise every alert again (else this test shows nothing)"
+    );
+    // What A raised after its checkpoint (and B's re-raises) are held for B; what A
+    // delivered is not.
+    let held = b.undelivered("rapid_activity", uri).unwrap();
+    let held_set = alert_set(&held);
+    assert_eq!(
+        held_set,
+        alert_set(&after)
+            .union(&alert_set(&replayed))
+            .cloned()
+            .collect(),
+        "held: the alerts raised since the last delivery"
+    );
+    assert!(
+        alert_set(&before).is_disjoint(&alert_set(&after))
+            && held_set.is_disjoint(&alert_set(&before)),
+        "delivered alerts are not held"
+    );
+    assert!(
+        held.iter()
+            .all(|h| after.iter().chain(&replayed).any(|a| a == h)),
+        "held alerts come back whole (key, time, count, uri, row, late)"
+    );
+    // Another item's alerts are its own.
+    assert!(b.undelivered("rapid_activity", URIS[1]).unwrap().is_empty());
+    // B delivers them: nothing is held any more.
+    b.delivered(uri).unwrap();
+    assert!(
+        connect()
+            .undelivered("rapid_activity", uri)
+            .unwrap()
+            .is_empty()
+    );
+}
+
 /// The alerts whose window ends at an event of file A from batch `from` on (those a
 /// worker could have raised for that stretch and lost).
 fn one_file_a_from(

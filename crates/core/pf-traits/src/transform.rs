@@ -30,6 +30,20 @@ pub trait AlertSink: Send + Sync {
 pub trait Transform: Send {
     /// Transforms one batch of records read from `item`.
     fn apply(&mut self, item: &WorkItem, input: DocBatch) -> Result<TransformOutput>;
+
+    /// Alerts raised for `item` by an earlier holder that may never have reached their
+    /// destination (it died between raising and flushing them): sent before the item is
+    /// processed again. None by default.
+    fn undelivered_alerts(&mut self, item: &WorkItem) -> Result<Vec<Alert>> {
+        let _ = item;
+        Ok(Vec::new())
+    }
+
+    /// Every alert raised so far for `item` has been flushed to its destination.
+    fn alerts_delivered(&mut self, item: &WorkItem) -> Result<()> {
+        let _ = item;
+        Ok(())
+    }
 }
 
 /// Builds one [`Transform`] per pipeline thread, sharing compiled scripts and tables.

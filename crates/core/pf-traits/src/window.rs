@@ -18,6 +18,10 @@ pub struct BatchMeta<'a> {
     pub first_row: u64,
     /// Per-row ordinals when they are not (after a filter); length = rows.
     pub ordinals: Option<&'a [u64]>,
+    /// The work item the rows are processed for (its claim key: the uri, or the uri
+    /// and range of a split file): the alerts raised for it are held as undelivered
+    /// under this name until [`WindowStore::delivered`].
+    pub item: &'a str,
 }
 
 impl<'a> BatchMeta<'a> {
@@ -27,6 +31,7 @@ impl<'a> BatchMeta<'a> {
             uri,
             first_row,
             ordinals: None,
+            item: uri,
         }
     }
 
@@ -118,4 +123,21 @@ pub trait WindowStore: Send + Sync {
     /// raised. An error (e.g. a store that cannot be reached) fails the batch; it should
     /// be [transient](pf_error::ErrorClass::Transient) if a retry may succeed.
     fn observe(&self, request: &WindowRequest<'_>) -> Result<WindowOutcome, PfError>;
+
+    /// The alerts of `rule` raised while processing `item` (by any worker) and not yet
+    /// confirmed [`delivered`](Self::delivered): a worker that takes an item over sends
+    /// them again, since its previous holder may have died between raising them and
+    /// flushing them to their destination, and a replay of the same rows may be too late
+    /// to raise them again. A store whose state dies with the process has none.
+    fn undelivered(&self, rule: &str, item: &str) -> Result<Vec<WindowAlert>, PfError> {
+        let _ = (rule, item);
+        Ok(Vec::new())
+    }
+
+    /// Every alert raised so far for `item` by this process has reached its destination
+    /// (the alert sink was flushed): they are no longer held as undelivered.
+    fn delivered(&self, item: &str) -> Result<(), PfError> {
+        let _ = item;
+        Ok(())
+    }
 }

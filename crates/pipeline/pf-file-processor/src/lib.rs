@@ -145,6 +145,13 @@ impl FileRun<'_> {
             None => self.parts.source.clone(),
         };
         let mut stream = reader.open(source, self.item, resume)?;
+        // An earlier holder of the item may have died between raising alerts and
+        // flushing them; a replay of its rows may come too late to raise them again.
+        let held = transform.undelivered_alerts(self.item)?;
+        if !held.is_empty() {
+            tracing::info!(uri = %self.item.uri, alerts = held.len(), "sending again the alerts an earlier attempt raised and may not have delivered");
+            self.parts.alerts.send(&held)?;
+        }
         let mut acc = Accumulator::new(self.parts.chunk_limits);
         loop {
             let t = Instant::now();
@@ -179,17 +186,23 @@ impl FileRun<'_> {
             self.parts.alerts.send(&out.alerts)?;
 
             for chunk in acc.push(out.docs, resume) {
-                self.index(chunk)?;
+                self.index(chunk, transform)?;
             }
         }
         if let Some(chunk) = acc.flush() {
-            self.index(chunk)?;
+            self.index(chunk, transform)?;
         }
-        self.parts.alerts.flush()?;
+        self.flush_alerts(transform)?;
         self.parts.record_dlq.flush()
     }
 
-    fn index(&mut self, chunk: Chunk) -> Result<()> {
+    /// Makes the alerts sent so far durable, then lets the window store forget them.
+    fn flush_alerts(&self, transform: &mut dyn Transform) -> Result<()> {
+        self.parts.alerts.flush()?;
+        transform.alerts_delivered(self.item)
+    }
+
+    fn index(&mut self, chunk: Chunk, transform: &mut dyn Transform) -> Result<()> {
         if chunk.rows > 0 {
             let t = Instant::now();
             let outcome = self.indexer.index(self.item, &chunk.docs)?;
@@ -214,7 +227,7 @@ impl FileRun<'_> {
         if let Some(r) = chunk.resume {
             // Failed records and alerts must be durable before progress claims they were
             // handled: a resume after a crash starts from here and will not raise them again.
-            self.parts.alerts.flush()?;
+            self.flush_alerts(transform)?;
             self.parts.record_dlq.flush()?;
             (self.on_checkpoint)(&Checkpoint {
                 position: r.position,

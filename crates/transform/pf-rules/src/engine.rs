@@ -444,6 +444,35 @@ impl CompiledRules {
         Ok(())
     }
 
+    /// The window alerts raised for `item` (a work item's claim key) that the window
+    /// store holds as undelivered, as alerts: a worker taking the item over sends them
+    /// before processing it (see [`WindowStore::undelivered`]).
+    pub fn undelivered_alerts(&self, item: &str) -> Result<Vec<Alert>> {
+        let Some(store) = &self.store else {
+            return Ok(Vec::new());
+        };
+        let mut alerts = Vec::new();
+        for rule in &self.rules {
+            if let Exec::Window(spec) = &rule.exec {
+                alerts.extend(
+                    store
+                        .undelivered(&rule.info.name, item)?
+                        .into_iter()
+                        .map(|a| window_alert(&rule.info, spec, a)),
+                );
+            }
+        }
+        Ok(alerts)
+    }
+
+    /// Every alert raised for `item` has reached the alert destination (it was flushed).
+    pub fn alerts_delivered(&self, item: &str) -> Result<()> {
+        match &self.store {
+            Some(store) => store.delivered(item),
+            None => Ok(()),
+        }
+    }
+
     /// Evaluates every rule over `batch`.
     ///
     /// Fails only for the batch as a whole: `meta.ordinals` of the wrong length, or a

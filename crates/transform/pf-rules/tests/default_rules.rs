@@ -323,9 +323,8 @@ fn ordinals_name_the_rows_and_must_match_the_batch() {
     let b = batch(&rows);
     let ordinals = [7u64, 42];
     let meta = BatchMeta {
-        uri: "s3://b/k",
-        first_row: 0,
         ordinals: Some(&ordinals),
+        ..BatchMeta::contiguous("s3://b/k", 0)
     };
     let out = rules.evaluate(&b, &meta).unwrap();
     assert_eq!(out.alerts[0].key, "high_value|s3://b/k|7");

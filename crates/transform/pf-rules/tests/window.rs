@@ -31,9 +31,8 @@ fn observe(store: &dyn WindowStore, events: &[Ev]) -> WindowOutcome {
     let times = TimestampMicrosecondArray::from(events.iter().map(|e| e.1).collect::<Vec<_>>());
     let ordinals: Vec<u64> = events.iter().map(|e| e.2).collect();
     let meta = BatchMeta {
-        uri: "mem://events",
-        first_row: 0,
         ordinals: Some(&ordinals),
+        ..BatchMeta::contiguous("mem://events", 0)
     };
     let rule = ("rapid", WINDOW_S, MIN);
     observe_rule(store, rule, &keys, &times, &meta).unwrap()

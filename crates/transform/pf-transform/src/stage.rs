@@ -14,7 +14,7 @@ use pf_rules::{
     MemoryWindowStore, RuleCounts, RuleFile, WindowStore, append_fraud_columns,
 };
 use pf_traits::{DocBatch, IdentityTransform, Transform, TransformFactory, TransformOutput};
-use pf_types::{RecordFailure, Severity, Stage, WorkItem};
+use pf_types::{Alert, RecordFailure, Severity, Stage, WorkItem};
 
 use crate::{
     RhaiConditions, ScriptEngine, ScriptOptions, ScriptTransform, ScriptTransformFactory,
@@ -306,6 +306,21 @@ impl StageTransform {
 }
 
 impl Transform for StageTransform {
+    fn undelivered_alerts(&mut self, item: &WorkItem) -> Result<Vec<Alert>> {
+        self.refresh();
+        match &self.parts.rules {
+            Some(rules) => rules.undelivered_alerts(&item.key()),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    fn alerts_delivered(&mut self, item: &WorkItem) -> Result<()> {
+        match &self.parts.rules {
+            Some(rules) => rules.alerts_delivered(&item.key()),
+            None => Ok(()),
+        }
+    }
+
     fn apply(&mut self, item: &WorkItem, input: DocBatch) -> Result<TransformOutput> {
         self.refresh();
         let mut out = match self.script.as_mut() {
@@ -322,10 +337,12 @@ impl Transform for StageTransform {
             return Ok(out);
         };
         let docs = &out.docs;
+        let claim = item.key();
         let meta = BatchMeta {
             uri: &item.uri,
             first_row: docs.first_row,
             ordinals: docs.ordinals.as_deref(),
+            item: &claim,
         };
         let eval = rules.evaluate(&docs.batch, &meta)?;
         self.shared.tally.add(rules, &eval.counts);

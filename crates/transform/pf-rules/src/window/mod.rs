@@ -27,10 +27,12 @@
 //!   The alerts of the qualifying windows that hold it are raised again (once per
 //!   request): an alert raised before a crash may not have reached its destination, and
 //!   alert ids (`rule|key|t_end`) are deterministic, so a destination keyed by them
-//!   (Elasticsearch) absorbs the repeat and a file of alerts may list it twice. Alerts
-//!   are therefore delivered at least once, provided the replay comes within the
-//!   allowed lateness (below) of the newest event of its key: a replayed event that is
-//!   already too late is dropped and raises nothing.
+//!   (Elasticsearch) absorbs the repeat and a file of alerts may list it twice. A
+//!   replayed event that is already too late (below) — the crashed worker went on well
+//!   past its checkpoint — is dropped and raises nothing; for that case a shared store
+//!   also holds every alert raised for a work item until its worker has flushed them
+//!   ([`WindowStore::delivered`]), and the next holder of the item sends them again
+//!   ([`WindowStore::undelivered`]). Alerts are therefore delivered at least once.
 //! * **Nulls.** A record with a null key or time is not an event and never fires.
 //!
 //! # Bounded memory and late data
