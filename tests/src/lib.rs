@@ -8,16 +8,28 @@ use std::process::{Command, Output, Stdio};
 use pf_datagen::{GenOptions, generate};
 use pf_types::{Compression, FileFormat, RunSummary};
 
-/// Path of a workspace binary built by `cargo build --workspace --bins` in the same
-/// profile as the running test.
+pub mod chaos;
+pub mod cluster;
+
+/// The directory of the workspace binaries built by `cargo build --workspace --bins` in
+/// the same profile as the running test (or, for a binary of this crate, beside it).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().expect("executable directory");
+    // A test runs from target/<profile>/deps/; a binary from target/<profile>/.
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        dir.parent().expect("target dir").to_path_buf()
+    } else {
+        dir.to_path_buf()
+    }
+}
+
+/// Path of a workspace binary (see [`bin_dir`]).
 ///
 /// # Panics
 /// When the binary is missing, with the command that builds it.
 pub fn bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/<test> → target/<profile>/<name>
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let path = dir.join(name);
+    let path = bin_dir().join(name);
     assert!(
         path.exists(),
         "{} is missing: run `cargo build --workspace --bins` first (testing/run-tests.sh does)",

@@ -50,7 +50,7 @@ const KEY_FLAGS: &[KeyFlag] = &[
         "destination",
         "DEST",
         &["indexer.destination"],
-        "Where documents go: stats, stdout, null or elasticsearch",
+        "Where documents go: stats, stdout, null, elasticsearch or parquet",
     ),
     KeyFlag::one(
         "threads",
@@ -124,6 +124,12 @@ const KEY_FLAGS: &[KeyFlag] = &[
         "SECS",
         &["queue.sqs.visibility_timeout_secs"],
         "SQS visibility timeout, extended at half this interval while a file is processed",
+    ),
+    KeyFlag::one(
+        "parquet-dir",
+        "DIR",
+        &["indexer.parquet.path"],
+        "Directory of the Parquet data set (destination parquet)",
     ),
     KeyFlag::one(
         "es-endpoint",

@@ -289,6 +289,18 @@ impl BulkTestServer {
         count_matching(&inner, pattern)
     }
 
+    /// The `_id` of every document stored in indices whose name matches `pattern` (as
+    /// for [`count`](Self::count)).
+    pub fn ids(&self, pattern: &str) -> BTreeSet<String> {
+        let inner = self.shared.lock();
+        inner
+            .indices
+            .iter()
+            .filter(|(name, _)| pattern.split(',').any(|p| glob(p.trim(), name)))
+            .flat_map(|(_, i)| i.docs.keys().cloned())
+            .collect()
+    }
+
     /// Names of the indices that hold documents or were created.
     pub fn indices(&self) -> Vec<String> {
         self.shared.lock().indices.keys().cloned().collect()

@@ -1,3 +1,4 @@
+use std::path::Path;
 use std::process::Command;
 
 use crate::process::{ServiceProcess, free_port, service_binary};
@@ -16,22 +17,44 @@ impl Valkey {
 
     /// Starts a fresh, empty server on `port` (e.g. to restart one on the same address).
     pub fn start_on(port: u16) -> Valkey {
+        Self::start_with(port, &["--save", "", "--appendonly", "no"])
+    }
+
+    /// Starts a server on `port` that logs every write to an append-only file in `dir`
+    /// before answering it (`appendfsync always`), as a deployment that must not lose
+    /// claims and window state runs it; started again on the same `dir`, it comes back
+    /// with everything it had acknowledged.
+    pub fn start_persistent(port: u16, dir: &Path) -> Valkey {
+        let dir = dir.to_str().expect("UTF-8 data directory");
+        Self::start_with(
+            port,
+            &[
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--dir",
+                dir,
+            ],
+        )
+    }
+
+    fn start_with(port: u16, persistence: &[&str]) -> Valkey {
         let mut command = Command::new(service_binary("valkey-server"));
-        command.args([
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--protected-mode",
-            "yes",
-        ]);
+        command
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args(persistence)
+            .args(["--protected-mode", "yes"]);
         Valkey {
             process: ServiceProcess::start("valkey-server", command, port),
         }
+    }
+
+    /// The server's process id (to stop and continue it: `kill -STOP` / `-CONT`).
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
     }
 
     /// `redis://127.0.0.1:<port>`.

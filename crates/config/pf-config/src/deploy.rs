@@ -8,6 +8,7 @@ use pf_dlq::PutObject;
 use pf_error::{PfError, Result};
 use pf_file_processor::{FormatReaders, SharedParts};
 use pf_indexer_es::EsIndexerFactory;
+use pf_indexer_parquet::{ParquetAlertSink, ParquetIndexerFactory};
 use pf_indexer_stdout::{AlertTarget, LocalDestination, LocalIndexerFactory, NdjsonAlertSink};
 use pf_metrics::Metrics;
 use pf_queue_memory::{MemoryQueue, feed_lines};
@@ -175,6 +176,10 @@ fn destination(config: &Config, bulk: BulkLimits) -> Result<BuiltDestination> {
         Destination::Stats => local(LocalDestination::Stats),
         Destination::Stdout => local(LocalDestination::Stdout),
         Destination::Null => local(LocalDestination::Null),
+        Destination::Parquet => BuiltDestination {
+            indexers: Arc::new(ParquetIndexerFactory::build(&config.indexer.parquet)?),
+            elasticsearch: None,
+        },
         Destination::Elasticsearch => {
             let es = Arc::new(EsIndexerFactory::build(
                 &config.indexer.elasticsearch,
@@ -218,6 +223,14 @@ fn alert_sinks(
             })?;
             (ndjson(AlertTarget::Discard), Arc::new(es.alert_sink()))
         }
+        AlertDestination::Parquet => (
+            ndjson(AlertTarget::Discard),
+            Arc::new(ParquetAlertSink::new(
+                &config.alerts.dir,
+                &config.worker.worker_id(),
+                config.indexer.parquet.compression,
+            )?),
+        ),
     })
 }
 

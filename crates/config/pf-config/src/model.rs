@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 pub use pf_coordinator::ValkeyConfig;
 pub use pf_dlq::RecordDlqConfig;
 pub use pf_indexer_es::ElasticsearchConfig;
+pub use pf_indexer_parquet::ParquetSinkConfig;
 pub use pf_metrics::MetricsConfig;
 pub use pf_queue_sqs::SqsConfig;
 pub use pf_reader_ndjson::NdjsonConfig;
@@ -106,8 +107,8 @@ impl Default for ReaderConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct IndexerConfig {
-    /// `indexer.destination`: `stats`, `stdout`, `null` or `elasticsearch`. Default
-    /// `stats`.
+    /// `indexer.destination`: `stats`, `stdout`, `null`, `elasticsearch` or `parquet`.
+    /// Default `stats`.
     pub destination: Destination,
     /// `indexer.bulk_max_docs`: a bulk request is sent once it holds this many
     /// documents. Default `5000`.
@@ -118,6 +119,9 @@ pub struct IndexerConfig {
     /// `indexer.elasticsearch`: Elasticsearch settings, used when `destination` is
     /// `elasticsearch`.
     pub elasticsearch: ElasticsearchConfig,
+    /// `indexer.parquet`: Parquet lakehouse settings, used when `destination` is
+    /// `parquet`.
+    pub parquet: ParquetSinkConfig,
 }
 
 impl Default for IndexerConfig {
@@ -127,6 +131,7 @@ impl Default for IndexerConfig {
             bulk_max_docs: 5000,
             bulk_max_bytes: 5 * 1024 * 1024,
             elasticsearch: ElasticsearchConfig::default(),
+            parquet: ParquetSinkConfig::default(),
         }
     }
 }
@@ -144,6 +149,8 @@ pub enum Destination {
     Null,
     /// Elasticsearch bulk API.
     Elasticsearch,
+    /// Hive-partitioned Parquet files in `indexer.parquet.path`.
+    Parquet,
 }
 
 /// `coordinator`: the metadata store.
@@ -158,10 +165,15 @@ pub struct CoordinatorConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AlertsConfig {
-    /// `alerts.destination`: `none`, `stdout`, `file` or `elasticsearch`. Default `none`.
+    /// `alerts.destination`: `none`, `stdout`, `file`, `elasticsearch` or `parquet`.
+    /// Default `none`.
     pub destination: AlertDestination,
     /// `alerts.path`: the file for `destination: file`. Default `./alerts.ndjson`.
     pub path: PathBuf,
+    /// `alerts.dir`: the data set directory for `destination: parquet` (partitioned
+    /// `date=YYYY-MM-DD/` by the day alerts were written; codec
+    /// `indexer.parquet.compression`). Default `./alerts`.
+    pub dir: PathBuf,
 }
 
 impl Default for AlertsConfig {
@@ -169,6 +181,7 @@ impl Default for AlertsConfig {
         AlertsConfig {
             destination: AlertDestination::None,
             path: PathBuf::from("./alerts.ndjson"),
+            dir: PathBuf::from("./alerts"),
         }
     }
 }
@@ -187,4 +200,6 @@ pub enum AlertDestination {
     /// The Elasticsearch index `indexer.elasticsearch.alerts_index` (needs
     /// `indexer.destination: elasticsearch`).
     Elasticsearch,
+    /// Parquet files under `alerts.dir`.
+    Parquet,
 }

@@ -184,6 +184,7 @@ fn full_config() -> Config {
                 max_retries: 2,
                 ..ElasticsearchConfig::default()
             },
+            parquet: ParquetSinkConfig::default(),
         },
         record_dlq: RecordDlqConfig {
             dir: PathBuf::from("/var/lib/paraflow/dlq"),
@@ -215,6 +216,7 @@ fn full_config() -> Config {
         alerts: AlertsConfig {
             destination: AlertDestination::File,
             path: "/var/log/alerts.ndjson".into(),
+            dir: "./alerts".into(),
         },
     }
 }

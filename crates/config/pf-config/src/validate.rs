@@ -41,6 +41,17 @@ pub(crate) fn validate(config: &Config) -> Result<(), PfError> {
     indexer
         .elasticsearch
         .validate(indexer.destination == Destination::Elasticsearch)?;
+    if indexer.destination == Destination::Parquet {
+        indexer.parquet.validate()?;
+    }
+    if config.alerts.destination == AlertDestination::Parquet
+        && config.alerts.dir.as_os_str().is_empty()
+    {
+        return err(
+            "alerts.dir",
+            "is required when alerts.destination is parquet",
+        );
+    }
     if config.alerts.destination == AlertDestination::Elasticsearch
         && indexer.destination != Destination::Elasticsearch
     {

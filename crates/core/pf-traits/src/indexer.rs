@@ -44,6 +44,22 @@ pub struct IndexOutcome {
 pub trait Indexer: Send {
     /// Indexes `docs`, all from `item`, as one request (or as few as the destination needs).
     fn index(&mut self, item: &WorkItem, docs: &[DocBatch]) -> Result<IndexOutcome>;
+
+    /// A new attempt at `item` starts on this thread: whatever an earlier attempt left
+    /// uncommitted is dropped (it will be indexed again from the resume point).
+    fn begin(&mut self, item: &WorkItem) {
+        let _ = item;
+    }
+
+    /// Called at every resume point of `item` (`last`: and once after its last
+    /// document). Returns whether every document indexed so far is durable, so the
+    /// resume point may be recorded; with `last` it must make them durable and return
+    /// `true`. Destinations that buffer output (a Parquet part) decide here where their
+    /// files end; those whose `index` is already final (Elasticsearch) keep the default.
+    fn commit(&mut self, item: &WorkItem, last: bool) -> Result<bool> {
+        let _ = (item, last);
+        Ok(true)
+    }
 }
 
 /// Builds one [`Indexer`] per pipeline thread and shares anything thread-safe between them.

@@ -145,6 +145,7 @@ impl FileRun<'_> {
             None => self.parts.source.clone(),
         };
         let mut stream = reader.open(source, self.item, resume)?;
+        self.indexer.begin(self.item);
         // An earlier holder of the item may have died between raising alerts and
         // flushing them; a replay of its rows may come too late to raise them again.
         let held = transform.undelivered_alerts(self.item)?;
@@ -192,6 +193,13 @@ impl FileRun<'_> {
         if let Some(chunk) = acc.flush() {
             self.index(chunk, transform)?;
         }
+        if !self.indexer.commit(self.item, true)? {
+            return Err(PfError::Indexer {
+                destination: "indexer",
+                class: pf_error::ErrorClass::Transient,
+                message: "did not commit the end of the file".into(),
+            });
+        }
         self.flush_alerts(transform)?;
         self.parts.record_dlq.flush()
     }
@@ -225,6 +233,11 @@ impl FileRun<'_> {
             self.fail_records(Stage::Index, outcome.failures)?;
         }
         if let Some(r) = chunk.resume {
+            // A destination that buffers output (a Parquet part) lets a resume point be
+            // recorded only once everything before it is durable.
+            if !self.indexer.commit(self.item, false)? {
+                return Ok(());
+            }
             // Failed records and alerts must be durable before progress claims they were
             // handled: a resume after a crash starts from here and will not raise them again.
             self.flush_alerts(transform)?;

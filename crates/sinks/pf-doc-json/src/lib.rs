@@ -10,6 +10,9 @@
 //! writes it.
 
 pub mod json;
+mod time;
+
+pub use time::{RecordTime, days_from_civil, parse_iso_seconds, source_hash_hex};
 
 use std::sync::OnceLock;
 

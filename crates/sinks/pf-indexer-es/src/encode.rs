@@ -1,16 +1,15 @@
 //! Arrow rows → `_bulk` action and source lines, written straight into the request
 //! buffer: no `serde_json::Value`, no per-row allocation.
 
-use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::buffer::NullBuffer;
-use arrow::datatypes::{DataType, Date32Type, Date64Type, Int64Type};
+use arrow::array::{Array, RecordBatch};
+use arrow::datatypes::DataType;
 
 use pf_error::{PfError, Result};
 use pf_types::WorkItem;
 
 use crate::OpType;
 use crate::settings::IndexName;
-use pf_doc_json::{ColumnEncoder, DocEncoder, json, timestamp_ticks};
+use pf_doc_json::{ColumnEncoder, DocEncoder, RecordTime, json, source_hash_hex};
 
 /// Elasticsearch refuses `_id`s longer than this many bytes.
 const MAX_ID_BYTES: usize = 512;
@@ -37,82 +36,6 @@ enum IdSource<'a> {
     },
 }
 
-/// Seconds since the epoch of each row, for index names from a record's time.
-enum TimeSource<'a> {
-    Ticks {
-        nulls: Option<&'a NullBuffer>,
-        values: &'a [i64],
-        per_sec: i64,
-    },
-    Days {
-        nulls: Option<&'a NullBuffer>,
-        values: &'a [i32],
-    },
-    Text(&'a dyn Array),
-}
-
-impl TimeSource<'_> {
-    fn seconds(&self, row: usize) -> Option<i64> {
-        match self {
-            TimeSource::Ticks {
-                nulls,
-                values,
-                per_sec,
-            } => (!nulls.is_some_and(|n| n.is_null(row))).then(|| values[row].div_euclid(*per_sec)),
-            TimeSource::Days { nulls, values } => {
-                (!nulls.is_some_and(|n| n.is_null(row))).then(|| i64::from(values[row]) * 86_400)
-            }
-            TimeSource::Text(a) => {
-                if a.is_null(row) {
-                    return None;
-                }
-                let s = match a.data_type() {
-                    DataType::Utf8 => a.as_string::<i32>().value(row),
-                    DataType::LargeUtf8 => a.as_string::<i64>().value(row),
-                    _ => a.as_string_view().value(row),
-                };
-                parse_iso_seconds(s)
-            }
-        }
-    }
-}
-
-/// Seconds since the epoch of `YYYY-MM-DD[THH…]` (UTC; the rest is ignored).
-fn parse_iso_seconds(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
-    let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        let t = b.get(r)?;
-        if !t.iter().all(u8::is_ascii_digit) {
-            return None;
-        }
-        std::str::from_utf8(t).ok()?.parse().ok()
-    };
-    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    if b.get(4) != Some(&b'-')
-        || b.get(7) != Some(&b'-')
-        || !(1..=12).contains(&m)
-        || !(1..=31).contains(&d)
-    {
-        return None;
-    }
-    let h = if matches!(b.get(10), Some(b'T' | b' ')) {
-        num(11..13).filter(|h| *h < 24).unwrap_or(0)
-    } else {
-        0
-    };
-    Some(days_from_civil(y, m as u32, d as u32) * 86_400 + h * 3600)
-}
-
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = i64::from((m + 9) % 12);
-    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 /// Writes one batch's rows as bulk action + source lines.
 ///
 /// Built once per batch (columns are downcast here, not per row).
@@ -128,7 +51,7 @@ enum ActionPrefix<'a> {
     Fixed(Vec<u8>),
     Templated {
         options: &'a DocOptions,
-        time: TimeSource<'a>,
+        time: RecordTime<'a>,
         field: &'a str,
         cached: Option<(i64, Vec<u8>)>,
     },
@@ -150,19 +73,7 @@ impl<'a> BatchEncoder<'a> {
         let schema = batch.schema_ref();
         let source = DocEncoder::new(batch).map_err(|e| permanent(e.to_string()))?;
         let id = match &options.id_field {
-            None => {
-                let mut h = xxhash_rust::xxh3::Xxh3::new();
-                h.update(item.uri.as_bytes());
-                h.update(&[0]);
-                h.update(item.etag.as_deref().unwrap_or("").as_bytes());
-                let digest = h.digest128();
-                let mut hex = [0u8; 32];
-                for (i, byte) in digest.to_be_bytes().iter().enumerate() {
-                    hex[2 * i] = b"0123456789abcdef"[(byte >> 4) as usize];
-                    hex[2 * i + 1] = b"0123456789abcdef"[(byte & 0xf) as usize];
-                }
-                IdSource::Hash(hex)
-            }
+            None => IdSource::Hash(source_hash_hex(&item.uri, item.etag.as_deref())),
             Some(name) => {
                 let (idx, field) = schema.column_with_name(name).ok_or_else(|| {
                     permanent(format!(
@@ -206,39 +117,11 @@ impl<'a> BatchEncoder<'a> {
                         t.pattern, item.uri
                     ))
                 })?;
-                let a = batch.column(idx);
-                let time = match a.data_type() {
-                    DataType::Timestamp(unit, _) => {
-                        let (values, per_sec, _) = timestamp_ticks(a, *unit);
-                        TimeSource::Ticks {
-                            nulls: a.nulls(),
-                            values,
-                            per_sec,
-                        }
-                    }
-                    DataType::Date64 => TimeSource::Ticks {
-                        nulls: a.nulls(),
-                        values: a.as_primitive::<Date64Type>().values(),
-                        per_sec: 1_000,
-                    },
-                    DataType::Int64 => TimeSource::Ticks {
-                        nulls: a.nulls(),
-                        values: a.as_primitive::<Int64Type>().values(),
-                        per_sec: 1_000,
-                    },
-                    DataType::Date32 => TimeSource::Days {
-                        nulls: a.nulls(),
-                        values: a.as_primitive::<Date32Type>().values(),
-                    },
-                    DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
-                        TimeSource::Text(a.as_ref())
-                    }
-                    other => {
-                        return Err(permanent(format!(
-                            "the index name time field `{field}` has type {other}; expected a timestamp, date, epoch-millis integer or ISO-8601 string"
-                        )));
-                    }
-                };
+                let time = RecordTime::new(batch.column(idx).as_ref()).map_err(|other| {
+                    permanent(format!(
+                        "the index name time field `{field}` has type {other}; expected a timestamp, date, epoch-millis integer or ISO-8601 string"
+                    ))
+                })?;
                 ActionPrefix::Templated {
                     options,
                     time,
@@ -464,19 +347,5 @@ mod tests {
             ..options.clone()
         };
         assert!(BatchEncoder::new(&missing, &item(), &batch).is_err());
-    }
-
-    #[test]
-    fn iso_strings_name_indices() {
-        assert_eq!(
-            parse_iso_seconds("1970-01-02T01:00:00Z"),
-            Some(86_400 + 3600)
-        );
-        assert_eq!(
-            parse_iso_seconds("2000-03-01"),
-            Some(days_from_civil(2000, 3, 1) * 86_400)
-        );
-        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
-        assert_eq!(parse_iso_seconds("yesterday"), None);
     }
 }

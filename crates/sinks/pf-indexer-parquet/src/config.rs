@@ -1,0 +1,113 @@
+//! `indexer.parquet`: the one declaration of the Parquet destination's settings.
+
+use parquet::basic::{Compression, ZstdLevel};
+use serde::{Deserialize, Serialize};
+
+use pf_error::{PfError, Result};
+
+/// `indexer.parquet.compression`: the codec of every column chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ParquetCodec {
+    /// ZSTD (level 3): the lakehouse default, read by DuckDB, Spark, pyarrow, Polars.
+    #[default]
+    Zstd,
+    /// Snappy: faster, larger.
+    Snappy,
+    /// LZ4 (raw).
+    Lz4,
+    /// Gzip (level 6).
+    Gzip,
+    /// No compression.
+    None,
+}
+
+impl ParquetCodec {
+    /// The writer setting.
+    pub fn compression(self) -> Compression {
+        match self {
+            ParquetCodec::Zstd => Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()),
+            ParquetCodec::Snappy => Compression::SNAPPY,
+            ParquetCodec::Lz4 => Compression::LZ4_RAW,
+            ParquetCodec::Gzip => Compression::GZIP(Default::default()),
+            ParquetCodec::None => Compression::UNCOMPRESSED,
+        }
+    }
+}
+
+/// `indexer.parquet`: where the data set is written and how its files are cut.
+///
+/// Files are named `<partition>/<hash of uri and etag>-<first row ordinal>.parquet`, so
+/// a retried or resumed input writes the same names again and never duplicates rows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ParquetSinkConfig {
+    /// `path`: directory of the data set (created if missing). Default `./lakehouse`.
+    pub path: String,
+    /// `partition_by`: column whose record time (timestamp, date, epoch-millisecond
+    /// integer or ISO-8601 string) names each row's Hive partition `date=YYYY-MM-DD`;
+    /// rows without a usable time go to `date=__HIVE_DEFAULT_PARTITION__`. `null`: no
+    /// partitions. Default `timestamp`.
+    pub partition_by: Option<String>,
+    /// `compression`: `zstd`, `snappy`, `lz4`, `gzip` or `none`. Default `zstd`.
+    pub compression: ParquetCodec,
+    /// `row_group_rows`: rows per row group. Default `131072`.
+    pub row_group_rows: usize,
+    /// `target_file_bytes`: a file is closed (made visible, and the input's resume point
+    /// recorded) at the first resume point after the part it belongs to reached this
+    /// many encoded bytes, bytes; a smaller remainder closes at the end of the input.
+    /// Also how much a resumed input writes again. Default `67108864` (64 MiB).
+    pub target_file_bytes: u64,
+    /// `max_buffered_bytes`: encoded row-group bytes a pipeline thread holds in memory
+    /// over all its open files; above it the largest row group is written early, so
+    /// memory stays bounded however many dates a part spans, bytes. Default
+    /// `134217728` (128 MiB).
+    pub max_buffered_bytes: usize,
+}
+
+impl Default for ParquetSinkConfig {
+    fn default() -> Self {
+        ParquetSinkConfig {
+            path: "./lakehouse".into(),
+            partition_by: Some("timestamp".into()),
+            compression: ParquetCodec::Zstd,
+            row_group_rows: 131_072,
+            target_file_bytes: 64 << 20,
+            max_buffered_bytes: 128 << 20,
+        }
+    }
+}
+
+impl ParquetSinkConfig {
+    /// Checks the values a run cannot start with, naming the key.
+    pub fn validate(&self) -> Result<()> {
+        if self.path.trim().is_empty() {
+            return Err(PfError::config("indexer.parquet.path", "must not be empty"));
+        }
+        if self.path.starts_with("s3://") {
+            return Err(PfError::config(
+                "indexer.parquet.path",
+                "S3 output is not supported yet; write to a local directory (and sync it)",
+            ));
+        }
+        if self.row_group_rows == 0 {
+            return Err(PfError::config(
+                "indexer.parquet.row_group_rows",
+                "must be at least 1",
+            ));
+        }
+        if self.max_buffered_bytes == 0 {
+            return Err(PfError::config(
+                "indexer.parquet.max_buffered_bytes",
+                "must be at least 1",
+            ));
+        }
+        if self.partition_by.as_deref().is_some_and(str::is_empty) {
+            return Err(PfError::config(
+                "indexer.parquet.partition_by",
+                "must name a column, or be null for no partitions",
+            ));
+        }
+        Ok(())
+    }
+}

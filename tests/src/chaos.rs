@@ -1,0 +1,763 @@
+//! The chaos suite: the release (or test-profile) binaries as a fleet — S3 and SQS in
+//! moto, claims, checkpoints and fraud windows in Valkey, documents to the bulk protocol
+//! test server — under the faults a deployment meets, each scenario checked against a
+//! clean run of the same data.
+//!
+//! Every scenario ends in one [`Outcome`] row: documents and alerts of the clean run
+//! missing from the faulty one, and documents under ids the clean run does not have (a
+//! record written twice under two ids). `testing/chaos.sh` runs the suite at scale and
+//! prints the table; `tests/tests/chaos.rs` runs it small in the test command.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use pf_bulk_test_server::{BulkTestServer, Faults};
+use pf_coordinator::{ValkeyConfig, ValkeyMetadataStore};
+use pf_test_services::Valkey;
+use pf_traits::MetadataStore;
+use pf_types::{Compression, FileFormat};
+
+use crate::cluster::{BUCKET, Cluster};
+use crate::generate_data;
+
+/// How big a run is and which binaries it drives.
+#[derive(Debug, Clone)]
+pub struct ChaosOptions {
+    /// Directory of `pf-worker`, `pf-discoverer` and `pf`.
+    pub bins: PathBuf,
+    /// Generated transactions in all.
+    pub rows: u64,
+    /// Parquet files they are spread over (more files than a worker has threads, so a
+    /// second worker has work left).
+    pub files: usize,
+    /// Scenarios to run (names as in [`SCENARIOS`]); empty: all.
+    pub only: Vec<String>,
+}
+
+/// What one scenario left in the destination, against the clean run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// The scenario's name.
+    pub scenario: String,
+    /// Documents of the clean run.
+    pub documents_expected: u64,
+    /// Of those, not in the destination.
+    pub missing: u64,
+    /// Documents in the destination under an id the clean run does not have.
+    pub duplicated: u64,
+    /// Alerts (`rule|key|t_end`) of the clean run.
+    pub alerts_expected: u64,
+    /// Of those, in no worker's alert file.
+    pub alerts_missing: u64,
+    /// Scenario-specific checks that failed (empty: none).
+    pub problems: Vec<String>,
+    /// What else the scenario measured (peak RSS of a worker), for the result column.
+    pub note: String,
+}
+
+impl Outcome {
+    /// Nothing missing, nothing duplicated, every scenario-specific check held.
+    pub fn clean(&self) -> bool {
+        self.missing == 0
+            && self.duplicated == 0
+            && self.alerts_missing == 0
+            && self.problems.is_empty()
+    }
+}
+
+/// The scenarios, in the order they run.
+pub const SCENARIOS: &[&str] = &[
+    "kill -9 mid-file",
+    "SIGTERM, 30 s grace",
+    "SIGTERM, no grace",
+    "Valkey restarted",
+    "Valkey stalled past visibility",
+    "bulk 10% 429s + 10 s outage",
+    "crafted SQS messages",
+    "S3 object overwritten between attempts",
+    "wide NDJSON records, kill -9",
+    "truncated gzip member",
+];
+
+/// The results as a Markdown table.
+pub fn table(outcomes: &[Outcome]) -> String {
+    let mut t = String::from(
+        "| scenario | documents expected | missing | duplicated ids | alerts expected | alerts missing | result |\n|---|---|---|---|---|---|---|\n",
+    );
+    for o in outcomes {
+        let mut result = if o.clean() {
+            "clean".to_owned()
+        } else {
+            format!("FAILED: {}", o.problems.join("; "))
+        };
+        if !o.note.is_empty() {
+            let _ = write!(result, " ({})", o.note);
+        }
+        let _ = writeln!(
+            t,
+            "| {} | {} | {} | {} | {} | {} | {result} |",
+            o.scenario,
+            o.documents_expected,
+            o.missing,
+            o.duplicated,
+            o.alerts_expected,
+            o.alerts_missing
+        );
+    }
+    t
+}
+
+/// Runs the scenarios of `options` (each on its own moto, Valkey and bulk server) and
+/// returns one row each.
+pub fn run(options: &ChaosOptions) -> Vec<Outcome> {
+    let work = tempfile::tempdir().expect("chaos scratch directory");
+    let data = work.path().join("data");
+    generate_data(
+        &data,
+        options.rows,
+        options.files,
+        FileFormat::Parquet,
+        Compression::None,
+    );
+    let rules = work.path().join("rules.yaml");
+    std::fs::write(&rules, RULES).expect("write rules");
+    let side = SideFiles::write(&work.path().join("side"), options.rows);
+    let expected = clean_run(options, &data, &rules);
+    SCENARIOS
+        .iter()
+        .filter(|s| options.only.is_empty() || options.only.iter().any(|o| o == *s))
+        .map(|name| {
+            let mut fleet = Fleet::start(options, &data, &rules);
+            let problems = fleet.play(name, &side);
+            fleet.outcome(name, &expected, problems)
+        })
+        .collect()
+}
+
+/// Files that scenarios add beside the data set (under `side/` in the bucket), whose
+/// documents are checked on their own: they are not part of the clean run.
+struct SideFiles {
+    /// Two versions of one NDJSON object (a resume point every batch, so a worker can
+    /// be killed mid-way through it).
+    changed: [PathBuf; 2],
+    /// NDJSON whose every record carries a [`WIDE_BYTES`] string.
+    wide: PathBuf,
+    wide_lines: u64,
+    /// A gzip NDJSON stream cut inside its member.
+    truncated: PathBuf,
+    truncated_lines: u64,
+}
+
+/// Size of the string that widens each record of the wide NDJSON file.
+const WIDE_BYTES: usize = 40_000;
+
+impl SideFiles {
+    fn write(dir: &Path, rows: u64) -> SideFiles {
+        std::fs::create_dir_all(dir).expect("side directory");
+        // Generated transactions whose accounts are renamed `<tag>-…`: side files share
+        // no window key with the data set, so they cannot change its alerts (a key's
+        // events arriving out of order beyond the lateness would).
+        let ndjson = |tag: &str, lines: u64, widen: bool| -> String {
+            let out = dir.join(format!("{tag}-gen"));
+            generate_data(&out, lines, 1, FileFormat::Ndjson, Compression::None);
+            let file = std::fs::read_dir(&out)
+                .expect("generated NDJSON")
+                .next()
+                .expect("one file")
+                .expect("entry")
+                .path();
+            let text = std::fs::read_to_string(file).expect("read NDJSON");
+            let mut lines_out = String::new();
+            for line in text.lines() {
+                let mut record: serde_json::Value = serde_json::from_str(line).expect("JSON");
+                let account = record["account_id"].as_str().unwrap_or("").to_owned();
+                record["account_id"] = format!("{tag}-{account}").into();
+                if widen {
+                    record["memo"] = "w".repeat(WIDE_BYTES).into();
+                }
+                lines_out.push_str(&record.to_string());
+                lines_out.push('\n');
+            }
+            lines_out
+        };
+        let side_lines = (rows / 10).max(2_000);
+        let changed = [dir.join("changed-v1.ndjson"), dir.join("changed-v2.ndjson")];
+        for (n, path) in changed.iter().enumerate() {
+            let text = ndjson(&format!("changed{n}"), side_lines + n as u64 * 100, false);
+            std::fs::write(path, text).expect("write a version");
+        }
+
+        let wide_lines = (rows / 100).max(100);
+        let wide = dir.join("wide.ndjson");
+        std::fs::write(&wide, ndjson("wide", wide_lines, true)).expect("write wide NDJSON");
+
+        let text = ndjson("gzip", side_lines, false);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, text.as_bytes()).expect("gzip");
+        let bytes = gz.finish().expect("gzip");
+        let truncated = dir.join("truncated.ndjson.gz");
+        std::fs::write(&truncated, &bytes[..bytes.len() * 3 / 5]).expect("write gzip");
+        SideFiles {
+            changed,
+            wide,
+            wide_lines,
+            truncated,
+            truncated_lines: side_lines,
+        }
+    }
+}
+
+/// How the documents of a scenario's side file are judged.
+enum SideCheck {
+    /// None was added.
+    None,
+    /// Documents of the first version written before the change may stay (`before`, as
+    /// found when the object changed); nothing may be written after it.
+    Changed { before: BTreeSet<String> },
+    /// Every record, under the ids an uninterrupted run gives (ordinals `0..lines`).
+    Complete { lines: u64 },
+    /// The records before the cut may be there (ordinals from 0 on, none twice); none
+    /// after it.
+    Prefix { lines: u64 },
+}
+
+/// The shipped fraud rule with a window (its alerts are what a crash can lose) and a
+/// plain one.
+const RULES: &str = "rules:\n  - name: rapid_activity\n    window: { key: account_id, time: timestamp, seconds: 60, min_count: 5 }\n    severity: medium\n    score: 30\n  - name: high_value\n    condition: amount > 10000.0\n    severity: high\n    score: 50\n";
+
+/// Visibility timeout of the work queue, seconds: short, so that a dead worker's items
+/// come back quickly; claims go stale before it.
+const VISIBILITY_SECS: u32 = 6;
+const STALE_AFTER_SECS: u64 = 3;
+/// Rows per batch: small, so a file has many checkpoints.
+const BATCH_ROWS: &str = "500";
+
+/// The documents and alerts of a clean run: one worker, stdin items, no Valkey.
+struct Expected {
+    ids: BTreeSet<String>,
+    alerts: BTreeSet<String>,
+}
+
+fn clean_run(options: &ChaosOptions, data: &Path, rules: &Path) -> Expected {
+    let fleet = Fleet::start(options, data, rules);
+    let items = fleet
+        .cluster
+        .run(
+            "pf-discoverer",
+            &[
+                "--bucket",
+                BUCKET,
+                "--s3-endpoint",
+                &fleet.cluster.endpoint,
+                "--prefix",
+                "in/",
+            ],
+        )
+        .stdout;
+    let summary = fleet.cluster.path("clean.json");
+    let mut worker = fleet
+        .cluster
+        .command("pf-worker")
+        .args(["--config"])
+        .arg(fleet.config("clean"))
+        .args(["--input", "stdin", "--s3-endpoint", &fleet.cluster.endpoint])
+        .args(fleet.destination())
+        .arg("--summary-json")
+        .arg(&summary)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the clean run's worker");
+    {
+        use std::io::Write;
+        let mut stdin = worker.stdin.take().expect("stdin");
+        stdin.write_all(&items).expect("feed work items");
+    }
+    let out = worker.wait_with_output().expect("clean run");
+    assert!(
+        out.status.success(),
+        "the clean run failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let expected = Expected {
+        ids: fleet.es.ids("chaos*"),
+        alerts: fleet.alerts(),
+    };
+    assert_eq!(
+        expected.ids.len() as u64,
+        options.rows,
+        "the clean run indexes every row"
+    );
+    assert!(!expected.alerts.is_empty(), "the data raises window alerts");
+    expected
+}
+
+/// One scenario's services and workers.
+struct Fleet {
+    cluster: Cluster,
+    valkey: Valkey,
+    valkey_dir: tempfile::TempDir,
+    es: BulkTestServer,
+    rules: PathBuf,
+    /// Letters the scenario put in the DLQ on purpose.
+    crafted: usize,
+    /// Letters the scenario's side file must end in: (object key, words of the reason).
+    letters: Vec<(String, &'static str)>,
+    side: SideCheck,
+    /// Peak RSS of each worker that ran, KiB.
+    peak_rss: Vec<(String, u64)>,
+}
+
+impl Fleet {
+    fn start(options: &ChaosOptions, data: &Path, rules: &Path) -> Fleet {
+        let cluster = Cluster::start_with(options.bins.clone(), VISIBILITY_SECS);
+        let uploaded = cluster.upload_dir(data, "in/");
+        assert_eq!(uploaded as usize, options.files);
+        let valkey_dir = tempfile::tempdir().expect("valkey data directory");
+        let valkey = Valkey::start_persistent(pf_test_services::free_port(), valkey_dir.path());
+        Fleet {
+            cluster,
+            valkey,
+            valkey_dir,
+            es: BulkTestServer::start().expect("start the bulk test server"),
+            rules: rules.to_path_buf(),
+            crafted: 0,
+            letters: Vec::new(),
+            side: SideCheck::None,
+            peak_rss: Vec::new(),
+        }
+    }
+
+    /// The worker config of `who`: its own alert file, claims stale after 3 s.
+    fn config(&self, who: &str) -> PathBuf {
+        let path = self.cluster.path(&format!("{who}.yaml"));
+        let alerts = self.cluster.path(&format!("alerts-{who}.ndjson"));
+        std::fs::write(
+            &path,
+            format!(
+                "worker:\n  progress: never\ncoordinator:\n  valkey:\n    stale_after_secs: {STALE_AFTER_SECS}\ntransform:\n  rules: {}\nalerts:\n  destination: file\n  path: {}\n",
+                self.rules.display(),
+                alerts.display()
+            ),
+        )
+        .expect("write worker config");
+        path
+    }
+
+    fn destination(&self) -> Vec<String> {
+        [
+            "--destination",
+            "elasticsearch",
+            "--es-endpoint",
+            &self.es.url(),
+            "--es-index",
+            "chaos",
+            "--batch-size",
+            BATCH_ROWS,
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    }
+
+    /// A worker `who` on the work queue with Valkey, two threads; `extra` flags last. It
+    /// ends after 3 idle seconds, or, when it `takes_over` from a dead or stopped
+    /// worker, after two visibility timeouts (the dead worker's items reappear only
+    /// once their visibility runs out).
+    fn worker(&self, who: &str, takes_over: bool, extra: &[&str]) -> Child {
+        let idle = if takes_over { 2 * VISIBILITY_SECS } else { 3 };
+        let log = std::fs::File::create(self.cluster.path(&format!("{who}.log"))).expect("log");
+        self.cluster
+            .worker_command(&self.cluster.path(&format!("{who}.json")))
+            .arg("--config")
+            .arg(self.config(who))
+            .args(self.destination())
+            .args(["--valkey-url", &self.valkey.url(), "--worker-id", who])
+            .args(["--threads", "2", "--visibility-timeout"])
+            .arg(VISIBILITY_SECS.to_string())
+            .arg("--idle-exit")
+            .arg(idle.to_string())
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start pf-worker")
+    }
+
+    /// Waits (at most 10 minutes) for worker `who` to exit by itself with one of
+    /// `codes`; a problem naming the code and the end of its log otherwise.
+    fn finish(&mut self, who: &str, mut child: Child, codes: &[i32], problems: &mut Vec<String>) {
+        let start = Instant::now();
+        let mut peak = 0;
+        let status = loop {
+            peak = peak.max(peak_rss_kib(child.id()).unwrap_or(0));
+            match child.try_wait() {
+                Ok(Some(status)) => break status.code(),
+                Ok(None) if start.elapsed() < Duration::from_secs(600) => {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break None;
+                }
+            }
+        };
+        self.peak_rss.push((who.to_owned(), peak));
+        if !status.is_some_and(|c| codes.contains(&c)) {
+            let log = std::fs::read_to_string(self.cluster.path(&format!("{who}.log")))
+                .unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(5).collect();
+            problems.push(format!(
+                "worker {who} exited with {status:?}: {}",
+                tail.into_iter().rev().collect::<Vec<_>>().join(" / ")
+            ));
+        }
+    }
+
+    /// Waits until some file of the job has a checkpoint in Valkey.
+    fn wait_for_checkpoint(&self) -> Result<(), String> {
+        let store = ValkeyMetadataStore::connect(&ValkeyConfig::for_url(self.valkey.url()))
+            .map_err(|e| format!("connect to Valkey: {e}"))?;
+        let start = Instant::now();
+        loop {
+            if store
+                .job_progress("job-1")
+                .ok()
+                .flatten()
+                .is_some_and(|p| p.rows_done > 0)
+            {
+                return Ok(());
+            }
+            if start.elapsed() > Duration::from_secs(120) {
+                return Err("no checkpoint within 120 s".into());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Runs scenario `name`; the problems it saw on the way.
+    fn play(&mut self, name: &str, side: &SideFiles) -> Vec<String> {
+        let mut problems = Vec::new();
+        match name {
+            "crafted SQS messages" => self.send_crafted(),
+            // Discovered ahead of the data set, so a worker starts on them.
+            "wide NDJSON records, kill -9" => self.add_side(
+                &side.wide,
+                "wide.ndjson",
+                SideCheck::Complete {
+                    lines: side.wide_lines,
+                },
+            ),
+            "truncated gzip member" => {
+                self.add_side(
+                    &side.truncated,
+                    "truncated.ndjson.gz",
+                    SideCheck::Prefix {
+                        lines: side.truncated_lines,
+                    },
+                );
+                self.letters
+                    .push(("side/truncated.ndjson.gz".into(), "gzip"));
+            }
+            _ => {}
+        }
+        if name == "S3 object overwritten between attempts" {
+            return self.overwrite_between_attempts(side, problems);
+        }
+        self.cluster
+            .discover_to_sqs(&["--prefix", "in/", "--valkey-url", &self.valkey.url()]);
+        // Bulk requests answer after 50 ms, so workers are mid-file when the fault hits.
+        let slow = Faults {
+            delay: Duration::from_millis(50),
+            ..Faults::default()
+        };
+        self.es.set_faults(slow.clone());
+        match name {
+            "kill -9 mid-file" | "wide NDJSON records, kill -9" => {
+                let mut a = self.worker("a", false, &[]);
+                self.mid_file(&mut problems);
+                let _ = a.kill();
+                let _ = a.wait();
+                self.es.set_faults(Faults::default());
+                let b = self.worker("b", true, &[]);
+                self.finish("b", b, &[0], &mut problems);
+            }
+            "SIGTERM, 30 s grace" | "SIGTERM, no grace" => {
+                let grace = if name.contains("no grace") { 0 } else { 30 };
+                let set = format!("worker.shutdown_grace_secs={grace}");
+                let a = self.worker("a", false, &["--set", &set]);
+                self.mid_file(&mut problems);
+                signal(a.id(), "-TERM");
+                // Files given up at the end of the grace are released to the queue, not
+                // failed: the worker exits 0.
+                self.finish("a", a, &[0], &mut problems);
+                self.es.set_faults(Faults::default());
+                let b = self.worker("b", true, &[]);
+                self.finish("b", b, &[0], &mut problems);
+            }
+            "Valkey restarted" => {
+                let a = self.worker("a", false, &[]);
+                self.mid_file(&mut problems);
+                let port = self.valkey.port();
+                self.valkey.kill();
+                std::thread::sleep(Duration::from_secs(1));
+                self.valkey = Valkey::start_persistent(port, self.valkey_dir.path());
+                self.es.set_faults(Faults::default());
+                self.finish("a", a, &[0], &mut problems);
+            }
+            "Valkey stalled past visibility" => {
+                let a = self.worker("a", false, &[]);
+                let b = self.worker("b", true, &[]);
+                self.mid_file(&mut problems);
+                signal(self.valkey.pid(), "-STOP");
+                std::thread::sleep(Duration::from_secs(u64::from(VISIBILITY_SECS) + 2));
+                signal(self.valkey.pid(), "-CONT");
+                self.es.set_faults(Faults::default());
+                self.finish("a", a, &[0], &mut problems);
+                self.finish("b", b, &[0], &mut problems);
+            }
+            "bulk 10% 429s + 10 s outage" => {
+                self.es.set_faults(Faults {
+                    throttle_fraction: 0.1,
+                    throttle_attempts: 1,
+                    ..slow
+                });
+                let a = self.worker("a", false, &[]);
+                self.mid_file(&mut problems);
+                self.es.go_down_for(Duration::from_secs(10));
+                // A file whose retries run out during the outage fails as transient and
+                // comes back from the queue.
+                self.finish("a", a, &[0, 2], &mut problems);
+                if self.es.stats().bulk_requests == 0 {
+                    problems.push("no bulk request reached the server".into());
+                }
+            }
+            "crafted SQS messages" | "truncated gzip member" => {
+                self.es.set_faults(Faults::default());
+                let a = self.worker("a", false, &[]);
+                // The crafted messages fail (exit 2); every real item completes.
+                self.finish("a", a, &[2], &mut problems);
+            }
+            other => problems.push(format!("unknown scenario `{other}`")),
+        }
+        problems
+    }
+
+    /// Uploads `local` as `side/<key>` and queues it ahead of the data set; its
+    /// documents are judged by `check`.
+    fn add_side(&mut self, local: &Path, key: &str, check: SideCheck) {
+        let bytes = std::fs::read(local).expect("side file");
+        self.cluster
+            .moto
+            .put_object(BUCKET, &format!("side/{key}"), bytes);
+        self.cluster
+            .discover_to_sqs(&["--prefix", "side/", "--valkey-url", &self.valkey.url()]);
+        self.side = check;
+    }
+
+    /// A worker is killed mid-way through `side/changed.ndjson`, the object is
+    /// overwritten, and the worker that takes the item over must refuse it (If-Match):
+    /// the item ends in the DLQ as changed, no document of the new version is written,
+    /// and the data set discovered after the change is complete.
+    fn overwrite_between_attempts(
+        &mut self,
+        side: &SideFiles,
+        mut problems: Vec<String>,
+    ) -> Vec<String> {
+        let key = "side/changed.ndjson";
+        let v1 = std::fs::read(&side.changed[0]).expect("first version");
+        self.cluster.moto.put_object(BUCKET, key, v1);
+        self.cluster
+            .discover_to_sqs(&["--prefix", "side/", "--valkey-url", &self.valkey.url()]);
+        self.es.set_faults(Faults {
+            delay: Duration::from_millis(50),
+            ..Faults::default()
+        });
+        let mut a = self.worker("a", false, &[]);
+        self.mid_file(&mut problems);
+        let _ = a.kill();
+        let _ = a.wait();
+        // Requests the server had already received finish before the snapshot.
+        std::thread::sleep(Duration::from_secs(1));
+        self.side = SideCheck::Changed {
+            before: self.es.ids("chaos*"),
+        };
+        let v2 = std::fs::read(&side.changed[1]).expect("second version");
+        self.cluster.moto.put_object(BUCKET, key, v2);
+        self.letters.push((key.into(), "changed"));
+        self.cluster
+            .discover_to_sqs(&["--prefix", "in/", "--valkey-url", &self.valkey.url()]);
+        self.es.set_faults(Faults::default());
+        let b = self.worker("b", true, &[]);
+        self.finish("b", b, &[2], &mut problems);
+        problems
+    }
+
+    /// Waits for the first checkpoint (the fleet is mid-file), noting a timeout.
+    fn mid_file(&self, problems: &mut Vec<String>) {
+        if let Err(e) = self.wait_for_checkpoint() {
+            problems.push(e);
+        }
+    }
+
+    /// Non-JSON, a 200 KB body, control characters and a local file, ahead of the items.
+    fn send_crafted(&mut self) {
+        let crafted = [
+            "this is not json".to_owned(),
+            format!(
+                r#"{{"uri":"s3://{BUCKET}/in/x.parquet","pad":"{}"}}"#,
+                "y".repeat(200_000)
+            ),
+            format!(r#"{{"uri":"s3://{BUCKET}/a\u0001b\u001f.parquet","format":"parquet"}}"#),
+            r#"{"uri":"file:///etc/passwd","format":"ndjson"}"#.to_owned(),
+        ];
+        for body in &crafted {
+            self.cluster
+                .moto
+                .send_message(&self.cluster.queue_url, body);
+        }
+        self.crafted = crafted.len();
+    }
+
+    fn alerts(&self) -> BTreeSet<String> {
+        let mut keys = BTreeSet::new();
+        for entry in std::fs::read_dir(self.cluster.dir.path()).expect("cluster directory") {
+            let path = entry.expect("directory entry").path();
+            let is_alerts = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("alerts-"));
+            if !is_alerts {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            keys.extend(
+                text.lines()
+                    .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                    .filter_map(|v| v["key"].as_str().map(str::to_owned)),
+            );
+        }
+        keys
+    }
+
+    fn outcome(&self, name: &str, expected: &Expected, mut problems: Vec<String>) -> Outcome {
+        let ids = self.es.ids("chaos*");
+        let stored = self.es.count("chaos*");
+        let alerts = self.alerts();
+        self.check_letters(&mut problems);
+        let extra: BTreeSet<String> = ids.difference(&expected.ids).cloned().collect();
+        let mut documents_expected = expected.ids.len() as u64;
+        let mut missing = expected.ids.difference(&ids).count() as u64;
+        let duplicated = match &self.side {
+            SideCheck::None => extra.len() as u64,
+            SideCheck::Changed { before } => extra.difference(before).count() as u64,
+            SideCheck::Complete { lines } => {
+                let ordinals = side_ordinals(&extra);
+                let good = ordinals.iter().filter(|o| *o < lines).count() as u64;
+                documents_expected += lines;
+                missing += lines - good;
+                extra.len() as u64 - good
+            }
+            SideCheck::Prefix { lines } => {
+                let ordinals = side_ordinals(&extra);
+                let contiguous = ordinals.iter().enumerate().all(|(i, o)| i as u64 == *o);
+                if !contiguous || ordinals.len() as u64 >= *lines {
+                    problems.push(format!(
+                        "{} of {lines} records before the cut, not ordinals 0..n",
+                        ordinals.len()
+                    ));
+                }
+                extra.len() as u64 - ordinals.len() as u64
+            }
+        };
+        let note = self
+            .peak_rss
+            .iter()
+            .map(|(who, kib)| format!("worker {who} peak RSS {} MB", kib / 1024))
+            .collect::<Vec<_>>()
+            .join(", ");
+        Outcome {
+            scenario: name.to_owned(),
+            documents_expected,
+            missing,
+            duplicated: duplicated + stored.saturating_sub(ids.len() as u64),
+            alerts_expected: expected.alerts.len() as u64,
+            alerts_missing: expected.alerts.difference(&alerts).count() as u64,
+            problems,
+            note,
+        }
+    }
+
+    /// The work queue is drained, and the DLQ holds exactly the crafted messages and
+    /// the letters the scenario expects (each naming its object and reason).
+    fn check_letters(&self, problems: &mut Vec<String>) {
+        let depth = self.cluster.moto.queue_depth(&self.cluster.queue_url);
+        let letters = if self.cluster.moto.queue_depth(&self.cluster.dlq_url) == (0, 0) {
+            Vec::new()
+        } else {
+            self.cluster.dlq_letters()
+        };
+        let wanted = self.crafted + self.letters.len();
+        if depth != (0, 0) || letters.len() != wanted {
+            problems.push(format!(
+                "queue not drained: work queue {depth:?}, DLQ {} letters ({wanted} expected)",
+                letters.len()
+            ));
+        }
+        for (key, reason) in &self.letters {
+            let found = letters.iter().any(|l| {
+                l["body"].as_str().is_some_and(|b| b.contains(key.as_str()))
+                    && l["attributes"][ERROR_MESSAGE_ATTRIBUTE]
+                        .as_str()
+                        .is_some_and(|m| m.to_lowercase().contains(reason))
+            });
+            if !found {
+                problems.push(format!("no DLQ letter for {key} saying `{reason}`"));
+            }
+        }
+    }
+}
+
+/// The SQS attribute holding a dead letter's error message.
+const ERROR_MESSAGE_ATTRIBUTE: &str = "pf_error_message";
+
+/// The row ordinals of the documents of one side file, sorted (ids are
+/// `<hash of uri and etag>-<ordinal>`): those of the prefix most documents share.
+fn side_ordinals(extra: &BTreeSet<String>) -> Vec<u64> {
+    let mut by_prefix: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
+    for id in extra {
+        if let Some((prefix, ordinal)) = id.rsplit_once('-')
+            && let Ok(o) = ordinal.parse()
+        {
+            by_prefix.entry(prefix).or_default().push(o);
+        }
+    }
+    let mut ordinals = by_prefix
+        .into_values()
+        .max_by_key(Vec::len)
+        .unwrap_or_default();
+    ordinals.sort_unstable();
+    ordinals
+}
+
+/// The peak resident set of our own child `pid` (`VmHWM`), KiB; `None` once it exited.
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// Sends `signal` (`-STOP`, `-CONT`, `-TERM`) to our own child process `pid`.
+fn signal(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill {signal} {pid} failed");
+}
