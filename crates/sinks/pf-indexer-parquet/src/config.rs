@@ -63,6 +63,11 @@ pub struct ParquetSinkConfig {
     /// memory stays bounded however many dates a part spans, bytes. Default
     /// `134217728` (128 MiB).
     pub max_buffered_bytes: usize,
+    /// `lineage`: add `_source_uri` (dictionary-encoded) and `_source_row` (the
+    /// record's ordinal in its file, as in alerts' `uri` and `row` and in document
+    /// ids) to every row, so alerts join their transactions and any row traces back
+    /// to its input. Default `true`.
+    pub lineage: bool,
 }
 
 impl Default for ParquetSinkConfig {
@@ -74,6 +79,7 @@ impl Default for ParquetSinkConfig {
             row_group_rows: 131_072,
             target_file_bytes: 64 << 20,
             max_buffered_bytes: 128 << 20,
+            lineage: true,
         }
     }
 }

@@ -3,10 +3,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use arrow::array::{RecordBatch, UInt32Array};
+use arrow::array::{
+    Array, DictionaryArray, Int32Array, RecordBatch, StringArray, UInt32Array, UInt64Array,
+};
 use arrow::compute::take_record_batch;
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, Field, FieldRef, Int32Type, Schema, SchemaRef};
 use parquet::arrow::ArrowWriter;
 use parquet::file::properties::WriterProperties;
 use pf_doc_json::json::date_bytes;
@@ -16,6 +19,11 @@ use pf_traits::DocBatch;
 use pf_types::WorkItem;
 
 use crate::{NAME, ParquetSinkConfig, writer_error};
+
+/// The lineage column holding each row's input URI.
+pub(crate) const SOURCE_URI: &str = "_source_uri";
+/// The lineage column holding each row's ordinal in its input.
+pub(crate) const SOURCE_ROW: &str = "_source_row";
 
 /// Hive's name for the partition of rows whose key is null.
 const DEFAULT_PARTITION: &str = "date=__HIVE_DEFAULT_PARTITION__";
@@ -95,10 +103,16 @@ impl Part {
         config: &ParquetSinkConfig,
         properties: &WriterProperties,
     ) -> Result<()> {
-        let batch = &docs.batch;
-        if batch.num_rows() == 0 {
+        if docs.batch.num_rows() == 0 {
             return Ok(());
         }
+        let with_lineage;
+        let batch = if config.lineage {
+            with_lineage = self.lineage(docs)?;
+            &with_lineage
+        } else {
+            &docs.batch
+        };
         let Some(column) = &config.partition_by else {
             return self.append(String::new(), batch, docs.ordinal(0), properties);
         };
@@ -118,6 +132,39 @@ impl Part {
             self.append(partition_dir(day), &slice, first_ordinal, properties)?;
         }
         Ok(())
+    }
+
+    /// `docs` with `_source_uri` and `_source_row` appended (unless the records already
+    /// have such columns).
+    fn lineage(&self, docs: &DocBatch) -> Result<RecordBatch> {
+        let batch = &docs.batch;
+        let schema = batch.schema();
+        if schema.column_with_name(SOURCE_URI).is_some()
+            || schema.column_with_name(SOURCE_ROW).is_some()
+        {
+            return Ok(batch.clone());
+        }
+        let rows = batch.num_rows();
+        let uri: DictionaryArray<Int32Type> = DictionaryArray::new(
+            Int32Array::from(vec![0; rows]),
+            Arc::new(StringArray::from(vec![self.uri.as_str()])),
+        );
+        let row: UInt64Array = (0..rows).map(|i| docs.ordinal(i)).collect();
+        let mut fields: Vec<FieldRef> = schema.fields().iter().cloned().collect();
+        fields.push(Arc::new(Field::new(
+            SOURCE_URI,
+            uri.data_type().clone(),
+            false,
+        )));
+        fields.push(Arc::new(Field::new(SOURCE_ROW, DataType::UInt64, false)));
+        let mut columns = batch.columns().to_vec();
+        columns.push(Arc::new(uri));
+        columns.push(Arc::new(row));
+        RecordBatch::try_new(
+            Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone())),
+            columns,
+        )
+        .map_err(|e| permanent(format!("cannot add lineage columns to {}: {e}", self.uri)))
     }
 
     /// The day number of each row's time in `column`.
