@@ -150,3 +150,20 @@ pub fn assert_accounted(s: &RunSummary) {
         "read = indexed + dropped + failed must hold: {s:?}"
     );
 }
+
+/// `dir/worker.yaml`: the shipped fraud rules with the shipped enrichment tables, plus
+/// `extra` YAML.
+pub fn shipped_fraud_config(dir: &Path, extra: &str) -> PathBuf {
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
+    let path = dir.join("worker.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "worker:\n  progress: never\ntransform:\n  rules: {rules}\n  tables:\n    - {{ name: geo, kind: cidr, path: {e}/geo.csv, key: network, values: [country, city, asn] }}\n    - {{ name: threats, kind: cidr, path: {e}/threats.csv, key: network, values: [category, confidence] }}\n    - {{ name: users, kind: exact, path: {e}/users.csv, key: account_id, values: [name, risk_tier, home_country] }}\n{extra}",
+            rules = shipped.join("rules/fraud.yaml").display(),
+            e = shipped.join("enrichment").display(),
+        ),
+    )
+    .unwrap();
+    path
+}

@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,7 @@ use parquet::basic::Compression;
 use pf_coordinator::{ValkeyConfig, ValkeyMetadataStore};
 use pf_datagen::{GenOptions, generate};
 use pf_test_services::Valkey;
-use pf_tests::{bin, discover, read_summary, run_with_stdin};
+use pf_tests::{bin, discover, read_summary, run_with_stdin, shipped_fraud_config};
 use pf_traits::MetadataStore;
 use pf_types::{FileFormat, WorkItem};
 
@@ -87,22 +87,6 @@ fn read_data_set(root: &Path) -> DataSet {
     set
 }
 
-/// The shipped fraud rules with the shipped enrichment tables.
-fn fraud_config(dir: &Path, extra: &str) -> PathBuf {
-    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
-    let path = dir.join("worker.yaml");
-    std::fs::write(
-        &path,
-        format!(
-            "worker:\n  progress: never\ntransform:\n  rules: {rules}\n  tables:\n    - {{ name: geo, kind: cidr, path: {e}/geo.csv, key: network, values: [country, city, asn] }}\n    - {{ name: threats, kind: cidr, path: {e}/threats.csv, key: network, values: [category, confidence] }}\n    - {{ name: users, kind: exact, path: {e}/users.csv, key: account_id, values: [name, risk_tier, home_country] }}\n{extra}",
-            rules = shipped.join("rules/fraud.yaml").display(),
-            e = shipped.join("enrichment").display(),
-        ),
-    )
-    .unwrap();
-    path
-}
-
 fn generate_data(dir: &Path, rows: u64, files: usize, row_group_rows: usize) {
     generate(&GenOptions {
         files,
@@ -122,7 +106,7 @@ fn scored_rows_land_once_in_date_partitions_and_a_second_run_changes_nothing() {
     generate_data(&data, ROWS, 4, 2_000);
     let out = work.path().join("lake");
     let alerts = work.path().join("alerts");
-    let cfg = fraud_config(
+    let cfg = shipped_fraud_config(
         work.path(),
         &format!(
             "alerts:\n  destination: parquet\n  dir: {}\n",
@@ -200,7 +184,7 @@ fn a_worker_killed_mid_file_is_resumed_without_duplicate_or_partial_file() {
     let valkey = Valkey::start();
     let out = work.path().join("lake");
     // Parts of ~256 KiB: a commit (and a checkpoint) every few row groups.
-    let cfg = fraud_config(
+    let cfg = shipped_fraud_config(
         work.path(),
         "coordinator:\n  valkey:\n    stale_after_secs: 2\nindexer:\n  parquet:\n    target_file_bytes: 262144\n",
     );

@@ -50,7 +50,7 @@ const KEY_FLAGS: &[KeyFlag] = &[
         "destination",
         "DEST",
         &["indexer.destination"],
-        "Where documents go: stats, stdout, null, elasticsearch or parquet",
+        "Where documents go: stats, stdout, null, elasticsearch, parquet or flight",
     ),
     KeyFlag::one(
         "threads",
@@ -130,6 +130,12 @@ const KEY_FLAGS: &[KeyFlag] = &[
         "DIR",
         &["indexer.parquet.path"],
         "Directory of the Parquet data set (destination parquet)",
+    ),
+    KeyFlag::one(
+        "flight-endpoint",
+        "URL",
+        &["indexer.flight.endpoint"],
+        "Arrow Flight server, grpc://host:port or grpc+tls://host:port (destination flight)",
     ),
     KeyFlag::one(
         "es-endpoint",

@@ -8,6 +8,7 @@ use pf_dlq::PutObject;
 use pf_error::{PfError, Result};
 use pf_file_processor::{FormatReaders, SharedParts};
 use pf_indexer_es::EsIndexerFactory;
+use pf_indexer_flight::FlightIndexerFactory;
 use pf_indexer_parquet::{ParquetAlertSink, ParquetIndexerFactory};
 use pf_indexer_stdout::{AlertTarget, LocalDestination, LocalIndexerFactory, NdjsonAlertSink};
 use pf_metrics::Metrics;
@@ -178,6 +179,10 @@ fn destination(config: &Config, bulk: BulkLimits) -> Result<BuiltDestination> {
         Destination::Null => local(LocalDestination::Null),
         Destination::Parquet => BuiltDestination {
             indexers: Arc::new(ParquetIndexerFactory::build(&config.indexer.parquet)?),
+            elasticsearch: None,
+        },
+        Destination::Flight => BuiltDestination {
+            indexers: Arc::new(FlightIndexerFactory::build(&config.indexer.flight)?),
             elasticsearch: None,
         },
         Destination::Elasticsearch => {

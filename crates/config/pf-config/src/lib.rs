@@ -49,9 +49,9 @@ pub use env::substitute_env;
 pub use locate::KeyLines;
 pub use model::{
     AlertDestination, AlertsConfig, Config, CoordinatorConfig, Destination, ElasticsearchConfig,
-    IndexerConfig, LocalConfig, MetricsConfig, NdjsonConfig, ParquetConfig, ParquetSinkConfig,
-    QueueConfig, QueueKind, ReaderConfig, RecordDlqConfig, S3Config, SqsConfig, StorageConfig,
-    TransformConfig, ValkeyConfig, WorkerConfig,
+    FlightSinkConfig, IndexerConfig, LocalConfig, MetricsConfig, NdjsonConfig, ParquetConfig,
+    ParquetSinkConfig, QueueConfig, QueueKind, ReaderConfig, RecordDlqConfig, S3Config, SqsConfig,
+    StorageConfig, TransformConfig, ValkeyConfig, WorkerConfig,
 };
 pub use overrides::{Override, ValueForm};
 

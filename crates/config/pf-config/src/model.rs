@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 pub use pf_coordinator::ValkeyConfig;
 pub use pf_dlq::RecordDlqConfig;
 pub use pf_indexer_es::ElasticsearchConfig;
+pub use pf_indexer_flight::FlightSinkConfig;
 pub use pf_indexer_parquet::ParquetSinkConfig;
 pub use pf_metrics::MetricsConfig;
 pub use pf_queue_sqs::SqsConfig;
@@ -107,8 +108,8 @@ impl Default for ReaderConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct IndexerConfig {
-    /// `indexer.destination`: `stats`, `stdout`, `null`, `elasticsearch` or `parquet`.
-    /// Default `stats`.
+    /// `indexer.destination`: `stats`, `stdout`, `null`, `elasticsearch`, `parquet` or
+    /// `flight`. Default `stats`.
     pub destination: Destination,
     /// `indexer.bulk_max_docs`: a bulk request is sent once it holds this many
     /// documents. Default `5000`.
@@ -122,6 +123,8 @@ pub struct IndexerConfig {
     /// `indexer.parquet`: Parquet lakehouse settings, used when `destination` is
     /// `parquet`.
     pub parquet: ParquetSinkConfig,
+    /// `indexer.flight`: Arrow Flight settings, used when `destination` is `flight`.
+    pub flight: FlightSinkConfig,
 }
 
 impl Default for IndexerConfig {
@@ -132,6 +135,7 @@ impl Default for IndexerConfig {
             bulk_max_bytes: 5 * 1024 * 1024,
             elasticsearch: ElasticsearchConfig::default(),
             parquet: ParquetSinkConfig::default(),
+            flight: FlightSinkConfig::default(),
         }
     }
 }
@@ -151,6 +155,8 @@ pub enum Destination {
     Elasticsearch,
     /// Hive-partitioned Parquet files in `indexer.parquet.path`.
     Parquet,
+    /// Arrow record batches to a Flight server (`DoPut`).
+    Flight,
 }
 
 /// `coordinator`: the metadata store.

@@ -185,6 +185,7 @@ fn full_config() -> Config {
                 ..ElasticsearchConfig::default()
             },
             parquet: ParquetSinkConfig::default(),
+            flight: FlightSinkConfig::default(),
         },
         record_dlq: RecordDlqConfig {
             dir: PathBuf::from("/var/lib/paraflow/dlq"),

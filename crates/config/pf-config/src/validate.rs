@@ -44,6 +44,9 @@ pub(crate) fn validate(config: &Config) -> Result<(), PfError> {
     if indexer.destination == Destination::Parquet {
         indexer.parquet.validate()?;
     }
+    if indexer.destination == Destination::Flight {
+        indexer.flight.validate()?;
+    }
     if config.alerts.destination == AlertDestination::Parquet
         && config.alerts.dir.as_os_str().is_empty()
     {

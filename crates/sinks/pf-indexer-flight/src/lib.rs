@@ -1,0 +1,215 @@
+//! The Arrow Flight destination: each input's scored record batches go to a Flight
+//! server with `DoPut`, as Arrow IPC — no serialization to JSON.
+//!
+//! Each request (a chunk of up to `indexer.bulk_max_docs` records) is one `DoPut` call
+//! on the descriptor path `indexer.flight.descriptor`; its first message carries
+//! `app_metadata` `{"uri", "etag", "first_row", "rows"}` so a server can tell inputs
+//! and resumed ranges apart. [`Indexer::index`] returns only once the server closed the
+//! call's `PutResult` stream without error, so a checkpoint or an acknowledgement
+//! always follows the server's answer. A broken stream or an unavailable server is
+//! transient (the input is retried from its checkpoint: a resumed input sends its rows
+//! after the checkpoint again, so delivery is at least once); `UNAUTHENTICATED`,
+//! `PERMISSION_DENIED`, `INVALID_ARGUMENT`, `NOT_FOUND` and `UNIMPLEMENTED` are
+//! permanent.
+
+mod config;
+
+pub use config::FlightSinkConfig;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use arrow::array::RecordBatch;
+use arrow_flight::encode::FlightDataEncoderBuilder;
+use arrow_flight::error::FlightError;
+use arrow_flight::{FlightClient, FlightDescriptor};
+use bytes::Bytes;
+use futures::TryStreamExt;
+use pf_error::{ErrorClass, PfError, Result};
+use pf_traits::{DocBatch, IndexOutcome, Indexer, IndexerFactory};
+use pf_types::{Secret, WorkItem};
+use tonic::Code;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+
+/// The destination's name in logs, errors and the summary.
+const NAME: &str = "flight";
+
+/// One channel to the Flight server, shared by every pipeline thread's indexer.
+pub struct FlightIndexerFactory {
+    runtime: Arc<tokio::runtime::Runtime>,
+    channel: Channel,
+    descriptor: FlightDescriptor,
+    token: Option<Secret>,
+    rows_sent: Arc<AtomicU64>,
+    calls: Arc<AtomicU64>,
+}
+
+impl FlightIndexerFactory {
+    /// Connects (lazily: the first `DoPut` opens the connection) to `config.endpoint`.
+    pub fn build(config: &FlightSinkConfig) -> Result<Self> {
+        config.validate()?;
+        let endpoint = config.endpoint.as_deref().unwrap_or_default();
+        let (scheme, rest) = endpoint.split_once("://").unwrap_or(("", endpoint));
+        let key = "indexer.flight.endpoint";
+        let http = match scheme {
+            "grpc" | "grpc+tcp" | "http" => format!("http://{rest}"),
+            "grpc+tls" | "https" => format!("https://{rest}"),
+            _ => {
+                return Err(PfError::config(
+                    key,
+                    format!("`{endpoint}`: expected grpc://host:port or grpc+tls://host:port"),
+                ));
+            }
+        };
+        let mut builder = Endpoint::from_shared(http)
+            .map_err(|e| PfError::config(key, format!("`{endpoint}`: {e}")))?
+            .connect_timeout(Duration::from_secs(config.connect_timeout_secs))
+            .timeout(Duration::from_secs(config.timeout_secs));
+        if scheme.ends_with("tls") || scheme == "https" {
+            let mut tls = ClientTlsConfig::new();
+            if let Some(path) = &config.ca_cert {
+                let pem = std::fs::read(path).map_err(|e| {
+                    PfError::config(
+                        "indexer.flight.ca_cert",
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                })?;
+                tls = tls.ca_certificate(Certificate::from_pem(pem));
+            }
+            builder = builder
+                .tls_config(tls)
+                .map_err(|e| PfError::config(key, format!("TLS set-up: {e}")))?;
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("pf-flight")
+            .enable_all()
+            .build()
+            .map_err(|e| PfError::io("the Flight client runtime", e))?;
+        let channel = {
+            let _context = runtime.enter();
+            builder.connect_lazy()
+        };
+        let token = std::env::var(&config.token_env)
+            .ok()
+            .filter(|t| !t.is_empty())
+            .map(Secret::new);
+        Ok(FlightIndexerFactory {
+            runtime: Arc::new(runtime),
+            channel,
+            descriptor: FlightDescriptor::new_path(vec![config.descriptor.clone()]),
+            token,
+            rows_sent: Arc::default(),
+            calls: Arc::default(),
+        })
+    }
+}
+
+impl IndexerFactory for FlightIndexerFactory {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn create(&self) -> Result<Box<dyn Indexer>> {
+        let mut client = FlightClient::new(self.channel.clone());
+        if let Some(token) = &self.token {
+            client
+                .add_header("authorization", &format!("Bearer {}", token.expose()))
+                .map_err(|e| status_error(&e))?;
+        }
+        Ok(Box::new(FlightIndexer {
+            runtime: self.runtime.clone(),
+            client,
+            descriptor: self.descriptor.clone(),
+            rows_sent: self.rows_sent.clone(),
+            calls: self.calls.clone(),
+        }))
+    }
+
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        vec![
+            ("flight_do_put_calls", self.calls.load(Ordering::Relaxed)),
+            ("flight_rows_sent", self.rows_sent.load(Ordering::Relaxed)),
+        ]
+    }
+}
+
+/// One pipeline thread's Flight client (its calls share the factory's channel).
+struct FlightIndexer {
+    runtime: Arc<tokio::runtime::Runtime>,
+    client: FlightClient,
+    descriptor: FlightDescriptor,
+    rows_sent: Arc<AtomicU64>,
+    calls: Arc<AtomicU64>,
+}
+
+impl Indexer for FlightIndexer {
+    fn index(&mut self, item: &WorkItem, docs: &[DocBatch]) -> Result<IndexOutcome> {
+        let rows: u64 = docs.iter().map(|d| d.num_rows() as u64).sum();
+        if rows == 0 {
+            return Ok(IndexOutcome::default());
+        }
+        let metadata = serde_json::json!({
+            "uri": item.uri,
+            "etag": item.etag,
+            "first_row": docs[0].ordinal(0),
+            "rows": rows,
+        });
+        let batches: Vec<std::result::Result<RecordBatch, FlightError>> =
+            docs.iter().map(|d| Ok(d.batch.clone())).collect();
+        let stream = FlightDataEncoderBuilder::new()
+            .with_flight_descriptor(Some(self.descriptor.clone()))
+            .with_metadata(Bytes::from(metadata.to_string()))
+            .build(futures::stream::iter(batches));
+        let client = &mut self.client;
+        self.runtime
+            .block_on(async {
+                let results = client.do_put(stream).await?;
+                results.try_collect::<Vec<_>>().await
+            })
+            .map_err(|e| flight_error(&e, &item.uri))?;
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        self.rows_sent.fetch_add(rows, Ordering::Relaxed);
+        Ok(IndexOutcome {
+            indexed: rows,
+            failures: Vec::new(),
+        })
+    }
+}
+
+/// The class of a failed call: statuses that will answer the same again are
+/// permanent; a broken stream, a timeout or an unavailable server is transient.
+fn flight_error(e: &FlightError, uri: &str) -> PfError {
+    let (class, what) = match e {
+        FlightError::Tonic(status) => (status_class(status.code()), status_text(status)),
+        FlightError::Arrow(_) | FlightError::NotYetImplemented(_) => {
+            (ErrorClass::Permanent, e.to_string())
+        }
+        _ => (ErrorClass::Transient, e.to_string()),
+    };
+    PfError::Indexer {
+        destination: NAME,
+        class,
+        message: format!("DoPut of {uri}: {what}"),
+    }
+}
+
+fn status_class(code: Code) -> ErrorClass {
+    match code {
+        Code::Unauthenticated
+        | Code::PermissionDenied
+        | Code::InvalidArgument
+        | Code::NotFound
+        | Code::Unimplemented => ErrorClass::Permanent,
+        _ => ErrorClass::Transient,
+    }
+}
+
+fn status_text(status: &tonic::Status) -> String {
+    format!("{:?}: {}", status.code(), status.message())
+}
+
+fn status_error(e: &FlightError) -> PfError {
+    PfError::config("indexer.flight.token_env", format!("unusable token: {e}"))
+}

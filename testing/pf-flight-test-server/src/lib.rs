@@ -1,0 +1,279 @@
+//! A small Arrow Flight server for tests — **not** a production Flight service: `DoPut`
+//! decodes the record batches, counts rows per descriptor path, keeps every schema and
+//! `app_metadata` seen, and answers one `PutResult` per call. Faults: fail the next N
+//! calls with a status (`UNAVAILABLE` is transient for the client, `UNAUTHENTICATED`
+//! permanent), or demand a bearer token.
+//!
+//! It runs on its own Tokio runtime thread, bound to a free loopback port, and stops
+//! when dropped.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use arrow_flight::decode::FlightRecordBatchStream;
+use arrow_flight::error::FlightError;
+use arrow_flight::flight_service_server::{FlightService, FlightServiceServer};
+use arrow_flight::{
+    Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor, FlightInfo,
+    HandshakeRequest, HandshakeResponse, PollInfo, PutResult, SchemaResult, Ticket,
+};
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
+use tonic::{Request, Response, Status, Streaming};
+
+/// gRPC status codes, for [`FlightTestServer::fail_next`].
+pub use tonic::Code;
+
+/// What the server received, by descriptor path (joined with `/`).
+#[derive(Debug, Clone, Default)]
+pub struct Received {
+    /// Rows per descriptor path.
+    pub rows: BTreeMap<String, u64>,
+    /// Successful `DoPut` calls.
+    pub calls: u64,
+    /// Every distinct schema seen.
+    pub schemas: Vec<SchemaRef>,
+    /// The `app_metadata` of each call's first message, in arrival order.
+    pub metadata: Vec<String>,
+    /// Calls refused by an injected fault or a missing token.
+    pub refused: u64,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    received: Received,
+    /// The next calls to fail, with this code.
+    fail_next: Option<(u64, Code)>,
+    /// `authorization` value required, when set.
+    token: Option<String>,
+}
+
+#[derive(Clone, Default)]
+struct Service {
+    state: Arc<Mutex<State>>,
+}
+
+/// A running Flight test server.
+pub struct FlightTestServer {
+    addr: SocketAddr,
+    state: Arc<Mutex<State>>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FlightTestServer {
+    /// Starts a server on a free loopback port.
+    pub fn start() -> std::io::Result<Self> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let service = Service::default();
+        let state = service.state.clone();
+        let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        let thread = std::thread::spawn(move || {
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                let incoming = tokio_stream_of(listener);
+                let _ = tonic::transport::Server::builder()
+                    .add_service(FlightServiceServer::new(service))
+                    .serve_with_incoming_shutdown(incoming, async {
+                        let _ = stop.await;
+                    })
+                    .await;
+            });
+        });
+        Ok(FlightTestServer {
+            addr,
+            state,
+            shutdown: Some(shutdown),
+            thread: Some(thread),
+        })
+    }
+
+    /// `grpc://127.0.0.1:<port>`.
+    pub fn endpoint(&self) -> String {
+        format!("grpc://{}", self.addr)
+    }
+
+    /// A copy of what was received so far.
+    pub fn received(&self) -> Received {
+        self.lock().received.clone()
+    }
+
+    /// Fails the next `calls` `DoPut` calls with `code`.
+    pub fn fail_next(&self, calls: u64, code: Code) {
+        self.lock().fail_next = Some((calls, code));
+    }
+
+    /// Requires `authorization: Bearer <token>` on every call.
+    pub fn require_token(&self, token: &str) {
+        self.lock().token = Some(format!("Bearer {token}"));
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Drop for FlightTestServer {
+    fn drop(&mut self) {
+        if let Some(s) = self.shutdown.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The accepted connections of `listener` as the stream tonic serves.
+fn tokio_stream_of(
+    listener: tokio::net::TcpListener,
+) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    futures::stream::unfold(listener, |l| async move {
+        let next = l.accept().await.map(|(s, _)| s);
+        Some((next, l))
+    })
+}
+
+type Stream<T> = BoxStream<'static, Result<T, Status>>;
+
+fn unimplemented<T>(what: &str) -> Result<T, Status> {
+    Err(Status::unimplemented(format!(
+        "{what}: the test server only takes DoPut"
+    )))
+}
+
+#[tonic::async_trait]
+impl FlightService for Service {
+    type HandshakeStream = Stream<HandshakeResponse>;
+    type ListFlightsStream = Stream<FlightInfo>;
+    type DoGetStream = Stream<FlightData>;
+    type DoPutStream = Stream<PutResult>;
+    type DoActionStream = Stream<arrow_flight::Result>;
+    type ListActionsStream = Stream<ActionType>;
+    type DoExchangeStream = Stream<FlightData>;
+
+    async fn handshake(
+        &self,
+        _: Request<Streaming<HandshakeRequest>>,
+    ) -> Result<Response<Self::HandshakeStream>, Status> {
+        unimplemented("handshake")
+    }
+
+    async fn list_flights(
+        &self,
+        _: Request<Criteria>,
+    ) -> Result<Response<Self::ListFlightsStream>, Status> {
+        unimplemented("list_flights")
+    }
+
+    async fn get_flight_info(
+        &self,
+        _: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        unimplemented("get_flight_info")
+    }
+
+    async fn poll_flight_info(
+        &self,
+        _: Request<FlightDescriptor>,
+    ) -> Result<Response<PollInfo>, Status> {
+        unimplemented("poll_flight_info")
+    }
+
+    async fn get_schema(
+        &self,
+        _: Request<FlightDescriptor>,
+    ) -> Result<Response<SchemaResult>, Status> {
+        unimplemented("get_schema")
+    }
+
+    async fn do_get(&self, _: Request<Ticket>) -> Result<Response<Self::DoGetStream>, Status> {
+        unimplemented("do_get")
+    }
+
+    async fn do_put(
+        &self,
+        request: Request<Streaming<FlightData>>,
+    ) -> Result<Response<Self::DoPutStream>, Status> {
+        {
+            let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            let token = request
+                .metadata()
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            if state.token.is_some() && state.token != token {
+                state.received.refused += 1;
+                return Err(Status::unauthenticated("missing or wrong bearer token"));
+            }
+            if let Some((n, code)) = state.fail_next.as_mut()
+                && *n > 0
+            {
+                *n -= 1;
+                let code = *code;
+                state.received.refused += 1;
+                return Err(Status::new(code, "injected fault"));
+            }
+        }
+        let messages: Vec<FlightData> = request.into_inner().try_collect().await?;
+        let first = messages.first().cloned().unwrap_or_default();
+        let path = first
+            .flight_descriptor
+            .as_ref()
+            .map(|d| d.path.join("/"))
+            .unwrap_or_default();
+        let batches: Vec<RecordBatch> = FlightRecordBatchStream::new_from_flight_data(
+            futures::stream::iter(messages.into_iter().map(Ok::<_, FlightError>)),
+        )
+        .try_collect()
+        .await
+        .map_err(|e| Status::invalid_argument(format!("undecodable record batches: {e}")))?;
+        let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let received = &mut state.received;
+        *received.rows.entry(path).or_default() += rows;
+        received.calls += 1;
+        received
+            .metadata
+            .push(String::from_utf8_lossy(&first.app_metadata).into_owned());
+        for b in &batches {
+            if !received.schemas.contains(b.schema_ref()) {
+                received.schemas.push(b.schema());
+            }
+        }
+        let ack = PutResult {
+            app_metadata: format!("{rows}").into(),
+        };
+        Ok(Response::new(futures::stream::iter([Ok(ack)]).boxed()))
+    }
+
+    async fn do_action(
+        &self,
+        _: Request<Action>,
+    ) -> Result<Response<Self::DoActionStream>, Status> {
+        unimplemented("do_action")
+    }
+
+    async fn list_actions(
+        &self,
+        _: Request<Empty>,
+    ) -> Result<Response<Self::ListActionsStream>, Status> {
+        unimplemented("list_actions")
+    }
+
+    async fn do_exchange(
+        &self,
+        _: Request<Streaming<FlightData>>,
+    ) -> Result<Response<Self::DoExchangeStream>, Status> {
+        unimplemented("do_exchange")
+    }
+}
