@@ -40,7 +40,12 @@ fn run(dir: &Path, server: &FlightTestServer, items: &[u8], env: &[(&str, &str)]
             &server.endpoint(),
         ])
         .args(["--threads", "2", "--batch-size", "2500"])
-        .args(["--set", "worker.max_attempts=5", "--set", "worker.retry_base_ms=50"])
+        .args([
+            "--set",
+            "worker.max_attempts=5",
+            "--set",
+            "worker.retry_base_ms=50",
+        ])
         .arg("--summary-json")
         .arg(dir.join("summary.json"))
         .envs(env.iter().copied())
@@ -106,7 +111,12 @@ fn an_unavailable_server_is_retried_and_a_refused_token_is_permanent() {
 
     let locked = FlightTestServer::start().unwrap();
     locked.require_token("s3cret");
-    let (code, log) = run(dir.path(), &locked, &items, &[("PF_FLIGHT_TOKEN", "not-the-token-9f3k")]);
+    let (code, log) = run(
+        dir.path(),
+        &locked,
+        &items,
+        &[("PF_FLIGHT_TOKEN", "not-the-token-9f3k")],
+    );
     assert_eq!(code, 2, "{log}");
     let s = read_summary(&dir.path().join("summary.json"));
     assert_eq!(s.files_failed, 4);

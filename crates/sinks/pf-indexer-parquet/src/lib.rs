@@ -75,6 +75,7 @@ impl ParquetIndexerFactory {
         let properties = WriterProperties::builder()
             .set_compression(config.compression.compression())
             .set_max_row_group_row_count(Some(config.row_group_rows))
+            .set_dictionary_enabled(config.dictionary)
             .set_created_by(concat!("paraflow ", env!("CARGO_PKG_VERSION")).into())
             .build();
         Ok(ParquetIndexerFactory {
