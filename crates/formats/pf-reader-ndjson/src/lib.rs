@@ -37,10 +37,10 @@
 //! of the batch's last line, the next record ordinal and the lines consumed. A
 //! [`Checkpoint`] built from it resumes with a ranged read for plain files, and by
 //! decompressing and discarding the done prefix for gzip and zstd (those streams cannot
-//! be entered in the middle). Without a configured schema a resumed read infers its
-//! schema from the resumed head, which may differ from the schema of the first attempt
-//! (e.g. in field order or in a field seen only later); configure a schema when batches
-//! of one file must agree across attempts.
+//! be entered in the middle). Without a configured schema a resumed read reads the file's
+//! head again and decodes with the schema inferred from it — the schema of the first
+//! attempt — so every line decodes to the same record, fails the same way and keeps its
+//! ordinal (its document id) whatever checkpoint a file resumes from.
 //!
 //! [`ObjectSource::read_from`]: pf_traits::ObjectSource::read_from
 //! [`RecordFailure`]: pf_types::RecordFailure

@@ -94,6 +94,18 @@ impl NdjsonStream {
                     }
                 })?,
             ),
+            // A resumed read decodes with the schema the first attempt inferred from the
+            // file's head, not one inferred from the resumed head: the same lines must
+            // decode to the same records (and fail the same way) under every attempt.
+            None if resume.position > 0 => {
+                Self::head_schema(source, item, resume.position, options, chunk_bytes)?
+                    .map(|schema| LineDecoder::new(schema, true, options.batch_size))
+                    .transpose()
+                    .map_err(|e| PfError::Schema {
+                        location: uri.clone(),
+                        message: format!("cannot decode NDJSON into its head's schema: {e}"),
+                    })?
+            }
             None => None,
         };
         let position = resume.position;
@@ -190,6 +202,29 @@ impl NdjsonStream {
                 self.resume_at
             ),
         )
+    }
+
+    /// The schema a read from the start infers: the file's head is read again (up to
+    /// `before`, the resume position) until inference settles. `None` when it has not
+    /// settled by then: the first attempt inferred from lines at or after `before`, as
+    /// the resumed read will.
+    fn head_schema(
+        source: &dyn ObjectSource,
+        item: &WorkItem,
+        before: u64,
+        options: &NdjsonReaderOptions,
+        chunk_bytes: usize,
+    ) -> Result<Option<SchemaRef>> {
+        let mut head = Self::open(source, item, &Checkpoint::default(), options, chunk_bytes)?;
+        while head.decoder.is_none() && head.consumed < before {
+            match head.next() {
+                Some(batch) => {
+                    batch?;
+                }
+                None => break,
+            }
+        }
+        Ok(head.decoder.map(|d| d.schema().clone()))
     }
 
     /// Consumes some complete lines; false when the buffer holds none.

@@ -1014,3 +1014,61 @@ fn wide_records_make_batches_shorter_not_larger() {
         next += b.batch.num_rows() as u64;
     }
 }
+
+/// Issue: ids must survive a resume. A file whose later lines widen what the head
+/// showed (an integer field that turns fractional, a field seen only later), read with
+/// an inferred schema and interrupted at every resume point: the records, their
+/// ordinals (the document ids) and the failed lines equal those of the uninterrupted
+/// read.
+#[test]
+fn a_resume_at_any_checkpoint_decodes_with_the_schema_of_the_file_head() {
+    let mut text = String::new();
+    for i in 0..60 {
+        let line = match i {
+            0..20 => format!(r#"{{"id":{i},"amount":{i}}}"#),
+            _ => format!(r#"{{"id":{i},"amount":{i}.5,"note":"late {i}"}}"#),
+        };
+        text.push_str(&line);
+        text.push('\n');
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plain = write_file(dir.path(), "widen.ndjson", text.as_bytes());
+    let gz = write_file(dir.path(), "widen.ndjson.gz", &gzip(text.as_bytes()));
+    let reader = NdjsonReader::new(NdjsonReaderOptions {
+        batch_size: 8,
+        infer_rows: 5,
+        ..options()
+    });
+    for uri in [plain, gz] {
+        let all = read_all(&reader, &uri);
+        let points: Vec<_> = all.iter().filter_map(|b| b.resume).collect();
+        assert!(points.len() > 5, "{uri}: several resume points");
+        // The last point is the end of the file (see resume_at_the_end_and_at_a_bad_position).
+        for (k, point) in points.iter().enumerate().take(points.len() - 1) {
+            let checkpoint = Checkpoint {
+                position: point.position,
+                next_row: point.next_row,
+                lines_done: point.lines_done,
+                ..Checkpoint::default()
+            };
+            let resumed = open(&reader, &uri, &checkpoint).expect("resumed read");
+            let tail = &all[k + 1..];
+            assert_eq!(
+                rows(&resumed),
+                rows(tail),
+                "{uri}: rows after resume point {k}"
+            );
+            assert_eq!(
+                failed_lines(&resumed),
+                failed_lines(tail),
+                "{uri}: point {k}"
+            );
+            let first_rows = |b: &[ReadBatch]| b.iter().map(|b| b.first_row).collect::<Vec<_>>();
+            assert_eq!(
+                first_rows(&resumed),
+                first_rows(tail),
+                "{uri}: ordinals, point {k}"
+            );
+        }
+    }
+}
