@@ -265,6 +265,66 @@ impl ValkeyWindowStore {
         )
     }
 
+    /// Runs the script calls `commands` in one pipeline and returns their replies in
+    /// order. A call answered with an error is sent again (and only it): on `NOSCRIPT`
+    /// (first use, or a restart emptied the script cache) once the script is loaded, on
+    /// a transient error by the pool's retry. A call that ran is never sent twice, even
+    /// when another worker loads the script while this pipeline is half run, so each
+    /// alert is raised once. Only a reply lost with the connection can make a call run
+    /// twice; the script treats that as a replay (events not counted again).
+    fn run_calls(&self, commands: &[redis::Cmd]) -> Result<Vec<WindowReply>> {
+        let mut replies: Vec<Option<WindowReply>> = vec![None; commands.len()];
+        self.pool.run("window observe", |con| {
+            let mut loads = 0;
+            loop {
+                let pending: Vec<usize> = (0..commands.len())
+                    .filter(|&i| replies[i].is_none())
+                    .collect();
+                if pending.is_empty() {
+                    return Ok(());
+                }
+                let mut pipe = redis::pipe();
+                pipe.ignore_errors();
+                for &i in &pending {
+                    pipe.add_command(commands[i].clone());
+                }
+                let results: Vec<redis::RedisResult<WindowReply>> = pipe.query(con)?;
+                let mut missing_script = false;
+                let mut failure = None;
+                for (i, result) in pending.into_iter().zip(results) {
+                    match result {
+                        Ok(reply) => replies[i] = Some(reply),
+                        Err(e)
+                            if e.kind()
+                                == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                        {
+                            missing_script = true;
+                        }
+                        Err(e) => {
+                            failure.get_or_insert(e);
+                        }
+                    }
+                }
+                if let Some(e) = failure {
+                    return Err(e);
+                }
+                if missing_script {
+                    // Bounded: a cache emptied again and again (SCRIPT FLUSH in a loop)
+                    // ends as an error, not a spin.
+                    loads += 1;
+                    if loads > 8 {
+                        return Err(redis::RedisError::from((
+                            redis::ErrorKind::Server(redis::ServerErrorKind::NoScript),
+                            "the window script was unloaded again after each of 8 loads",
+                        )));
+                    }
+                    self.script.load(con)?;
+                }
+            }
+        })?;
+        Ok(replies.into_iter().flatten().collect())
+    }
+
     fn hold(&self, item: &str, keys: impl IntoIterator<Item = String>) {
         let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
         held.entry(item.to_owned()).or_default().extend(keys);
@@ -291,6 +351,9 @@ fn parse_held(element: &[u8]) -> Option<WindowAlert> {
         late: late != 0,
     })
 }
+
+/// The reply of one script call: row flags, late count, raised alerts (see [`OBSERVE`]).
+type WindowReply = (String, u64, Vec<redis::Value>);
 
 /// One script call: the keys of one slot group and their events in batch order.
 #[derive(Default)]
@@ -364,44 +427,33 @@ impl WindowStore for ValkeyWindowStore {
             .saturating_mul(1_000_000);
         let lateness_us = i64::try_from(self.options.allowed_lateness.as_micros()).unwrap_or(0);
         let ttl_ms = o.ttl_secs.max(1).saturating_mul(1000);
-        let hash = self.script.get_hash().to_owned();
-        let mut pipe = redis::pipe();
-        for (group, call) in &calls {
-            let prefix = self.state_prefix(request.rule, *group);
-            let cmd = pipe.cmd("EVALSHA").arg(&hash).arg(call.keys.len() + 1);
-            for k in &call.keys {
-                cmd.arg(format!("{prefix}{k}"));
-            }
-            cmd.arg(self.held_key(request.rule, *group, request.meta.item))
-                .arg(window_us)
-                .arg(lateness_us)
-                .arg(request.min_count)
-                .arg(ttl_ms)
-                .arg(self.options.max_events_per_key)
-                .arg(request.meta.uri)
-                .arg(prefix.len());
-            for events in &call.events {
-                cmd.arg(events.len());
-                for &(t, ordinal, _) in events {
-                    cmd.arg(t).arg(ordinal);
+        let commands: Vec<redis::Cmd> = calls
+            .iter()
+            .map(|(group, call)| {
+                let prefix = self.state_prefix(request.rule, *group);
+                let mut cmd = redis::cmd("EVALSHA");
+                cmd.arg(self.script.get_hash()).arg(call.keys.len() + 1);
+                for k in &call.keys {
+                    cmd.arg(format!("{prefix}{k}"));
                 }
-            }
-        }
-        type Reply = (String, u64, Vec<redis::Value>);
-        let replies: Vec<Reply> = self.pool.run("window observe", |con| {
-            match pipe.query::<Vec<Reply>>(con) {
-                // First use on this server (or after a restart emptied its script
-                // cache): load the script and run the pipeline again. The script
-                // changes nothing before it is found, so no call ran twice.
-                Err(e)
-                    if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
-                {
-                    self.script.load(con)?;
-                    pipe.query(con)
+                cmd.arg(self.held_key(request.rule, *group, request.meta.item))
+                    .arg(window_us)
+                    .arg(lateness_us)
+                    .arg(request.min_count)
+                    .arg(ttl_ms)
+                    .arg(self.options.max_events_per_key)
+                    .arg(request.meta.uri)
+                    .arg(prefix.len());
+                for events in &call.events {
+                    cmd.arg(events.len());
+                    for &(t, ordinal, _) in events {
+                        cmd.arg(t).arg(ordinal);
+                    }
                 }
-                r => r,
-            }
-        })?;
+                cmd
+            })
+            .collect();
+        let replies = self.run_calls(&commands)?;
         self.hold(
             request.meta.item,
             calls

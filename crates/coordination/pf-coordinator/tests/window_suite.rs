@@ -143,6 +143,60 @@ fn two_workers_raise_the_alerts_of_one_each_once() {
     );
 }
 
+/// The server's script cache emptied (a restart, `SCRIPT FLUSH`) under two workers: both
+/// find the script missing at once and one loads it while the other's pipeline is half
+/// run. The calls that ran are not sent again, so no alert is raised twice (the fault
+/// behind an intermittent `each alert raised exactly once` in the worker suite).
+#[test]
+fn a_script_cache_emptied_under_two_workers_raises_each_alert_once() {
+    let data = files(200_000, 4096);
+    let reference = MemoryWindowStore::with_options(MemoryWindowOptions {
+        allowed_lateness: LATENESS,
+        ..MemoryWindowOptions::default()
+    });
+    let mut expected = Vec::new();
+    for (f, batches) in data.iter().enumerate() {
+        for (b, first) in batches {
+            expected.extend(observe(&reference, URIS[f], b, *first));
+        }
+    }
+    let expected_set = alert_set(&expected);
+    assert_eq!(expected_set.len(), expected.len());
+
+    let server = pf_test_services::Valkey::start();
+    let stores = [
+        valkey_store(&server.url(), "flush:"),
+        valkey_store(&server.url(), "flush:"),
+    ];
+    let mut admin = redis::Client::open(server.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let mut two = Vec::new();
+    let steps = data[0].len().max(data[1].len());
+    for step in 0..steps {
+        let () = redis::cmd("SCRIPT").arg("FLUSH").query(&mut admin).unwrap();
+        let raised: Vec<Vec<WindowAlert>> = std::thread::scope(|s| {
+            let threads: Vec<_> = (0..2)
+                .map(|f| {
+                    let (store, batch) = (&stores[f], data[f].get(step));
+                    s.spawn(move || {
+                        // Staggered starts, so that over the steps one worker's script
+                        // load lands at every point of the other's pipeline.
+                        let stagger = (step % 16) as u64 * 200 * f as u64;
+                        std::thread::sleep(Duration::from_micros(stagger));
+                        batch.map_or_else(Vec::new, |(b, first)| observe(store, URIS[f], b, *first))
+                    })
+                })
+                .collect();
+            threads.into_iter().map(|t| t.join().unwrap()).collect()
+        });
+        two.extend(raised.into_iter().flatten());
+    }
+    assert_eq!(alert_set(&two), expected_set, "same alerts as one worker");
+    assert_eq!(two.len(), expected.len(), "each alert raised exactly once");
+}
+
 /// kill -9 between raising alerts and flushing them, after the worker went on past its
 /// last checkpoint: the replay from the checkpoint comes more than the allowed lateness
 /// (300 s, the default) behind the newest events of its keys, so it cannot raise those
