@@ -64,10 +64,8 @@ fn alert_set(alerts: &[WindowAlert]) -> BTreeSet<(String, i64)> {
         .collect()
 }
 
-#[test]
-fn two_workers_raise_the_alerts_of_one_each_once() {
-    let data = files(60_000, 2048);
-    // Reference: one in-process worker, file A then file B.
+/// The alerts of one in-process worker reading file A then file B.
+fn reference_alerts(data: &[Vec<(RecordBatch, u64)>; 2]) -> Vec<WindowAlert> {
     let reference = MemoryWindowStore::with_options(MemoryWindowOptions {
         allowed_lateness: LATENESS,
         ..MemoryWindowOptions::default()
@@ -78,6 +76,13 @@ fn two_workers_raise_the_alerts_of_one_each_once() {
             expected.extend(observe(&reference, URIS[f], b, *first));
         }
     }
+    expected
+}
+
+#[test]
+fn two_workers_raise_the_alerts_of_one_each_once() {
+    let data = files(60_000, 2048);
+    let expected = reference_alerts(&data);
     let expected_set = alert_set(&expected);
     assert!(
         expected_set.len() > 50,
@@ -150,16 +155,7 @@ fn two_workers_raise_the_alerts_of_one_each_once() {
 #[test]
 fn a_script_cache_emptied_under_two_workers_raises_each_alert_once() {
     let data = files(200_000, 4096);
-    let reference = MemoryWindowStore::with_options(MemoryWindowOptions {
-        allowed_lateness: LATENESS,
-        ..MemoryWindowOptions::default()
-    });
-    let mut expected = Vec::new();
-    for (f, batches) in data.iter().enumerate() {
-        for (b, first) in batches {
-            expected.extend(observe(&reference, URIS[f], b, *first));
-        }
-    }
+    let expected = reference_alerts(&data);
     let expected_set = alert_set(&expected);
     assert_eq!(expected_set.len(), expected.len());
 

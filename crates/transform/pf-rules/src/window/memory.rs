@@ -621,6 +621,11 @@ impl WindowStore for MemoryWindowStore {
             shard.tick = shard.tick.wrapping_add(1);
             let tick = shard.tick;
             let src = shard.sources.id(request.meta.uri);
+            // Pinned for the batch: an event of this batch may evict the last stored
+            // event of the same uri, and a freed id would be handed to the next uri
+            // while the events stored here still carry it (alerts would then name the
+            // wrong file, and that file's rows could pass for replays).
+            shard.sources.retain(src);
             // Touch every key's state first in a tight loop: the cache misses (state
             // larger than L2 is hit at random) then overlap instead of stalling the
             // per-event work one at a time.
@@ -659,7 +664,7 @@ impl WindowStore for MemoryWindowStore {
                     Observed::Event { fired: f } => fired[row] = f,
                 }
             }
-            shard.sources.forget(src);
+            shard.sources.release(src);
             shard.events = shard.events.saturating_add_signed(delta);
             shard.evict(cap);
         }
@@ -716,5 +721,59 @@ mod tests {
             "the source is forgotten with its last event"
         );
         assert!(k.pop_event().is_none());
+    }
+
+    /// The last stored event of a file evicted by that file's own next event: the file
+    /// keeps its id, so a later file's events neither take over its alerts nor pass for
+    /// replays of its rows.
+    #[test]
+    fn a_file_whose_last_event_is_evicted_by_its_own_batch_keeps_its_uri() {
+        use arrow::array::{StringArray, TimestampMicrosecondArray};
+        use pf_traits::{BatchMeta, WindowRequest, WindowStore};
+        const S: i64 = 1_000_000;
+        let store = MemoryWindowStore::with_options(MemoryWindowOptions {
+            allowed_lateness: std::time::Duration::from_secs(300),
+            ..MemoryWindowOptions::default()
+        });
+        let observe = |uri: &str, first_row: u64, secs: &[i64]| {
+            let keys = StringArray::from(vec!["k"; secs.len()]);
+            let times =
+                TimestampMicrosecondArray::from(secs.iter().map(|s| s * S).collect::<Vec<_>>());
+            let meta = BatchMeta::contiguous(uri, first_row);
+            store
+                .observe(&WindowRequest {
+                    rule: "rapid",
+                    keys: &keys,
+                    times: &times,
+                    seconds: 10,
+                    min_count: 3,
+                    meta: &meta,
+                })
+                .unwrap()
+        };
+        // File A: an event at 0 s, then (past window and lateness) events at 1000 s and
+        // 1001 s; the first of those evicts the 0 s event, A's last stored one.
+        assert!(observe("a", 0, &[0]).alerts.is_empty());
+        assert!(observe("a", 1, &[1000, 1001]).alerts.is_empty());
+        // File B, row 1, late at 999 s: the window ending at A's 1001 s event (row 2)
+        // now holds three events.
+        let o = observe("b", 1, &[999]);
+        let alerts: Vec<(&str, u64, i64)> = o
+            .alerts
+            .iter()
+            .map(|a| (a.uri.as_str(), a.row, a.window_end / S))
+            .collect();
+        assert_eq!(alerts, [("a", 2, 1001)], "the alert names A's row");
+        // B's row 1 at 1000 s is a new event, not a replay of A's row 1 at 1000 s: it
+        // completes the window ending at 1000 s, whose first event is A's row 1.
+        let o = observe("b", 1, &[1000]);
+        assert_eq!(o.fired.iter().collect::<Vec<_>>(), [true]);
+        assert_eq!(
+            o.alerts
+                .iter()
+                .map(|a| (a.uri.as_str(), a.row, a.window_end / S, a.count))
+                .collect::<Vec<_>>(),
+            [("a", 1, 1000, 3)]
+        );
     }
 }
