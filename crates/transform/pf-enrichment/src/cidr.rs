@@ -349,6 +349,13 @@ mod tests {
         )
     }
 
+    /// Asserts that every one of `ips` finds `row` (`None`: no match).
+    fn assert_rows(idx: &CidrIndex, row: Option<u32>, ips: &[&str]) {
+        for ip in ips {
+            assert_eq!(idx.lookup(ip), row, "lookup({ip:?})");
+        }
+    }
+
     #[test]
     fn flatten_nested_and_adjacent() {
         let mut d = 0;
@@ -399,17 +406,13 @@ mod tests {
             "10.1.255.255/32",
             "10.2.0.0/15",
         ]);
-        assert_eq!(idx.lookup("10.0.255.255"), Some(0));
-        assert_eq!(idx.lookup("10.1.0.0"), Some(1));
-        assert_eq!(idx.lookup("10.1.255.254"), Some(1));
-        assert_eq!(idx.lookup("10.1.255.255"), Some(2));
-        assert_eq!(idx.lookup("10.2.0.0"), Some(3));
-        assert_eq!(idx.lookup("10.3.255.255"), Some(3));
-        assert_eq!(idx.lookup("10.4.0.0"), Some(0));
-        assert_eq!(idx.lookup("11.0.0.0"), None);
-        assert_eq!(idx.lookup("9.255.255.255"), None);
-        assert_eq!(idx.lookup("255.255.255.255"), None);
-        assert_eq!(idx.lookup("0.0.0.0"), None);
+        assert_rows(&idx, Some(0), &["10.0.255.255"]);
+        assert_rows(&idx, Some(1), &["10.1.0.0", "10.1.255.254"]);
+        assert_rows(&idx, Some(2), &["10.1.255.255"]);
+        assert_rows(&idx, Some(3), &["10.2.0.0", "10.3.255.255"]);
+        assert_rows(&idx, Some(0), &["10.4.0.0"]);
+        let outside = ["11.0.0.0", "9.255.255.255", "255.255.255.255", "0.0.0.0"];
+        assert_rows(&idx, None, &outside);
     }
 
     #[test]
@@ -420,18 +423,14 @@ mod tests {
             "::/0",
             "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff/128",
         ]);
-        assert_eq!(idx.lookup("0.0.0.0"), Some(0));
-        assert_eq!(idx.lookup("255.255.255.254"), Some(0));
-        assert_eq!(idx.lookup("255.255.255.255"), Some(1));
-        assert_eq!(idx.lookup("::"), Some(2));
-        assert_eq!(
-            idx.lookup("ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe"),
-            Some(2)
+        assert_rows(&idx, Some(0), &["0.0.0.0", "255.255.255.254"]);
+        assert_rows(&idx, Some(1), &["255.255.255.255"]);
+        assert_rows(
+            &idx,
+            Some(2),
+            &["::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe"],
         );
-        assert_eq!(
-            idx.lookup("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"),
-            Some(3)
-        );
+        assert_rows(&idx, Some(3), &["ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"]);
         assert_eq!(idx.range_counts(), (2, 2));
     }
 

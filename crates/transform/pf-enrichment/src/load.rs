@@ -259,6 +259,31 @@ impl Cell {
             Cell::Bool(b) => Some(b.to_string()),
         }
     }
+
+    /// The integer, for an Int64 column; `None` (null) for anything else.
+    fn int(&self) -> Option<i64> {
+        match self {
+            Cell::Int(i) => Some(*i),
+            _ => None,
+        }
+    }
+
+    /// The number widened to f64, for a Float64 column; `None` (null) for anything else.
+    fn float(&self) -> Option<f64> {
+        match self {
+            Cell::Int(i) => Some(*i as f64),
+            Cell::Float(f) => Some(*f),
+            _ => None,
+        }
+    }
+
+    /// The boolean, for a Boolean column; `None` (null) for anything else.
+    fn bool(&self) -> Option<bool> {
+        match self {
+            Cell::Bool(b) => Some(*b),
+            _ => None,
+        }
+    }
 }
 
 /// A JSON object with its members in file order (`serde_json::Map` sorts them), so "all
@@ -441,34 +466,15 @@ fn typed_column(cells: Vec<Cell>) -> ArrayRef {
         }
     }
     if other == 0 && bools == 0 && floats == 0 && ints > 0 {
-        let values: Int64Array = cells
-            .iter()
-            .map(|c| match c {
-                Cell::Int(i) => Some(*i),
-                _ => None,
-            })
-            .collect();
+        let values: Int64Array = cells.iter().map(Cell::int).collect();
         return Arc::new(values);
     }
     if other == 0 && bools == 0 && floats > 0 {
-        let values: Float64Array = cells
-            .iter()
-            .map(|c| match c {
-                Cell::Int(i) => Some(*i as f64),
-                Cell::Float(f) => Some(*f),
-                _ => None,
-            })
-            .collect();
+        let values: Float64Array = cells.iter().map(Cell::float).collect();
         return Arc::new(values);
     }
     if other == 0 && ints == 0 && floats == 0 && bools > 0 {
-        let values: BooleanArray = cells
-            .iter()
-            .map(|c| match c {
-                Cell::Bool(b) => Some(*b),
-                _ => None,
-            })
-            .collect();
+        let values: BooleanArray = cells.iter().map(Cell::bool).collect();
         return Arc::new(values);
     }
     let values: StringArray = cells.iter().map(Cell::text).collect();

@@ -26,6 +26,13 @@ fn table(kind: TableKind, keys: &[&str]) -> EnrichmentTable {
     EnrichmentTable::from_batch("t", kind, "k", &batch).unwrap()
 }
 
+/// Asserts that every one of `keys` finds `row` (`None`: no match).
+fn assert_rows(t: &EnrichmentTable, row: Option<u32>, keys: &[&str]) {
+    for key in keys {
+        assert_eq!(t.lookup_row(key), row, "lookup_row({key:?})");
+    }
+}
+
 #[test]
 fn default_route_and_host_routes() {
     let t = table(
@@ -38,15 +45,11 @@ fn default_route_and_host_routes() {
             "5.6.7.8",
         ],
     );
-    assert_eq!(t.lookup_row("9.9.9.9"), Some(0));
-    assert_eq!(t.lookup_row("0.0.0.0"), Some(0));
-    assert_eq!(t.lookup_row("255.255.255.255"), Some(0));
-    assert_eq!(t.lookup_row("1.2.3.4"), Some(1));
-    assert_eq!(t.lookup_row("1.2.3.3"), Some(0));
-    assert_eq!(t.lookup_row("1.2.3.5"), Some(0));
-    assert_eq!(t.lookup_row("2001:db8::1"), Some(3));
-    assert_eq!(t.lookup_row("2001:db8::2"), Some(2));
-    assert_eq!(t.lookup_row("::"), Some(2));
+    assert_rows(&t, Some(0), &["9.9.9.9", "0.0.0.0", "255.255.255.255"]);
+    assert_rows(&t, Some(1), &["1.2.3.4"]);
+    assert_rows(&t, Some(0), &["1.2.3.3", "1.2.3.5"]);
+    assert_rows(&t, Some(3), &["2001:db8::1"]);
+    assert_rows(&t, Some(2), &["2001:db8::2", "::"]);
     assert_eq!(t.lookup_row("5.6.7.8"), Some(4), "a bare address is a /32");
     assert_eq!(t.lookup_value("5.6.7.8", "v"), Some("4"));
     assert_eq!(t.lookup_value("5.6.7.8", "nope"), None);
@@ -65,18 +68,12 @@ fn nested_prefixes_longest_wins_regardless_of_order() {
             "10.1.2.200/32",
         ],
     );
-    assert_eq!(t.lookup_row("10.9.9.9"), Some(2));
-    assert_eq!(t.lookup_row("10.1.9.9"), Some(1));
-    assert_eq!(t.lookup_row("10.1.2.1"), Some(0));
-    assert_eq!(t.lookup_row("10.1.2.127"), Some(0));
-    assert_eq!(t.lookup_row("10.1.2.128"), Some(3));
-    assert_eq!(t.lookup_row("10.1.2.200"), Some(4));
-    assert_eq!(t.lookup_row("10.1.2.201"), Some(3));
-    assert_eq!(t.lookup_row("10.1.2.255"), Some(3));
-    assert_eq!(t.lookup_row("10.1.3.0"), Some(1));
-    assert_eq!(t.lookup_row("10.255.255.255"), Some(2));
-    assert_eq!(t.lookup_row("11.0.0.0"), None);
-    assert_eq!(t.lookup_row("9.255.255.255"), None);
+    assert_rows(&t, Some(0), &["10.1.2.1", "10.1.2.127"]);
+    assert_rows(&t, Some(1), &["10.1.9.9", "10.1.3.0"]);
+    assert_rows(&t, Some(2), &["10.9.9.9", "10.255.255.255"]);
+    assert_rows(&t, Some(3), &["10.1.2.128", "10.1.2.201", "10.1.2.255"]);
+    assert_rows(&t, Some(4), &["10.1.2.200"]);
+    assert_rows(&t, None, &["11.0.0.0", "9.255.255.255"]);
 }
 
 #[test]
@@ -91,19 +88,14 @@ fn adjacent_prefixes_do_not_bleed() {
             "2001:db8:8000::/33",
         ],
     );
-    assert_eq!(t.lookup_row("192.168.0.255"), Some(0));
-    assert_eq!(t.lookup_row("192.168.1.0"), Some(1));
-    assert_eq!(t.lookup_row("192.168.1.255"), Some(1));
-    assert_eq!(t.lookup_row("192.168.2.0"), None);
-    assert_eq!(t.lookup_row("192.168.2.255"), None);
-    assert_eq!(t.lookup_row("192.168.3.0"), Some(2));
-    assert_eq!(t.lookup_row("192.168.4.0"), None);
-    assert_eq!(
-        t.lookup_row("2001:db8:7fff:ffff:ffff:ffff:ffff:ffff"),
-        Some(3)
-    );
-    assert_eq!(t.lookup_row("2001:db8:8000::"), Some(4));
-    assert_eq!(t.lookup_row("2001:db9::"), None);
+    assert_rows(&t, Some(0), &["192.168.0.255"]);
+    assert_rows(&t, Some(1), &["192.168.1.0", "192.168.1.255"]);
+    assert_rows(&t, None, &["192.168.2.0", "192.168.2.255"]);
+    assert_rows(&t, Some(2), &["192.168.3.0"]);
+    assert_rows(&t, None, &["192.168.4.0"]);
+    assert_rows(&t, Some(3), &["2001:db8:7fff:ffff:ffff:ffff:ffff:ffff"]);
+    assert_rows(&t, Some(4), &["2001:db8:8000::"]);
+    assert_rows(&t, None, &["2001:db9::"]);
 }
 
 #[test]
@@ -112,18 +104,20 @@ fn ipv4_mapped_ipv6_matches_ipv4_prefixes() {
         TableKind::Cidr,
         &["1.2.3.0/24", "::ffff:10.0.0.0/104", "2001:db8::/32"],
     );
-    assert_eq!(t.lookup_row("::ffff:1.2.3.4"), Some(0));
-    assert_eq!(t.lookup_row("::FFFF:1.2.3.4"), Some(0));
-    assert_eq!(t.lookup_row("::ffff:0102:0304"), Some(0));
+    assert_rows(
+        &t,
+        Some(0),
+        &["::ffff:1.2.3.4", "::FFFF:1.2.3.4", "::ffff:0102:0304"],
+    );
     assert_eq!(
         t.lookup_row("10.20.30.40"),
         Some(1),
         "a mapped prefix is an IPv4 prefix"
     );
-    assert_eq!(t.lookup_row("::ffff:10.20.30.40"), Some(1));
-    assert_eq!(t.lookup_row("::ffff:1.2.4.4"), None);
+    assert_rows(&t, Some(1), &["::ffff:10.20.30.40"]);
+    assert_rows(&t, None, &["::ffff:1.2.4.4"]);
     // IPv4-compatible (deprecated) addresses are plain IPv6.
-    assert_eq!(t.lookup_row("::1.2.3.4"), None);
+    assert_rows(&t, None, &["::1.2.3.4"]);
 }
 
 #[test]
@@ -173,8 +167,8 @@ fn duplicate_prefixes_last_row_wins() {
             "10.1.0.0/16",
         ],
     );
-    assert_eq!(t.lookup_row("10.9.9.9"), Some(3));
-    assert_eq!(t.lookup_row("10.1.9.9"), Some(4));
+    assert_rows(&t, Some(3), &["10.9.9.9"]);
+    assert_rows(&t, Some(4), &["10.1.9.9"]);
     assert_eq!(t.duplicate_keys(), 3);
     assert_eq!(t.len(), 5, "shadowed rows stay in the table");
 }

@@ -23,6 +23,17 @@ fn config(name: &str, kind: TableKind, path: &Path, key: &str, values: &[&str]) 
     }
 }
 
+/// Loads the table [`config`] describes.
+fn load_table(
+    name: &str,
+    kind: TableKind,
+    path: &Path,
+    key: &str,
+    values: &[&str],
+) -> pf_error::Result<EnrichmentTable> {
+    EnrichmentTable::load(&config(name, kind, path, key, values))
+}
+
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);
     fs::write(&p, text).unwrap();
@@ -65,14 +76,7 @@ fn csv_cidr_table_with_selected_values() {
         "geo.csv",
         "network,country,city,asn\n10.0.0.0/8,US,,64500\n10.1.0.0/16,\"GB\",\"London, City\",64501\n",
     );
-    let t = EnrichmentTable::load(&config(
-        "geo",
-        TableKind::Cidr,
-        &p,
-        "network",
-        &["city", "country"],
-    ))
-    .unwrap();
+    let t = load_table("geo", TableKind::Cidr, &p, "network", &["city", "country"]).unwrap();
     assert_eq!(t.name(), "geo");
     assert_eq!(t.kind(), TableKind::Cidr);
     assert_eq!(t.len(), 2);
@@ -90,7 +94,7 @@ fn csv_cidr_table_with_selected_values() {
     assert_eq!(t.column_index("country"), Some(1));
 
     // No values configured: every other column, in file order.
-    let t = EnrichmentTable::load(&config("geo", TableKind::Cidr, &p, "network", &[])).unwrap();
+    let t = load_table("geo", TableKind::Cidr, &p, "network", &[]).unwrap();
     assert_eq!(value_names(&t), ["country", "city", "asn"]);
     assert_eq!(t.lookup_value("10.1.0.1", "asn"), Some("64501"));
 }
@@ -110,7 +114,7 @@ fn ndjson_exact_table_infers_types() {
             "\n"
         ),
     );
-    let t = EnrichmentTable::load(&config("users", TableKind::Exact, &p, "id", &[])).unwrap();
+    let t = load_table("users", TableKind::Exact, &p, "id", &[]).unwrap();
     assert_eq!(t.len(), 3);
     let v = t.values();
     assert_eq!(value_names(&t), ["score", "ratio", "vip", "tier", "extra"]);
@@ -141,14 +145,7 @@ fn ndjson_exact_table_infers_types() {
     assert_eq!(t.lookup_value("acct-0000003", "ratio"), None);
 
     // Configured values pick and order columns.
-    let t = EnrichmentTable::load(&config(
-        "users",
-        TableKind::Exact,
-        &p,
-        "id",
-        &["tier", "score"],
-    ))
-    .unwrap();
+    let t = load_table("users", TableKind::Exact, &p, "id", &["tier", "score"]).unwrap();
     assert_eq!(value_names(&t), ["tier", "score"]);
 }
 
@@ -175,14 +172,7 @@ fn parquet_keeps_types_and_accepts_integer_keys() {
             ("label", strings(vec![Some("a"), Some("b"), None]), true),
         ],
     );
-    let t = EnrichmentTable::load(&config(
-        "p",
-        TableKind::Exact,
-        &p,
-        "id",
-        &["label", "score", "flag"],
-    ))
-    .unwrap();
+    let t = load_table("p", TableKind::Exact, &p, "id", &["label", "score", "flag"]).unwrap();
     assert_eq!(t.len(), 3);
     assert_eq!(t.values().column(1).data_type(), &DataType::Float64);
     assert_eq!(t.lookup_row("10"), Some(2), "last duplicate wins");
@@ -203,7 +193,7 @@ fn parquet_keeps_types_and_accepts_integer_keys() {
     );
 
     // Everything but the key, in file order.
-    let t = EnrichmentTable::load(&config("p", TableKind::Exact, &p, "id", &[])).unwrap();
+    let t = load_table("p", TableKind::Exact, &p, "id", &[]).unwrap();
     assert_eq!(value_names(&t), ["unused", "score", "flag", "label"]);
 }
 
@@ -235,7 +225,7 @@ fn empty_tables_are_allowed() {
     );
     for p in [&header_only, &zero_bytes, &empty_ndjson, &parquet] {
         for kind in [TableKind::Cidr, TableKind::Exact] {
-            let t = EnrichmentTable::load(&config("e", kind, p, "network", &["country"]))
+            let t = load_table("e", kind, p, "network", &["country"])
                 .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
             assert!(t.is_empty());
             assert_eq!(t.len(), 0);
@@ -256,8 +246,7 @@ fn empty_tables_are_allowed() {
 fn missing_and_unreadable_files() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("nope.csv");
-    let err =
-        EnrichmentTable::load(&config("g", TableKind::Cidr, &missing, "network", &[])).unwrap_err();
+    let err = load_table("g", TableKind::Cidr, &missing, "network", &[]).unwrap_err();
     assert!(matches!(err, PfError::NotFound { .. }), "{err}");
     assert!(err.to_string().contains("nope.csv"), "{err}");
 
@@ -272,8 +261,7 @@ fn missing_and_unreadable_files() {
     }
 
     let not_parquet = write(dir.path(), "bad.parquet", "network,country\n1.2.3.4,US\n");
-    let err = EnrichmentTable::load(&config("g", TableKind::Cidr, &not_parquet, "network", &[]))
-        .unwrap_err();
+    let err = load_table("g", TableKind::Cidr, &not_parquet, "network", &[]).unwrap_err();
     assert!(matches!(err, PfError::InvalidData { .. }), "{err}");
     assert!(err.to_string().contains("bad.parquet"), "{err}");
 }
@@ -282,8 +270,7 @@ fn missing_and_unreadable_files() {
 fn missing_key_and_unknown_value_columns_name_file_and_column() {
     let dir = tempfile::tempdir().unwrap();
     let csv = write(dir.path(), "geo.csv", "net,country\n1.2.3.4,US\n");
-    let err =
-        EnrichmentTable::load(&config("geo", TableKind::Cidr, &csv, "network", &[])).unwrap_err();
+    let err = load_table("geo", TableKind::Cidr, &csv, "network", &[]).unwrap_err();
     assert!(matches!(err, PfError::Schema { .. }), "{err}");
     let msg = err.to_string();
     assert!(
@@ -345,8 +332,7 @@ fn bad_rows_name_file_line_and_column() {
         "geo.csv",
         "network,country\n10.0.0.0/8,US\n\"11.0.0.0/8\",GB\n10.0.0.300/8,FR\n",
     );
-    let err =
-        EnrichmentTable::load(&config("geo", TableKind::Cidr, &csv, "network", &[])).unwrap_err();
+    let err = load_table("geo", TableKind::Cidr, &csv, "network", &[]).unwrap_err();
     assert!(matches!(err, PfError::InvalidData { .. }), "{err}");
     let msg = err.to_string();
     assert!(
@@ -354,7 +340,7 @@ fn bad_rows_name_file_line_and_column() {
         "{msg}"
     );
     // The same file is a fine exact table.
-    assert!(EnrichmentTable::load(&config("geo", TableKind::Exact, &csv, "network", &[])).is_ok());
+    assert!(load_table("geo", TableKind::Exact, &csv, "network", &[]).is_ok());
 
     let nd = write(
         dir.path(),
@@ -407,14 +393,14 @@ fn byte_order_marks_and_crlf_are_accepted() {
         "bom.csv",
         "\u{feff}network,country\r\n10.0.0.0/8,US\r\n",
     );
-    let t = EnrichmentTable::load(&config("g", TableKind::Cidr, &csv, "network", &[])).unwrap();
+    let t = load_table("g", TableKind::Cidr, &csv, "network", &[]).unwrap();
     assert_eq!(t.lookup_value("10.1.1.1", "country"), Some("US"));
     let nd = write(
         dir.path(),
         "bom.ndjson",
         "\u{feff}{\"network\":\"10.0.0.0/8\",\"country\":\"US\"}\r\n",
     );
-    let t = EnrichmentTable::load(&config("g", TableKind::Cidr, &nd, "network", &[])).unwrap();
+    let t = load_table("g", TableKind::Cidr, &nd, "network", &[]).unwrap();
     assert_eq!(t.lookup_value("10.1.1.1", "country"), Some("US"));
 }
 
@@ -480,7 +466,7 @@ fn registry_loads_in_parallel_and_rejects_duplicates() {
     assert!(err.to_string().contains("missing1.csv"), "{err}");
 
     assert!(EnrichmentTables::load(&[]).unwrap().is_empty());
-    let t = EnrichmentTable::load(&config("a", TableKind::Exact, &a, "k", &[])).unwrap();
+    let t = load_table("a", TableKind::Exact, &a, "k", &[]).unwrap();
     let err = EnrichmentTables::from_tables([t.clone(), t]).unwrap_err();
     assert!(matches!(err, PfError::Config { .. }), "{err}");
 }

@@ -407,6 +407,10 @@ pub(crate) struct Evaluated {
     pub(crate) bad: Option<BooleanBuffer>,
 }
 
+/// What an arithmetic, time or lookup kernel gives: its values, and the rows it leaves
+/// to the per-record fallback (`None` when there are none).
+type KernelOutput = (Data, Option<BooleanBuffer>);
+
 fn real_nulls(n: Option<&NullBuffer>) -> Option<NullBuffer> {
     n.filter(|n| n.null_count() > 0).cloned()
 }
@@ -885,27 +889,17 @@ fn compare_num<T: ArrowNativeType + PartialOrd>(
 fn compare_float(op: BinaryOp, a: &Num<f64>, b: &Num<f64>, len: usize) -> BooleanBuffer {
     let (sa, sb) = (side(a, len), side(b, len));
     // One monomorphic kernel per operator, so the operator match is not in the loop.
-    let values = match op {
-        BinaryOp::Eq => zip_bool(sa, sb, len, |x, y| {
-            semantics::float_compare(BinaryOp::Eq, x, y)
-        }),
-        BinaryOp::Ne => zip_bool(sa, sb, len, |x, y| {
-            semantics::float_compare(BinaryOp::Ne, x, y)
-        }),
-        BinaryOp::Lt => zip_bool(sa, sb, len, |x, y| {
-            semantics::float_compare(BinaryOp::Lt, x, y)
-        }),
-        BinaryOp::Le => zip_bool(sa, sb, len, |x, y| {
-            semantics::float_compare(BinaryOp::Le, x, y)
-        }),
-        BinaryOp::Gt => zip_bool(sa, sb, len, |x, y| {
-            semantics::float_compare(BinaryOp::Gt, x, y)
-        }),
-        BinaryOp::Ge => zip_bool(sa, sb, len, |x, y| {
-            semantics::float_compare(BinaryOp::Ge, x, y)
-        }),
-        _ => BooleanBuffer::new_unset(len),
-    };
+    macro_rules! kernel_per_operator {
+        ($($op:ident),+) => {
+            match op {
+                $(BinaryOp::$op => zip_bool(sa, sb, len, |x, y| {
+                    semantics::float_compare(BinaryOp::$op, x, y)
+                }),)+
+                _ => BooleanBuffer::new_unset(len),
+            }
+        };
+    }
+    let values = kernel_per_operator!(Eq, Ne, Lt, Le, Gt, Ge);
     let (va, vb) = (num_nulls(a), num_nulls(b));
     if op != BinaryOp::Ne {
         return with_nulls(op, values, va, vb);
@@ -1004,7 +998,7 @@ fn str_kernel(
 
 /// Arithmetic; rows with a `()` operand, integer overflow or integer division by zero are
 /// bad (they fail in Rhai).
-fn arithmetic(op: BinaryOp, a: &Data, b: &Data, len: usize) -> (Data, Option<BooleanBuffer>) {
+fn arithmetic(op: BinaryOp, a: &Data, b: &Data, len: usize) -> KernelOutput {
     match (a, b) {
         (Data::Int(x), Data::Int(y)) => int_arithmetic(op, x, y, len),
         (Data::Int(_) | Data::Float(_), Data::Int(_) | Data::Float(_)) => {
@@ -1028,12 +1022,7 @@ fn null_rows<T: ArrowNativeType>(x: &Num<T>, y: &Num<T>) -> Option<BooleanBuffer
     union(nulls_as_bad(num_nulls(x)), nulls_as_bad(num_nulls(y)))
 }
 
-fn int_arithmetic(
-    op: BinaryOp,
-    x: &Num<i64>,
-    y: &Num<i64>,
-    len: usize,
-) -> (Data, Option<BooleanBuffer>) {
+fn int_arithmetic(op: BinaryOp, x: &Num<i64>, y: &Num<i64>, len: usize) -> KernelOutput {
     if let (Num::Scalar(a), Num::Scalar(b)) = (x, y) {
         return match semantics::int_arithmetic(op, *a, *b) {
             Ok(v) => (Data::Int(Num::Scalar(v)), None),
@@ -1068,12 +1057,7 @@ fn int_arithmetic(
     )
 }
 
-fn float_arithmetic(
-    op: BinaryOp,
-    x: &Num<f64>,
-    y: &Num<f64>,
-    len: usize,
-) -> (Data, Option<BooleanBuffer>) {
+fn float_arithmetic(op: BinaryOp, x: &Num<f64>, y: &Num<f64>, len: usize) -> KernelOutput {
     let f = |a: f64, b: f64| semantics::float_arithmetic(op, a, b).unwrap_or(f64::NAN);
     if let (Num::Scalar(a), Num::Scalar(b)) = (x, y) {
         return (Data::Float(Num::Scalar(f(*a, *b))), None);
@@ -1093,7 +1077,7 @@ fn float_arithmetic(
     )
 }
 
-fn negate(a: &Data, len: usize) -> (Data, Option<BooleanBuffer>) {
+fn negate(a: &Data, len: usize) -> KernelOutput {
     match a {
         Data::Int(Num::Scalar(i)) => match i.checked_neg() {
             Some(v) => (Data::Int(Num::Scalar(v)), None),
@@ -1120,7 +1104,7 @@ fn negate(a: &Data, len: usize) -> (Data, Option<BooleanBuffer>) {
     }
 }
 
-fn time_part(f: TimeFn, a: &Data, len: usize) -> (Data, Option<BooleanBuffer>) {
+fn time_part(f: TimeFn, a: &Data, len: usize) -> KernelOutput {
     match a {
         Data::Unit => (Data::Unit, None),
         Data::Int(Num::Scalar(us)) => (
@@ -1169,7 +1153,7 @@ fn time_part(f: TimeFn, a: &Data, len: usize) -> (Data, Option<BooleanBuffer>) {
     }
 }
 
-fn lookup_rows(table: &EnrichmentTable, key: &Data, len: usize) -> (Data, Option<BooleanBuffer>) {
+fn lookup_rows(table: &EnrichmentTable, key: &Data, len: usize) -> KernelOutput {
     let broadcast = |row: Option<u32>| match row {
         Some(r) => UInt32Array::from(vec![r; len]),
         None => UInt32Array::new_null(len),

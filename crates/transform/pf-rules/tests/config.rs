@@ -85,71 +85,92 @@ fn errors_name_rule_and_key() {
             "threshold: 50\nrules:\n  - name: high_value\n    condition: amount > 1\n    severity: high\n    score: 5\n{extra}"
         )
     };
-    let (key, msg) = config_error(&base(
-        "  - name: second\n    condition: x\n    severity: hgih\n    score: 1\n",
-    ));
-    assert_eq!(key, "rules.second.severity");
-    assert!(msg.contains("hgih") && msg.contains("rules.yaml"), "{msg}");
-
-    let (key, msg) = config_error(&base("    enabeld: false\n"));
-    assert_eq!(key, "rules.high_value.enabeld");
-    assert!(msg.contains("unknown field"), "{msg}");
-
-    let (key, _) = config_error(&base("  - condition: x\n    severity: low\n    score: 1\n"));
-    assert_eq!(key, "rules[1]");
-
-    let (key, msg) = config_error(&base(
-        "  - name: high_value\n    condition: x\n    severity: low\n    score: 1\n",
-    ));
-    assert_eq!(key, "rules.high_value.name");
-    assert!(msg.contains("more than once"), "{msg}");
-
-    let (key, msg) = config_error(&base(
-        "  - name: both\n    condition: x\n    window: {key: a, time: t, seconds: 60, min_count: 5}\n    severity: low\n    score: 1\n",
-    ));
-    assert_eq!(key, "rules.both");
-    assert!(msg.contains("not both"), "{msg}");
-
-    let (key, _) = config_error(&base(
-        "  - name: neither\n    severity: low\n    score: 1\n",
-    ));
-    assert_eq!(key, "rules.neither");
-
-    let (key, _) = config_error(&base(
-        "  - name: w\n    window: {key: a, time: t, seconds: 0, min_count: 5}\n    severity: low\n    score: 1\n",
-    ));
-    assert_eq!(key, "rules.w.window.seconds");
-    let (key, _) = config_error(&base(
-        "  - name: w\n    window: {key: a, time: t, seconds: 5, min_count: 0}\n    severity: low\n    score: 1\n",
-    ));
-    assert_eq!(key, "rules.w.window.min_count");
-    let (key, msg) = config_error(&base(
-        "  - name: w\n    window: {key: a, time: t, secs: 5, min_count: 1}\n    severity: low\n    score: 1\n",
-    ));
-    assert_eq!(key, "rules.w.window.secs", "{msg}");
-
-    let (key, _) = config_error(&base(
-        "  - name: \"bad,name\"\n    condition: x\n    severity: low\n    score: 1\n",
-    ));
-    assert_eq!(key, "rules.bad,name.name");
-    let (key, _) = config_error(&base(
-        "  - name: s\n    condition: \" \"\n    severity: low\n    score: 1\n",
-    ));
-    assert_eq!(key, "rules.s.condition");
-    let (key, _) = config_error(&base(
-        "  - name: s\n    condition: x\n    severity: low\n    score: .nan\n",
-    ));
-    assert_eq!(key, "rules.s.score");
-    let (key, _) = config_error("threshold: [1]\nrules: []\n");
-    assert_eq!(key, "threshold");
-    let (key, msg) = config_error("rules:\n  - name: a\n   bad indent: [\n");
-    assert_eq!(key, "rules");
-    assert!(msg.contains("rules.yaml"), "{msg}");
-    let (key, _) = config_error("rulez: []\n");
-    assert_eq!(key, "rulez");
-    let (key, msg) = config_error("threshold: 5\n");
-    assert_eq!(key, "rules");
-    assert!(msg.contains("missing field `rules`"), "{msg}");
+    // (file, the key its error names, parts of the error's message)
+    let cases: Vec<(String, &str, &[&str])> = vec![
+        (
+            base("  - name: second\n    condition: x\n    severity: hgih\n    score: 1\n"),
+            "rules.second.severity",
+            &["hgih", "rules.yaml"],
+        ),
+        (
+            base("    enabeld: false\n"),
+            "rules.high_value.enabeld",
+            &["unknown field"],
+        ),
+        (
+            base("  - condition: x\n    severity: low\n    score: 1\n"),
+            "rules[1]",
+            &[],
+        ),
+        (
+            base("  - name: high_value\n    condition: x\n    severity: low\n    score: 1\n"),
+            "rules.high_value.name",
+            &["more than once"],
+        ),
+        (
+            base(
+                "  - name: both\n    condition: x\n    window: {key: a, time: t, seconds: 60, min_count: 5}\n    severity: low\n    score: 1\n",
+            ),
+            "rules.both",
+            &["not both"],
+        ),
+        (
+            base("  - name: neither\n    severity: low\n    score: 1\n"),
+            "rules.neither",
+            &[],
+        ),
+        (
+            base(
+                "  - name: w\n    window: {key: a, time: t, seconds: 0, min_count: 5}\n    severity: low\n    score: 1\n",
+            ),
+            "rules.w.window.seconds",
+            &[],
+        ),
+        (
+            base(
+                "  - name: w\n    window: {key: a, time: t, seconds: 5, min_count: 0}\n    severity: low\n    score: 1\n",
+            ),
+            "rules.w.window.min_count",
+            &[],
+        ),
+        (
+            base(
+                "  - name: w\n    window: {key: a, time: t, secs: 5, min_count: 1}\n    severity: low\n    score: 1\n",
+            ),
+            "rules.w.window.secs",
+            &[],
+        ),
+        (
+            base("  - name: \"bad,name\"\n    condition: x\n    severity: low\n    score: 1\n"),
+            "rules.bad,name.name",
+            &[],
+        ),
+        (
+            base("  - name: s\n    condition: \" \"\n    severity: low\n    score: 1\n"),
+            "rules.s.condition",
+            &[],
+        ),
+        (
+            base("  - name: s\n    condition: x\n    severity: low\n    score: .nan\n"),
+            "rules.s.score",
+            &[],
+        ),
+        ("threshold: [1]\nrules: []\n".into(), "threshold", &[]),
+        (
+            "rules:\n  - name: a\n   bad indent: [\n".into(),
+            "rules",
+            &["rules.yaml"],
+        ),
+        ("rulez: []\n".into(), "rulez", &[]),
+        ("threshold: 5\n".into(), "rules", &["missing field `rules`"]),
+    ];
+    for (yaml, want, parts) in &cases {
+        let (key, msg) = config_error(yaml);
+        assert_eq!(key, *want, "{yaml}\n{msg}");
+        for part in *parts {
+            assert!(msg.contains(part), "{yaml}\n{msg}");
+        }
+    }
 }
 
 #[test]

@@ -48,7 +48,12 @@ fn factory_with(script: &str, options: ScriptOptions) -> ScriptTransformFactory 
 }
 
 fn run(script: &str, input: RecordBatch) -> pf_traits::TransformOutput {
-    factory(script)
+    apply(&factory(script), input)
+}
+
+/// A new transform of `factory` applied to `input`, as the first batch of [`item`].
+fn apply(factory: &ScriptTransformFactory, input: RecordBatch) -> pf_traits::TransformOutput {
+    factory
         .transform()
         .apply(&item(), DocBatch::contiguous(input, 0))
         .unwrap()
@@ -358,16 +363,9 @@ fn sandbox_has_no_eval_or_import() {
     assert!(eval(&e, r#"eval("1")"#).is_err());
     // `sleep` would block without counting operations.
     let started = std::time::Instant::now();
-    let out = run(
-        "fn transform(record) { sleep(100); sleep(1.5); record }",
-        tx_batch(),
-    );
-    assert_eq!(out.failures.len(), 4);
-    assert!(
-        out.failures[0].error.contains("sleep() is not available"),
-        "{}",
-        out.failures[0].error
-    );
+    let out = run_failing_every_tx("fn transform(record) { sleep(100); sleep(1.5); record }");
+    let e = &out.failures[0].error;
+    assert!(e.contains("sleep() is not available"), "{e}");
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
 }
 
@@ -396,10 +394,7 @@ fn sandbox_limits_are_record_failures() {
     )
     .unwrap();
     let input = batch(vec![("id", Arc::new(Int64Array::from(vec![1, 2, 3, 4])))]);
-    let out = f
-        .transform()
-        .apply(&item(), DocBatch::contiguous(input, 0))
-        .unwrap();
+    let out = apply(&f, input);
     assert_eq!(out.docs.num_rows(), 1);
     let errors: Vec<&str> = out.failures.iter().map(|f| f.error.as_str()).collect();
     assert!(errors[0].contains("Stack overflow"), "{errors:?}");
@@ -431,6 +426,13 @@ fn sandbox_limits_are_record_failures() {
 }
 
 // ---------------------------------------------------------------- the script stage
+
+/// Runs `script` over [`tx_batch`] and asserts that every one of its four records failed.
+fn run_failing_every_tx(script: &str) -> pf_traits::TransformOutput {
+    let out = run(script, tx_batch());
+    assert_eq!(out.failures.len(), 4, "{script}");
+    out
+}
 
 fn tx_batch() -> RecordBatch {
     batch(vec![
@@ -499,7 +501,7 @@ fn adds_fields_of_every_type() {
         "seen".into(),
         DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
     );
-    let out = factory_with(
+    let f = factory_with(
         r#"fn transform(record) {
             record.n = record.id * 10;
             record.f = record.id / 2.0;
@@ -515,10 +517,8 @@ fn adds_fields_of_every_type() {
             record
         }"#,
         options,
-    )
-    .transform()
-    .apply(&item(), DocBatch::contiguous(tx_batch(), 0))
-    .unwrap();
+    );
+    let out = apply(&f, tx_batch());
     assert!(out.failures.is_empty(), "{:?}", out.failures);
     let b = &out.docs.batch;
     let types: HashMap<String, DataType> = b
@@ -676,12 +676,10 @@ fn runaway_loop_fails_only_its_record() {
 
 #[test]
 fn missing_field_use_fails_with_position() {
-    let out = run(
+    let out = run_failing_every_tx(
         "fn transform(record) {\n    let n = record.no_such_field.len();\n    record\n}",
-        tx_batch(),
     );
     assert_eq!(out.docs.num_rows(), 0);
-    assert_eq!(out.failures.len(), 4);
     let e = &out.failures[0].error;
     assert!(e.starts_with("script error at line 2, column "), "{e}");
     assert!(e.contains("Function not found: len (())"), "{e}");
@@ -713,14 +711,10 @@ fn errors_in_helper_functions_point_inside_them() {
 
 #[test]
 fn wrong_return_type_is_a_record_failure() {
-    let out = run("fn transform(record) { 42 }", tx_batch());
-    assert_eq!(out.failures.len(), 4);
-    assert!(
-        out.failures[0]
-            .error
-            .contains("must return the record map or ()")
-    );
-    assert!(out.failures[0].error.contains("i64"));
+    let out = run_failing_every_tx("fn transform(record) { 42 }");
+    let e = &out.failures[0].error;
+    assert!(e.contains("must return the record map or ()"), "{e}");
+    assert!(e.contains("i64"), "{e}");
 }
 
 #[test]
@@ -802,16 +796,9 @@ fn alerts_carry_uri_row_key_and_details() {
     assert_eq!(out.alerts[0].severity, Severity::Low);
     assert_eq!(out.alerts[0].details, serde_json::Value::Null);
 
-    let out = run(
-        r#"fn transform(record) { alert("x", "urgent", ()); record }"#,
-        tx_batch(),
-    );
-    assert_eq!(out.failures.len(), 4);
-    assert!(
-        out.failures[0].error.contains("severity must be"),
-        "{}",
-        out.failures[0].error
-    );
+    let out = run_failing_every_tx(r#"fn transform(record) { alert("x", "urgent", ()); record }"#);
+    let e = &out.failures[0].error;
+    assert!(e.contains("severity must be"), "{e}");
     assert!(out.alerts.is_empty());
 }
 
@@ -933,17 +920,15 @@ fn type_preserving_changes() {
 fn declared_types_that_do_not_convert_fail_their_records() {
     let mut options = ScriptOptions::default();
     options.output_types.insert("code".into(), DataType::Int32);
-    let out = factory_with(
+    let f = factory_with(
         r#"fn transform(record) {
             record.code = if record.id == 2 { "not a number" } else { "" + record.id * 10 };
             if record.id == 2 { alert("gone", "low"); }
             record
         }"#,
         options,
-    )
-    .transform()
-    .apply(&item(), DocBatch::contiguous(tx_batch(), 0))
-    .unwrap();
+    );
+    let out = apply(&f, tx_batch());
     assert_eq!(out.docs.num_rows(), 3);
     assert_eq!(out.docs.ordinals.as_deref(), Some(&[0, 2, 3][..]));
     assert_eq!(
@@ -988,10 +973,7 @@ fn only_named_fields_are_converted_unless_asked() {
         },
     );
     assert_eq!(f.referenced_fields(&schema).len(), 5);
-    let out = f
-        .transform()
-        .apply(&item(), DocBatch::contiguous(tx_batch(), 0))
-        .unwrap();
+    let out = apply(&f, tx_batch());
     assert_eq!(col(&out, "n").as_primitive::<Int64Type>().value(0), 5);
     // Converted but unchanged: still passed through.
     assert_eq!(col(&out, "untouched").as_string::<i32>().value(0), "a");

@@ -43,6 +43,21 @@ fn errs(engine: &ScriptEngine, expr: &str) -> String {
     }
 }
 
+/// Asserts that every one of `exprs` holds.
+fn assert_all_hold(engine: &ScriptEngine, exprs: &[&str]) {
+    for expr in exprs {
+        assert!(holds(engine, expr), "{expr}");
+    }
+}
+
+/// Asserts that every one of `exprs` fails with an error that contains `part`.
+fn assert_all_fail_with(engine: &ScriptEngine, exprs: &[&str], part: &str) {
+    for expr in exprs {
+        let err = errs(engine, expr);
+        assert!(err.contains(part), "{expr}: {err}");
+    }
+}
+
 fn value(engine: &ScriptEngine, expr: &str) -> Dynamic {
     engine
         .engine()
@@ -95,17 +110,18 @@ fn unit_compared_with_unit() {
 #[test]
 fn integers_are_exact_and_checked() {
     let e = engine();
-    for t in [
-        "7 / 2 == 3",
-        "-7 / 2 == -3",
-        "7 % 3 == 1",
-        "-7 % 3 == -1",
-        "9007199254740993 != 9007199254740992",
-        "9223372036854775807 > 9223372036854775806",
-        "n * 2 == 10",
-    ] {
-        assert!(holds(&e, t), "{t}");
-    }
+    assert_all_hold(
+        &e,
+        &[
+            "7 / 2 == 3",
+            "-7 / 2 == -3",
+            "7 % 3 == 1",
+            "-7 % 3 == -1",
+            "9007199254740993 != 9007199254740992",
+            "9223372036854775807 > 9223372036854775806",
+            "n * 2 == 10",
+        ],
+    );
     for t in [
         "9223372036854775807 + n > 0",
         "n / 0 == 0",
@@ -121,25 +137,26 @@ fn integers_are_exact_and_checked() {
 #[test]
 fn int_float_mixing() {
     let e = engine();
-    for t in [
-        "1 == 1.0",
-        "1.0 == 1",
-        "2 > 1.5",
-        "1.5 < 2",
-        "2 >= 2.0",
-        "n == 5.0",
-        "f > 2",
-        "n > f",
-        "1 + 0.5 == 1.5",
-        "type_of(1 + 0.5) == \"f64\"",
-        "type_of(n * 1.0) == \"f64\"",
-        "type_of(n / 2) == \"i64\"",
-        "7 / 2.0 == 3.5",
-        // The integer is converted with `as f64` first.
-        "9007199254740993 == 9007199254740992.0",
-    ] {
-        assert!(holds(&e, t), "{t}");
-    }
+    assert_all_hold(
+        &e,
+        &[
+            "1 == 1.0",
+            "1.0 == 1",
+            "2 > 1.5",
+            "1.5 < 2",
+            "2 >= 2.0",
+            "n == 5.0",
+            "f > 2",
+            "n > f",
+            "1 + 0.5 == 1.5",
+            "type_of(1 + 0.5) == \"f64\"",
+            "type_of(n * 1.0) == \"f64\"",
+            "type_of(n / 2) == \"i64\"",
+            "7 / 2.0 == 3.5",
+            // The integer is converted with `as f64` first.
+            "9007199254740993 == 9007199254740992.0",
+        ],
+    );
     assert!(!holds(&e, "1 != 1.0"));
     // Float arithmetic never fails: IEEE infinities and NaN.
     assert_eq!(value(&e, "1.0 / 0.0").as_float(), Ok(f64::INFINITY));
@@ -207,21 +224,22 @@ fn float_comparisons_use_a_relative_epsilon() {
         }
     }
     // The consequences a vectorized evaluator must reproduce.
-    for t in [
-        "10000.000000000002 == 10000.0",
-        "!(10000.000000000002 > 10000.0)",
-        "10000.01 > 10000.0",
-        "0.1 + 0.2 == 0.3",
-        "1e-300 == 0.0",
-        "!(1e-17 > 0.0)",
-        "1e-15 > 0.0",
-        "-0.0 == 0.0",
-        "1e20 == 1e20 + 1e4",
-        "1 == 1.0000000000000002",
-        "5 >= 5.000000000000001",
-    ] {
-        assert!(holds(&e, t), "{t}");
-    }
+    assert_all_hold(
+        &e,
+        &[
+            "10000.000000000002 == 10000.0",
+            "!(10000.000000000002 > 10000.0)",
+            "10000.01 > 10000.0",
+            "0.1 + 0.2 == 0.3",
+            "1e-300 == 0.0",
+            "!(1e-17 > 0.0)",
+            "1e-15 > 0.0",
+            "-0.0 == 0.0",
+            "1e20 == 1e20 + 1e4",
+            "1 == 1.0000000000000002",
+            "5 >= 5.000000000000001",
+        ],
+    );
     // NaN and infinities compare false under every operator, `!=` included, except
     // NaN against zero, which is "equal".
     for v in ["(0.0 / 0.0)", "(1.0 / 0.0)", "(-1.0 / 0.0)"] {
@@ -237,35 +255,37 @@ fn float_comparisons_use_a_relative_epsilon() {
             assert!(!holds(&e, &format!("{other} {op} 0.0")), "{other} {op} 0.0");
         }
     }
-    for t in [
-        "(0.0 / 0.0) == 0.0",
-        "0.0 == (0.0 / 0.0)",
-        "(0.0 / 0.0) == 0",
-        "(0.0 / 0.0) <= -0.0",
-        "(0.0 / 0.0) >= 0.0",
-        "!((0.0 / 0.0) != 0.0)",
-        "!((0.0 / 0.0) < 0.0)",
-        "1e308 > -1e308",
-    ] {
-        assert!(holds(&e, t), "{t}");
-    }
+    assert_all_hold(
+        &e,
+        &[
+            "(0.0 / 0.0) == 0.0",
+            "0.0 == (0.0 / 0.0)",
+            "(0.0 / 0.0) == 0",
+            "(0.0 / 0.0) <= -0.0",
+            "(0.0 / 0.0) >= 0.0",
+            "!((0.0 / 0.0) != 0.0)",
+            "!((0.0 / 0.0) < 0.0)",
+            "1e308 > -1e308",
+        ],
+    );
 }
 
 #[test]
 fn arithmetic_on_unit_is_an_error_except_string_concatenation() {
     let e = engine();
-    for t in [
-        "() + 1 > 0",
-        "1 + () > 0",
-        "() * 2.0 > 0",
-        "-() == 0",
-        "x + n > 0",
-        "x - 1 < 0",
-        "x * x == ()",
-    ] {
-        let err = errs(&e, t);
-        assert!(err.contains("Function not found"), "{t}: {err}");
-    }
+    assert_all_fail_with(
+        &e,
+        &[
+            "() + 1 > 0",
+            "1 + () > 0",
+            "() * 2.0 > 0",
+            "-() == 0",
+            "x + n > 0",
+            "x - 1 < 0",
+            "x * x == ()",
+        ],
+        "Function not found",
+    );
     assert!(holds(&e, r#"() + "s" == "s""#));
     assert!(holds(&e, r#""s" + () == "s""#));
     assert!(holds(&e, r#"x + s == "abc""#));
@@ -274,47 +294,50 @@ fn arithmetic_on_unit_is_an_error_except_string_concatenation() {
 #[test]
 fn strings_concatenate_with_anything() {
     let e = engine();
-    for t in [
-        r#""a" + 1 == "a1""#,
-        r#"1 + "a" == "1a""#,
-        r#""a" + 1.5 == "a1.5""#,
-        r#""a" + true == "atrue""#,
-        r#"s + n == "abc5""#,
-        r#""a" + "b" == "ab""#,
-    ] {
-        assert!(holds(&e, t), "{t}");
-    }
+    assert_all_hold(
+        &e,
+        &[
+            r#""a" + 1 == "a1""#,
+            r#"1 + "a" == "1a""#,
+            r#""a" + 1.5 == "a1.5""#,
+            r#""a" + true == "atrue""#,
+            r#"s + n == "abc5""#,
+            r#""a" + "b" == "ab""#,
+        ],
+    );
     // `-` removes every occurrence of a string or character.
     assert!(holds(&e, r#"s - "c" == "ab""#));
     assert!(holds(&e, r#""abcabc" - 'b' == "acac""#));
-    for t in [
-        r#"s * 2 == "abcabc""#,
-        r#"s - 1 == "abc""#,
-        r#"s / "a" == "bc""#,
-    ] {
-        let err = errs(&e, t);
-        assert!(err.contains("Function not found"), "{t}: {err}");
-    }
+    assert_all_fail_with(
+        &e,
+        &[
+            r#"s * 2 == "abcabc""#,
+            r#"s - 1 == "abc""#,
+            r#"s / "a" == "bc""#,
+        ],
+        "Function not found",
+    );
 }
 
 #[test]
 fn strings_booleans_and_chars() {
     let e = engine();
-    for t in [
-        r#""B" < "a""#,
-        r#""abc" < "abd""#,
-        r#""ab" < "abc""#,
-        r#"s == "abc""#,
-        r#""é" > "z""#,
-        "false < true",
-        "true > false",
-        "true >= true",
-        "b == true",
-        // Characters only come from literals; they compare equal to one-character strings.
-        r#"'a' == "a""#,
-    ] {
-        assert!(holds(&e, t), "{t}");
-    }
+    assert_all_hold(
+        &e,
+        &[
+            r#""B" < "a""#,
+            r#""abc" < "abd""#,
+            r#""ab" < "abc""#,
+            r#"s == "abc""#,
+            r#""é" > "z""#,
+            "false < true",
+            "true > false",
+            "true >= true",
+            "b == true",
+            // Characters only come from literals; they compare equal to one-character strings.
+            r#"'a' == "a""#,
+        ],
+    );
     assert!(!holds(&e, r#""a" == "A""#));
 }
 

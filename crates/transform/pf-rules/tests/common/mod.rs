@@ -31,6 +31,18 @@ fn table(name: &str, kind: TableKind, key: &str, columns: &[(&str, Vec<&str>)]) 
     EnrichmentTable::from_batch(name, kind, key, &batch).unwrap()
 }
 
+/// A cidr table keyed by `network`, with one value column `column`.
+fn cidr_table(name: &str, column: &str, rows: &[(&str, &str)]) -> EnrichmentTable {
+    let networks = rows.iter().map(|r| r.0).collect();
+    let values = rows.iter().map(|r| r.1).collect();
+    table(
+        name,
+        TableKind::Cidr,
+        "network",
+        &[("network", networks), (column, values)],
+    )
+}
+
 /// Small hand-made tables: geo (cidr), users (exact), threats (cidr).
 ///
 /// * geo: 81.0.0.0/8 GB, 3.0.0.0/8 US, 95.0.0.0/8 RU, 2001::/16 US
@@ -38,16 +50,14 @@ fn table(name: &str, kind: TableKind, key: &str, columns: &[(&str, Vec<&str>)]) 
 /// * threats: 95.214.52.0/22 tor_exit, 1.2.3.4 scanner
 pub fn small_tables() -> EnrichmentTables {
     EnrichmentTables::from_tables([
-        table(
+        cidr_table(
             "geo",
-            TableKind::Cidr,
-            "network",
+            "country",
             &[
-                (
-                    "network",
-                    vec!["81.0.0.0/8", "3.0.0.0/8", "95.0.0.0/8", "2001::/16"],
-                ),
-                ("country", vec!["GB", "US", "RU", "US"]),
+                ("81.0.0.0/8", "GB"),
+                ("3.0.0.0/8", "US"),
+                ("95.0.0.0/8", "RU"),
+                ("2001::/16", "US"),
             ],
         ),
         table(
@@ -59,14 +69,10 @@ pub fn small_tables() -> EnrichmentTables {
                 ("home_country", vec!["US", "GB"]),
             ],
         ),
-        table(
+        cidr_table(
             "threats",
-            TableKind::Cidr,
-            "network",
-            &[
-                ("network", vec!["95.214.52.0/22", "1.2.3.4"]),
-                ("category", vec!["tor_exit", "scanner"]),
-            ],
+            "category",
+            &[("95.214.52.0/22", "tor_exit"), ("1.2.3.4", "scanner")],
         ),
     ])
     .unwrap()
