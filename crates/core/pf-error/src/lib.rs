@@ -181,6 +181,22 @@ impl PfError {
     }
 }
 
+/// `Ok` when the count or size set at `key` is not zero; else a [`PfError::Config`] at
+/// `key`: `must be at least 1`.
+pub fn require_at_least_one<T: PartialEq + From<u8>>(key: &str, value: T) -> Result<()> {
+    if value == T::from(0) {
+        return Err(PfError::config(key, "must be at least 1"));
+    }
+    Ok(())
+}
+
+/// The bytes of the file that setting `key` names (a CA certificate, a key file); a
+/// failure to read it is a [`PfError::Config`] at `key`: `cannot read <path>: <cause>`.
+pub fn read_setting_file(key: &str, path: &std::path::Path) -> Result<Vec<u8>> {
+    std::fs::read(path)
+        .map_err(|e| PfError::config(key, format!("cannot read {}: {e}", path.display())))
+}
+
 /// I/O failures that describe the data rather than the transport will not heal on retry.
 fn io_class(err: &std::io::Error) -> ErrorClass {
     use std::io::ErrorKind::*;
@@ -198,6 +214,28 @@ pub type Result<T, E = PfError> = std::result::Result<T, E>;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn zero_counts_are_refused_at_their_key() {
+        assert!(require_at_least_one("a.rows", 1usize).is_ok());
+        let e = require_at_least_one("a.rows", 0u64).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            PfError::config("a.rows", "must be at least 1").to_string()
+        );
+    }
+
+    #[test]
+    fn unreadable_setting_file_is_a_config_error_at_its_key() {
+        let path = std::path::Path::new("/nonexistent/pf-error/ca.pem");
+        let e = read_setting_file("sink.ca_cert", path).unwrap_err();
+        let expected = "cannot read /nonexistent/pf-error/ca.pem: ";
+        assert!(
+            matches!(&e, PfError::Config { key, message }
+                if key == "sink.ca_cert" && message.starts_with(expected)),
+            "{e:?}"
+        );
+    }
 
     #[test]
     fn io_errors_are_classified_by_kind() {

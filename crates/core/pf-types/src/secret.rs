@@ -36,6 +36,30 @@ fn revealed() -> bool {
     REVEALED.with(Cell::get)
 }
 
+/// Builds a secret wrapper from its plain text: `From<String>`, `From<&str>`, and
+/// deserialization from a plain string (configuration files hold the real value).
+macro_rules! from_plain_text {
+    ($wrapper:ident) => {
+        impl<'de> Deserialize<'de> for $wrapper {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                String::deserialize(deserializer).map($wrapper)
+            }
+        }
+
+        impl From<String> for $wrapper {
+            fn from(value: String) -> Self {
+                $wrapper(value)
+            }
+        }
+
+        impl From<&str> for $wrapper {
+            fn from(value: &str) -> Self {
+                $wrapper(value.to_owned())
+            }
+        }
+    };
+}
+
 /// A secret string (password, API key). Shown as `***`; read with [`Secret::expose`].
 #[derive(Clone, PartialEq, Eq, Default)]
 pub struct Secret(String);
@@ -70,23 +94,7 @@ impl Serialize for Secret {
     }
 }
 
-impl<'de> Deserialize<'de> for Secret {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        String::deserialize(deserializer).map(Secret)
-    }
-}
-
-impl From<String> for Secret {
-    fn from(value: String) -> Self {
-        Secret(value)
-    }
-}
-
-impl From<&str> for Secret {
-    fn from(value: &str) -> Self {
-        Secret(value.to_owned())
-    }
-}
+from_plain_text!(Secret);
 
 /// A URL that may carry credentials in its userinfo (`redis://:pw@host:6379`). Shown
 /// with the userinfo replaced by `***`; read with [`SecretUrl::expose`].
@@ -132,23 +140,7 @@ impl Serialize for SecretUrl {
     }
 }
 
-impl<'de> Deserialize<'de> for SecretUrl {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        String::deserialize(deserializer).map(SecretUrl)
-    }
-}
-
-impl From<String> for SecretUrl {
-    fn from(value: String) -> Self {
-        SecretUrl(value)
-    }
-}
-
-impl From<&str> for SecretUrl {
-    fn from(value: &str) -> Self {
-        SecretUrl(value.to_owned())
-    }
-}
+from_plain_text!(SecretUrl);
 
 /// Compares the real URL (for tests and equality checks; never shown).
 impl PartialEq<&str> for SecretUrl {

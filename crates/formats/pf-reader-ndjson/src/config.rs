@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use pf_error::{PfError, Result};
+use pf_error::{PfError, Result, require_at_least_one};
 use serde::{Deserialize, Serialize};
 
 use crate::{NdjsonReader, NdjsonReaderOptions};
@@ -100,24 +100,9 @@ impl NdjsonConfig {
 
     /// Checks ranges and the schema's names; errors name the key.
     pub fn validate(&self) -> Result<()> {
-        if self.max_line_bytes == 0 {
-            return Err(PfError::config(
-                "reader.ndjson.max_line_bytes",
-                "must be at least 1",
-            ));
-        }
-        if self.max_batch_bytes == 0 {
-            return Err(PfError::config(
-                "reader.ndjson.max_batch_bytes",
-                "must be at least 1",
-            ));
-        }
-        if self.infer_rows == 0 {
-            return Err(PfError::config(
-                "reader.ndjson.infer_rows",
-                "must be at least 1",
-            ));
-        }
+        require_at_least_one("reader.ndjson.max_line_bytes", self.max_line_bytes)?;
+        require_at_least_one("reader.ndjson.max_batch_bytes", self.max_batch_bytes)?;
+        require_at_least_one("reader.ndjson.infer_rows", self.infer_rows)?;
         let Some(schema) = &self.schema else {
             return Ok(());
         };

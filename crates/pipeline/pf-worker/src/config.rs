@@ -3,7 +3,7 @@
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
-use pf_error::{PfError, Result};
+use pf_error::{PfError, Result, require_at_least_one};
 use pf_types::Backoff;
 use serde::{Deserialize, Serialize};
 
@@ -101,9 +101,7 @@ impl WorkerConfig {
                 "must be at least 1 (null keeps every file whole)",
             ));
         }
-        if self.max_attempts == 0 {
-            return Err(PfError::config("worker.max_attempts", "must be at least 1"));
-        }
+        require_at_least_one("worker.max_attempts", self.max_attempts)?;
         if self.retry_max_ms < self.retry_base_ms {
             return Err(PfError::config(
                 "worker.retry_max_ms",

@@ -1,12 +1,13 @@
 use std::collections::{BTreeMap, HashSet};
 
 use aws_sdk_sqs::Client;
-use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
+use aws_sdk_sqs::types::QueueAttributeName;
 
 use pf_aws::{AwsContext, error_code, service_error};
 use pf_error::{ErrorClass, PfError, Result};
 
 use crate::attributes as attr;
+use crate::receive::{receive_count, receive_request};
 
 /// The work queue and DLQ that `pf queue setup` creates.
 #[derive(Debug, Clone, PartialEq)]
@@ -249,21 +250,12 @@ impl DeadLetters {
         let mut handles = Vec::new();
         while letters.len() < limit {
             let want = (limit - letters.len()).min(10) as i32;
+            let request = receive_request(&self.client, &self.dlq_url, want, SCAN_VISIBILITY_SECS)
+                .wait_time_seconds(0)
+                .message_attribute_names("All");
             let out = self
                 .aws
-                .block_on(
-                    self.client
-                        .receive_message()
-                        .queue_url(&self.dlq_url)
-                        .max_number_of_messages(want)
-                        .wait_time_seconds(0)
-                        .visibility_timeout(SCAN_VISIBILITY_SECS)
-                        .message_attribute_names("All")
-                        .message_system_attribute_names(
-                            MessageSystemAttributeName::ApproximateReceiveCount,
-                        )
-                        .send(),
-                )
+                .block_on(request.send())
                 .map_err(|e| service_error("sqs", "ReceiveMessage (DLQ)", &e))?;
             let messages = out.messages.unwrap_or_default();
             if messages.is_empty() {
@@ -275,18 +267,13 @@ impl DeadLetters {
                 if !seen.insert(id.clone()) {
                     continue;
                 }
+                let receive_count = receive_count(&m);
                 let attributes = m
                     .message_attributes
                     .unwrap_or_default()
                     .into_iter()
                     .filter_map(|(k, v)| Some((k, v.string_value?)))
                     .collect();
-                let receive_count = m
-                    .attributes
-                    .as_ref()
-                    .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(1);
                 letters.push(DeadLetter {
                     message_id: id,
                     body: m.body.unwrap_or_default(),

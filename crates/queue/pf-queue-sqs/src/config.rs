@@ -1,5 +1,6 @@
 //! `queue.sqs`: the one declaration of the SQS work queue's settings.
 
+use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use pf_aws::{AwsContext, AwsSettings};
@@ -14,6 +15,25 @@ const MAX_WAIT_SECS: u32 = 20;
 const MAX_MESSAGES: u32 = 10;
 /// Longest SQS visibility timeout, seconds (12 hours).
 const MAX_VISIBILITY_SECS: u32 = 43_200;
+
+/// Why a bound is what it is, when SQS sets it.
+const SQS_LIMIT: &str = " (SQS limit)";
+
+/// `Ok` when `value` lies in `bounds`; else a config error at `key`: `must be between
+/// <min> and <max><why>, got <value>`.
+fn within_bounds(key: &str, value: u32, bounds: RangeInclusive<u32>, why: &str) -> Result<()> {
+    if bounds.contains(&value) {
+        return Ok(());
+    }
+    Err(PfError::config(
+        key,
+        format!(
+            "must be between {} and {}{why}, got {value}",
+            bounds.start(),
+            bounds.end()
+        ),
+    ))
+}
 
 /// `queue.sqs`: the SQS queue and how it is polled.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -88,42 +108,25 @@ impl SqsConfig {
                 "is required when queue.kind is sqs".into(),
             );
         }
-        if self.wait_time_secs > MAX_WAIT_SECS {
-            return err(
-                "queue.sqs.wait_time_secs",
-                format!(
-                    "must be between 0 and {MAX_WAIT_SECS} (SQS limit), got {}",
-                    self.wait_time_secs
-                ),
-            );
-        }
-        if !(1..=MAX_VISIBILITY_SECS).contains(&self.visibility_timeout_secs) {
-            return err(
-                "queue.sqs.visibility_timeout_secs",
-                format!(
-                    "must be between 1 and {MAX_VISIBILITY_SECS} (SQS limit), got {}",
-                    self.visibility_timeout_secs
-                ),
-            );
-        }
-        if self.prefetch > MAX_MESSAGES {
-            return err(
-                "queue.sqs.prefetch",
-                format!(
-                    "must be between 0 and {MAX_MESSAGES}, got {}",
-                    self.prefetch
-                ),
-            );
-        }
-        if !(1..=MAX_MESSAGES).contains(&self.max_messages) {
-            return err(
-                "queue.sqs.max_messages",
-                format!(
-                    "must be between 1 and {MAX_MESSAGES} (SQS limit), got {}",
-                    self.max_messages
-                ),
-            );
-        }
+        within_bounds(
+            "queue.sqs.wait_time_secs",
+            self.wait_time_secs,
+            0..=MAX_WAIT_SECS,
+            SQS_LIMIT,
+        )?;
+        within_bounds(
+            "queue.sqs.visibility_timeout_secs",
+            self.visibility_timeout_secs,
+            1..=MAX_VISIBILITY_SECS,
+            SQS_LIMIT,
+        )?;
+        within_bounds("queue.sqs.prefetch", self.prefetch, 0..=MAX_MESSAGES, "")?;
+        within_bounds(
+            "queue.sqs.max_messages",
+            self.max_messages,
+            1..=MAX_MESSAGES,
+            SQS_LIMIT,
+        )?;
         Ok(())
     }
 
@@ -134,5 +137,41 @@ impl SqsConfig {
             self.region.clone(),
         ))?;
         SqsWorkQueue::connect(aws, self, worker_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusal(config: SqsConfig) -> String {
+        config.validate(false).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn out_of_bounds_settings_name_their_key_and_limit() {
+        assert!(SqsConfig::default().validate(false).is_ok());
+        let e = refusal(SqsConfig {
+            wait_time_secs: 21,
+            ..SqsConfig::default()
+        });
+        assert!(e.contains("queue.sqs.wait_time_secs"), "{e}");
+        assert!(
+            e.contains("must be between 0 and 20 (SQS limit), got 21"),
+            "{e}"
+        );
+        let e = refusal(SqsConfig {
+            prefetch: 11,
+            ..SqsConfig::default()
+        });
+        assert!(e.contains("must be between 0 and 10, got 11"), "{e}");
+        let e = refusal(SqsConfig {
+            visibility_timeout_secs: 0,
+            ..SqsConfig::default()
+        });
+        assert!(
+            e.contains("must be between 1 and 43200 (SQS limit), got 0"),
+            "{e}"
+        );
     }
 }

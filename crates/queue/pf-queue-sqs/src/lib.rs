@@ -13,6 +13,7 @@
 mod admin;
 mod config;
 mod queue;
+mod receive;
 mod sender;
 
 pub use admin::{DeadLetter, DeadLetters, QueueSpec, QueueUrls, RedriveReport, setup_queues};

@@ -3,9 +3,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::Client;
-use aws_sdk_sqs::types::{
-    Message, MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName,
-};
+use aws_sdk_sqs::types::{Message, MessageAttributeValue, QueueAttributeName};
 
 use pf_aws::{AwsContext, error_code, service_error};
 use pf_error::{ErrorClass, PfError, Result};
@@ -14,6 +12,7 @@ use pf_types::{FileFailure, WorkItem};
 
 use crate::SqsConfig;
 use crate::attributes as attr;
+use crate::receive::{receive_count, receive_request};
 use crate::sender::WorkItemSender;
 
 /// A received message waiting for a pipeline thread.
@@ -82,20 +81,15 @@ impl SqsWorkQueue {
             .as_secs_f64()
             .ceil()
             .min(f64::from(self.config.wait_time_secs.min(20))) as i32;
+        let request = receive_request(
+            &self.client,
+            &self.queue_url,
+            max.clamp(1, 10) as i32,
+            Self::visibility_secs(self.config.visibility_timeout()),
+        );
         let out = self
             .aws
-            .block_on(
-                self.client
-                    .receive_message()
-                    .queue_url(&self.queue_url)
-                    .max_number_of_messages(max.clamp(1, 10) as i32)
-                    .wait_time_seconds(wait_secs)
-                    .visibility_timeout(Self::visibility_secs(self.config.visibility_timeout()))
-                    .message_system_attribute_names(
-                        MessageSystemAttributeName::ApproximateReceiveCount,
-                    )
-                    .send(),
-            )
+            .block_on(request.wait_time_seconds(wait_secs).send())
             .map_err(|e| service_error("sqs", "ReceiveMessage", &e))?;
         let mut deliveries = Vec::new();
         for message in out.messages.unwrap_or_default() {
@@ -110,12 +104,7 @@ impl SqsWorkQueue {
     fn accept(&self, message: Message) -> Result<Option<Delivery>> {
         let handle = message.receipt_handle.clone().unwrap_or_default();
         let body = message.body.as_deref().unwrap_or("");
-        let receive_count = message
-            .attributes
-            .as_ref()
-            .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(1);
+        let receive_count = receive_count(&message);
         match WorkItem::parse_message(body) {
             Ok(mut items) if items.len() == 1 => Ok(Some(Delivery {
                 item: items.pop().expect("one item"),

@@ -138,12 +138,7 @@ impl Client {
             }
         };
         if let Some(path) = &s.ca_cert {
-            let pem = std::fs::read(path).map_err(|e| {
-                PfError::config(
-                    "indexer.elasticsearch.ca_cert",
-                    format!("cannot read {}: {e}", path.display()),
-                )
-            })?;
+            let pem = pf_error::read_setting_file("indexer.elasticsearch.ca_cert", path)?;
             let cert = Certificate::from_pem(&pem).map_err(|e| {
                 PfError::config(
                     "indexer.elasticsearch.ca_cert",

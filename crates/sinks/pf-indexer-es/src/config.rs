@@ -7,7 +7,7 @@ use pf_types::{Backoff, Secret, SecretUrl};
 use serde::{Deserialize, Serialize};
 
 use crate::settings::{EsAuth, IndexName, IndexSetup};
-use pf_error::{PfError, Result};
+use pf_error::{PfError, Result, require_at_least_one};
 
 /// `indexer.elasticsearch.op_type`: what an existing `_id` does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
@@ -213,18 +213,8 @@ impl ElasticsearchConfig {
                 "set either api_key or username/password, not both".into(),
             );
         }
-        if self.timeout_secs == 0 {
-            return err(
-                "indexer.elasticsearch.timeout_secs",
-                "must be at least 1".into(),
-            );
-        }
-        if self.max_in_flight == 0 {
-            return err(
-                "indexer.elasticsearch.max_in_flight",
-                "must be at least 1".into(),
-            );
-        }
+        require_at_least_one("indexer.elasticsearch.timeout_secs", self.timeout_secs)?;
+        require_at_least_one("indexer.elasticsearch.max_in_flight", self.max_in_flight)?;
         if self.retry_max_ms < self.retry_base_ms {
             return err(
                 "indexer.elasticsearch.retry_max_ms",

@@ -69,12 +69,7 @@ impl FlightIndexerFactory {
         if scheme.ends_with("tls") || scheme == "https" {
             let mut tls = ClientTlsConfig::new();
             if let Some(path) = &config.ca_cert {
-                let pem = std::fs::read(path).map_err(|e| {
-                    PfError::config(
-                        "indexer.flight.ca_cert",
-                        format!("cannot read {}: {e}", path.display()),
-                    )
-                })?;
+                let pem = pf_error::read_setting_file("indexer.flight.ca_cert", path)?;
                 tls = tls.ca_certificate(Certificate::from_pem(pem));
             }
             builder = builder

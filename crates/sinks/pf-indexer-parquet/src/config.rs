@@ -3,7 +3,7 @@
 use parquet::basic::{Compression, ZstdLevel};
 use serde::{Deserialize, Serialize};
 
-use pf_error::{PfError, Result};
+use pf_error::{PfError, Result, require_at_least_one};
 
 /// `indexer.parquet.compression`: the codec of every column chunk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
@@ -102,18 +102,11 @@ impl ParquetSinkConfig {
                 "S3 output is not supported yet; write to a local directory (and sync it)",
             ));
         }
-        if self.row_group_rows == 0 {
-            return Err(PfError::config(
-                "indexer.parquet.row_group_rows",
-                "must be at least 1",
-            ));
-        }
-        if self.max_buffered_bytes == 0 {
-            return Err(PfError::config(
-                "indexer.parquet.max_buffered_bytes",
-                "must be at least 1",
-            ));
-        }
+        require_at_least_one("indexer.parquet.row_group_rows", self.row_group_rows)?;
+        require_at_least_one(
+            "indexer.parquet.max_buffered_bytes",
+            self.max_buffered_bytes,
+        )?;
         if self.partition_by.as_deref().is_some_and(str::is_empty) {
             return Err(PfError::config(
                 "indexer.parquet.partition_by",
