@@ -9,9 +9,12 @@ const MAX_HEAD_BYTES: usize = 64 * 1024;
 
 /// One parsed request.
 #[derive(Debug)]
-pub(crate) struct Request {
+pub struct Request {
+    /// `GET`, `POST`, …
     pub method: String,
+    /// The path, percent-decoded, without the query.
     pub path: String,
+    /// Query parameters in order, percent-decoded.
     pub query: Vec<(String, String)>,
     /// Header names lower-cased.
     pub headers: Vec<(String, String)>,
@@ -20,6 +23,7 @@ pub(crate) struct Request {
 }
 
 impl Request {
+    /// The value of header `name` (lower case).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
@@ -27,6 +31,7 @@ impl Request {
             .map(|(_, v)| v.as_str())
     }
 
+    /// The value of query parameter `name`.
     pub fn query(&self, name: &str) -> Option<&str> {
         self.query
             .iter()
@@ -34,6 +39,7 @@ impl Request {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Whether the body is gzip-compressed.
     pub fn is_gzip(&self) -> bool {
         self.header("content-encoding")
             .is_some_and(|v| v.eq_ignore_ascii_case("gzip"))
@@ -41,7 +47,7 @@ impl Request {
 }
 
 /// Reads the next request; `Ok(None)` when the client closed the connection cleanly.
-pub(crate) fn read_request(reader: &mut BufReader<TcpStream>) -> io::Result<Option<Request>> {
+pub fn read_request(reader: &mut BufReader<TcpStream>) -> io::Result<Option<Request>> {
     let mut line = String::new();
     // Skip stray blank lines between pipelined requests (RFC 9112 §2.2).
     loop {

@@ -26,7 +26,8 @@
 //! ```
 
 mod bulk;
-mod http;
+/// The HTTP/1.1 request reader the server uses, shared with the other test servers.
+pub mod http;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::{BufRead, BufReader, Read};

@@ -8,6 +8,13 @@
 //! few, memory is `window × columns`, and no byte of a column chunk is fetched twice.
 //! The file's tail (footer plus whatever precedes it within the prefetch) is fetched
 //! once up front and kept, so small files cost a single request.
+//!
+//! Round trips, not bandwidth, bound a reader on S3 (20–50 ms each). So the first windows
+//! of a row group's column chunks, which usually lie side by side, are fetched in as few
+//! requests as their gaps allow, and those of the next row group are fetched on a
+//! background thread while the current one decodes: a thread waits on the network only
+//! when decoding a group takes less time than fetching the next one, and memory stays
+//! within two groups' windows.
 
 use std::error::Error;
 use std::fmt;
@@ -15,6 +22,7 @@ use std::io::{self, Read};
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
 
 use bytes::{Buf, Bytes, BytesMut};
 use parquet::errors::{ParquetError, Result as ParquetResult};
@@ -31,6 +39,10 @@ const MIN_LOOSE_READ: u64 = 8 * 1024;
 /// or hostile length must not turn into a multi-gigabyte allocation; real footers,
 /// even of very wide files with many row groups, stay far below this.
 const MAX_METADATA_LEN: u64 = 64 * 1024 * 1024;
+
+/// Largest gap between two column chunks' first windows that one request still spans:
+/// reading up to this many unused bytes costs less than another round trip.
+const MAX_COALESCE_GAP: u64 = 1024 * 1024;
 
 /// Cheaply cloneable handle that parquet's readers hold; all clones share one state.
 #[derive(Clone)]
@@ -55,10 +67,22 @@ struct Buffers {
     tail: Span,
     windows: Vec<Window>,
     window_size: u64,
+    /// The first windows of the next row group, on their way.
+    next: Option<Prefetch>,
+}
+
+/// First windows fetched on a background thread for the row group to come.
+struct Prefetch {
+    /// The column chunks they are for, as [`first_windows`] expects them.
+    chunks: Vec<Range<u64>>,
+    window_size: u64,
+    /// One span per chunk; an error here is dropped and the bytes fetched again on
+    /// demand, so the failure surfaces where the decoder sees it, with its class.
+    spans: JoinHandle<Result<Vec<Span>, PfError>>,
 }
 
 /// Contiguous bytes of the object starting at `start`.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Span {
     start: u64,
     bytes: Bytes,
@@ -93,6 +117,15 @@ impl Span {
 struct Window {
     chunk: Range<u64>,
     span: Span,
+    /// The chunk's bytes after `span`, on their way.
+    next: Option<Pending>,
+}
+
+/// Bytes being fetched on a background thread. A failure here is dropped and the bytes
+/// fetched again on demand, so that it surfaces where the decoder sees it, with its class.
+struct Pending {
+    range: Range<u64>,
+    bytes: JoinHandle<Result<Bytes, PfError>>,
 }
 
 /// A source failure as parquet sees it; the original [`PfError`] waits in the shared state.
@@ -183,27 +216,76 @@ impl ObjectChunks {
     }
 
     /// Gives each of `chunks` (the byte ranges of the column chunks about to be decoded)
-    /// a read-ahead window of `window_size` bytes, dropping the previous row group's.
-    pub(crate) fn set_column_chunks(&self, mut chunks: Vec<Range<u64>>, window_size: u64) {
-        chunks.sort_by_key(|c| c.start);
+    /// a read-ahead window of `window_size` bytes, dropping the previous row group's,
+    /// and fills the first windows: from the background fetch that
+    /// [`ObjectChunks::prefetch_column_chunks`] started for these chunks, or else now,
+    /// in as few requests as the gaps between the chunks allow.
+    pub(crate) fn set_column_chunks(
+        &self,
+        chunks: Vec<Range<u64>>,
+        window_size: u64,
+    ) -> Result<(), PfError> {
+        let chunks = sorted_chunks(chunks);
+        let window_size = window_size.max(1);
+        let (next, tail) = {
+            let mut buffers = lock(&self.shared.buffers);
+            buffers.windows = Vec::new();
+            (buffers.next.take(), buffers.tail.clone())
+        };
+        let prefetched = next
+            .filter(|p| p.chunks == chunks && p.window_size == window_size)
+            .and_then(|p| p.spans.join().ok())
+            .and_then(Result::ok);
+        let spans = match prefetched {
+            Some(spans) => spans,
+            None => first_windows(&self.shared, &chunks, window_size, &tail)?,
+        };
         let mut buffers = lock(&self.shared.buffers);
-        buffers.window_size = window_size.max(1);
+        buffers.window_size = window_size;
         buffers.windows = chunks
             .into_iter()
-            .filter(|c| c.start < c.end)
-            .map(|chunk| Window {
-                span: Span {
-                    start: chunk.start,
-                    bytes: Bytes::new(),
-                },
-                chunk,
+            .zip(spans)
+            .map(|(chunk, span)| {
+                let next = self.shared.read_ahead(&chunk, &span, window_size, &tail);
+                Window { chunk, span, next }
             })
             .collect();
+        Ok(())
     }
 
-    /// Releases the windows once a row group is done.
-    pub(crate) fn clear_column_chunks(&self) {
+    /// Starts fetching the first windows of `chunks` (the next row group's column
+    /// chunks) on a background thread; the next [`ObjectChunks::set_column_chunks`] for
+    /// the same chunks takes them. Without a thread to spare, the fetch happens then.
+    pub(crate) fn prefetch_column_chunks(&self, chunks: Vec<Range<u64>>, window_size: u64) {
+        let chunks = sorted_chunks(chunks);
+        let window_size = window_size.max(1);
+        let shared = Arc::clone(&self.shared);
+        let tail = lock(&self.shared.buffers).tail.clone();
+        let wanted = chunks.clone();
+        let spawned = std::thread::Builder::new()
+            .name("pf-parquet-prefetch".into())
+            .spawn(move || first_windows(&shared, &wanted, window_size, &tail));
+        if let Ok(spans) = spawned {
+            lock(&self.shared.buffers).next = Some(Prefetch {
+                chunks,
+                window_size,
+                spans,
+            });
+        }
+    }
+
+    /// Releases the windows once a row group is done; a fetch under way for the next
+    /// one goes on.
+    pub(crate) fn release_windows(&self) {
         lock(&self.shared.buffers).windows = Vec::new();
+    }
+
+    /// Releases the windows, and any fetch under way for a next row group, once reading
+    /// stops.
+    pub(crate) fn clear_column_chunks(&self) {
+        let mut buffers = lock(&self.shared.buffers);
+        buffers.windows = Vec::new();
+        buffers.next = None;
     }
 
     /// Bytes fetched since the previous call.
@@ -223,31 +305,32 @@ impl ObjectChunks {
 }
 
 impl Shared {
-    /// Exactly `range` from the source, counted.
+    /// Exactly `range` from the source, counted; a failure is kept for the caller to
+    /// report (see [`Shared::fail`]).
     fn fetch(&self, range: Range<u64>) -> ParquetResult<Bytes> {
+        self.fetch_quietly(range).map_err(|e| self.fail(e))
+    }
+
+    /// Exactly `range` from the source, counted.
+    fn fetch_quietly(&self, range: Range<u64>) -> Result<Bytes, PfError> {
         if range.start >= range.end {
             return Ok(Bytes::new());
         }
         let want = range.end - range.start;
-        match self.source.read_range(&self.uri, range.clone()) {
-            Ok(bytes) => {
-                self.fetched
-                    .fetch_add(bytes.len() as u64, Ordering::Relaxed);
-                if bytes.len() as u64 == want {
-                    Ok(bytes)
-                } else {
-                    // The object is shorter than its listed size: it changed under us.
-                    Err(self.fail(PfError::Io {
-                        location: format!("{} bytes {range:?}", self.uri),
-                        source: io::Error::new(
-                            io::ErrorKind::UnexpectedEof,
-                            format!("the source returned {} of {want} bytes", bytes.len()),
-                        ),
-                    }))
-                }
-            }
-            Err(e) => Err(self.fail(e)),
+        let bytes = self.source.read_range(&self.uri, range.clone())?;
+        self.fetched
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        if bytes.len() as u64 != want {
+            // The object is shorter than its listed size: it changed under us.
+            return Err(PfError::Io {
+                location: format!("{} bytes {range:?}", self.uri),
+                source: io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("the source returned {} of {want} bytes", bytes.len()),
+                ),
+            });
         }
+        Ok(bytes)
     }
 
     fn fail(&self, err: PfError) -> ParquetError {
@@ -261,25 +344,56 @@ impl Shared {
 
     /// Exactly `range`, taking the part that lies in the tail from the tail.
     fn fetch_before_tail(&self, range: Range<u64>, tail: &Span) -> ParquetResult<Bytes> {
+        self.fetch_before_tail_quietly(range, tail)
+            .map_err(|e| self.fail(e))
+    }
+
+    /// [`Shared::fetch_before_tail`] without keeping the failure.
+    fn fetch_before_tail_quietly(&self, range: Range<u64>, tail: &Span) -> Result<Bytes, PfError> {
         if tail.bytes.is_empty() || range.end <= tail.start {
-            return self.fetch(range);
+            return self.fetch_quietly(range);
         }
         let split = range.start.max(tail.start);
-        let head = self.fetch(range.start..split)?;
+        let head = self.fetch_quietly(range.start..split)?;
         let rest = tail
             .get(&(split..range.end), false)
-            .ok_or_else(|| ParquetError::General("tail buffer misses".into()))?;
+            .ok_or_else(|| PfError::invalid_data(&self.uri, "parquet", "tail buffer misses"))?;
         Ok(join(&[head, rest]))
+    }
+
+    /// Starts fetching the `size` bytes of `chunk` that follow `span`, if any,
+    /// on a background thread, so that the window's next refill does not wait a round
+    /// trip. Without a thread to spare, the refill fetches them itself.
+    fn read_ahead(
+        self: &Arc<Self>,
+        chunk: &Range<u64>,
+        span: &Span,
+        size: u64,
+        tail: &Span,
+    ) -> Option<Pending> {
+        let start = span.end().max(chunk.start);
+        if start >= chunk.end || tail.contains(start) {
+            return None;
+        }
+        let range = start..start.saturating_add(size).min(chunk.end);
+        let shared = Arc::clone(self);
+        let (wanted, tail) = (range.clone(), tail.clone());
+        std::thread::Builder::new()
+            .name("pf-parquet-prefetch".into())
+            .spawn(move || shared.fetch_before_tail_quietly(wanted, &tail))
+            .ok()
+            .map(|bytes| Pending { range, bytes })
     }
 
     /// The bytes of `range` (which lies within the object), or from `range.start` to
     /// wherever the buffer that serves it ends when `extend`.
-    fn serve(&self, range: Range<u64>, extend: bool) -> ParquetResult<Bytes> {
+    fn serve(self: &Arc<Self>, range: Range<u64>, extend: bool) -> ParquetResult<Bytes> {
         let mut buffers = lock(&self.buffers);
         let Buffers {
             tail,
             windows,
             window_size,
+            ..
         } = &mut *buffers;
         if let Some(bytes) = tail.get(&range, extend) {
             return Ok(bytes);
@@ -307,11 +421,26 @@ impl Shared {
             } else {
                 (Bytes::new(), range.start)
             };
-            let more = self.fetch_before_tail(from..ahead, tail)?;
+            let mut pieces = vec![kept];
+            let mut at = from;
+            if let Some(pending) = window.next.take()
+                && pending.range.start == from
+                && let Ok(Ok(bytes)) = pending.bytes.join()
+            {
+                at = pending.range.end;
+                pieces.push(bytes);
+            }
+            if at < ahead {
+                pieces.push(self.fetch_before_tail(at..ahead, tail)?);
+            }
             window.span = Span {
                 start: range.start,
-                bytes: join(&[kept, more]),
+                bytes: join(&pieces),
             };
+            // A page larger than the window will likely be followed by another: read
+            // ahead as much, so that it does not wait a round trip either.
+            let size = (*window_size).max(range.end - range.start);
+            window.next = self.read_ahead(&window.chunk, &window.span, size, tail);
             return window
                 .span
                 .get(&range, extend)
@@ -330,6 +459,61 @@ impl Shared {
         };
         self.fetch_before_tail(range.start..end, tail)
     }
+}
+
+/// `chunks` in file order, without empty ones: the order [`first_windows`] and the
+/// windows keep.
+fn sorted_chunks(mut chunks: Vec<Range<u64>>) -> Vec<Range<u64>> {
+    chunks.retain(|c| c.start < c.end);
+    chunks.sort_by_key(|c| c.start);
+    chunks
+}
+
+/// The first `window_size` bytes of each of `chunks` (sorted, see [`sorted_chunks`]),
+/// one span per chunk, fetched in one request per run of chunks that fit their windows
+/// and lie at most [`MAX_COALESCE_GAP`] apart; bytes in `tail` come from it.
+fn first_windows(
+    shared: &Shared,
+    chunks: &[Range<u64>],
+    window_size: u64,
+    tail: &Span,
+) -> Result<Vec<Span>, PfError> {
+    let wanted: Vec<Range<u64>> = chunks
+        .iter()
+        .map(|c| c.start..c.start.saturating_add(window_size).min(c.end))
+        .collect();
+    let mut spans = Vec::with_capacity(wanted.len());
+    let mut run_start = 0;
+    while run_start < wanted.len() {
+        let mut run_end = run_start + 1;
+        let mut end = wanted[run_start].end;
+        // A gap is spanned only when it holds no byte of a wanted chunk (the chunk before
+        // it fits its window), so that no byte is fetched twice.
+        while run_end < wanted.len()
+            && end == chunks[run_end - 1].end
+            && wanted[run_end].start >= end
+            && wanted[run_end].start - end <= MAX_COALESCE_GAP
+        {
+            end = wanted[run_end].end;
+            run_end += 1;
+        }
+        let from = wanted[run_start].start;
+        let run = Span {
+            start: from,
+            bytes: shared.fetch_before_tail_quietly(from..end, tail)?,
+        };
+        for range in &wanted[run_start..run_end] {
+            let bytes = run.get(range, false).ok_or_else(|| {
+                PfError::invalid_data(&shared.uri, "parquet", "coalesced read misses")
+            })?;
+            spans.push(Span {
+                start: range.start,
+                bytes,
+            });
+        }
+        run_start = run_end;
+    }
+    Ok(spans)
 }
 
 /// The pieces as one buffer, copying only when there is more than one.

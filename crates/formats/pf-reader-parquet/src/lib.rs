@@ -417,7 +417,7 @@ impl RowGroupBatches {
         self.next_row += rows;
         let resume = if group.remaining == 0 {
             self.current = None;
-            self.chunks.clear_column_chunks();
+            self.chunks.release_windows();
             self.next_group = index + 1;
             Some(ResumePoint {
                 position: self.next_group as u64,
@@ -436,16 +436,28 @@ impl RowGroupBatches {
         }))
     }
 
-    fn open_group(&mut self, index: usize) -> Result<Group> {
-        let uri = self.chunks.uri().to_owned();
+    /// The byte ranges of row group `index`'s projected column chunks.
+    fn column_chunks(&self, index: usize) -> Result<Vec<Range<u64>>> {
         let group_meta = self.metadata.metadata().row_group(index);
         let len = parquet::file::reader::Length::len(&self.chunks);
-        let mut ranges = Vec::with_capacity(self.leaves.len());
-        for &leaf in &self.leaves {
-            let range = chunk_range(group_meta.column(leaf), len).map_err(|m| invalid(&uri, m))?;
-            ranges.push(range);
+        self.leaves
+            .iter()
+            .map(|&leaf| {
+                chunk_range(group_meta.column(leaf), len).map_err(|m| invalid(self.chunks.uri(), m))
+            })
+            .collect()
+    }
+
+    fn open_group(&mut self, index: usize) -> Result<Group> {
+        let uri = self.chunks.uri().to_owned();
+        self.chunks
+            .set_column_chunks(self.column_chunks(index)?, self.window_size)?;
+        if let Some(next) =
+            (index + 1..self.row_counts.len()).find(|&g| self.row_counts[g] > 0 && self.owned[g])
+        {
+            self.chunks
+                .prefetch_column_chunks(self.column_chunks(next)?, self.window_size);
         }
-        self.chunks.set_column_chunks(ranges, self.window_size);
         let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(
             self.chunks.clone(),
             self.metadata.clone(),
@@ -485,25 +497,19 @@ fn panic_message(payload: &(dyn Any + Send)) -> String {
 
 /// A parquet error as a [`PfError`], recovering the source's own error when it caused it.
 fn parquet_error(chunks: &ObjectChunks, err: ParquetError) -> PfError {
-    if let Some(failure) = chunks.take_failure() {
-        return failure;
-    }
-    match err {
+    chunks.take_failure().unwrap_or_else(|| match err {
         ParquetError::External(inner) => external_error(chunks, inner),
         other => invalid(chunks.uri(), other),
-    }
+    })
 }
 
 /// An arrow error as a [`PfError`]; parquet's arrow reader turns parquet errors into
 /// strings, so the source's own error comes from the side channel.
 fn arrow_error(chunks: &ObjectChunks, err: ArrowError) -> PfError {
-    if let Some(failure) = chunks.take_failure() {
-        return failure;
-    }
-    match err {
+    chunks.take_failure().unwrap_or_else(|| match err {
         ArrowError::ExternalError(inner) => external_error(chunks, inner),
         other => invalid(chunks.uri(), other),
-    }
+    })
 }
 
 fn external_error(

@@ -308,6 +308,8 @@ struct FlakySource {
     healthy: usize,
     calls: AtomicUsize,
     ranges: std::sync::Mutex<Vec<Range<u64>>>,
+    /// The name of the thread that made each read, in the order of `ranges`.
+    threads: std::sync::Mutex<Vec<String>>,
 }
 
 impl FlakySource {
@@ -316,6 +318,7 @@ impl FlakySource {
             healthy,
             calls: AtomicUsize::new(0),
             ranges: std::sync::Mutex::new(Vec::new()),
+            threads: std::sync::Mutex::new(Vec::new()),
         })
     }
 }
@@ -326,7 +329,11 @@ impl ObjectSource for FlakySource {
     }
 
     fn read_range(&self, uri: &str, range: Range<u64>) -> Result<Bytes> {
-        self.ranges.lock().unwrap().push(range.clone());
+        let mut ranges = self.ranges.lock().unwrap();
+        ranges.push(range.clone());
+        let thread = std::thread::current().name().unwrap_or("").to_owned();
+        self.threads.lock().unwrap().push(thread);
+        drop(ranges);
         if self.calls.fetch_add(1, Ordering::SeqCst) >= self.healthy {
             return Err(PfError::Service {
                 service: "s3",
@@ -361,6 +368,110 @@ fn footer_costs_one_ranged_read_and_data_reads_stay_in_the_file() {
     let ranges = source.ranges.lock().unwrap();
     assert!(ranges.len() > 2, "data came through ranged reads");
     assert!(ranges.iter().all(|r| r.start < r.end && r.end <= len));
+}
+
+#[test]
+fn a_row_groups_columns_come_in_one_request_fetched_while_the_previous_group_decodes() {
+    let (_dir, item) = id_name_file(30_000, 10_000);
+    let len = item.size.unwrap();
+    let source = FlakySource::new(usize::MAX);
+    let io = IoTuning {
+        footer_prefetch: 2048,
+        window_budget: 4 * 1024 * 1024,
+        min_window: 1024 * 1024,
+        max_window: 4 * 1024 * 1024,
+    };
+    let batches = reader(4096)
+        .with_io(io)
+        .open(source.clone(), &item, &Checkpoint::default())
+        .unwrap()
+        .collect::<Result<Vec<_>>>()
+        .unwrap();
+    assert_eq!(ids(&batches), (0..30_000).collect::<Vec<_>>());
+    let ranges = source.ranges.lock().unwrap();
+    let threads = source.threads.lock().unwrap();
+    // The footer, then one request per row group: its two column chunks lie side by
+    // side and fit their windows.
+    assert_eq!(ranges.len(), 4, "{ranges:?}");
+    let prefetched: Vec<bool> = threads.iter().map(|t| t == "pf-parquet-prefetch").collect();
+    assert_eq!(
+        prefetched,
+        [false, false, true, true],
+        "the first group is fetched on demand, the others ahead: {threads:?}"
+    );
+    let total: u64 = ranges.iter().map(|r| r.end - r.start).sum();
+    assert!(total <= len, "no byte fetched twice: {total} of {len}");
+    let reported: u64 = batches.iter().map(|b| b.bytes_read).sum();
+    assert_eq!(reported, total, "every fetched byte is reported once");
+}
+
+#[test]
+fn a_column_chunk_larger_than_its_window_is_read_ahead_in_the_background() {
+    let (_dir, item) = id_name_file(3000, 1000);
+    let len = item.size.unwrap();
+    let source = FlakySource::new(usize::MAX);
+    let batches = reader(500)
+        .with_io(tiny_io())
+        .open(source.clone(), &item, &Checkpoint::default())
+        .unwrap()
+        .collect::<Result<Vec<_>>>()
+        .unwrap();
+    assert_eq!(ids(&batches), (0..3000).collect::<Vec<_>>());
+    let ranges = source.ranges.lock().unwrap();
+    let threads = source.threads.lock().unwrap();
+    let on_demand: Vec<_> = ranges
+        .iter()
+        .zip(threads.iter())
+        .filter(|(_, t)| *t != "pf-parquet-prefetch")
+        .map(|(r, _)| r.clone())
+        .collect();
+    assert!(ranges.len() > 20, "the windows were refilled: {ranges:?}");
+    // On demand: the footer, the first group's first windows (its first chunk outgrows
+    // its window, so two requests), and in each of the six column chunks the first page,
+    // larger than these tiny windows; every other refill was read ahead.
+    assert!(
+        on_demand.len() <= 1 + 2 + 6,
+        "{} reads, on demand {on_demand:?}",
+        ranges.len()
+    );
+    let total: u64 = ranges.iter().map(|r| r.end - r.start).sum();
+    assert!(total <= len, "no byte fetched twice: {total} of {len}");
+}
+
+#[test]
+fn a_failed_prefetch_is_fetched_again_on_demand_and_fails_with_its_class() {
+    let (_dir, item) = id_name_file(30_000, 10_000);
+    let io = IoTuning {
+        footer_prefetch: 2048,
+        window_budget: 4 * 1024 * 1024,
+        min_window: 1024 * 1024,
+        max_window: 4 * 1024 * 1024,
+    };
+    // Footer and first group succeed; the prefetch of the second group fails, and so
+    // does the demand read that replaces it.
+    let source = FlakySource::new(2);
+    let results: Vec<_> = reader(4096)
+        .with_io(io)
+        .open(source.clone(), &item, &Checkpoint::default())
+        .unwrap()
+        .collect();
+    let (ok, err): (Vec<_>, Vec<_>) = results.into_iter().partition(|r| r.is_ok());
+    assert_eq!(
+        ok.iter()
+            .map(|b| b.as_ref().unwrap().batch.num_rows())
+            .sum::<usize>(),
+        10_000,
+        "the first group comes out whole"
+    );
+    let err = err.into_iter().next().unwrap().unwrap_err();
+    assert!(matches!(err, PfError::Service { .. }), "{err:?}");
+    assert_eq!(err.class(), ErrorClass::Transient);
+    let threads = source.threads.lock().unwrap();
+    assert_eq!(threads[2], "pf-parquet-prefetch", "{threads:?}");
+    assert!(
+        threads.len() >= 4,
+        "the failed prefetch was tried again: {threads:?}"
+    );
 }
 
 #[test]
