@@ -2,7 +2,9 @@
 //!
 //! Nothing ever holds the whole file. The footer is fetched once (one ranged read of the
 //! file's tail), then the file is decoded row group by row group, fetching only the
-//! projected column chunks of the current row group through bounded read-ahead windows.
+//! projected column chunks of the current row group through bounded read-ahead windows,
+//! while the next row group's first windows and each window's next bytes are fetched on
+//! background threads (round trips, not bandwidth, bound a reader on S3; see `chunks`).
 //! Checkpoints are row-group boundaries: the last batch of each row group carries a
 //! [`ResumePoint`], and a reader opened at that point skips the finished row groups
 //! without reading them.
