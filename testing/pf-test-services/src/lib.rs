@@ -1,6 +1,7 @@
 //! Test harness for the suites that need real services.
 //!
-//! [`Moto`] (S3 + SQS emulator) and [`Valkey`] run as child processes from the project's
+//! [`Moto`] (S3 + SQS emulator), [`Valkey`] and the Elasticsearch-compatible
+//! [`SearchServer`]s (noida-db, osmem-server) run as child processes from the project's
 //! virtualenv (installed by `testing/setup-services.sh`), each on a free loopback port.
 //! Starting waits until the service answers; dropping the handle kills and reaps the
 //! child it started, and nothing else. A missing service is a test failure with the
@@ -8,10 +9,12 @@
 
 mod moto;
 mod process;
+mod search;
 mod valkey;
 
 pub use moto::Moto;
 pub use process::{ServiceProcess, free_port, service_binary, venv_dir};
+pub use search::{SearchServer, SearchServerKind};
 pub use valkey::Valkey;
 
 /// The access key pair the harness gives every AWS client and child process; moto

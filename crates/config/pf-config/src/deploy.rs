@@ -190,6 +190,7 @@ fn destination(config: &Config, bulk: BulkLimits) -> Result<BuiltDestination> {
                 &config.indexer.elasticsearch,
                 bulk,
             )?);
+            es.identify_server();
             es.setup()?;
             BuiltDestination {
                 indexers: es.clone(),

@@ -19,11 +19,13 @@ mod alerts;
 mod client;
 mod config;
 mod encode;
+mod server;
 mod settings;
 
 pub use alerts::EsAlertSink;
 pub use config::{ElasticsearchConfig, OpType};
 pub use encode::{BatchEncoder, DocOptions};
+pub use server::ServerInfo;
 pub use settings::{EsAuth, IndexName, IndexSetup, IndexTemplate};
 
 use settings::Resolved;
@@ -150,6 +152,45 @@ impl EsIndexerFactory {
     /// An alert sink writing to `alerts_index` over the same connection.
     pub fn alert_sink(&self) -> EsAlertSink {
         EsAlertSink::new(self.client.clone(), self.settings.clone())
+    }
+
+    /// Asks the server what it is (`GET /`) and logs its flavour and version. A server
+    /// that does not say, or cannot be reached yet, is a warning, not an error: the bulk
+    /// requests decide whether the destination works.
+    pub fn identify_server(&self) -> Option<ServerInfo> {
+        match self
+            .client
+            .request(Method::Get, "/", &[], None, HeaderMap::new())
+        {
+            Ok((200, body)) => {
+                let info = ServerInfo::from_root(&body);
+                match &info {
+                    Some(i) => tracing::info!(
+                        flavour = %i.flavour,
+                        version = %i.version,
+                        "elasticsearch destination: the server is {} {}",
+                        i.flavour,
+                        i.version
+                    ),
+                    None => tracing::warn!(
+                        "elasticsearch destination: GET / did not give a version.number"
+                    ),
+                }
+                info
+            }
+            Ok((status, body)) => {
+                tracing::warn!(
+                    status,
+                    reason = %error_reason(&body),
+                    "elasticsearch destination: GET / did not identify the server"
+                );
+                None
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "elasticsearch destination: GET / failed");
+                None
+            }
+        }
     }
 
     /// Creates the index (fixed name) or an index template (templated name) with the
