@@ -134,6 +134,30 @@ pub fn temp_file(name: &str, text: &str) -> (tempfile::TempDir, PathBuf) {
     (dir, path)
 }
 
+/// `pf-worker` flags for one pipeline thread reading work items from stdin and writing
+/// documents to stdout.
+pub const STDOUT_WORKER: [&str; 6] = [
+    "--input",
+    "stdin",
+    "--destination",
+    "stdout",
+    "--threads",
+    "1",
+];
+
+/// Every line of every record-DLQ file in `dir`, parsed.
+pub fn dlq_lines(dir: &Path) -> Vec<serde_json::Value> {
+    let mut lines = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("record DLQ directory") {
+        let text = std::fs::read_to_string(entry.expect("DLQ entry").path()).expect("DLQ file");
+        lines.extend(
+            text.lines()
+                .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("DLQ line")),
+        );
+    }
+    lines
+}
+
 /// Reads a `--summary-json` file.
 pub fn read_summary(path: &Path) -> RunSummary {
     let text = std::fs::read_to_string(path)

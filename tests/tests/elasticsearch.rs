@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use arrow::array::AsArray;
 use pf_bulk_test_server::{BulkTestServer, Faults, ServerOptions};
 use pf_datagen::{DatasetPlan, GenOptions, TransactionGenerator, generate};
-use pf_tests::{assert_accounted, assert_exit, bin, discover, read_summary};
+use pf_tests::{assert_accounted, assert_exit, bin, discover, dlq_lines, read_summary};
 use pf_types::RunSummary;
 
 const SEED: u64 = 11;
@@ -129,15 +129,6 @@ fn counters(s: &RunSummary) -> &BTreeMap<String, u64> {
         "summary has no indexer counters: {s:?}"
     );
     &s.indexer
-}
-
-fn dlq_lines(dir: &Path) -> Vec<serde_json::Value> {
-    let mut lines = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
-        lines.extend(text.lines().map(|l| serde_json::from_str(l).unwrap()));
-    }
-    lines
 }
 
 #[test]

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Command;
 
 use pf_test_services::venv_dir;
-use pf_tests::{assert_exit, discover_and_process};
+use pf_tests::{STDOUT_WORKER, assert_exit, discover_and_process};
 
 const ROWS: usize = 5_000;
 
@@ -64,17 +64,7 @@ fn every_codec_and_legacy_encoding_reads_with_pyarrows_values() {
 
     for name in &names {
         let file = dir.path().join(name);
-        let out = discover_and_process(
-            &["--path", file.to_str().unwrap()],
-            &[
-                "--input",
-                "stdin",
-                "--destination",
-                "stdout",
-                "--threads",
-                "1",
-            ],
-        );
+        let out = discover_and_process(&["--path", file.to_str().unwrap()], &STDOUT_WORKER);
         assert_exit(&out, 0);
         let docs: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
             .lines()

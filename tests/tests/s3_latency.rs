@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use pf_s3_test_server::S3TestServer;
-use pf_tests::{assert_exit, bin, discover_and_process, generate_data, transaction_ids};
+use pf_tests::{
+    STDOUT_WORKER, assert_exit, bin, discover_and_process, generate_data, transaction_ids,
+};
 use pf_types::{Compression, FileFormat};
 
 /// The generated Parquet file in `dir`: its name, size and row-group count.
@@ -39,14 +41,7 @@ fn a_parquet_object_over_a_slow_s3_gives_the_local_documents_in_few_requests() {
     generate_data(&bucket, 200_000, 1, FileFormat::Parquet, Compression::None);
     let (name, size, groups) = only_parquet_file(&bucket);
     assert!(groups > 1, "the file has several row groups to prefetch");
-    let worker_args = [
-        "--input",
-        "stdin",
-        "--destination",
-        "stdout",
-        "--threads",
-        "1",
-    ];
+    let worker_args = STDOUT_WORKER;
 
     let local = discover_and_process(&["--path", bucket.to_str().unwrap()], &worker_args);
     assert_exit(&local, 0);

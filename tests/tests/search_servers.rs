@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use pf_test_services::{SearchServer, SearchServerKind};
-use pf_tests::{assert_accounted, assert_exit, bin, discover, generate_data, read_summary};
+use pf_tests::{
+    assert_accounted, assert_exit, bin, discover, dlq_lines, generate_data, read_summary,
+};
 use pf_types::{Compression, FileFormat, RunSummary};
 
 const ROWS: u64 = 20_000;
@@ -71,15 +73,6 @@ fn index(
     let summary = read_summary(&summary);
     assert_accounted(&summary);
     (out, summary)
-}
-
-fn dlq_lines(dir: &Path) -> Vec<serde_json::Value> {
-    let mut lines = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
-        lines.extend(text.lines().map(|l| serde_json::from_str(l).unwrap()));
-    }
-    lines
 }
 
 /// Set-up with mappings, an exact count, a second run that changes nothing, `create`

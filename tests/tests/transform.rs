@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use pf_datagen::{GenOptions, generate};
-use pf_tests::{assert_accounted, assert_exit, discover_and_process, read_summary};
+use pf_tests::{assert_accounted, assert_exit, discover_and_process, dlq_lines, read_summary};
 
 fn data(dir: &Path, rows: u64) {
     generate(&GenOptions {
@@ -51,18 +51,6 @@ fn run(dir: &Path, cfg: &Path) -> (std::process::Output, pf_types::RunSummary) {
     (out, s)
 }
 
-fn dlq_lines(dir: &Path) -> Vec<serde_json::Value> {
-    let mut lines = Vec::new();
-    for entry in std::fs::read_dir(dir.join("dlq")).unwrap() {
-        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
-        lines.extend(
-            text.lines()
-                .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()),
-        );
-    }
-    lines
-}
-
 #[test]
 fn runaway_and_broken_records_fail_alone_with_positions() {
     let dir = tempfile::tempdir().unwrap();
@@ -90,7 +78,7 @@ fn transform(record) {
     assert!(s.totals.rows_failed > 0, "some records must fail: {s:?}");
     assert_eq!(s.totals.rows_indexed + s.totals.rows_failed, 2_000);
     assert_accounted(&s);
-    let lines = dlq_lines(dir.path());
+    let lines = dlq_lines(&dir.path().join("dlq"));
     assert_eq!(lines.len() as u64, s.totals.rows_failed);
     let mut loops = 0;
     let mut missing = 0;

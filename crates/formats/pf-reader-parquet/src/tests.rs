@@ -104,6 +104,17 @@ fn tiny_io() -> IoTuning {
     }
 }
 
+/// A small footer read and windows that hold a whole column chunk of the test files, so
+/// that a row group costs one request.
+fn whole_chunk_windows() -> IoTuning {
+    IoTuning {
+        footer_prefetch: 2048,
+        window_budget: 4 * 1024 * 1024,
+        min_window: 1024 * 1024,
+        max_window: 4 * 1024 * 1024,
+    }
+}
+
 fn read_all(
     reader: &ParquetReader,
     source: Arc<dyn ObjectSource>,
@@ -375,14 +386,8 @@ fn a_row_groups_columns_come_in_one_request_fetched_while_the_previous_group_dec
     let (_dir, item) = id_name_file(30_000, 10_000);
     let len = item.size.unwrap();
     let source = FlakySource::new(usize::MAX);
-    let io = IoTuning {
-        footer_prefetch: 2048,
-        window_budget: 4 * 1024 * 1024,
-        min_window: 1024 * 1024,
-        max_window: 4 * 1024 * 1024,
-    };
     let batches = reader(4096)
-        .with_io(io)
+        .with_io(whole_chunk_windows())
         .open(source.clone(), &item, &Checkpoint::default())
         .unwrap()
         .collect::<Result<Vec<_>>>()
@@ -441,17 +446,11 @@ fn a_column_chunk_larger_than_its_window_is_read_ahead_in_the_background() {
 #[test]
 fn a_failed_prefetch_is_fetched_again_on_demand_and_fails_with_its_class() {
     let (_dir, item) = id_name_file(30_000, 10_000);
-    let io = IoTuning {
-        footer_prefetch: 2048,
-        window_budget: 4 * 1024 * 1024,
-        min_window: 1024 * 1024,
-        max_window: 4 * 1024 * 1024,
-    };
     // Footer and first group succeed; the prefetch of the second group fails, and so
     // does the demand read that replaces it.
     let source = FlakySource::new(2);
     let results: Vec<_> = reader(4096)
-        .with_io(io)
+        .with_io(whole_chunk_windows())
         .open(source.clone(), &item, &Checkpoint::default())
         .unwrap()
         .collect();
