@@ -1,6 +1,9 @@
-//! Parsing of IP addresses (per lookup, so speed matters) and of CIDR prefixes (at load).
+//! Parsing of IP addresses (per lookup, so speed matters: a parser of our own) and of
+//! CIDR prefixes (at load: `ipnet`).
 
 use std::net::{IpAddr, Ipv6Addr};
+
+use ipnet::IpNet;
 
 /// A parsed lookup key, IPv4-mapped IPv6 addresses already folded into IPv4.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -222,40 +225,41 @@ pub(crate) fn parse_prefix(s: &str) -> Result<Prefix, String> {
         Some((addr, len)) => (addr, Some(len)),
         None => (s, None),
     };
-    let addr: IpAddr = addr
+    let address: IpAddr = addr
         .parse()
         .map_err(|_| format!("`{addr}` is not an IPv4 or IPv6 address"))?;
-    let max = match addr {
-        IpAddr::V4(_) => 32,
-        IpAddr::V6(_) => 128,
-    };
-    let len = match len {
-        None => max,
-        Some(text) => match text.parse::<u8>() {
-            Ok(n) if n <= max && (text.len() == 1 || !text.starts_with('0')) => n,
-            _ => return Err(format!("prefix length `{text}` is not in 0..={max}")),
+    let net = match len {
+        None => IpNet::from(address),
+        Some(text) => {
+            let max = match address {
+                IpAddr::V4(_) => 32,
+                IpAddr::V6(_) => 128,
+            };
+            let refused = || format!("prefix length `{text}` is not in 0..={max}");
+            // `/08` is refused: some tools read a leading zero as octal.
+            if text.len() > 1 && text.starts_with('0') {
+                return Err(refused());
+            }
+            s.parse::<IpNet>().map_err(|_| refused())?
+        }
+    }
+    .trunc();
+    Ok(match net {
+        IpNet::V4(n) => Prefix {
+            ip: Ip::V4(u32::from(n.network())),
+            len: n.prefix_len(),
         },
-    };
-    let (ip, len) = match addr {
-        IpAddr::V4(v4) => (Ip::V4(u32::from(v4)), len),
-        IpAddr::V6(v6) => match fold_v6(v6) {
-            Ip::V4(v4) if len >= 96 => (Ip::V4(v4), len - 96),
-            _ => (Ip::V6(u128::from(v6)), len),
+        IpNet::V6(n) => match fold_v6(n.network()) {
+            Ip::V4(v4) if n.prefix_len() >= 96 => Prefix {
+                ip: Ip::V4(v4),
+                len: n.prefix_len() - 96,
+            },
+            _ => Prefix {
+                ip: Ip::V6(u128::from(n.network())),
+                len: n.prefix_len(),
+            },
         },
-    };
-    let ip = match ip {
-        Ip::V4(a) => Ip::V4(if len == 0 {
-            0
-        } else {
-            a & (u32::MAX << (32 - len))
-        }),
-        Ip::V6(a) => Ip::V6(if len == 0 {
-            0
-        } else {
-            a & (u128::MAX << (128 - len))
-        }),
-    };
-    Ok(Prefix { ip, len })
+    })
 }
 
 /// SplitMix64's output function, for the deterministic pseudo-random inputs of the unit
