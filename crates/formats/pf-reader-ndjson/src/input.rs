@@ -11,6 +11,11 @@ use pf_error::{PfError, Result};
 use pf_traits::ObjectSource;
 use pf_types::Compression;
 
+/// Largest zstd window accepted, as a power of two (128 MiB, zstd's own default limit,
+/// set here so that it is a decision): the decoder holds the whole window, so a frame
+/// that declares a larger one is refused as corrupt instead of allocated.
+const ZSTD_WINDOW_LOG_MAX: u32 = 27;
+
 /// Decompressed bytes of one object, read from some offset onwards.
 pub(crate) struct Input {
     reader: Box<dyn Read + Send>,
@@ -40,10 +45,14 @@ impl Input {
             Compression::None => Box::new(counting),
             // Multi-member: concatenated gzip files (common for appended logs) are one stream.
             Compression::Gzip => Box::new(MultiGzDecoder::new(counting)),
-            Compression::Zstd => Box::new(
-                zstd::stream::read::Decoder::new(counting)
-                    .map_err(|e| PfError::io(uri.to_owned(), e))?,
-            ),
+            Compression::Zstd => {
+                let mut decoder = zstd::stream::read::Decoder::new(counting)
+                    .map_err(|e| PfError::io(uri.to_owned(), e))?;
+                decoder
+                    .window_log_max(ZSTD_WINDOW_LOG_MAX)
+                    .map_err(|e| PfError::io(uri.to_owned(), e))?;
+                Box::new(decoder)
+            }
         };
         Ok(Input {
             reader,

@@ -737,7 +737,15 @@ fn corrupt_compressed_streams_are_permanent_errors() {
     for b in &mut zst[mid..mid + 64] {
         *b ^= 0x5A;
     }
+    // A frame that asks for a 256 MiB window, over the 128 MiB the decoder allows: a
+    // hostile size is refused, never allocated.
+    let mut wide = zstd::stream::Encoder::new(Vec::new(), 3).expect("zstd encoder");
+    wide.window_log(28).expect("window log");
+    wide.long_distance_matching(true).expect("long mode");
+    std::io::Write::write_all(&mut wide, text.as_bytes()).expect("zstd write");
+    let wide = wide.finish().expect("zstd finish");
     let cases = [
+        write_file(dir.path(), "window-too-large.ndjson.zst", &wide),
         write_file(dir.path(), "corrupt.ndjson.gz", &gz),
         write_file(dir.path(), "truncated.ndjson.gz", &truncated),
         write_file(dir.path(), "plain-text.ndjson.gz", text.as_bytes()),
