@@ -381,18 +381,29 @@ fn footer_costs_one_ranged_read_and_data_reads_stay_in_the_file() {
     assert!(ranges.iter().all(|r| r.start < r.end && r.end <= len));
 }
 
-#[test]
-fn a_row_groups_columns_come_in_one_request_fetched_while_the_previous_group_decodes() {
-    let (_dir, item) = id_name_file(30_000, 10_000);
-    let len = item.size.unwrap();
+/// Reads all of [`id_name_file`] with `io` through a source that records every read,
+/// checking the ids; the file's length, the batches and the source.
+fn read_recorded(
+    rows: usize,
+    per_group: usize,
+    batch_size: usize,
+    io: IoTuning,
+) -> (u64, Vec<ReadBatch>, Arc<FlakySource>) {
+    let (_dir, item) = id_name_file(rows, per_group);
     let source = FlakySource::new(usize::MAX);
-    let batches = reader(4096)
-        .with_io(whole_chunk_windows())
+    let batches = reader(batch_size)
+        .with_io(io)
         .open(source.clone(), &item, &Checkpoint::default())
         .unwrap()
         .collect::<Result<Vec<_>>>()
         .unwrap();
-    assert_eq!(ids(&batches), (0..30_000).collect::<Vec<_>>());
+    assert_eq!(ids(&batches), (0..rows as i64).collect::<Vec<_>>());
+    (item.size.unwrap(), batches, source)
+}
+
+#[test]
+fn a_row_groups_columns_come_in_one_request_fetched_while_the_previous_group_decodes() {
+    let (len, batches, source) = read_recorded(30_000, 10_000, 4096, whole_chunk_windows());
     let ranges = source.ranges.lock().unwrap();
     let threads = source.threads.lock().unwrap();
     // The footer, then one request per row group: its two column chunks lie side by
@@ -412,16 +423,7 @@ fn a_row_groups_columns_come_in_one_request_fetched_while_the_previous_group_dec
 
 #[test]
 fn a_column_chunk_larger_than_its_window_is_read_ahead_in_the_background() {
-    let (_dir, item) = id_name_file(3000, 1000);
-    let len = item.size.unwrap();
-    let source = FlakySource::new(usize::MAX);
-    let batches = reader(500)
-        .with_io(tiny_io())
-        .open(source.clone(), &item, &Checkpoint::default())
-        .unwrap()
-        .collect::<Result<Vec<_>>>()
-        .unwrap();
-    assert_eq!(ids(&batches), (0..3000).collect::<Vec<_>>());
+    let (len, _, source) = read_recorded(3000, 1000, 500, tiny_io());
     let ranges = source.ranges.lock().unwrap();
     let threads = source.threads.lock().unwrap();
     let on_demand: Vec<_> = ranges
