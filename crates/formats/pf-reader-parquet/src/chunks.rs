@@ -12,9 +12,10 @@
 //! Round trips, not bandwidth, bound a reader on S3 (20–50 ms each). So the first windows
 //! of a row group's column chunks, which usually lie side by side, are fetched in as few
 //! requests as their gaps allow, and those of the next row group are fetched on a
-//! background thread while the current one decodes: a thread waits on the network only
-//! when decoding a group takes less time than fetching the next one, and memory stays
-//! within two groups' windows.
+//! background thread while the current one decodes; each window also fetches its next
+//! bytes ahead. A thread waits on the network only when decoding takes less time than a
+//! fetch, and memory stays within two windows per column plus the next group's first
+//! windows.
 
 use std::error::Error;
 use std::fmt;
