@@ -255,22 +255,49 @@ impl MetricsServer {
     }
 }
 
+/// Connections answered at once; one more is closed unanswered, so that idle or slow
+/// clients cannot take more than this many threads.
+const MAX_CONNECTIONS: usize = 64;
+
+/// Longest request head read; a client that sends more is answered from what came.
+const MAX_REQUEST_HEAD: u64 = 8 * 1024;
+
+/// How long a connection may take to send its request.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Serves `GET /metrics` on `addr` from a background thread.
 ///
 /// A scrape endpoint needs no more than HTTP/1.0 request-response, so this avoids an
-/// HTTP stack; each connection is answered and closed.
+/// HTTP stack; each connection is answered on a thread of its own (at most
+/// [`MAX_CONNECTIONS`] at once) and closed, so an idle or slow client never delays a
+/// scrape.
 pub fn serve(metrics: Arc<Metrics>, addr: SocketAddr) -> Result<MetricsServer> {
     let listener = TcpListener::bind(addr)
         .map_err(|e| PfError::config("metrics.addr", format!("cannot listen on {addr}: {e}")))?;
     let local = listener
         .local_addr()
         .map_err(|e| PfError::io(addr.to_string(), e))?;
+    let open = Arc::new(AtomicU64::new(0));
     std::thread::Builder::new()
         .name("metrics-endpoint".into())
         .spawn(move || {
             for stream in listener.incoming().flatten() {
-                if let Err(e) = answer(&metrics, stream) {
-                    tracing::debug!(error = %e, "metrics scrape failed");
+                if open.fetch_add(1, Ordering::AcqRel) >= MAX_CONNECTIONS as u64 {
+                    open.fetch_sub(1, Ordering::AcqRel);
+                    drop(stream);
+                    continue;
+                }
+                let (metrics, done) = (Arc::clone(&metrics), Arc::clone(&open));
+                let spawned = std::thread::Builder::new()
+                    .name("metrics-scrape".into())
+                    .spawn(move || {
+                        if let Err(e) = answer(&metrics, stream) {
+                            tracing::debug!(error = %e, "metrics scrape failed");
+                        }
+                        done.fetch_sub(1, Ordering::AcqRel);
+                    });
+                if spawned.is_err() {
+                    open.fetch_sub(1, Ordering::AcqRel);
                 }
             }
         })
@@ -280,8 +307,8 @@ pub fn serve(metrics: Arc<Metrics>, addr: SocketAddr) -> Result<MetricsServer> {
 }
 
 fn answer(metrics: &Metrics, stream: TcpStream) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let mut reader = BufReader::new(stream.try_clone()?);
+    stream.set_read_timeout(Some(REQUEST_TIMEOUT))?;
+    let mut reader = BufReader::new(std::io::Read::take(stream.try_clone()?, MAX_REQUEST_HEAD));
     let mut request_line = String::new();
     reader.read_line(&mut request_line)?;
     // Drain headers so the client sees a clean close.
@@ -335,5 +362,34 @@ mod tests {
         let mut body = String::new();
         s.read_to_string(&mut body).unwrap();
         assert!(body.starts_with("HTTP/1.1 404"));
+    }
+
+    #[test]
+    fn idle_connections_do_not_hold_a_scrape() {
+        let server = serve(Metrics::new(), "127.0.0.1:0".parse().unwrap()).unwrap();
+        // Thirty clients connect and send nothing; one of them sends half a request.
+        let mut idle: Vec<TcpStream> = (0..30)
+            .map(|_| TcpStream::connect(server.local_addr()).unwrap())
+            .collect();
+        idle[0].write_all(b"GET /metr").unwrap();
+        let mut s = TcpStream::connect(server.local_addr()).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();
+        let mut body = String::new();
+        s.read_to_string(&mut body).unwrap();
+        assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
+        // Answered while every idle client is still connected: a server that answers
+        // one connection at a time would have had to time each of them out first.
+        for (i, conn) in idle.iter_mut().enumerate() {
+            conn.set_nonblocking(true).unwrap();
+            let mut byte = [0u8; 1];
+            let still_open = matches!(
+                conn.read(&mut byte),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
+            );
+            assert!(
+                still_open,
+                "idle connection {i} was closed before the scrape"
+            );
+        }
     }
 }
