@@ -94,8 +94,12 @@ pub fn assert_exit(out: &Output, code: i32) {
 
 /// Runs `program args` with `input` on stdin.
 pub fn run_with_stdin(program: &Path, args: &[&str], input: &[u8]) -> Output {
-    let mut child = Command::new(program)
-        .args(args)
+    output_with_stdin(Command::new(program).args(args), input)
+}
+
+/// Runs `cmd` with `input` on stdin, capturing its output.
+pub fn output_with_stdin(cmd: &mut Command, input: &[u8]) -> Output {
+    let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -156,6 +160,30 @@ pub fn dlq_lines(dir: &Path) -> Vec<serde_json::Value> {
         );
     }
     lines
+}
+
+/// `pf-worker` with `config`, reading work items from stdin and indexing into the
+/// Elasticsearch-compatible server at `endpoint` with two threads; the summary goes to
+/// `work/summary.json` and the record DLQ to `work/dlq`.
+pub fn es_worker(config: &Path, endpoint: &str, work: &Path) -> Command {
+    let mut cmd = Command::new(bin("pf-worker"));
+    cmd.args([
+        "--config",
+        config.to_str().expect("UTF-8 path"),
+        "--input",
+        "stdin",
+        "--destination",
+        "elasticsearch",
+        "--es-endpoint",
+        endpoint,
+        "--threads",
+        "2",
+        "--summary-json",
+        work.join("summary.json").to_str().expect("UTF-8 path"),
+        "--dlq-dir",
+        work.join("dlq").to_str().expect("UTF-8 path"),
+    ]);
+    cmd
 }
 
 /// Reads a `--summary-json` file.

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use arrow::array::AsArray;
 use pf_bulk_test_server::{BulkTestServer, Faults, ServerOptions};
 use pf_datagen::{DatasetPlan, GenOptions, TransactionGenerator, generate};
-use pf_tests::{assert_accounted, assert_exit, bin, discover, dlq_lines, read_summary};
+use pf_tests::{
+    assert_accounted, assert_exit, discover, dlq_lines, es_worker, output_with_stdin, read_summary,
+};
 use pf_types::RunSummary;
 
 const SEED: u64 = 11;
@@ -92,35 +94,17 @@ fn worker(
     extra_args: &[&str],
     env: &[(&str, &str)],
 ) -> Command {
-    let mut cmd = Command::new(bin("pf-worker"));
-    cmd.args([
-        "--config",
-        work.join("worker.yaml").to_str().unwrap(),
-        "--input",
-        "stdin",
-        "--destination",
-        "elasticsearch",
-        "--es-endpoint",
-        &server.url(),
-        "--threads",
-        "2",
-        "--summary-json",
-        work.join("summary.json").to_str().unwrap(),
-        "--dlq-dir",
-        work.join("dlq").to_str().unwrap(),
-    ])
-    .args(extra_args)
-    .envs(env.iter().copied())
-    .stdin(Stdio::piped())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
+    let mut cmd = es_worker(&work.join("worker.yaml"), &server.url(), work);
+    cmd.args(extra_args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     cmd
 }
 
 fn run(mut cmd: Command, input: &[u8]) -> std::process::Output {
-    let mut child = cmd.spawn().expect("spawn pf-worker");
-    child.stdin.take().unwrap().write_all(input).unwrap();
-    child.wait_with_output().expect("wait")
+    output_with_stdin(&mut cmd, input)
 }
 
 fn counters(s: &RunSummary) -> &BTreeMap<String, u64> {

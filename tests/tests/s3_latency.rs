@@ -10,7 +10,8 @@ use std::time::Duration;
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use pf_s3_test_server::S3TestServer;
 use pf_tests::{
-    STDOUT_WORKER, assert_exit, bin, discover_and_process, generate_data, transaction_ids,
+    STDOUT_WORKER, assert_exit, bin, discover_and_process, generate_data, output_with_stdin,
+    transaction_ids,
 };
 use pf_types::{Compression, FileFormat};
 
@@ -56,25 +57,15 @@ fn a_parquet_object_over_a_slow_s3_gives_the_local_documents_in_few_requests() {
     .unwrap();
     let item =
         format!("{{\"uri\":\"s3://bench/{name}\",\"size\":{size},\"format\":\"parquet\"}}\n");
-    let mut child = Command::new(bin("pf-worker"))
-        .args(worker_args)
-        .args(["--s3-endpoint", &server.url()])
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_REGION", "us-east-1")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(item.as_bytes())
-        .unwrap();
-    let remote = child.wait_with_output().unwrap();
+    let remote = output_with_stdin(
+        Command::new(bin("pf-worker"))
+            .args(worker_args)
+            .args(["--s3-endpoint", &server.url()])
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", "us-east-1"),
+        item.as_bytes(),
+    );
     assert_exit(&remote, 0);
     assert_eq!(
         transaction_ids(&remote.stdout),

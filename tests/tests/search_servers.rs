@@ -10,7 +10,8 @@ use std::process::Output;
 
 use pf_test_services::{SearchServer, SearchServerKind};
 use pf_tests::{
-    assert_accounted, assert_exit, bin, discover, dlq_lines, generate_data, read_summary,
+    assert_accounted, assert_exit, discover, dlq_lines, es_worker, generate_data,
+    output_with_stdin, read_summary,
 };
 use pf_types::{Compression, FileFormat, RunSummary};
 
@@ -42,31 +43,10 @@ fn index(
 ) -> (Output, RunSummary) {
     let summary = work.join("summary.json");
     let _ = std::fs::remove_file(&summary);
-    let out = pf_tests::run_with_stdin(
-        &bin("pf-worker"),
-        &[
-            &[
-                "--config",
-                config.to_str().unwrap(),
-                "--input",
-                "stdin",
-                "--destination",
-                "elasticsearch",
-                "--es-endpoint",
-                &server.url(),
-                "--es-index",
-                index,
-                "--es-setup",
-                "--threads",
-                "2",
-                "--summary-json",
-                summary.to_str().unwrap(),
-                "--dlq-dir",
-                work.join("dlq").to_str().unwrap(),
-            ][..],
-            extra,
-        ]
-        .concat(),
+    let out = output_with_stdin(
+        es_worker(config, &server.url(), work)
+            .args(["--es-index", index, "--es-setup"])
+            .args(extra),
         &discover(&["--path", data.to_str().unwrap()]),
     );
     assert_exit(&out, 0);

@@ -14,9 +14,10 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use pf_bulk_test_server::http::{Request, read_request};
+use pf_storage::file_etag;
 
 /// Counters of what the server answered.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -145,16 +146,6 @@ fn object_path(root: &Path, path: &str) -> Option<PathBuf> {
     (safe && relative.components().count() >= 2).then(|| root.join(relative))
 }
 
-/// A stable version tag of a file: its size and modification time.
-fn etag(meta: &std::fs::Metadata) -> String {
-    let modified = meta
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_nanos());
-    format!("{:x}-{modified:x}", meta.len())
-}
-
 /// `bytes=a-b` or `bytes=a-` within a `len`-byte object, as a half-open range.
 fn parse_range(header: &str, len: u64) -> Option<(u64, u64)> {
     let spec = header.trim().strip_prefix("bytes=")?;
@@ -182,7 +173,8 @@ fn answer(request: &Request, shared: &Shared, out: &mut TcpStream) -> io::Result
     if !meta.is_file() {
         return error(out, 404, "NoSuchKey", head_only);
     }
-    let tag = etag(&meta);
+    // The local source's version tag, so a file has one etag whichever way it is read.
+    let tag = file_etag(&meta);
     if let Some(wanted) = request.header("if-match")
         && wanted.trim_matches('"') != tag
     {

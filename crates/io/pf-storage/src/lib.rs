@@ -9,5 +9,5 @@ mod local;
 mod router;
 
 pub use config::{LocalAccess, LocalConfig};
-pub use local::{LocalObjectSource, local_path};
+pub use local::{LocalObjectSource, file_etag, local_path};
 pub use router::ObjectSources;

@@ -50,7 +50,7 @@ fn read_exact_range(file: &File, uri: &str, range: Range<u64>) -> Result<Bytes> 
 fn open_version(uri: &str, etag: &str) -> Result<(File, u64)> {
     let file = File::open(path_of(uri)?).map_err(|e| PfError::io(uri, e))?;
     let meta = file.metadata().map_err(|e| PfError::io(uri, e))?;
-    let now = version(&meta);
+    let now = file_etag(&meta);
     if now != etag {
         return Err(pf_traits::object_changed(uri, etag, Some(&now)));
     }
@@ -59,7 +59,7 @@ fn open_version(uri: &str, etag: &str) -> Result<(File, u64)> {
 
 /// The etag of a local file: modification time (ns) and size, in hex; changes whenever
 /// the file is rewritten, like an S3 ETag does.
-fn version(meta: &fs::Metadata) -> String {
+pub fn file_etag(meta: &fs::Metadata) -> String {
     let mtime_ns = meta
         .modified()
         .ok()
@@ -77,7 +77,7 @@ fn object_info(path: &Path, meta: &fs::Metadata) -> ObjectInfo {
     ObjectInfo {
         uri: file_uri(path),
         size: meta.len(),
-        etag: Some(version(meta)),
+        etag: Some(file_etag(meta)),
         last_modified: modified.map(|m| {
             chrono::DateTime::<chrono::Utc>::from(m)
                 .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
@@ -107,7 +107,7 @@ impl ObjectSource for LocalObjectSource {
         let (file, _) = open_version(uri, etag)?;
         let bytes = read_exact_range(&file, uri, range)?;
         // Checked again after the read: an in-place rewrite during the read is caught.
-        let now = file.metadata().map(|m| version(&m)).unwrap_or_default();
+        let now = file.metadata().map(|m| file_etag(&m)).unwrap_or_default();
         if now != etag {
             return Err(pf_traits::object_changed(uri, etag, Some(&now)));
         }

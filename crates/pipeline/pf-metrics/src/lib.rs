@@ -257,7 +257,7 @@ impl MetricsServer {
 
 /// Connections answered at once; one more is closed unanswered, so that idle or slow
 /// clients cannot take more than this many threads.
-const MAX_CONNECTIONS: usize = 64;
+const MAX_CONNECTIONS: u64 = 64;
 
 /// Longest request head read; a client that sends more is answered from what came.
 const MAX_REQUEST_HEAD: u64 = 8 * 1024;
@@ -282,7 +282,7 @@ pub fn serve(metrics: Arc<Metrics>, addr: SocketAddr) -> Result<MetricsServer> {
         .name("metrics-endpoint".into())
         .spawn(move || {
             for stream in listener.incoming().flatten() {
-                if open.fetch_add(1, Ordering::AcqRel) >= MAX_CONNECTIONS as u64 {
+                if open.fetch_add(1, Ordering::AcqRel) >= MAX_CONNECTIONS {
                     open.fetch_sub(1, Ordering::AcqRel);
                     drop(stream);
                     continue;
