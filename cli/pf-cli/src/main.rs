@@ -394,13 +394,13 @@ fn demo(a: DemoArgs) -> anyhow::Result<i32> {
         transactions_dir.display()
     );
 
+    pf_runner::serve_metrics(&config)?;
     let deployment = deploy(&config, queue.clone())?;
     let files = discovered.files;
     let summary = run_deployment(
         &deployment,
         Box::new(move || Some(files)),
         &RunReporting {
-            metrics_addr: config.metrics.socket_addr()?,
             summary_json: a.summary_json.clone(),
         },
     )?;

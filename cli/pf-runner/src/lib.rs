@@ -3,7 +3,6 @@
 //! the summary (human and JSON) and the exit code.
 
 use std::io::IsTerminal;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -13,7 +12,7 @@ mod reload;
 
 pub use flags::{FlagValue, KeyFlag, overrides};
 
-use pf_config::Deployment;
+use pf_config::{Config, Deployment};
 use pf_error::{PfError, Result};
 use pf_types::RunSummary;
 use pf_worker::ProgressDisplay;
@@ -61,16 +60,25 @@ pub fn stop_on_signals(flag: Arc<AtomicBool>) -> Result<()> {
     Ok(())
 }
 
+/// Serves Prometheus metrics at `metrics.addr`, when set, and describes every
+/// component's metrics. Call it before building the deployment, so that components
+/// create their series at zero as they are built.
+pub fn serve_metrics(config: &Config) -> Result<()> {
+    if let Some(addr) = config.metrics.socket_addr()? {
+        pf_metrics::install(addr)?;
+        pf_config::describe_metrics();
+    }
+    Ok(())
+}
+
 /// Where a run reports besides the log.
 #[derive(Debug, Clone, Default)]
 pub struct RunReporting {
-    /// Serve Prometheus metrics here.
-    pub metrics_addr: Option<SocketAddr>,
     /// Write the summary as JSON here.
     pub summary_json: Option<std::path::PathBuf>,
 }
 
-/// Runs `deployment` to the end with signals, metrics and progress wired up; writes the
+/// Runs `deployment` to the end with signals and progress wired up; writes the
 /// JSON summary when asked. `files_known` feeds the progress bar's total. SIGHUP (and,
 /// with `transform.watch`, a change of its files) reloads the transform stage.
 pub fn run_deployment(
@@ -79,9 +87,6 @@ pub fn run_deployment(
     reporting: &RunReporting,
 ) -> Result<RunSummary> {
     stop_on_signals(deployment.worker.shutdown_flag())?;
-    if let Some(addr) = reporting.metrics_addr {
-        pf_metrics::serve(deployment.metrics.clone(), addr)?;
-    }
     let reload_requested = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGHUP, reload_requested.clone())
         .map_err(|e| PfError::io("signal handler", e))?;

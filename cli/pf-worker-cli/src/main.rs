@@ -267,6 +267,7 @@ fn run(args: &Args, matches: &clap::ArgMatches) -> anyhow::Result<i32> {
         print!("{}", config.to_yaml());
         return Ok(0);
     }
+    pf_runner::serve_metrics(&config)?;
     let (queue, files_known) = work_queue(&config)
         .map_err(|e| origin.explain(e))
         .context("cannot use the work queue")?;
@@ -279,7 +280,6 @@ fn run(args: &Args, matches: &clap::ArgMatches) -> anyhow::Result<i32> {
         "pf-worker started"
     );
     let reporting = RunReporting {
-        metrics_addr: config.metrics.socket_addr()?,
         summary_json: args.summary_json.clone(),
     };
     let summary = run_deployment(&deployment, files_known, &reporting)?;

@@ -67,6 +67,16 @@ impl Deployment {
     }
 }
 
+/// Describes every component's metrics to the installed recorder (`pf_metrics::install`
+/// describes the pipeline's), so a scrape explains each series with its unit.
+pub fn describe_metrics() {
+    pf_worker::describe_metrics();
+    pf_queue_sqs::describe_metrics();
+    pf_coordinator::describe_metrics();
+    pf_indexer_es::describe_metrics();
+    pf_transform::describe_metrics();
+}
+
 /// How many files the run knows of so far (for progress), when the queue can tell.
 pub type FilesKnown = Box<dyn Fn() -> Option<u64> + Send>;
 

@@ -44,7 +44,7 @@ use std::path::{Path, PathBuf};
 
 use pf_error::PfError;
 
-pub use deploy::{Deployment, FilesKnown, deploy, work_queue};
+pub use deploy::{Deployment, FilesKnown, deploy, describe_metrics, work_queue};
 pub use env::substitute_env;
 pub use locate::KeyLines;
 pub use model::{

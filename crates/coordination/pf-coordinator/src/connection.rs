@@ -4,6 +4,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use metrics::histogram;
+
 use pf_error::{ErrorClass, PfError, Result};
 use pf_types::Backoff;
 use redis::{Client, Connection, IntoConnectionInfo, RedisError, RedisResult, RetryMethod};
@@ -123,7 +125,7 @@ impl ValkeyPool {
     /// the current state first, so a retry after a lost reply changes nothing twice.
     pub(crate) fn run<T>(
         &self,
-        operation: &str,
+        operation: &'static str,
         op: impl FnMut(&mut Connection) -> RedisResult<T>,
     ) -> Result<T> {
         self.run_within(operation, self.config.outage_limit(), op)
@@ -133,13 +135,14 @@ impl ValkeyPool {
     /// `outage_limit` (heartbeats: a late heartbeat is worth less than the next one).
     pub(crate) fn run_within<T>(
         &self,
-        operation: &str,
+        operation: &'static str,
         limit: Duration,
         mut op: impl FnMut(&mut Connection) -> RedisResult<T>,
     ) -> Result<T> {
         let started = Instant::now();
         let mut attempt = 0u32;
         loop {
+            let call = Instant::now();
             let result = self.take().and_then(|mut con| {
                 let r = op(&mut con);
                 if r.is_ok() {
@@ -147,6 +150,8 @@ impl ValkeyPool {
                 }
                 r
             });
+            histogram!(VALKEY_CALL_DURATION, "operation" => operation, "outcome" => if result.is_ok() { "ok" } else { "error" })
+                .record(call.elapsed().as_secs_f64());
             match result {
                 Ok(v) => {
                     if attempt > 0 && self.down.swap(false, Ordering::Relaxed) {
@@ -178,6 +183,19 @@ impl ValkeyPool {
             }
         }
     }
+}
+
+/// Histogram by `operation` and `outcome`, seconds: one Valkey call (connecting when
+/// needed, the command or script, its reply), every attempt.
+pub const VALKEY_CALL_DURATION: &str = "paraflow_valkey_call_duration_seconds";
+
+/// Describes the Valkey metrics to the installed recorder.
+pub fn describe_metrics() {
+    metrics::describe_histogram!(
+        VALKEY_CALL_DURATION,
+        metrics::Unit::Seconds,
+        "One Valkey call (connect when needed, command or script, reply), every attempt, by operation and outcome (ok or error)."
+    );
 }
 
 fn describe_wait(started: Instant) -> String {

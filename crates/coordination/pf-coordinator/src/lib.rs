@@ -62,7 +62,7 @@ mod window;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use config::{ValkeyConfig, WindowPlacement};
-pub use connection::VALKEY_PASSWORD_ENV;
+pub use connection::{VALKEY_CALL_DURATION, VALKEY_PASSWORD_ENV, describe_metrics};
 pub use memory::MemoryMetadataStore;
 pub use status::{JobStatus, job_status, print_status, register_job_totals};
 pub use valkey::ValkeyMetadataStore;

@@ -258,7 +258,7 @@ impl ValkeyMetadataStore {
     /// Runs an item script: keys and the common arguments filled in, `extra` appended.
     fn item_script<T: redis::FromRedisValue>(
         &self,
-        operation: &str,
+        operation: &'static str,
         script: &Script,
         item: &WorkItem,
         worker: &str,
@@ -271,7 +271,7 @@ impl ValkeyMetadataStore {
     /// [`item_script`](Self::item_script), retrying an unreachable server for `limit`.
     fn item_script_within<T: redis::FromRedisValue>(
         &self,
-        operation: &str,
+        operation: &'static str,
         limit: Duration,
         script: &Script,
         item: &WorkItem,

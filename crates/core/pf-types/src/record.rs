@@ -14,6 +14,17 @@ pub enum Stage {
     Index,
 }
 
+impl Stage {
+    /// The stage's name as serialized (`read`, `transform`, `index`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Read => "read",
+            Stage::Transform => "transform",
+            Stage::Index => "index",
+        }
+    }
+}
+
 /// One record that failed on its own while the rest of its file carried on.
 ///
 /// Serialized as one NDJSON line of the record DLQ.

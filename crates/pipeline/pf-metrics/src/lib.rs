@@ -1,20 +1,27 @@
-//! Live run counters and their Prometheus endpoint.
+//! Run metrics: a few exact live counters for the progress display, and every figure
+//! recorded through the [`metrics`] facade, which `metrics-exporter-prometheus` serves
+//! at `/metrics` once [`install`] has run (`metrics.addr`).
 //!
-//! Pipeline threads add to [`Metrics`] once per batch (relaxed atomics, never per
-//! record); the progress display and [`serve`]'s `/metrics` endpoint read them. The
-//! final summary is computed from exact per-thread totals, not from these counters.
+//! Pipeline threads record once per batch, never per record; without an endpoint the
+//! facade has no recorder and a record costs next to nothing. Counters count attempts:
+//! the rows of a file retried from its checkpoint are read and indexed again and counted
+//! again here, while the run summary, built from per-file totals, counts them once.
+//! Components record their own metrics beside their code (the Elasticsearch bulk
+//! sender, the SQS queue, the Valkey connection, the rules); each crate describes them
+//! in a `describe_metrics` function that `pf-config` calls for all of them.
 
-use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
-use pf_error::{PfError, Result};
+use metrics::{
+    Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
+};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+use pf_error::{ErrorClass, PfError, Result};
 use pf_types::{FileStats, Stage};
 use serde::{Deserialize, Serialize};
-
 /// `metrics`: the Prometheus endpoint.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -41,43 +48,195 @@ impl MetricsConfig {
     }
 }
 
-/// Counters for one process.
+/// Bucket bounds, in seconds, of every `*_seconds` histogram: 100 µs to 60 s, so one
+/// heatmap scale fits a batch's transform and a slow bulk request alike.
+pub const SECONDS_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0, 30.0, 60.0,
+];
+
+/// Installs the process-wide Prometheus recorder and serves it at `http://addr/metrics`
+/// from a thread of its own, then describes the pipeline's metrics and creates their
+/// series at zero (a scrape shows them before the first file).
+///
+/// The exporter's HTTP server answers connections concurrently, so idle or slow clients
+/// never delay a scrape. Fails when `addr` cannot be bound or a recorder is already
+/// installed in this process.
+pub fn install(addr: SocketAddr) -> Result<()> {
+    let endpoint_error = |e: &dyn std::fmt::Display| {
+        PfError::config(
+            "metrics.addr",
+            format!("cannot serve metrics on {addr}: {e}"),
+        )
+    };
+    exporter()
+        .with_http_listener(addr)
+        .install()
+        .map_err(|e| endpoint_error(&e))?;
+    describe_metrics();
+    tracing::info!(%addr, "serving Prometheus metrics at /metrics");
+    Ok(())
+}
+
+/// The exporter's settings: bucketed histograms (for heatmaps) for every `*_seconds`.
+fn exporter() -> PrometheusBuilder {
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)
+        .expect("SECONDS_BUCKETS is not empty")
+}
+
+/// Metric names of the pipeline (the other crates name theirs beside their code).
+pub mod names {
+    /// Counter: records seen in sources (decoded or failed), every attempt.
+    pub const ROWS_READ: &str = "paraflow_rows_read_total";
+    /// Counter: records accepted by the destination, every attempt.
+    pub const ROWS_INDEXED: &str = "paraflow_rows_indexed_total";
+    /// Counter: records dropped by the transform.
+    pub const ROWS_DROPPED: &str = "paraflow_rows_dropped_total";
+    /// Counter by `stage`: records sent to the record DLQ.
+    pub const ROWS_FAILED: &str = "paraflow_rows_failed_total";
+    /// Counter: records flagged as fraud.
+    pub const FRAUD_ROWS: &str = "paraflow_fraud_rows_total";
+    /// Counter: source bytes read (compressed size for compressed files).
+    pub const BYTES_READ: &str = "paraflow_bytes_read_total";
+    /// Counter: chunks of documents handed to the destination.
+    pub const BATCHES: &str = "paraflow_batches_total";
+    /// Counter by `status`: files (and ranges) settled.
+    pub const FILES: &str = "paraflow_files_total";
+    /// Counter by `class`: file attempts ended by an error.
+    pub const FILE_ERRORS: &str = "paraflow_file_errors_total";
+    /// Gauge: files being processed now.
+    pub const FILES_IN_FLIGHT: &str = "paraflow_files_in_flight";
+    /// Histogram by `stage`, seconds: time per batch in each pipeline stage.
+    pub const STAGE_DURATION: &str = "paraflow_stage_duration_seconds";
+}
+
+use names::*;
+
+const STAGES: [Stage; 3] = [Stage::Read, Stage::Transform, Stage::Index];
+const CLASSES: [ErrorClass; 2] = [ErrorClass::Transient, ErrorClass::Permanent];
+
+/// Describes the pipeline's metrics to the installed recorder and creates their
+/// series at zero.
+pub fn describe_metrics() {
+    describe_counter!(
+        ROWS_READ,
+        Unit::Count,
+        "Records seen in sources, decoded or failed; rows re-read by a retry count again."
+    );
+    describe_counter!(
+        ROWS_INDEXED,
+        Unit::Count,
+        "Records accepted by the destination; rows re-sent by a retry count again."
+    );
+    describe_counter!(
+        ROWS_DROPPED,
+        Unit::Count,
+        "Records dropped by the transform."
+    );
+    describe_counter!(
+        ROWS_FAILED,
+        Unit::Count,
+        "Records written to the record DLQ, by the stage they failed in."
+    );
+    describe_counter!(
+        FRAUD_ROWS,
+        Unit::Count,
+        "Records flagged as fraud by the rules."
+    );
+    describe_counter!(
+        BYTES_READ,
+        Unit::Bytes,
+        "Source bytes read (compressed size for compressed files)."
+    );
+    describe_counter!(
+        BATCHES,
+        Unit::Count,
+        "Chunks of documents handed to the destination."
+    );
+    describe_counter!(
+        FILES,
+        Unit::Count,
+        "Files settled, by status: completed, failed (dead-lettered), retried (released for another attempt), skipped (duplicate delivery or claim lost), range_completed (one range of a split file)."
+    );
+    describe_counter!(
+        FILE_ERRORS,
+        Unit::Count,
+        "File attempts ended by an error, by class: transient (retried) or permanent (dead-lettered)."
+    );
+    describe_gauge!(FILES_IN_FLIGHT, Unit::Count, "Files being processed now.");
+    describe_histogram!(
+        STAGE_DURATION,
+        Unit::Seconds,
+        "Time per batch in each pipeline stage: read (decode), transform (script and rules), index (destination)."
+    );
+    for name in [
+        ROWS_READ,
+        ROWS_INDEXED,
+        ROWS_DROPPED,
+        FRAUD_ROWS,
+        BYTES_READ,
+        BATCHES,
+    ] {
+        counter!(name).increment(0);
+    }
+    for stage in STAGES {
+        counter!(ROWS_FAILED, "stage" => stage.as_str()).increment(0);
+    }
+    for outcome in FileOutcome::ALL {
+        counter!(FILES, "status" => outcome.as_str()).increment(0);
+    }
+    for class in CLASSES {
+        counter!(FILE_ERRORS, "class" => class.as_str()).increment(0);
+    }
+    gauge!(FILES_IN_FLIGHT).set(0.0);
+}
+
+/// How a delivery of a file (or of one range of a split file) was settled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileOutcome {
+    /// Every record accounted for; acknowledged.
+    Completed,
+    /// One range of a split file completed; the file counts once, when its last
+    /// range completes.
+    RangeCompleted,
+    /// Given up for good; dead-lettered.
+    Failed,
+    /// Released for another attempt (transient failure or shutdown).
+    Retried,
+    /// Not worked: a duplicate delivery of a completed file, or a claim lost.
+    Skipped,
+}
+
+impl FileOutcome {
+    const ALL: [FileOutcome; 5] = [
+        FileOutcome::Completed,
+        FileOutcome::RangeCompleted,
+        FileOutcome::Failed,
+        FileOutcome::Retried,
+        FileOutcome::Skipped,
+    ];
+
+    /// The `status` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileOutcome::Completed => "completed",
+            FileOutcome::RangeCompleted => "range_completed",
+            FileOutcome::Failed => "failed",
+            FileOutcome::Retried => "retried",
+            FileOutcome::Skipped => "skipped",
+        }
+    }
+}
+
+/// The live counters of one process that the progress display reads; every method also
+/// records to the metrics facade.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    /// Records seen in sources.
-    pub rows_read: AtomicU64,
-    /// Records accepted by the destination.
-    pub rows_indexed: AtomicU64,
-    /// Records dropped by the transform.
-    pub rows_dropped: AtomicU64,
-    /// Records that failed while decoding.
-    pub rows_failed_read: AtomicU64,
-    /// Records that failed in the transform.
-    pub rows_failed_transform: AtomicU64,
-    /// Records the destination rejected.
-    pub rows_failed_index: AtomicU64,
-    /// Records flagged as fraud.
-    pub fraud_rows: AtomicU64,
-    /// Source bytes read.
-    pub bytes_read: AtomicU64,
-    /// Batches handed to the indexer.
-    pub batches: AtomicU64,
-    /// Files completed.
-    pub files_completed: AtomicU64,
-    /// Files failed for good.
-    pub files_failed: AtomicU64,
-    /// File attempts given back to the queue for a retry.
-    pub files_retried: AtomicU64,
-    /// Duplicate deliveries of completed files.
-    pub files_skipped: AtomicU64,
-    /// Files being processed right now.
-    pub files_in_flight: AtomicI64,
-    /// Nanoseconds spent reading and decoding.
-    pub read_ns: AtomicU64,
-    /// Nanoseconds spent in the transform.
-    pub transform_ns: AtomicU64,
-    /// Nanoseconds spent indexing.
-    pub index_ns: AtomicU64,
+    rows_read: AtomicU64,
+    bytes_read: AtomicU64,
+    files_done: AtomicU64,
+    files_in_flight: AtomicI64,
 }
 
 fn add(c: &AtomicU64, v: u64) {
@@ -94,289 +253,168 @@ impl Metrics {
 
     /// Adds `n` records that failed at `stage`.
     pub fn add_failed(&self, stage: Stage, n: u64) {
-        let c = match stage {
-            Stage::Read => &self.rows_failed_read,
-            Stage::Transform => &self.rows_failed_transform,
-            Stage::Index => &self.rows_failed_index,
-        };
-        add(c, n);
+        counter!(ROWS_FAILED, "stage" => stage.as_str()).increment(n);
     }
 
     /// Adds a delta of per-file counters (failures are added per stage separately).
     pub fn add_stats(&self, d: &FileStats) {
         add(&self.rows_read, d.rows_read);
-        add(&self.rows_indexed, d.rows_indexed);
-        add(&self.rows_dropped, d.rows_dropped);
-        add(&self.fraud_rows, d.fraud_rows);
         add(&self.bytes_read, d.bytes_read);
-        add(&self.batches, d.batches);
+        for (name, v) in [
+            (ROWS_READ, d.rows_read),
+            (ROWS_INDEXED, d.rows_indexed),
+            (ROWS_DROPPED, d.rows_dropped),
+            (FRAUD_ROWS, d.fraud_rows),
+            (BYTES_READ, d.bytes_read),
+            (BATCHES, d.batches),
+        ] {
+            if v != 0 {
+                counter!(name).increment(v);
+            }
+        }
     }
 
-    /// Adds time spent in a stage.
+    /// Records the time one batch spent in a stage.
     pub fn add_stage_time(&self, stage: Stage, elapsed: Duration) {
-        let c = match stage {
-            Stage::Read => &self.read_ns,
-            Stage::Transform => &self.transform_ns,
-            Stage::Index => &self.index_ns,
-        };
-        add(c, elapsed.as_nanos() as u64);
+        histogram!(STAGE_DURATION, "stage" => stage.as_str()).record(elapsed.as_secs_f64());
     }
 
-    fn get(c: &AtomicU64) -> u64 {
-        c.load(Ordering::Relaxed)
+    /// A file's processing started (the in-flight gauge).
+    pub fn file_started(&self) {
+        self.files_in_flight.fetch_add(1, Ordering::Relaxed);
+        gauge!(FILES_IN_FLIGHT).increment(1.0);
     }
 
-    /// Records read so far.
+    /// A file's processing ended, however it was settled.
+    pub fn file_ended(&self) {
+        self.files_in_flight.fetch_sub(1, Ordering::Relaxed);
+        gauge!(FILES_IN_FLIGHT).decrement(1.0);
+    }
+
+    /// Counts how a delivery was settled.
+    pub fn file_settled(&self, outcome: FileOutcome) {
+        if matches!(
+            outcome,
+            FileOutcome::Completed | FileOutcome::Failed | FileOutcome::Skipped
+        ) {
+            add(&self.files_done, 1);
+        }
+        counter!(FILES, "status" => outcome.as_str()).increment(1);
+    }
+
+    /// Counts a file attempt ended by an error of `class`.
+    pub fn file_error(&self, class: ErrorClass) {
+        counter!(FILE_ERRORS, "class" => class.as_str()).increment(1);
+    }
+
+    /// Records read so far (every attempt).
     pub fn rows_read(&self) -> u64 {
-        Self::get(&self.rows_read)
+        self.rows_read.load(Ordering::Relaxed)
+    }
+
+    /// Source bytes read so far (every attempt).
+    pub fn bytes_read(&self) -> u64 {
+        self.bytes_read.load(Ordering::Relaxed)
     }
 
     /// Files finished so far (completed, failed or skipped).
     pub fn files_done(&self) -> u64 {
-        Self::get(&self.files_completed)
-            + Self::get(&self.files_failed)
-            + Self::get(&self.files_skipped)
+        self.files_done.load(Ordering::Relaxed)
     }
 
-    /// The counters in the Prometheus text exposition format (version 0.0.4).
-    pub fn render(&self) -> String {
-        let g = Self::get;
-        let one = |c: &AtomicU64| vec![("", g(c))];
-        let by_stage = |read: &AtomicU64, transform: &AtomicU64, index: &AtomicU64| {
-            vec![
-                ("stage=\"read\"", g(read)),
-                ("stage=\"transform\"", g(transform)),
-                ("stage=\"index\"", g(index)),
-            ]
-        };
-        // (name, help, series as (labels, value)), in exposition order.
-        let counters = [
-            (
-                "paraflow_rows_read_total",
-                "Records seen in sources.",
-                one(&self.rows_read),
-            ),
-            (
-                "paraflow_rows_indexed_total",
-                "Records accepted by the destination.",
-                one(&self.rows_indexed),
-            ),
-            (
-                "paraflow_rows_dropped_total",
-                "Records dropped by the transform.",
-                one(&self.rows_dropped),
-            ),
-            (
-                "paraflow_rows_failed_total",
-                "Records sent to the record DLQ, by stage.",
-                by_stage(
-                    &self.rows_failed_read,
-                    &self.rows_failed_transform,
-                    &self.rows_failed_index,
-                ),
-            ),
-            (
-                "paraflow_fraud_rows_total",
-                "Records flagged as fraud.",
-                one(&self.fraud_rows),
-            ),
-            (
-                "paraflow_bytes_read_total",
-                "Source bytes read.",
-                one(&self.bytes_read),
-            ),
-            (
-                "paraflow_batches_total",
-                "Batches handed to the indexer.",
-                one(&self.batches),
-            ),
-            (
-                "paraflow_files_total",
-                "Files finished, by status.",
-                vec![
-                    ("status=\"completed\"", g(&self.files_completed)),
-                    ("status=\"failed\"", g(&self.files_failed)),
-                    ("status=\"retried\"", g(&self.files_retried)),
-                    ("status=\"skipped\"", g(&self.files_skipped)),
-                ],
-            ),
-            (
-                "paraflow_stage_seconds_total",
-                "Time spent in each pipeline stage, summed over threads.",
-                by_stage(&self.read_ns, &self.transform_ns, &self.index_ns),
-            ),
-        ];
-        let mut out = String::with_capacity(2048);
-        for (name, help, series) in &counters {
-            counter(&mut out, name, help, series);
-        }
-        let _ = writeln!(
-            out,
-            "# HELP paraflow_files_in_flight Files being processed now."
-        );
-        let _ = writeln!(out, "# TYPE paraflow_files_in_flight gauge");
-        let _ = writeln!(
-            out,
-            "paraflow_files_in_flight {}",
-            self.files_in_flight.load(Ordering::Relaxed)
-        );
-        out
+    /// Files being processed now.
+    pub fn files_in_flight(&self) -> i64 {
+        self.files_in_flight.load(Ordering::Relaxed)
     }
-}
-
-fn counter(out: &mut String, name: &str, help: &str, series: &[(&str, u64)]) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} counter");
-    let seconds = name.ends_with("_seconds_total");
-    for (labels, v) in series {
-        let value = if seconds {
-            format!("{}", *v as f64 / 1e9)
-        } else {
-            v.to_string()
-        };
-        if labels.is_empty() {
-            let _ = writeln!(out, "{name} {value}");
-        } else {
-            let _ = writeln!(out, "{name}{{{labels}}} {value}");
-        }
-    }
-}
-
-/// A running `/metrics` endpoint; it serves until the process exits.
-#[derive(Debug)]
-pub struct MetricsServer {
-    addr: SocketAddr,
-}
-
-impl MetricsServer {
-    /// The address actually bound (useful with port 0).
-    pub fn local_addr(&self) -> SocketAddr {
-        self.addr
-    }
-}
-
-/// Connections answered at once; one more is closed unanswered, so that idle or slow
-/// clients cannot take more than this many threads.
-const MAX_CONNECTIONS: u64 = 64;
-
-/// Longest request head read; a client that sends more is answered from what came.
-const MAX_REQUEST_HEAD: u64 = 8 * 1024;
-
-/// How long a connection may take to send its request.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Serves `GET /metrics` on `addr` from a background thread.
-///
-/// A scrape endpoint needs no more than HTTP/1.0 request-response, so this avoids an
-/// HTTP stack; each connection is answered on a thread of its own (at most
-/// [`MAX_CONNECTIONS`] at once) and closed, so an idle or slow client never delays a
-/// scrape.
-pub fn serve(metrics: Arc<Metrics>, addr: SocketAddr) -> Result<MetricsServer> {
-    let listener = TcpListener::bind(addr)
-        .map_err(|e| PfError::config("metrics.addr", format!("cannot listen on {addr}: {e}")))?;
-    let local = listener
-        .local_addr()
-        .map_err(|e| PfError::io(addr.to_string(), e))?;
-    let open = Arc::new(AtomicU64::new(0));
-    std::thread::Builder::new()
-        .name("metrics-endpoint".into())
-        .spawn(move || {
-            for stream in listener.incoming().flatten() {
-                if open.fetch_add(1, Ordering::AcqRel) >= MAX_CONNECTIONS {
-                    open.fetch_sub(1, Ordering::AcqRel);
-                    drop(stream);
-                    continue;
-                }
-                let (metrics, done) = (Arc::clone(&metrics), Arc::clone(&open));
-                let spawned = std::thread::Builder::new()
-                    .name("metrics-scrape".into())
-                    .spawn(move || {
-                        if let Err(e) = answer(&metrics, stream) {
-                            tracing::debug!(error = %e, "metrics scrape failed");
-                        }
-                        done.fetch_sub(1, Ordering::AcqRel);
-                    });
-                if spawned.is_err() {
-                    open.fetch_sub(1, Ordering::AcqRel);
-                }
-            }
-        })
-        .map_err(|e| PfError::io("metrics thread", e))?;
-    tracing::info!(addr = %local, "serving Prometheus metrics at /metrics");
-    Ok(MetricsServer { addr: local })
-}
-
-fn answer(metrics: &Metrics, stream: TcpStream) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(REQUEST_TIMEOUT))?;
-    let mut reader = BufReader::new(std::io::Read::take(stream.try_clone()?, MAX_REQUEST_HEAD));
-    let mut request_line = String::new();
-    reader.read_line(&mut request_line)?;
-    // Drain headers so the client sees a clean close.
-    let mut header = String::new();
-    while reader.read_line(&mut header)? > 2 {
-        header.clear();
-    }
-    let path = request_line.split_whitespace().nth(1).unwrap_or("");
-    let (status, body, ctype) = if path == "/metrics" || path.starts_with("/metrics?") {
-        ("200 OK", metrics.render(), "text/plain; version=0.0.4")
-    } else {
-        ("404 Not Found", "try /metrics\n".to_owned(), "text/plain")
-    };
-    let mut stream = stream;
-    write!(
-        stream,
-        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )?;
-    stream.flush()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Read;
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
 
-    #[test]
-    fn serves_prometheus_text() {
-        let m = Metrics::new();
-        m.add_stats(&FileStats {
-            rows_read: 10,
-            rows_indexed: 9,
-            bytes_read: 100,
-            batches: 1,
-            ..Default::default()
-        });
-        m.add_failed(Stage::Read, 1);
-        let server = serve(m.clone(), "127.0.0.1:0".parse().unwrap()).unwrap();
-        let mut s = TcpStream::connect(server.local_addr()).unwrap();
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-            .unwrap();
-        let mut body = String::new();
-        s.read_to_string(&mut body).unwrap();
-        assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
-        assert!(body.contains("paraflow_rows_read_total 10\n"));
-        assert!(body.contains("paraflow_rows_failed_total{stage=\"read\"} 1\n"));
-        assert!(body.contains("# TYPE paraflow_files_in_flight gauge"));
-        let mut s = TcpStream::connect(server.local_addr()).unwrap();
-        s.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
-        let mut body = String::new();
-        s.read_to_string(&mut body).unwrap();
-        assert!(body.starts_with("HTTP/1.1 404"));
+    /// What the exporter would serve after `record` ran against a recorder of its own.
+    fn rendered(record: impl FnOnce()) -> String {
+        let recorder = exporter().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, record);
+        handle.render()
     }
 
     #[test]
-    fn idle_connections_do_not_hold_a_scrape() {
-        let server = serve(Metrics::new(), "127.0.0.1:0".parse().unwrap()).unwrap();
-        // Thirty clients connect and send nothing; one of them sends half a request.
-        let mut idle: Vec<TcpStream> = (0..30)
-            .map(|_| TcpStream::connect(server.local_addr()).unwrap())
-            .collect();
-        idle[0].write_all(b"GET /metr").unwrap();
-        let mut s = TcpStream::connect(server.local_addr()).unwrap();
-        s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();
+    fn pipeline_figures_are_exported() {
+        let m = Metrics::new();
+        let text = rendered(|| {
+            describe_metrics();
+            m.add_stats(&FileStats {
+                rows_read: 10,
+                rows_indexed: 9,
+                bytes_read: 100,
+                batches: 1,
+                ..Default::default()
+            });
+            m.add_failed(Stage::Read, 1);
+            m.add_stage_time(Stage::Transform, Duration::from_millis(3));
+            m.file_started();
+            m.file_settled(FileOutcome::Completed);
+            m.file_error(ErrorClass::Transient);
+        });
+        for line in [
+            "paraflow_rows_read_total 10",
+            "paraflow_rows_indexed_total 9",
+            "paraflow_bytes_read_total 100",
+            "paraflow_rows_failed_total{stage=\"read\"} 1",
+            "paraflow_rows_failed_total{stage=\"index\"} 0",
+            "paraflow_files_total{status=\"completed\"} 1",
+            "paraflow_files_total{status=\"failed\"} 0",
+            "paraflow_file_errors_total{class=\"transient\"} 1",
+            "paraflow_files_in_flight 1",
+            // 3 ms falls in the 5 ms bucket, not the 2.5 ms one.
+            "paraflow_stage_duration_seconds_bucket{stage=\"transform\",le=\"0.0025\"} 0",
+            "paraflow_stage_duration_seconds_bucket{stage=\"transform\",le=\"0.005\"} 1",
+            "paraflow_stage_duration_seconds_count{stage=\"transform\"} 1",
+            "# TYPE paraflow_stage_duration_seconds histogram",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
+        }
+        assert_eq!(
+            (m.rows_read(), m.bytes_read(), m.files_done()),
+            (10, 100, 1)
+        );
+    }
+
+    fn free_port() -> SocketAddr {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+    }
+
+    fn scrape(addr: SocketAddr) -> String {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
         let mut body = String::new();
         s.read_to_string(&mut body).unwrap();
+        body
+    }
+
+    /// The only test that installs the process-wide recorder (one per process).
+    #[test]
+    fn idle_connections_do_not_hold_a_scrape() {
+        let addr = free_port();
+        install(addr).unwrap();
+        Metrics::new().add_stage_time(Stage::Read, Duration::from_millis(1));
+        // Thirty clients connect and send nothing; one of them sends half a request.
+        let mut idle: Vec<TcpStream> = (0..30).map(|_| TcpStream::connect(addr).unwrap()).collect();
+        idle[0].write_all(b"GET /metr").unwrap();
+        let body = scrape(addr);
         assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
+        assert!(
+            body.contains("paraflow_stage_duration_seconds_bucket{stage=\"read\""),
+            "{body}"
+        );
+        assert!(body.contains("paraflow_rows_read_total 0"), "{body}");
         // Answered while every idle client is still connected: a server that answers
         // one connection at a time would have had to time each of them out first.
         for (i, conn) in idle.iter_mut().enumerate() {
@@ -391,5 +429,8 @@ mod tests {
                 "idle connection {i} was closed before the scrape"
             );
         }
+        // A second endpoint in one process is refused with the key to look at.
+        let again = install(free_port()).unwrap_err().to_string();
+        assert!(again.contains("metrics.addr"), "{again}");
     }
 }

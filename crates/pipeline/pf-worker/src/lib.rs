@@ -9,12 +9,14 @@
 mod config;
 mod heartbeat;
 mod progress;
+mod queue_metrics;
 mod stoppable;
 mod summary;
 mod worker;
 
 pub use config::WorkerConfig;
 pub use progress::{ProgressDisplay, ProgressMode};
+pub use queue_metrics::describe_metrics;
 pub use stoppable::{StoppableThread, Ticks};
 pub use summary::render_summary;
 pub use worker::{Worker, WorkerSettings, default_worker_id, peak_rss_mb};

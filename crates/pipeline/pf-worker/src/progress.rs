@@ -1,6 +1,5 @@
 use std::io::IsTerminal;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -81,14 +80,14 @@ fn show(
     while ticks.wait(Duration::from_millis(100)) {
         let secs = started.elapsed().as_secs_f64().max(1e-3);
         let rows = metrics.rows_read();
-        let mb = metrics.bytes_read.load(Ordering::Relaxed) as f64 / 1e6;
+        let mb = metrics.bytes_read() as f64 / 1e6;
         let done = metrics.files_done();
         let msg = format!(
             "{} rows  {:.0} rows/s  {:.1} MB/s  {} in flight",
             rows,
             rows as f64 / secs,
             mb / secs,
-            metrics.files_in_flight.load(Ordering::Relaxed)
+            metrics.files_in_flight()
         );
         match &pb {
             Some(pb) => {

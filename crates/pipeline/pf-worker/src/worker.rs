@@ -2,8 +2,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use pf_error::{PfError, Result};
+use pf_error::{ErrorClass, PfError, Result};
 use pf_file_processor::{FileError, FileProcessor, SharedParts};
+use pf_metrics::FileOutcome;
 use pf_traits::{
     Claim, Completion, Delivery, IndexerFactory, ItemStatus, MetadataStore, TransformFactory,
     WorkQueue,
@@ -11,6 +12,7 @@ use pf_traits::{
 use pf_types::{Backoff, Checkpoint, FileFailure, RunSummary, WorkItem};
 
 use crate::heartbeat::{Heartbeats, InFlight};
+use crate::queue_metrics::MeasuredQueue;
 use crate::stoppable::StoppableThread;
 
 /// How a worker runs.
@@ -95,7 +97,7 @@ impl Worker {
     ) -> Self {
         Worker {
             settings,
-            queue,
+            queue: MeasuredQueue::wrap(queue),
             metadata,
             parts,
             transforms,
@@ -222,16 +224,10 @@ impl Worker {
             }
             for delivery in deliveries {
                 in_flight.insert(&delivery, &holder);
-                self.parts
-                    .metrics
-                    .files_in_flight
-                    .fetch_add(1, Ordering::Relaxed);
+                self.parts.metrics.file_started();
                 let outcome =
                     self.handle(&mut processor, &delivery, &holder, in_flight, &mut summary);
-                self.parts
-                    .metrics
-                    .files_in_flight
-                    .fetch_sub(1, Ordering::Relaxed);
+                self.parts.metrics.file_ended();
                 in_flight.remove(&delivery);
                 match outcome {
                     // The queue or metadata store failed to settle the item: it will be
@@ -276,11 +272,9 @@ impl Worker {
         self.queue.dead_letter(delivery, &failure)?;
         summary.files_total += 1;
         summary.files_failed += 1;
+        self.parts.metrics.file_error(failure.class);
         summary.failures.push(failure);
-        self.parts
-            .metrics
-            .files_failed
-            .fetch_add(1, Ordering::Relaxed);
+        self.parts.metrics.file_settled(FileOutcome::Failed);
         Ok(())
     }
 
@@ -297,10 +291,7 @@ impl Worker {
             tracing::warn!(uri = %item.uri, error = %e, "cannot drop the delivery of a lost claim");
         }
         summary.files_skipped += 1;
-        self.parts
-            .metrics
-            .files_skipped
-            .fetch_add(1, Ordering::Relaxed);
+        self.parts.metrics.file_settled(FileOutcome::Skipped);
     }
 
     /// Acknowledges a duplicate delivery of an item already completed, without work.
@@ -308,10 +299,7 @@ impl Worker {
         tracing::info!(uri = %delivery.item.uri, "already completed; acknowledging duplicate delivery");
         self.queue.ack(delivery)?;
         summary.files_skipped += 1;
-        self.parts
-            .metrics
-            .files_skipped
-            .fetch_add(1, Ordering::Relaxed);
+        self.parts.metrics.file_settled(FileOutcome::Skipped);
         Ok(())
     }
 
@@ -456,9 +444,12 @@ impl Worker {
                     Completion::File => {
                         summary.files_total += 1;
                         summary.files_completed += 1;
-                        m.files_completed.fetch_add(1, Ordering::Relaxed);
+                        m.file_settled(FileOutcome::Completed);
                     }
-                    Completion::Range => summary.ranges_completed += 1,
+                    Completion::Range => {
+                        summary.ranges_completed += 1;
+                        m.file_settled(FileOutcome::RangeCompleted);
+                    }
                 }
             }
             // Given up for shutdown: back to the queue at once, no attempt spent; the next
@@ -467,7 +458,7 @@ impl Worker {
                 tracing::info!(uri = %item.uri, "released at a checkpoint for shutdown");
                 self.metadata.release(item, wid, None)?;
                 self.queue.release(delivery, Duration::ZERO)?;
-                m.files_retried.fetch_add(1, Ordering::Relaxed);
+                m.file_settled(FileOutcome::Retried);
             }
             // Partial counts are dropped: the retry resumes from the last checkpoint, whose
             // counters cover everything before it, so the summary stays exact.
@@ -477,7 +468,8 @@ impl Worker {
                 tracing::warn!(uri = %item.uri, attempt = attempts, retry_in = ?delay, error = %error, "transient failure; file goes back to the queue");
                 self.metadata.release(item, wid, Some(&error.to_string()))?;
                 self.queue.release(delivery, delay)?;
-                m.files_retried.fetch_add(1, Ordering::Relaxed);
+                m.file_error(ErrorClass::Transient);
+                m.file_settled(FileOutcome::Retried);
             }
             Err(failed) => {
                 let FileError { error, partial } = *failed;
@@ -493,8 +485,9 @@ impl Worker {
                 summary.files_total += 1;
                 summary.files_failed += 1;
                 summary.totals += partial;
+                m.file_error(failure.class);
                 summary.failures.push(failure);
-                m.files_failed.fetch_add(1, Ordering::Relaxed);
+                m.file_settled(FileOutcome::Failed);
             }
         }
         Ok(())

@@ -21,6 +21,19 @@ pub use config::SqsConfig;
 pub use queue::SqsWorkQueue;
 pub use sender::{SendReport, WorkItemSender};
 
+/// Histogram, seconds: how long a message waited in SQS since it was first sent, at
+/// each receipt (the queue's lag as this worker sees it).
+pub const MESSAGE_AGE: &str = "paraflow_queue_message_age_seconds";
+
+/// Describes the SQS queue's metrics to the installed recorder.
+pub fn describe_metrics() {
+    metrics::describe_histogram!(
+        MESSAGE_AGE,
+        metrics::Unit::Seconds,
+        "Time a work item waited in SQS since it was first sent, at each receipt (queue lag)."
+    );
+}
+
 /// Message attribute names carried by dead-lettered items.
 pub mod attributes {
     /// `transient`, `permanent` or `record`.

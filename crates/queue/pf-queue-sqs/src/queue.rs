@@ -10,10 +10,10 @@ use pf_error::{ErrorClass, PfError, Result};
 use pf_traits::{Delivery, WorkQueue};
 use pf_types::{FileFailure, WorkItem};
 
-use crate::SqsConfig;
 use crate::attributes as attr;
-use crate::receive::{receive_count, receive_request};
+use crate::receive::{age, receive_count, receive_request};
 use crate::sender::WorkItemSender;
+use crate::{MESSAGE_AGE, SqsConfig};
 
 /// A received message waiting for a pipeline thread.
 struct Prefetched {
@@ -105,6 +105,9 @@ impl SqsWorkQueue {
         let handle = message.receipt_handle.clone().unwrap_or_default();
         let body = message.body.as_deref().unwrap_or("");
         let receive_count = receive_count(&message);
+        if let Some(age) = age(&message) {
+            metrics::histogram!(MESSAGE_AGE).record(age.as_secs_f64());
+        }
         match WorkItem::parse_message(body) {
             Ok(mut items) if items.len() == 1 => Ok(Some(Delivery {
                 item: items.pop().expect("one item"),

@@ -19,12 +19,14 @@ mod alerts;
 mod client;
 mod config;
 mod encode;
+mod metrics;
 mod server;
 mod settings;
 
 pub use alerts::EsAlertSink;
 pub use config::{ElasticsearchConfig, OpType};
 pub use encode::{BatchEncoder, DocOptions};
+pub use metrics::describe_metrics;
 pub use server::ServerInfo;
 pub use settings::{EsAuth, IndexName, IndexSetup, IndexTemplate};
 
@@ -43,6 +45,7 @@ use pf_traits::{BulkLimits, DocBatch, IndexOutcome, Indexer, IndexerFactory};
 use pf_types::{RecordFailure, Stage, WorkItem};
 
 use client::{Client, RequestTimes, error_reason, indexer_error};
+use metrics::ItemResult;
 
 /// Exact counters over every indexer of a factory.
 #[derive(Debug, Default)]
@@ -109,6 +112,26 @@ impl EsCounters {
     }
 }
 
+impl EsCounters {
+    /// Counts `n` bulk items that ended in `result`, here and in the metrics.
+    fn settled(&self, result: ItemResult, n: u64) {
+        match result {
+            ItemResult::Indexed => add(&self.indexed, n),
+            ItemResult::AlreadyIndexed => {
+                add(&self.indexed, n);
+                add(&self.already_indexed, n);
+            }
+            ItemResult::Retried => add(&self.retried, n),
+            ItemResult::Rejected => {
+                add(&self.rejected, n);
+                add(&self.dlq, n);
+            }
+            ItemResult::Abandoned => add(&self.abandoned, n),
+        }
+        metrics::items(result, n);
+    }
+}
+
 fn add(a: &AtomicU64, n: u64) {
     a.fetch_add(n, Ordering::Relaxed);
 }
@@ -131,6 +154,7 @@ impl EsIndexerFactory {
     pub fn build(config: &ElasticsearchConfig, bulk: BulkLimits) -> Result<Self> {
         let settings = Resolved::new(config, bulk)?;
         let client = Arc::new(Client::new(config)?);
+        metrics::register();
         let options = Arc::new(DocOptions {
             index: settings.index.clone(),
             id_field: config.id_field.clone(),
@@ -510,12 +534,12 @@ impl Sender<'_> {
                 match send_with_retries(self.client, self.settings, c, self.path, payload) {
                     Ok(r) => r,
                     Err(e) => {
-                        add(&c.abandoned, pending.len() as u64);
+                        c.settled(ItemResult::Abandoned, pending.len() as u64);
                         return Err(e);
                     }
                 };
             if response.items.len() != pending.len() {
-                add(&c.abandoned, pending.len() as u64);
+                c.settled(ItemResult::Abandoned, pending.len() as u64);
                 return Err(indexer_error(
                     ErrorClass::Transient,
                     format!(
@@ -527,23 +551,20 @@ impl Sender<'_> {
             }
             if !response.errors {
                 // Every item succeeded; no need to look at them one by one.
-                add(&c.indexed, pending.len() as u64);
+                c.settled(ItemResult::Indexed, pending.len() as u64);
                 outcome.indexed += pending.len() as u64;
                 break;
             }
             let mut again = Vec::new();
+            let (mut indexed, mut already, mut rejected) = (0, 0, 0);
             for (&i, env) in pending.iter().zip(&response.items) {
                 let r = &env.index;
                 match r.status {
-                    200..=299 => add(&c.indexed, 1),
-                    409 if self.options.op_type == OpType::Create => {
-                        add(&c.indexed, 1);
-                        add(&c.already_indexed, 1);
-                    }
+                    200..=299 => indexed += 1,
+                    409 if self.options.op_type == OpType::Create => already += 1,
                     429 | 500..=599 => again.push(i),
                     status => {
-                        add(&c.rejected, 1);
-                        add(&c.dlq, 1);
+                        rejected += 1;
                         let s = req.spans[i];
                         let source = &req.body[s.source_start..s.end.saturating_sub(1)];
                         let why = r
@@ -568,12 +589,15 @@ impl Sender<'_> {
                     outcome.indexed += 1;
                 }
             }
+            c.settled(ItemResult::Indexed, indexed);
+            c.settled(ItemResult::AlreadyIndexed, already);
+            c.settled(ItemResult::Rejected, rejected);
             if again.is_empty() {
                 break;
             }
             round += 1;
             if round > self.settings.config.max_retries {
-                add(&c.abandoned, again.len() as u64);
+                c.settled(ItemResult::Abandoned, again.len() as u64);
                 return Err(indexer_error(
                     ErrorClass::Transient,
                     format!(
@@ -583,7 +607,7 @@ impl Sender<'_> {
                     ),
                 ));
             }
-            add(&c.retried, again.len() as u64);
+            c.settled(ItemResult::Retried, again.len() as u64);
             let wait = self.settings.retry.delay(round);
             tracing::debug!(
                 documents = again.len(),
@@ -617,6 +641,7 @@ fn send_with_retries(
         add_time(&c.compress_ns, times.compress);
         add_time(&c.http_ns, times.http);
         add_time(&c.parse_ns, times.parse);
+        metrics::request(result.is_ok(), times.http, wire);
         match result {
             Ok(r) => return Ok(r),
             Err(e) if e.is_transient() && attempt < s.config.max_retries => {

@@ -98,9 +98,29 @@ pub use engine::{
 };
 pub use interp::ReferenceInterpreter;
 pub use window::{
-    MemoryWindowOptions, MemoryWindowStore, WindowAlert, WindowOutcome, WindowRequest, WindowStore,
-    WindowStoreStats,
+    MemoryWindowOptions, MemoryWindowStore, WINDOW_EVENTS, WINDOW_KEYS, WindowAlert, WindowOutcome,
+    WindowRequest, WindowStore, WindowStoreStats,
 };
+
+/// Counter by `rule` and `severity`: rows each rule fired on.
+pub const RULE_HITS: &str = "paraflow_rule_hits_total";
+/// Counter by `rule`: window-rule events ignored as later than the allowed lateness.
+pub const RULE_LATE_EVENTS: &str = "paraflow_rule_late_events_total";
+
+/// Describes the rules' metrics (rule hits, window state) to the installed recorder.
+pub fn describe_metrics() {
+    metrics::describe_counter!(
+        RULE_HITS,
+        metrics::Unit::Count,
+        "Rows each fraud rule fired on, by rule and severity; rows re-read by a retry count again."
+    );
+    metrics::describe_counter!(
+        RULE_LATE_EVENTS,
+        metrics::Unit::Count,
+        "Window-rule events ignored as later than the allowed lateness, by rule."
+    );
+    window::describe_metrics();
+}
 
 // Shared with window stores outside this crate.
 pub use pf_traits::BatchMeta;

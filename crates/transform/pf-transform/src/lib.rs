@@ -48,6 +48,8 @@ pub use conditions::RhaiConditions;
 pub use config::TransformConfig;
 pub use engine::ScriptEngine;
 pub use limits::ScriptLimits;
+/// Describes the transform stage's metrics (rule hits, window state).
+pub use pf_rules::describe_metrics;
 pub use stage::{RuleTally, TransformStage, compile_rules};
 pub use transform::{ScriptOptions, ScriptTransform, ScriptTransformFactory};
 

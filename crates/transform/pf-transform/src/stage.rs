@@ -11,7 +11,8 @@ use pf_enrichment::EnrichmentTables;
 use pf_error::{ErrorClass, PfError, Result};
 use pf_rules::{
     BatchMeta, CompileOptions, CompiledRules, ConditionFallback, MemoryWindowOptions,
-    MemoryWindowStore, RuleCounts, RuleFile, WindowStore, append_fraud_columns,
+    MemoryWindowStore, RULE_HITS, RULE_LATE_EVENTS, RuleCounts, RuleFile, RuleMode, WindowStore,
+    append_fraud_columns,
 };
 use pf_traits::{DocBatch, IdentityTransform, Transform, TransformFactory, TransformOutput};
 use pf_types::{Alert, RecordFailure, Severity, Stage, WorkItem};
@@ -32,6 +33,14 @@ impl RuleTally {
     fn add(&self, rules: &CompiledRules, counts: &[RuleCounts]) {
         let mut map = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         for (info, c) in rules.rules().zip(counts) {
+            if c.fired > 0 {
+                metrics::counter!(RULE_HITS, "rule" => info.name.clone(), "severity" => info.severity.as_str())
+                    .increment(c.fired);
+            }
+            if c.late_dropped > 0 {
+                metrics::counter!(RULE_LATE_EVENTS, "rule" => info.name.clone())
+                    .increment(c.late_dropped);
+            }
             map.entry(info.name.clone())
                 .or_insert_with(|| (info.severity, RuleCounts::default()))
                 .1
@@ -209,12 +218,23 @@ fn build_parts(source: &TransformConfig, windows: &Arc<dyn WindowStore>) -> Resu
             let compiled = RuleFile::load(path).and_then(|file| {
                 compile_with(&file, &engine, &tables, false, Some(windows.clone()))
             });
-            Some(Arc::new(
-                compiled.map_err(|e| at_key("transform.rules", e))?,
-            ))
+            let compiled = compiled.map_err(|e| at_key("transform.rules", e))?;
+            register_rule_metrics(&compiled);
+            Some(Arc::new(compiled))
         }
     };
     Ok(StageParts { script, rules })
+}
+
+/// Creates each rule's series at zero, so a rule that has not fired yet shows.
+fn register_rule_metrics(rules: &CompiledRules) {
+    for info in rules.rules() {
+        metrics::counter!(RULE_HITS, "rule" => info.name.clone(), "severity" => info.severity.as_str())
+            .increment(0);
+        if matches!(info.mode, RuleMode::Window(_)) {
+            metrics::counter!(RULE_LATE_EVENTS, "rule" => info.name.clone()).increment(0);
+        }
+    }
 }
 
 /// Compiles a rule file with Rhai as the per-record fallback; `force_fallback` evaluates

@@ -3,8 +3,9 @@
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arrow::array::Array;
 use arrow::buffer::BooleanBuffer;
@@ -65,6 +66,31 @@ pub struct WindowStoreStats {
 pub struct MemoryWindowStore {
     options: MemoryWindowOptions,
     rules: RwLock<HashMap<String, Arc<RuleState>>>,
+    /// When the state-size gauges were last set (ms since the Unix epoch).
+    size_sampled_ms: AtomicU64,
+}
+
+/// Gauge: keys held by the in-process window store, over all rules.
+pub const WINDOW_KEYS: &str = "paraflow_window_keys";
+/// Gauge: events held by the in-process window store, over all rules.
+pub const WINDOW_EVENTS: &str = "paraflow_window_events";
+
+/// How often the state-size gauges are refreshed: [`MemoryWindowStore::stats`] visits
+/// every shard, too much for every batch.
+const STATE_SIZE_PERIOD: Duration = Duration::from_secs(1);
+
+/// Describes the window store's metrics to the installed recorder.
+pub(crate) fn describe_metrics() {
+    metrics::describe_gauge!(
+        WINDOW_KEYS,
+        metrics::Unit::Count,
+        "Keys held by the in-process window store, over all window rules (refreshed at most once a second)."
+    );
+    metrics::describe_gauge!(
+        WINDOW_EVENTS,
+        metrics::Unit::Count,
+        "Events held by the in-process window store, over all window rules (refreshed at most once a second)."
+    );
 }
 
 impl MemoryWindowStore {
@@ -83,7 +109,27 @@ impl MemoryWindowStore {
                 ..options
             },
             rules: RwLock::default(),
+            size_sampled_ms: AtomicU64::new(0),
         }
+    }
+
+    /// Sets the state-size gauges, at most once per [`STATE_SIZE_PERIOD`] over all threads.
+    fn sample_state_size(&self) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let last = self.size_sampled_ms.load(Ordering::Relaxed);
+        if now < last.saturating_add(STATE_SIZE_PERIOD.as_millis() as u64)
+            || self
+                .size_sampled_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        let stats = self.stats();
+        metrics::gauge!(WINDOW_KEYS).set(stats.keys as f64);
+        metrics::gauge!(WINDOW_EVENTS).set(stats.events as f64);
     }
 
     /// Current sizes.
@@ -668,6 +714,7 @@ impl WindowStore for MemoryWindowStore {
             shard.events = shard.events.saturating_add_signed(delta);
             shard.evict(cap);
         }
+        self.sample_state_size();
         Ok(WindowOutcome {
             fired: BooleanBuffer::from(fired),
             alerts,

@@ -51,7 +51,10 @@
 
 mod memory;
 
-pub use memory::{MemoryWindowOptions, MemoryWindowStore, WindowStoreStats};
+pub(crate) use memory::describe_metrics;
+pub use memory::{
+    MemoryWindowOptions, MemoryWindowStore, WINDOW_EVENTS, WINDOW_KEYS, WindowStoreStats,
+};
 // The contract lives in pf-traits so that stores backed by a service (Valkey, in
 // pf-coordinator) implement it without depending on the rules engine.
 pub use pf_traits::{WindowAlert, WindowOutcome, WindowRequest, WindowStore};
