@@ -15,8 +15,10 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::Compression;
 use pf_coordinator::{ValkeyConfig, ValkeyMetadataStore};
 use pf_datagen::{GenOptions, generate};
-use pf_test_services::Valkey;
-use pf_tests::{bin, discover, read_summary, run_with_stdin, shipped_fraud_config};
+use pf_test_services::{Moto, Valkey};
+use pf_tests::{
+    bin, discover, output_with_stdin, read_summary, run_with_stdin, shipped_fraud_config,
+};
 use pf_traits::MetadataStore;
 use pf_types::{FileFormat, WorkItem};
 
@@ -173,6 +175,89 @@ fn scored_rows_land_once_in_date_partitions_and_a_second_run_changes_nothing() {
     let second = run(&work.path().join("second.json"));
     assert_eq!(second.totals.rows_indexed, ROWS);
     assert_eq!(read_data_set(&out), set);
+}
+
+/// An `s3://` data set (moto): every file is uploaded whole, nothing stays in the
+/// staging directory, and a second run writes the same objects with the same rows.
+#[test]
+fn an_s3_data_set_is_uploaded_whole_and_a_second_run_changes_nothing() {
+    const ROWS: u64 = 20_000;
+    let moto = Moto::start();
+    moto.create_bucket("lake");
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    generate_data(&data, ROWS, 4, 2_000);
+    let staging = work.path().join("staging");
+    let cfg = shipped_fraud_config(
+        work.path(),
+        &format!(
+            "indexer:\n  parquet:\n    staging_dir: {}\n",
+            staging.display()
+        ),
+    );
+    let items = discover(&["--path", data.to_str().unwrap()]);
+    let run = |name: &str| {
+        let summary = work.path().join(format!("{name}.json"));
+        let mut cmd = Command::new(bin("pf-worker"));
+        cmd.envs(moto.env())
+            .args(["--config", cfg.to_str().unwrap(), "--input", "stdin"])
+            .args([
+                "--destination",
+                "parquet",
+                "--parquet-dir",
+                "s3://lake/scored",
+            ])
+            .args(["--s3-endpoint", &moto.endpoint(), "--threads", "2"])
+            .arg("--summary-json")
+            .arg(&summary);
+        let out = output_with_stdin(&mut cmd, &items);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let local = work.path().join(name);
+        let objects = moto.download_prefix("lake", "scored/", &local);
+        (read_summary(&summary), read_data_set(&local), objects)
+    };
+    let (first, set, objects) = run("first");
+    assert_eq!(first.totals.rows_indexed, ROWS);
+    assert_eq!(set.ids.len() as u64, ROWS, "every row once");
+    assert_eq!(set.ids.iter().collect::<HashSet<_>>().len() as u64, ROWS);
+    assert_eq!(set.fraud_rows, first.totals.fraud_rows);
+    assert!(set.other_files.is_empty(), "{:?}", set.other_files);
+    assert_eq!(objects, set.files.len());
+    assert!(
+        set.files.keys().all(|f| f.starts_with("date=20")),
+        "{:?}",
+        set.files.keys()
+    );
+    let staged: Vec<_> = walk(&staging);
+    assert!(staged.is_empty(), "staging keeps {staged:?}");
+
+    // The same inputs again: the same objects, overwritten with the same rows.
+    let (second, again, objects_again) = run("second");
+    assert_eq!(second.totals.rows_indexed, ROWS);
+    assert_eq!(objects_again, objects);
+    assert_eq!(again, set);
+}
+
+/// Every file under `dir` (none when it does not exist).
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files
 }
 
 #[test]

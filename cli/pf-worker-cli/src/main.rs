@@ -127,9 +127,9 @@ const KEY_FLAGS: &[KeyFlag] = &[
     ),
     KeyFlag::one(
         "parquet-dir",
-        "DIR",
+        "DIR|S3_URI",
         &["indexer.parquet.path"],
-        "Directory of the Parquet data set (destination parquet)",
+        "Directory or s3://bucket/prefix of the Parquet data set (destination parquet)",
     ),
     KeyFlag::one(
         "flight-endpoint",

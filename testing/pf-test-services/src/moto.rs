@@ -108,6 +108,48 @@ impl Moto {
             .unwrap_or_else(|e| panic!("put s3://{bucket}/{key}: {e:?}"));
     }
 
+    /// Downloads every object under `prefix` of `bucket` into `dir`, at its key relative
+    /// to `prefix`; returns how many.
+    pub fn download_prefix(&self, bucket: &str, prefix: &str, dir: &std::path::Path) -> usize {
+        let mut count = 0;
+        let mut token = None;
+        loop {
+            let page = self
+                .aws
+                .block_on(
+                    self.s3
+                        .list_objects_v2()
+                        .bucket(bucket)
+                        .prefix(prefix)
+                        .set_continuation_token(token.take())
+                        .send(),
+                )
+                .unwrap_or_else(|e| panic!("list s3://{bucket}/{prefix}: {e:?}"));
+            for object in page.contents() {
+                let key = object.key().expect("object key");
+                let body = self
+                    .aws
+                    .block_on(async {
+                        let out = self.s3.get_object().bucket(bucket).key(key).send().await?;
+                        Ok::<_, Box<dyn std::error::Error>>(out.body.collect().await?.to_vec())
+                    })
+                    .unwrap_or_else(|e| panic!("get s3://{bucket}/{key}: {e:?}"));
+                let dest = dir.join(
+                    key.strip_prefix(prefix)
+                        .unwrap_or(key)
+                        .trim_start_matches('/'),
+                );
+                std::fs::create_dir_all(dest.parent().expect("a parent")).unwrap();
+                std::fs::write(&dest, body).unwrap();
+                count += 1;
+            }
+            match page.next_continuation_token() {
+                Some(t) => token = Some(t.to_owned()),
+                None => return count,
+            }
+        }
+    }
+
     /// Deletes `bucket/key`.
     pub fn delete_object(&self, bucket: &str, key: &str) {
         self.aws

@@ -9,7 +9,7 @@ use pf_error::{PfError, Result};
 use pf_file_processor::{FormatReaders, SharedParts};
 use pf_indexer_es::EsIndexerFactory;
 use pf_indexer_flight::FlightIndexerFactory;
-use pf_indexer_parquet::{ParquetAlertSink, ParquetIndexerFactory};
+use pf_indexer_parquet::{ParquetAlertSink, ParquetIndexerFactory, UploadFile};
 use pf_indexer_stdout::{AlertTarget, LocalDestination, LocalIndexerFactory, NdjsonAlertSink};
 use pf_metrics::Metrics;
 use pf_queue_memory::{MemoryQueue, feed_lines};
@@ -122,7 +122,7 @@ pub fn deploy(config: &Config, queue: Arc<dyn WorkQueue>) -> Result<Deployment> 
     let BuiltDestination {
         indexers,
         elasticsearch,
-    } = destination(config, bulk)?;
+    } = destination(config, bulk, &s3)?;
     let (alerts, alert_sink) = alert_sinks(config, elasticsearch.as_deref())?;
     let local = config
         .storage
@@ -178,7 +178,11 @@ struct BuiltDestination {
 
 /// The destination registry: `indexer.destination` → the component that indexes. A new
 /// destination is one arm here (and its section in [`crate::IndexerConfig`]).
-fn destination(config: &Config, bulk: BulkLimits) -> Result<BuiltDestination> {
+fn destination(
+    config: &Config,
+    bulk: BulkLimits,
+    s3: &Arc<OnDemandS3>,
+) -> Result<BuiltDestination> {
     let local = |d| BuiltDestination {
         indexers: Arc::new(LocalIndexerFactory::new(d)),
         elasticsearch: None,
@@ -188,7 +192,7 @@ fn destination(config: &Config, bulk: BulkLimits) -> Result<BuiltDestination> {
         Destination::Stdout => local(LocalDestination::Stdout),
         Destination::Null => local(LocalDestination::Null),
         Destination::Parquet => BuiltDestination {
-            indexers: Arc::new(ParquetIndexerFactory::build(&config.indexer.parquet)?),
+            indexers: Arc::new(parquet_destination(config, s3)?),
             elasticsearch: None,
         },
         Destination::Flight => BuiltDestination {
@@ -248,6 +252,18 @@ fn alert_sinks(
             )?),
         ),
     })
+}
+
+/// The Parquet data set of `indexer.parquet`; an `s3://` path uploads through `s3`.
+fn parquet_destination(config: &Config, s3: &Arc<OnDemandS3>) -> Result<ParquetIndexerFactory> {
+    let parquet = &config.indexer.parquet;
+    if !parquet.is_s3() {
+        return ParquetIndexerFactory::build(parquet, None);
+    }
+    S3Location::parse(&parquet.path).map_err(|e| PfError::config("indexer.parquet.path", e))?;
+    let s3 = s3.clone();
+    let upload: UploadFile = Box::new(move |uri, path| s3.put_file(uri, path));
+    ParquetIndexerFactory::build(parquet, Some(upload))
 }
 
 /// NDJSON files in `record_dlq.dir`, or objects under `record_dlq.s3_prefix`.

@@ -123,6 +123,26 @@ impl S3ObjectSource {
         Ok(())
     }
 
+    /// Uploads the local file `path` to `uri` in one PutObject, streamed from disk (the
+    /// object appears whole or not at all; S3 takes up to 5 GiB this way).
+    pub fn put_file(&self, uri: &str, path: &std::path::Path) -> Result<()> {
+        let loc = S3Location::parse(uri)?;
+        self.aws.block_on(async {
+            let body = ByteStream::from_path(path)
+                .await
+                .map_err(|e| PfError::io(path.display().to_string(), std::io::Error::other(e)))?;
+            self.client
+                .put_object()
+                .bucket(&loc.bucket)
+                .key(&loc.key)
+                .body(body)
+                .send()
+                .await
+                .map_err(|e| service_error("s3", format!("PutObject {uri}"), &e))
+        })?;
+        Ok(())
+    }
+
     /// One GET from `start` (to `end`, exclusive, when given) of version `if_match` (any
     /// version without it): the body stream.
     fn get(
@@ -189,6 +209,12 @@ impl OnDemandS3 {
     /// Uploads `body` to `uri`, connecting first if needed.
     pub fn put(&self, uri: &str, body: Vec<u8>) -> Result<()> {
         self.source()?.put(uri, body)
+    }
+
+    /// Uploads the local file `path` to `uri` ([`S3ObjectSource::put_file`]), connecting
+    /// first if needed.
+    pub fn put_file(&self, uri: &str, path: &std::path::Path) -> Result<()> {
+        self.source()?.put_file(uri, path)
     }
 
     fn source(&self) -> Result<&S3ObjectSource> {

@@ -43,8 +43,14 @@ impl ParquetCodec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ParquetSinkConfig {
-    /// `path`: directory of the data set (created if missing). Default `./lakehouse`.
+    /// `path`: directory of the data set (created if missing), or `s3://bucket/prefix`:
+    /// each file is then written under `staging_dir` and uploaded whole in one
+    /// PutObject when it is committed. Default `./lakehouse`.
     pub path: String,
+    /// `staging_dir`: local directory where files are written before their upload, for
+    /// an `s3://` path (ignored otherwise); it needs room for each thread's open files.
+    /// Default `null`: `paraflow-parquet-staging` in the system's temporary directory.
+    pub staging_dir: Option<String>,
     /// `partition_by`: column whose record time (timestamp, date, epoch-millisecond
     /// integer or ISO-8601 string) names each row's Hive partition `date=YYYY-MM-DD`;
     /// rows without a usable time go to `date=__HIVE_DEFAULT_PARTITION__`. `null`: no
@@ -79,6 +85,7 @@ impl Default for ParquetSinkConfig {
     fn default() -> Self {
         ParquetSinkConfig {
             path: "./lakehouse".into(),
+            staging_dir: None,
             partition_by: Some("timestamp".into()),
             compression: ParquetCodec::Zstd,
             row_group_rows: 131_072,
@@ -90,16 +97,37 @@ impl Default for ParquetSinkConfig {
     }
 }
 
+/// Largest `target_file_bytes` for an `s3://` path: a file is closed at the first resume
+/// point past the target, so this leaves a margin below PutObject's 5 GiB.
+pub const MAX_S3_FILE_BYTES: u64 = 4 << 30;
+
 impl ParquetSinkConfig {
+    /// True when `path` names an S3 prefix.
+    pub fn is_s3(&self) -> bool {
+        self.path.starts_with("s3://")
+    }
+
+    /// Where files are written before their upload (S3) or their rename (local).
+    pub fn staging_root(&self) -> std::path::PathBuf {
+        match (&self.staging_dir, self.is_s3()) {
+            (_, false) => self.path.clone().into(),
+            (Some(dir), true) => dir.into(),
+            (None, true) => std::env::temp_dir().join("paraflow-parquet-staging"),
+        }
+    }
+
     /// Checks the values a run cannot start with, naming the key.
     pub fn validate(&self) -> Result<()> {
         if self.path.trim().is_empty() {
             return Err(PfError::config("indexer.parquet.path", "must not be empty"));
         }
-        if self.path.starts_with("s3://") {
+        if self.is_s3() && self.target_file_bytes > MAX_S3_FILE_BYTES {
             return Err(PfError::config(
-                "indexer.parquet.path",
-                "S3 output is not supported yet; write to a local directory (and sync it)",
+                "indexer.parquet.target_file_bytes",
+                format!(
+                    "{} is too large for an s3:// path: a file is uploaded in one PutObject (at most 5 GiB), so keep it at or below {MAX_S3_FILE_BYTES} (4 GiB)",
+                    self.target_file_bytes
+                ),
             ));
         }
         require_at_least_one("indexer.parquet.row_group_rows", self.row_group_rows)?;

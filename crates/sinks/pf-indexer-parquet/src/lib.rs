@@ -27,9 +27,9 @@ mod config;
 mod part;
 
 pub use alerts::ParquetAlertSink;
-pub use config::{ParquetCodec, ParquetSinkConfig};
+pub use config::{MAX_S3_FILE_BYTES, ParquetCodec, ParquetSinkConfig};
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -50,9 +50,34 @@ pub struct ParquetIndexerFactory {
 }
 
 /// What every thread's writer shares.
+/// Uploads a local file to an `s3://` URI, whole (one PutObject): how committed files
+/// reach an S3 data set. Supplied by the deployment, so this crate needs no AWS client.
+pub type UploadFile = Box<dyn Fn(&str, &Path) -> Result<()> + Send + Sync>;
+
+/// Where committed files go.
+pub(crate) enum Publish {
+    /// Renamed into place under the staging root, which is the data set's directory.
+    Rename,
+    /// Uploaded under `prefix` (`s3://bucket/key-prefix`, no trailing slash), then removed
+    /// from the staging root.
+    Upload { prefix: String, upload: UploadFile },
+}
+
+impl std::fmt::Debug for Publish {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Publish::Rename => f.write_str("Rename"),
+            Publish::Upload { prefix, .. } => write!(f, "Upload({prefix})"),
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Shared {
+    /// Where files are written: the data set's directory, or the staging directory of
+    /// an S3 data set.
     root: PathBuf,
+    publish: Publish,
     config: ParquetSinkConfig,
     properties: WriterProperties,
     /// Distinguishes the temporary files of this process's threads.
@@ -63,15 +88,27 @@ struct Shared {
 
 impl ParquetIndexerFactory {
     /// A factory writing under `config.path` (created if missing).
-    pub fn build(config: &ParquetSinkConfig) -> Result<Self> {
+    pub fn build(config: &ParquetSinkConfig, upload: Option<UploadFile>) -> Result<Self> {
         config.validate()?;
-        let root = PathBuf::from(&config.path);
-        std::fs::create_dir_all(&root).map_err(|e| {
-            PfError::config(
-                "indexer.parquet.path",
-                format!("cannot create {}: {e}", root.display()),
-            )
-        })?;
+        let root = config.staging_root();
+        let (publish, key) = match (config.is_s3(), upload) {
+            (false, _) => (Publish::Rename, "indexer.parquet.path"),
+            (true, Some(upload)) => (
+                Publish::Upload {
+                    prefix: config.path.trim_end_matches('/').to_owned(),
+                    upload,
+                },
+                "indexer.parquet.staging_dir",
+            ),
+            (true, None) => {
+                return Err(PfError::config(
+                    "indexer.parquet.path",
+                    "an s3:// data set needs an S3 client, and none was given",
+                ));
+            }
+        };
+        std::fs::create_dir_all(&root)
+            .map_err(|e| PfError::config(key, format!("cannot create {}: {e}", root.display())))?;
         let properties = WriterProperties::builder()
             .set_compression(config.compression.compression())
             .set_max_row_group_row_count(Some(config.row_group_rows))
@@ -81,6 +118,7 @@ impl ParquetIndexerFactory {
         Ok(ParquetIndexerFactory {
             shared: Arc::new(Shared {
                 root,
+                publish,
                 config: config.clone(),
                 properties,
                 next_writer: AtomicU64::new(0),
@@ -163,7 +201,7 @@ impl Indexer for ParquetIndexer {
             self.part = Some(part);
             return Ok(false);
         }
-        let (files, bytes) = part.commit()?;
+        let (files, bytes) = part.commit(&self.shared.root, &self.shared.publish)?;
         self.shared
             .files_committed
             .fetch_add(files, Ordering::Relaxed);

@@ -18,7 +18,7 @@ use pf_error::{ErrorClass, PfError, Result};
 use pf_traits::DocBatch;
 use pf_types::WorkItem;
 
-use crate::{NAME, ParquetSinkConfig, writer_error};
+use crate::{NAME, ParquetSinkConfig, Publish, writer_error};
 
 /// The lineage column holding each row's input URI.
 pub(crate) const SOURCE_URI: &str = "_source_uri";
@@ -260,19 +260,32 @@ impl Part {
         }
     }
 
-    /// Closes every file, makes it durable and gives it its final name; returns how
-    /// many files and bytes became visible.
-    pub(crate) fn commit(mut self) -> Result<(u64, u64)> {
+    /// Closes every file, makes it durable and gives it its final name (renamed in place,
+    /// or uploaded under `root`'s place in the S3 data set); returns how many files and
+    /// bytes became visible.
+    pub(crate) fn commit(mut self, root: &Path, publish: &Publish) -> Result<(u64, u64)> {
         let open = std::mem::take(&mut self.open);
         for file in open.into_values() {
             self.closed.push(file.close()?);
         }
         let mut dirs = BTreeSet::new();
         let (mut files, mut bytes) = (0, 0);
-        for staged in std::mem::take(&mut self.closed) {
-            std::fs::rename(&staged.tmp, &staged.dest).map_err(|e| io(&staged.dest, e))?;
-            if let Some(dir) = staged.dest.parent() {
-                dirs.insert(dir.to_path_buf());
+        // Taken one at a time, so that on a failure the rest stay in `closed` and are
+        // removed when the part is dropped.
+        while let Some(staged) = self.closed.pop() {
+            match publish {
+                Publish::Rename => {
+                    std::fs::rename(&staged.tmp, &staged.dest).map_err(|e| io(&staged.dest, e))?;
+                    if let Some(dir) = staged.dest.parent() {
+                        dirs.insert(dir.to_path_buf());
+                    }
+                }
+                Publish::Upload { prefix, upload } => {
+                    let uploaded = object_uri(prefix, root, &staged.dest)
+                        .and_then(|uri| upload(&uri, &staged.tmp));
+                    let _ = std::fs::remove_file(&staged.tmp);
+                    uploaded?;
+                }
             }
             files += 1;
             bytes += staged.bytes;
@@ -285,6 +298,24 @@ impl Part {
         }
         Ok((files, bytes))
     }
+}
+
+/// The object a file committed as `dest` (under the staging `root`) becomes: its
+/// relative path under `prefix`, with `/` separators.
+fn object_uri(prefix: &str, root: &Path, dest: &Path) -> Result<String> {
+    let relative = dest.strip_prefix(root).map_err(|_| {
+        permanent(format!(
+            "{} is not under the staging directory {}",
+            dest.display(),
+            root.display()
+        ))
+    })?;
+    let mut uri = prefix.to_owned();
+    for part in relative.components() {
+        uri.push('/');
+        uri.push_str(&part.as_os_str().to_string_lossy());
+    }
+    Ok(uri)
 }
 
 impl OpenFile {

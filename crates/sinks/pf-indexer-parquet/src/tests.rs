@@ -91,7 +91,7 @@ fn data_set(dir: &Path) -> (BTreeMap<String, Vec<i64>>, bool) {
 #[test]
 fn rows_land_once_in_date_partitions_only_after_the_commit() {
     let dir = tempfile::tempdir().unwrap();
-    let factory = ParquetIndexerFactory::build(&config(dir.path())).unwrap();
+    let factory = ParquetIndexerFactory::build(&config(dir.path()), None).unwrap();
     let mut ix = factory.create().unwrap();
     let it = item("s3://b/in/a.parquet");
     ix.begin(&it);
@@ -127,7 +127,7 @@ fn a_resumed_input_rewrites_the_same_files_and_an_abandoned_part_leaves_nothing(
         target_file_bytes: 1,
         ..config(dir.path())
     };
-    let factory = ParquetIndexerFactory::build(&cfg).unwrap();
+    let factory = ParquetIndexerFactory::build(&cfg, None).unwrap();
     let it = item("/data/a.parquet");
     // The first attempt commits part 0..4 and writes 4..8 without committing.
     let mut first = factory.create().unwrap();
@@ -175,7 +175,7 @@ fn another_input_discards_an_uncommitted_part_and_a_schema_change_starts_a_file(
         partition_by: None,
         ..config(dir.path())
     };
-    let factory = ParquetIndexerFactory::build(&cfg).unwrap();
+    let factory = ParquetIndexerFactory::build(&cfg, None).unwrap();
     let mut ix = factory.create().unwrap();
     let (a, b) = (item("/data/a.ndjson"), item("/data/b.ndjson"));
     ix.index(&a, &[docs(0, 3)]).unwrap();
@@ -209,7 +209,7 @@ fn a_partition_column_that_is_missing_or_not_a_time_is_a_permanent_error() {
         partition_by: Some("fraud_score".into()),
         ..config(dir.path())
     };
-    let mut ix = ParquetIndexerFactory::build(&cfg)
+    let mut ix = ParquetIndexerFactory::build(&cfg, None)
         .unwrap()
         .create()
         .unwrap();
@@ -223,7 +223,7 @@ fn a_partition_column_that_is_missing_or_not_a_time_is_a_permanent_error() {
         partition_by: Some("when".into()),
         ..config(dir.path())
     };
-    let mut ix = ParquetIndexerFactory::build(&cfg)
+    let mut ix = ParquetIndexerFactory::build(&cfg, None)
         .unwrap()
         .create()
         .unwrap();
@@ -237,13 +237,14 @@ fn a_partition_column_that_is_missing_or_not_a_time_is_a_permanent_error() {
         .validate()
         .is_err()
     );
+    // An S3 prefix is a valid path (its limits are tested with the S3 data set).
     assert!(
         ParquetSinkConfig {
             path: "s3://b/p".into(),
             ..cfg
         }
         .validate()
-        .is_err()
+        .is_ok()
     );
 }
 
@@ -255,7 +256,7 @@ fn buffered_row_groups_stay_under_the_memory_bound() {
         partition_by: None,
         ..config(dir.path())
     };
-    let factory = ParquetIndexerFactory::build(&cfg).unwrap();
+    let factory = ParquetIndexerFactory::build(&cfg, None).unwrap();
     let mut ix = factory.create().unwrap();
     let it = item("/a.parquet");
     for i in 0..20 {
@@ -336,4 +337,104 @@ fn alerts_are_written_whole_and_kept_when_a_write_fails() {
     std::fs::remove_file(dir.path().join("blocked")).unwrap();
     blocked.flush().unwrap();
     assert_eq!(blocked.files_written(), 1);
+}
+
+/// An `s3://` data set: files are staged locally and handed to the upload one by one at
+/// the commit, under their partition path; the staging directory ends empty, also when
+/// an upload fails (the error is the upload's, so the input is retried).
+#[test]
+fn an_s3_data_set_uploads_each_committed_file_and_leaves_no_staging_file() {
+    use std::sync::Mutex;
+    let staging = tempfile::tempdir().unwrap();
+    let bucket = tempfile::tempdir().unwrap();
+    let cfg = ParquetSinkConfig {
+        path: "s3://lake/scored/".into(),
+        staging_dir: Some(staging.path().display().to_string()),
+        ..ParquetSinkConfig::default()
+    };
+    let uploaded: Arc<Mutex<Vec<String>>> = Arc::default();
+    let fail = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let upload: UploadFile = {
+        let (uploaded, fail, bucket) = (uploaded.clone(), fail.clone(), bucket.path().to_owned());
+        Box::new(move |uri: &str, path: &Path| {
+            if fail.load(Ordering::Relaxed) {
+                return Err(PfError::Service {
+                    service: "s3",
+                    operation: format!("PutObject {uri}"),
+                    class: ErrorClass::Transient,
+                    message: "503 Slow Down".into(),
+                });
+            }
+            let key = uri.strip_prefix("s3://lake/").expect("in the bucket");
+            let dest = bucket.join(key);
+            std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+            std::fs::copy(path, dest).unwrap();
+            uploaded.lock().unwrap().push(uri.to_owned());
+            Ok(())
+        })
+    };
+    let factory = ParquetIndexerFactory::build(&cfg, Some(upload)).unwrap();
+    let mut ix = factory.create().unwrap();
+    let it = item("s3://b/in/a.parquet");
+    ix.begin(&it);
+    ix.index(&it, &[docs(0, 4)]).unwrap();
+    assert!(ix.commit(&it, true).unwrap());
+    let hash =
+        String::from_utf8(pf_doc_json::source_hash_hex("s3://b/in/a.parquet", Some("e1")).to_vec())
+            .unwrap();
+    let mut uris = uploaded.lock().unwrap().clone();
+    uris.sort();
+    assert_eq!(
+        uris,
+        [
+            format!("s3://lake/scored/date=2024-01-01/{hash}-0.parquet"),
+            format!("s3://lake/scored/date=2024-01-02/{hash}-2.parquet"),
+        ]
+    );
+    let (files, tmp) = data_set(&bucket.path().join("scored"));
+    assert!(!tmp);
+    assert_eq!(
+        files.values().flatten().copied().collect::<Vec<_>>().len(),
+        4
+    );
+    let (staged, tmp) = data_set(staging.path());
+    assert!(staged.is_empty() && !tmp, "staging holds {staged:?}");
+
+    // A failed upload fails the commit with the upload's error and leaves nothing staged.
+    fail.store(true, Ordering::Relaxed);
+    let it = item("s3://b/in/b.parquet");
+    ix.begin(&it);
+    ix.index(&it, &[docs(0, 4)]).unwrap();
+    let err = ix.commit(&it, true).unwrap_err();
+    assert!(err.is_transient(), "{err}");
+    let (staged, tmp) = data_set(staging.path());
+    assert!(staged.is_empty() && !tmp, "staging holds {staged:?}");
+}
+
+#[test]
+fn an_s3_path_needs_an_upload_and_fits_one_put_object() {
+    let cfg = ParquetSinkConfig {
+        path: "s3://lake/scored".into(),
+        staging_dir: Some(tempfile::tempdir().unwrap().path().display().to_string()),
+        ..ParquetSinkConfig::default()
+    };
+    let err = ParquetIndexerFactory::build(&cfg, None)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("indexer.parquet.path"), "{err}");
+    let too_large = ParquetSinkConfig {
+        target_file_bytes: MAX_S3_FILE_BYTES + 1,
+        ..cfg
+    };
+    let err = too_large.validate().unwrap_err().to_string();
+    assert!(err.contains("indexer.parquet.target_file_bytes"), "{err}");
+    assert!(
+        ParquetSinkConfig {
+            target_file_bytes: MAX_S3_FILE_BYTES + 1,
+            ..ParquetSinkConfig::default()
+        }
+        .validate()
+        .is_ok(),
+        "a local data set has no such limit"
+    );
 }
