@@ -7,6 +7,8 @@ use arrow::json::ReaderBuilder;
 use arrow::json::reader::Decoder;
 
 use pf_error::ErrorClass;
+
+use crate::integers::ExactIntegers;
 use pf_types::{RecordFailure, Stage};
 
 /// Longest record text kept in a failure.
@@ -139,6 +141,7 @@ impl LineDecoder {
         ReaderBuilder::new(self.schema.clone())
             .with_batch_size(batch_size.max(1))
             .with_coerce_primitive(self.coerce_primitive)
+            .with_decoder_factory(ExactIntegers::factory())
             .build_decoder()
     }
 

@@ -29,7 +29,10 @@
 //! JSON object; those head lines are kept in memory and decoded like all others.
 //! Inferred schemas are made tolerant of what a small head cannot show: fields that
 //! were always `null` become nullable strings, and numbers and booleans are accepted in
-//! string columns (inference widens mixed-type fields to strings).
+//! string columns (inference widens mixed-type fields to strings). Integer columns
+//! decode exactly: a later value that is not an integer (`5.5` where the head showed
+//! integers) fails its line instead of being truncated (see `integers.rs`); set `schema`
+//! or a larger `infer_rows` when such columns are expected.
 //!
 //! # Resuming
 //!
@@ -52,6 +55,7 @@ mod config;
 mod decode;
 mod infer;
 mod input;
+mod integers;
 mod stream;
 
 #[cfg(test)]

@@ -240,6 +240,42 @@ fn type_mismatch_against_given_schema_is_a_record_failure() {
     assert_eq!(batches[0].batch.schema(), schema);
 }
 
+/// A column the head shows as integer keeps its values exactly: a later fraction fails
+/// its own line (to the record DLQ) instead of being truncated, while integral values
+/// written as floats or strings, and nested integers, still decode.
+#[test]
+fn a_fraction_in_an_integer_column_fails_its_line_instead_of_being_truncated() {
+    let mut text = String::new();
+    for i in 0..5 {
+        text.push_str(&format!(
+            "{{\"id\":{i},\"amount\":{i},\"n\":{{\"k\":{i}}}}}\n"
+        ));
+    }
+    text.push_str("{\"id\":5,\"amount\":7.0,\"n\":{\"k\":5e1}}\n");
+    text.push_str("{\"id\":6,\"amount\":7.5,\"n\":{\"k\":6}}\n");
+    text.push_str("{\"id\":7,\"amount\":\"8\",\"n\":{\"k\":7}}\n");
+    text.push_str("{\"id\":8,\"amount\":9,\"n\":{\"k\":0.25}}\n");
+    let (_dir, uri) = temp_file("ints.ndjson", text.as_bytes());
+    let reader = NdjsonReader::new(NdjsonReaderOptions {
+        infer_rows: 5,
+        ..options()
+    });
+    let batches = read_all(&reader, &uri);
+    assert_eq!(failed_lines(&batches), vec![7, 9]);
+    for f in failures(&batches) {
+        assert!(f.error.contains("is not an integer"), "{}", f.error);
+    }
+    let got = rows(&batches);
+    assert_eq!(
+        got[5..],
+        [
+            json!({"id":5,"amount":7,"n":{"k":50}}),
+            json!({"id":7,"amount":8,"n":{"k":7}})
+        ]
+    );
+    assert_eq!(got.len(), 7);
+}
+
 #[test]
 fn given_schema_ignores_extra_fields_and_fills_missing_ones_with_null() {
     let schema = schema_of(&[

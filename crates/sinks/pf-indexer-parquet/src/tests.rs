@@ -202,6 +202,15 @@ fn another_input_discards_an_uncommitted_part_and_a_schema_change_starts_a_file(
     assert_eq!(files, expected);
 }
 
+/// The error of indexing two rows with `cfg`.
+fn index_error(cfg: &ParquetSinkConfig) -> PfError {
+    let mut ix = ParquetIndexerFactory::build(cfg, None)
+        .unwrap()
+        .create()
+        .unwrap();
+    ix.index(&item("/a.parquet"), &[docs(0, 2)]).unwrap_err()
+}
+
 #[test]
 fn a_partition_column_that_is_missing_or_not_a_time_is_a_permanent_error() {
     let dir = tempfile::tempdir().unwrap();
@@ -209,11 +218,7 @@ fn a_partition_column_that_is_missing_or_not_a_time_is_a_permanent_error() {
         partition_by: Some("fraud_score".into()),
         ..config(dir.path())
     };
-    let mut ix = ParquetIndexerFactory::build(&cfg, None)
-        .unwrap()
-        .create()
-        .unwrap();
-    let err = ix.index(&item("/a.parquet"), &[docs(0, 2)]).unwrap_err();
+    let err = index_error(&cfg);
     assert_eq!(err.class(), ErrorClass::Permanent);
     assert!(
         err.to_string().contains("indexer.parquet.partition_by"),
@@ -223,11 +228,7 @@ fn a_partition_column_that_is_missing_or_not_a_time_is_a_permanent_error() {
         partition_by: Some("when".into()),
         ..config(dir.path())
     };
-    let mut ix = ParquetIndexerFactory::build(&cfg, None)
-        .unwrap()
-        .create()
-        .unwrap();
-    let err = ix.index(&item("/a.parquet"), &[docs(0, 2)]).unwrap_err();
+    let err = index_error(&cfg);
     assert!(err.to_string().contains("not a column"), "{err}");
     assert!(
         ParquetSinkConfig {

@@ -109,17 +109,28 @@ pub const RULE_LATE_EVENTS: &str = "paraflow_rule_late_events_total";
 
 /// Describes the rules' metrics (rule hits, window state) to the installed recorder.
 pub fn describe_metrics() {
-    metrics::describe_counter!(
-        RULE_HITS,
-        metrics::Unit::Count,
-        "Rows each fraud rule fired on, by rule and severity; rows re-read by a retry count again."
-    );
-    metrics::describe_counter!(
-        RULE_LATE_EVENTS,
-        metrics::Unit::Count,
-        "Window-rule events ignored as later than the allowed lateness, by rule."
-    );
-    window::describe_metrics();
+    use metrics::{Unit, describe_counter, describe_gauge};
+    for (name, help) in [
+        (
+            RULE_HITS,
+            "Rows each fraud rule fired on, by rule and severity; rows re-read by a retry count again.",
+        ),
+        (
+            RULE_LATE_EVENTS,
+            "Window-rule events ignored as later than the allowed lateness, by rule.",
+        ),
+    ] {
+        describe_counter!(name, Unit::Count, help);
+    }
+    for (name, what) in [(WINDOW_KEYS, "Keys"), (WINDOW_EVENTS, "Events")] {
+        describe_gauge!(
+            name,
+            Unit::Count,
+            format!(
+                "{what} held by the in-process window store, over all window rules (refreshed at most once a second)."
+            )
+        );
+    }
 }
 
 // Shared with window stores outside this crate.

@@ -79,20 +79,6 @@ pub const WINDOW_EVENTS: &str = "paraflow_window_events";
 /// every shard, too much for every batch.
 const STATE_SIZE_PERIOD: Duration = Duration::from_secs(1);
 
-/// Describes the window store's metrics to the installed recorder.
-pub(crate) fn describe_metrics() {
-    metrics::describe_gauge!(
-        WINDOW_KEYS,
-        metrics::Unit::Count,
-        "Keys held by the in-process window store, over all window rules (refreshed at most once a second)."
-    );
-    metrics::describe_gauge!(
-        WINDOW_EVENTS,
-        metrics::Unit::Count,
-        "Events held by the in-process window store, over all window rules (refreshed at most once a second)."
-    );
-}
-
 impl MemoryWindowStore {
     /// A store with the default limits.
     pub fn new() -> Self {

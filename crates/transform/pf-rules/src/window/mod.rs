@@ -51,7 +51,6 @@
 
 mod memory;
 
-pub(crate) use memory::describe_metrics;
 pub use memory::{
     MemoryWindowOptions, MemoryWindowStore, WINDOW_EVENTS, WINDOW_KEYS, WindowStoreStats,
 };
