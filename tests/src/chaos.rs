@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use pf_bulk_test_server::{BulkTestServer, Faults};
 use pf_coordinator::{ValkeyConfig, ValkeyMetadataStore};
+use pf_datagen::{GenOptions, generate};
 use pf_test_services::Valkey;
 use pf_traits::MetadataStore;
 use pf_types::{Compression, FileFormat};
@@ -71,6 +72,7 @@ impl Outcome {
 /// The scenarios, in the order they run.
 pub const SCENARIOS: &[&str] = &[
     "kill -9 mid-file",
+    "kill -9 at 1/4, 1/2 and 3/4 of the rows",
     "SIGTERM, 30 s grace",
     "SIGTERM, no grace",
     "Valkey restarted",
@@ -115,13 +117,15 @@ pub fn table(outcomes: &[Outcome]) -> String {
 pub fn run(options: &ChaosOptions) -> Vec<Outcome> {
     let work = tempfile::tempdir().expect("chaos scratch directory");
     let data = work.path().join("data");
-    generate_data(
-        &data,
-        options.rows,
-        options.files,
-        FileFormat::Parquet,
-        Compression::None,
-    );
+    // Row groups of 1,000 rows: a Parquet file resumes at a row group, so a worker
+    // killed mid-file leaves a checkpoint inside the file to resume from.
+    generate(&GenOptions {
+        files: options.files,
+        seed: 7,
+        row_group_rows: CHAOS_ROW_GROUP_ROWS,
+        ..GenOptions::new(data.clone(), options.rows)
+    })
+    .expect("generate the data set");
     let rules = work.path().join("rules.yaml");
     std::fs::write(&rules, RULES).expect("write rules");
     let side = SideFiles::write(&work.path().join("side"), options.rows);
@@ -231,6 +235,8 @@ const RULES: &str = "rules:\n  - name: rapid_activity\n    window: { key: accoun
 /// Visibility timeout of the work queue, seconds: short, so that a dead worker's items
 /// come back quickly; claims go stale before it.
 const VISIBILITY_SECS: u32 = 6;
+/// Rows per Parquet row group of the data set (the resume granularity of a file).
+const CHAOS_ROW_GROUP_ROWS: usize = 1_000;
 const STALE_AFTER_SECS: u64 = 3;
 /// Rows per batch: small, so a file has many checkpoints.
 const BATCH_ROWS: &str = "500";
@@ -310,6 +316,10 @@ struct Fleet {
     side: SideCheck,
     /// Peak RSS of each worker that ran, KiB.
     peak_rss: Vec<(String, u64)>,
+    /// Rows of the data set (not of side files).
+    rows: u64,
+    /// What the scenario observed on the way (kill points, resumes), for the note.
+    notes: Vec<String>,
 }
 
 impl Fleet {
@@ -329,6 +339,8 @@ impl Fleet {
             letters: Vec::new(),
             side: SideCheck::None,
             peak_rss: Vec::new(),
+            rows: options.rows,
+            notes: Vec::new(),
         }
     }
 
@@ -420,20 +432,29 @@ impl Fleet {
 
     /// Waits until some file of the job has a checkpoint in Valkey.
     fn wait_for_checkpoint(&self) -> Result<(), String> {
+        self.wait_for_rows_done(1).map(|_| ())
+    }
+
+    /// Waits (at most 120 s) until the job's checkpoints cover at least `rows` rows;
+    /// the rows they covered then.
+    fn wait_for_rows_done(&self, rows: u64) -> Result<u64, String> {
         let store = ValkeyMetadataStore::connect(&ValkeyConfig::for_url(self.valkey.url()))
             .map_err(|e| format!("connect to Valkey: {e}"))?;
         let start = Instant::now();
         loop {
-            if store
+            if let Some(done) = store
                 .job_progress("job-1")
                 .ok()
                 .flatten()
-                .is_some_and(|p| p.rows_done > 0)
+                .map(|p| p.rows_done)
+                .filter(|done| *done >= rows)
             {
-                return Ok(());
+                return Ok(done);
             }
             if start.elapsed() > Duration::from_secs(120) {
-                return Err("no checkpoint within 120 s".into());
+                return Err(format!(
+                    "checkpoints did not reach {rows} rows within 120 s"
+                ));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -485,6 +506,46 @@ impl Fleet {
                 self.es.set_faults(Faults::default());
                 let b = self.worker("b", true, &[]);
                 self.finish("b", b, &[0], &mut problems);
+            }
+            // A sweep of kill points: each worker takes the files over from the last one
+            // (after their visibility lapses) and is killed further into the data.
+            "kill -9 at 1/4, 1/2 and 3/4 of the rows" => {
+                for (who, quarter) in [("a", 1), ("b", 2), ("c", 3)] {
+                    let mut w = self.worker(who, who != "a", &[]);
+                    match self.wait_for_rows_done(self.rows * quarter / 4) {
+                        // A kill after the last checkpoint would test nothing.
+                        Ok(done) if done >= self.rows => {
+                            problems.push(format!("worker {who} finished before its kill"))
+                        }
+                        Ok(done) => self
+                            .notes
+                            .push(format!("worker {who} killed at {done} rows checkpointed")),
+                        Err(e) => problems.push(format!("worker {who}: {e}")),
+                    }
+                    let _ = w.kill();
+                    let _ = w.wait();
+                }
+                self.es.set_faults(Faults::default());
+                let d = self.worker("d", true, &[]);
+                self.finish("d", d, &[0], &mut problems);
+                // The sweep must have resumed inside a file, not only started files
+                // over. Which takeover does depends on which files each worker took
+                // first (fresh files are visible at once, a dead worker's only after the
+                // visibility timeout), so the check is over all three.
+                let resumed: Vec<&str> = ["b", "c", "d"]
+                    .into_iter()
+                    .filter(|who| {
+                        std::fs::read_to_string(self.cluster.path(&format!("{who}.log")))
+                            .is_ok_and(|log| log.contains("resuming from checkpoint"))
+                    })
+                    .collect();
+                if resumed.is_empty() {
+                    problems.push("no worker resumed a file from a checkpoint".into());
+                }
+                self.notes.push(format!(
+                    "resumed from checkpoints by {}",
+                    resumed.join(", ")
+                ));
             }
             "SIGTERM, 30 s grace" | "SIGTERM, no grace" => {
                 let grace = if name.contains("no grace") { 0 } else { 30 };
@@ -675,9 +736,14 @@ impl Fleet {
             }
         };
         let note = self
-            .peak_rss
+            .notes
             .iter()
-            .map(|(who, kib)| format!("worker {who} peak RSS {} MB", kib / 1024))
+            .cloned()
+            .chain(
+                self.peak_rss
+                    .iter()
+                    .map(|(who, kib)| format!("worker {who} peak RSS {} MB", kib / 1024)),
+            )
             .collect::<Vec<_>>()
             .join(", ");
         Outcome {
