@@ -182,6 +182,8 @@ pub fn describe_metrics() {
     }
     for stage in STAGES {
         counter!(ROWS_FAILED, "stage" => stage.as_str()).increment(0);
+        // A registered histogram is exported (empty) before its first sample.
+        let _ = histogram!(STAGE_DURATION, "stage" => stage.as_str());
     }
     for outcome in FileOutcome::ALL {
         counter!(FILES, "status" => outcome.as_str()).increment(0);
@@ -374,6 +376,8 @@ mod tests {
             "paraflow_stage_duration_seconds_bucket{stage=\"transform\",le=\"0.0025\"} 0",
             "paraflow_stage_duration_seconds_bucket{stage=\"transform\",le=\"0.005\"} 1",
             "paraflow_stage_duration_seconds_count{stage=\"transform\"} 1",
+            // Registered at start-up: shown before its first sample.
+            "paraflow_stage_duration_seconds_count{stage=\"index\"} 0",
             "# TYPE paraflow_stage_duration_seconds histogram",
         ] {
             assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");

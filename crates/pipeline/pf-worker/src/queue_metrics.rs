@@ -48,6 +48,7 @@ impl MeasuredQueue {
             counter!(QUEUE_MESSAGES, "event" => event).increment(0);
         }
         counter!(QUEUE_VISIBILITY_EXTENSIONS).increment(0);
+        let _ = histogram!(QUEUE_RECEIVE_DURATION);
         Arc::new(MeasuredQueue { inner })
     }
 }

@@ -84,6 +84,7 @@ pub(crate) fn register() {
         counter!(BULK_REQUESTS, "outcome" => outcome).increment(0);
     }
     counter!(BULK_WIRE_BYTES).increment(0);
+    let _ = histogram!(BULK_REQUEST_DURATION);
 }
 
 pub(crate) fn items(result: ItemResult, n: u64) {
