@@ -27,6 +27,21 @@ impl Backoff {
         Backoff { base, max }
     }
 
+    /// The backoff a config section sets with `retry_base_ms` and `retry_max_ms`; an
+    /// error names `<section>.retry_max_ms` when it is below the base.
+    pub fn from_config(section: &str, base_ms: u64, max_ms: u64) -> pf_error::Result<Self> {
+        if max_ms < base_ms {
+            return Err(pf_error::PfError::config(
+                format!("{section}.retry_max_ms"),
+                format!("must be at least {section}.retry_base_ms ({base_ms}), got {max_ms}"),
+            ));
+        }
+        Ok(Backoff::new(
+            Duration::from_millis(base_ms),
+            Duration::from_millis(max_ms),
+        ))
+    }
+
     /// The delay before retry number `attempt` (1-based): `base · 2^(attempt-1)`, capped
     /// at `max`, scaled by a random factor in [0.5, 1.0) so that workers that failed
     /// together do not retry together.

@@ -102,15 +102,7 @@ impl WorkerConfig {
             ));
         }
         require_at_least_one("worker.max_attempts", self.max_attempts)?;
-        if self.retry_max_ms < self.retry_base_ms {
-            return Err(PfError::config(
-                "worker.retry_max_ms",
-                format!(
-                    "must be at least worker.retry_base_ms ({}), got {}",
-                    self.retry_base_ms, self.retry_max_ms
-                ),
-            ));
-        }
+        Backoff::from_config("worker", self.retry_base_ms, self.retry_max_ms)?;
         Ok(())
     }
 

@@ -215,15 +215,11 @@ impl ElasticsearchConfig {
         }
         require_at_least_one("indexer.elasticsearch.timeout_secs", self.timeout_secs)?;
         require_at_least_one("indexer.elasticsearch.max_in_flight", self.max_in_flight)?;
-        if self.retry_max_ms < self.retry_base_ms {
-            return err(
-                "indexer.elasticsearch.retry_max_ms",
-                format!(
-                    "must be at least indexer.elasticsearch.retry_base_ms ({}), got {}",
-                    self.retry_base_ms, self.retry_max_ms
-                ),
-            );
-        }
+        Backoff::from_config(
+            "indexer.elasticsearch",
+            self.retry_base_ms,
+            self.retry_max_ms,
+        )?;
         for (key, value, message) in [
             (
                 "indexer.elasticsearch.id_field",
