@@ -1,13 +1,14 @@
 //! The Arrow Flight destination through the binaries, against the in-repo Flight test
 //! server (`pf-flight-test-server`, built on arrow-flight's server trait — a test
 //! server, not a production Flight service): every scored row arrives by `DoPut` with
-//! `fraud_score`; an unavailable server is retried; a refused token is permanent.
+//! `fraud_score`; an unavailable server is retried; a refused token is permanent; TLS
+//! works with the configured CA and is refused with another.
 
 use std::path::Path;
 
 use pf_datagen::{GenOptions, generate};
 use pf_error::ErrorClass;
-use pf_flight_test_server::{Code, FlightTestServer};
+use pf_flight_test_server::{Code, FlightTestServer, TestCertificates};
 use pf_tests::{bin, discover, read_summary, shipped_fraud_config};
 use pf_types::FileFormat;
 
@@ -28,7 +29,13 @@ fn inputs(dir: &Path) -> Vec<u8> {
 }
 
 /// `pf-worker --destination flight` over `items`; (exit code, stderr).
-fn run(dir: &Path, server: &FlightTestServer, items: &[u8], env: &[(&str, &str)]) -> (i32, String) {
+fn run(
+    dir: &Path,
+    server: &FlightTestServer,
+    items: &[u8],
+    env: &[(&str, &str)],
+    extra: &[&str],
+) -> (i32, String) {
     use std::io::Write;
     let cfg = shipped_fraud_config(dir, "");
     let mut child = std::process::Command::new(bin("pf-worker"))
@@ -48,6 +55,7 @@ fn run(dir: &Path, server: &FlightTestServer, items: &[u8], env: &[(&str, &str)]
         ])
         .arg("--summary-json")
         .arg(dir.join("summary.json"))
+        .args(extra)
         .envs(env.iter().copied())
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
@@ -67,7 +75,7 @@ fn every_scored_row_arrives_by_do_put() {
     let dir = tempfile::tempdir().unwrap();
     let items = inputs(dir.path());
     let server = FlightTestServer::start().unwrap();
-    let (code, log) = run(dir.path(), &server, &items, &[]);
+    let (code, log) = run(dir.path(), &server, &items, &[], &[]);
     assert_eq!(code, 0, "{log}");
     let got = server.received();
     assert_eq!(got.rows.get("transactions"), Some(&ROWS), "{:?}", got.rows);
@@ -102,7 +110,7 @@ fn an_unavailable_server_is_retried_and_a_refused_token_is_permanent() {
     let items = inputs(dir.path());
     let server = FlightTestServer::start().unwrap();
     server.fail_next(3, Code::Unavailable);
-    let (code, log) = run(dir.path(), &server, &items, &[]);
+    let (code, log) = run(dir.path(), &server, &items, &[], &[]);
     assert_eq!(code, 0, "{log}");
     let got = server.received();
     assert_eq!(got.refused, 3);
@@ -116,6 +124,7 @@ fn an_unavailable_server_is_retried_and_a_refused_token_is_permanent() {
         &locked,
         &items,
         &[("PF_FLIGHT_TOKEN", "not-the-token-9f3k")],
+        &[],
     );
     assert_eq!(code, 2, "{log}");
     let s = read_summary(&dir.path().join("summary.json"));
@@ -132,7 +141,35 @@ fn an_unavailable_server_is_retried_and_a_refused_token_is_permanent() {
         &locked,
         &items,
         &[("PF_FLIGHT_TOKEN", "s3cret")],
+        &[],
     );
     assert_eq!(code, 0, "{log}");
     assert_eq!(locked.received().rows.get("transactions"), Some(&ROWS));
+}
+
+#[test]
+fn rows_arrive_over_tls_with_the_configured_ca_and_another_ca_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let items = inputs(dir.path());
+    let certs = TestCertificates::generate();
+    let server = FlightTestServer::start_tls(&certs).unwrap();
+    assert!(server.endpoint().starts_with("grpc+tls://localhost:"));
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &certs.ca_pem).unwrap();
+    let trust = |ca: &Path| format!("indexer.flight.ca_cert={}", ca.display());
+    let (code, log) = run(dir.path(), &server, &items, &[], &["--set", &trust(&ca)]);
+    assert_eq!(code, 0, "{log}");
+    assert_eq!(server.received().rows.get("transactions"), Some(&ROWS));
+
+    // A CA that did not sign the server's certificate: nothing is delivered.
+    let other = dir.path().join("other-ca.pem");
+    std::fs::write(&other, TestCertificates::generate().ca_pem).unwrap();
+    let (code, log) = run(dir.path(), &server, &items, &[], &["--set", &trust(&other)]);
+    assert_ne!(code, 0, "an unknown CA must not be trusted:\n{log}");
+    assert!(log.contains("invalid peer certificate"), "{log}");
+    assert_eq!(
+        server.received().rows.get("transactions"),
+        Some(&ROWS),
+        "no row arrived over the untrusted connection"
+    );
 }

@@ -5,7 +5,8 @@
 //! permanent), or demand a bearer token.
 //!
 //! It runs on its own Tokio runtime thread, bound to a free loopback port, and stops
-//! when dropped.
+//! when dropped. [`FlightTestServer::start_tls`] serves TLS with a certificate made up
+//! for the test ([`TestCertificates`]).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -56,9 +57,44 @@ struct Service {
     state: Arc<Mutex<State>>,
 }
 
+/// A certificate authority and a `localhost` server certificate it signed, made up for
+/// one test (PEM). Never use them outside tests.
+#[derive(Debug, Clone)]
+pub struct TestCertificates {
+    /// The CA certificate a client trusts.
+    pub ca_pem: String,
+    /// The server certificate, for `localhost`.
+    pub cert_pem: String,
+    /// The server certificate's private key.
+    pub key_pem: String,
+}
+
+impl TestCertificates {
+    /// A fresh CA and a `localhost` certificate signed by it.
+    pub fn generate() -> Self {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+        let made_up = "generating test certificates";
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect(made_up);
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect(made_up))
+            .expect(made_up);
+        let key = KeyPair::generate().expect(made_up);
+        let cert = CertificateParams::new(vec!["localhost".to_owned()])
+            .and_then(|params| params.signed_by(&key, &ca))
+            .expect(made_up);
+        TestCertificates {
+            ca_pem: ca.pem(),
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        }
+    }
+}
+
 /// A running Flight test server.
 pub struct FlightTestServer {
     addr: SocketAddr,
+    /// Serves TLS (its endpoint is `grpc+tls://localhost:<port>`).
+    tls: bool,
     state: Arc<Mutex<State>>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -67,6 +103,24 @@ pub struct FlightTestServer {
 impl FlightTestServer {
     /// Starts a server on a free loopback port.
     pub fn start() -> std::io::Result<Self> {
+        Self::start_with(None)
+    }
+
+    /// Starts a server on a free loopback port that speaks TLS with `certs`' server
+    /// certificate.
+    pub fn start_tls(certs: &TestCertificates) -> std::io::Result<Self> {
+        let identity = tonic::transport::Identity::from_pem(&certs.cert_pem, &certs.key_pem);
+        Self::start_with(Some(
+            tonic::transport::ServerTlsConfig::new().identity(identity),
+        ))
+    }
+
+    fn start_with(tls: Option<tonic::transport::ServerTlsConfig>) -> std::io::Result<Self> {
+        let serves_tls = tls.is_some();
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = tls {
+            builder = builder.tls_config(tls).map_err(std::io::Error::other)?;
+        }
         let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
@@ -81,7 +135,7 @@ impl FlightTestServer {
             runtime.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
                 let incoming = tokio_stream_of(listener);
-                let _ = tonic::transport::Server::builder()
+                let _ = builder
                     .add_service(FlightServiceServer::new(service))
                     .serve_with_incoming_shutdown(incoming, async {
                         let _ = stop.await;
@@ -91,15 +145,21 @@ impl FlightTestServer {
         });
         Ok(FlightTestServer {
             addr,
+            tls: serves_tls,
             state,
             shutdown: Some(shutdown),
             thread: Some(thread),
         })
     }
 
-    /// `grpc://127.0.0.1:<port>`.
+    /// `grpc://127.0.0.1:<port>`, or `grpc+tls://localhost:<port>` (the name its
+    /// certificate is for) when it serves TLS.
     pub fn endpoint(&self) -> String {
-        format!("grpc://{}", self.addr)
+        if self.tls {
+            format!("grpc+tls://localhost:{}", self.addr.port())
+        } else {
+            format!("grpc://{}", self.addr)
+        }
     }
 
     /// A copy of what was received so far.

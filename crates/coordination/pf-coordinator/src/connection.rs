@@ -150,7 +150,8 @@ impl ValkeyPool {
                 }
                 r
             });
-            histogram!(VALKEY_CALL_DURATION, "operation" => operation, "outcome" => if result.is_ok() { "ok" } else { "error" })
+            let outcome = if result.is_ok() { "ok" } else { "error" };
+            histogram!(VALKEY_CALL_DURATION, "operation" => operation, "outcome" => outcome)
                 .record(call.elapsed().as_secs_f64());
             match result {
                 Ok(v) => {

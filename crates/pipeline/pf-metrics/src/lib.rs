@@ -22,6 +22,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 use pf_error::{ErrorClass, PfError, Result};
 use pf_types::{FileStats, Stage};
 use serde::{Deserialize, Serialize};
+
 /// `metrics`: the Prometheus endpoint.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -48,11 +49,11 @@ impl MetricsConfig {
     }
 }
 
-/// Bucket bounds, in seconds, of every `*_seconds` histogram: 100 µs to 60 s, so one
-/// heatmap scale fits a batch's transform and a slow bulk request alike.
+/// Bucket bounds, in seconds, of every `*_seconds` histogram: 100 µs to an hour, so one
+/// heatmap scale fits a batch's transform, a slow bulk request and a queue's lag alike.
 pub const SECONDS_BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-    5.0, 10.0, 30.0, 60.0,
+    5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
 ];
 
 /// Installs the process-wide Prometheus recorder and serves it at `http://addr/metrics`
@@ -119,51 +120,55 @@ const CLASSES: [ErrorClass; 2] = [ErrorClass::Transient, ErrorClass::Permanent];
 /// Describes the pipeline's metrics to the installed recorder and creates their
 /// series at zero.
 pub fn describe_metrics() {
-    describe_counter!(
-        ROWS_READ,
-        Unit::Count,
-        "Records seen in sources, decoded or failed; rows re-read by a retry count again."
-    );
-    describe_counter!(
-        ROWS_INDEXED,
-        Unit::Count,
-        "Records accepted by the destination; rows re-sent by a retry count again."
-    );
-    describe_counter!(
-        ROWS_DROPPED,
-        Unit::Count,
-        "Records dropped by the transform."
-    );
-    describe_counter!(
-        ROWS_FAILED,
-        Unit::Count,
-        "Records written to the record DLQ, by the stage they failed in."
-    );
-    describe_counter!(
-        FRAUD_ROWS,
-        Unit::Count,
-        "Records flagged as fraud by the rules."
-    );
-    describe_counter!(
-        BYTES_READ,
-        Unit::Bytes,
-        "Source bytes read (compressed size for compressed files)."
-    );
-    describe_counter!(
-        BATCHES,
-        Unit::Count,
-        "Chunks of documents handed to the destination."
-    );
-    describe_counter!(
-        FILES,
-        Unit::Count,
-        "Files settled, by status: completed, failed (dead-lettered), retried (released for another attempt), skipped (duplicate delivery or claim lost), range_completed (one range of a split file)."
-    );
-    describe_counter!(
-        FILE_ERRORS,
-        Unit::Count,
-        "File attempts ended by an error, by class: transient (retried) or permanent (dead-lettered)."
-    );
+    for (name, unit, help) in [
+        (
+            ROWS_READ,
+            Unit::Count,
+            "Records seen in sources, decoded or failed; rows re-read by a retry count again.",
+        ),
+        (
+            ROWS_INDEXED,
+            Unit::Count,
+            "Records accepted by the destination; rows re-sent by a retry count again.",
+        ),
+        (
+            ROWS_DROPPED,
+            Unit::Count,
+            "Records dropped by the transform.",
+        ),
+        (
+            ROWS_FAILED,
+            Unit::Count,
+            "Records written to the record DLQ, by the stage they failed in.",
+        ),
+        (
+            FRAUD_ROWS,
+            Unit::Count,
+            "Records flagged as fraud by the rules.",
+        ),
+        (
+            BYTES_READ,
+            Unit::Bytes,
+            "Source bytes read (compressed size for compressed files).",
+        ),
+        (
+            BATCHES,
+            Unit::Count,
+            "Chunks of documents handed to the destination.",
+        ),
+        (
+            FILES,
+            Unit::Count,
+            "Files settled, by status: completed, failed (dead-lettered), retried (released for another attempt), skipped (duplicate delivery or claim lost), range_completed (one range of a split file).",
+        ),
+        (
+            FILE_ERRORS,
+            Unit::Count,
+            "File attempts ended by an error, by class: transient (retried) or permanent (dead-lettered).",
+        ),
+    ] {
+        describe_counter!(name, unit, help);
+    }
     describe_gauge!(FILES_IN_FLIGHT, Unit::Count, "Files being processed now.");
     describe_histogram!(
         STAGE_DURATION,

@@ -110,9 +110,7 @@ impl EsCounters {
             ("backoff_ms", ms(&self.backoff_ns)),
         ]
     }
-}
 
-impl EsCounters {
     /// Counts `n` bulk items that ended in `result`, here and in the metrics.
     fn settled(&self, result: ItemResult, n: u64) {
         match result {

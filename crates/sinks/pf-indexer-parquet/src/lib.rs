@@ -49,7 +49,6 @@ pub struct ParquetIndexerFactory {
     shared: Arc<Shared>,
 }
 
-/// What every thread's writer shares.
 /// Uploads a local file to an `s3://` URI, whole (one PutObject): how committed files
 /// reach an S3 data set. Supplied by the deployment, so this crate needs no AWS client.
 pub type UploadFile = Box<dyn Fn(&str, &Path) -> Result<()> + Send + Sync>;
@@ -72,6 +71,7 @@ impl std::fmt::Debug for Publish {
     }
 }
 
+/// What every thread's writer shares.
 #[derive(Debug)]
 struct Shared {
     /// Where files are written: the data set's directory, or the staging directory of
@@ -87,7 +87,8 @@ struct Shared {
 }
 
 impl ParquetIndexerFactory {
-    /// A factory writing under `config.path` (created if missing).
+    /// A factory writing under `config.path` (created if missing), or, for an `s3://`
+    /// path, staging files under `config.staging_dir` and publishing them with `upload`.
     pub fn build(config: &ParquetSinkConfig, upload: Option<UploadFile>) -> Result<Self> {
         config.validate()?;
         let root = config.staging_root();
