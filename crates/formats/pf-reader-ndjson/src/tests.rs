@@ -276,6 +276,22 @@ fn a_fraction_in_an_integer_column_fails_its_line_instead_of_being_truncated() {
     assert_eq!(got.len(), 7);
 }
 
+/// Narrower integer types of a configured schema are exact too, and a value outside the
+/// type fails its line.
+#[test]
+fn narrow_integer_columns_of_a_given_schema_are_exact() {
+    let schema = schema_of(&[("n", DataType::Int32, true), ("u", DataType::UInt8, true)]);
+    let text = "{\"n\":1,\"u\":2}\n{\"n\":1.5}\n{\"u\":300}\n{\"u\":-1}\n{\"n\":2.0,\"u\":\"7\"}\n";
+    let batches = read_typed(schema, "narrow.ndjson", text.as_bytes());
+    assert_eq!(failed_lines(&batches), vec![2, 3, 4]);
+    assert!(failures(&batches)[0].error.contains("fits Int32"));
+    assert!(failures(&batches)[1].error.contains("fits UInt8"));
+    assert_eq!(
+        rows(&batches),
+        vec![json!({"n":1,"u":2}), json!({"n":2,"u":7})]
+    );
+}
+
 #[test]
 fn given_schema_ignores_extra_fields_and_fills_missing_ones_with_null() {
     let schema = schema_of(&[
