@@ -431,10 +431,6 @@ impl Fleet {
     }
 
     /// Waits until some file of the job has a checkpoint in Valkey.
-    fn wait_for_checkpoint(&self) -> Result<(), String> {
-        self.wait_for_rows_done(1).map(|_| ())
-    }
-
     /// Waits (at most 120 s) until the job's checkpoints cover at least `rows` rows;
     /// the rows they covered then.
     fn wait_for_rows_done(&self, rows: u64) -> Result<u64, String> {
@@ -663,7 +659,7 @@ impl Fleet {
 
     /// Waits for the first checkpoint (the fleet is mid-file), noting a timeout.
     fn mid_file(&self, problems: &mut Vec<String>) {
-        if let Err(e) = self.wait_for_checkpoint() {
+        if let Err(e) = self.wait_for_rows_done(1) {
             problems.push(e);
         }
     }

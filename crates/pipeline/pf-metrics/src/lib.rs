@@ -175,15 +175,8 @@ pub fn describe_metrics() {
         Unit::Seconds,
         "Time per batch in each pipeline stage: read (decode), transform (script and rules), index (destination)."
     );
-    for name in [
-        ROWS_READ,
-        ROWS_INDEXED,
-        ROWS_DROPPED,
-        FRAUD_ROWS,
-        BYTES_READ,
-        BATCHES,
-    ] {
-        counter!(name).increment(0);
+    for (name, zero) in stat_counters(&FileStats::default()) {
+        counter!(name).increment(zero);
     }
     for stage in STAGES {
         counter!(ROWS_FAILED, "stage" => stage.as_str()).increment(0);
@@ -197,6 +190,18 @@ pub fn describe_metrics() {
         counter!(FILE_ERRORS, "class" => class.as_str()).increment(0);
     }
     gauge!(FILES_IN_FLIGHT).set(0.0);
+}
+
+/// The unlabeled counters a [`FileStats`] delta adds to, with its values.
+fn stat_counters(d: &FileStats) -> [(&'static str, u64); 6] {
+    [
+        (ROWS_READ, d.rows_read),
+        (ROWS_INDEXED, d.rows_indexed),
+        (ROWS_DROPPED, d.rows_dropped),
+        (FRAUD_ROWS, d.fraud_rows),
+        (BYTES_READ, d.bytes_read),
+        (BATCHES, d.batches),
+    ]
 }
 
 /// How a delivery of a file (or of one range of a split file) was settled.
@@ -267,14 +272,7 @@ impl Metrics {
     pub fn add_stats(&self, d: &FileStats) {
         add(&self.rows_read, d.rows_read);
         add(&self.bytes_read, d.bytes_read);
-        for (name, v) in [
-            (ROWS_READ, d.rows_read),
-            (ROWS_INDEXED, d.rows_indexed),
-            (ROWS_DROPPED, d.rows_dropped),
-            (FRAUD_ROWS, d.fraud_rows),
-            (BYTES_READ, d.bytes_read),
-            (BATCHES, d.batches),
-        ] {
+        for (name, v) in stat_counters(d) {
             if v != 0 {
                 counter!(name).increment(v);
             }
