@@ -958,3 +958,145 @@ fn decoder_panics_become_messages() {
     assert_eq!(err, "the Parquet decoder panicked: bad page 3");
     assert_eq!(guarded(|| 7), Ok(7));
 }
+
+/// A ULEB128 varint at `at`: its value and length.
+fn varint_at(bytes: &[u8], at: usize) -> (u64, usize) {
+    let (mut value, mut len) = (0u64, 0);
+    loop {
+        let b = bytes[at + len];
+        value |= u64::from(b & 0x7f) << (7 * len);
+        len += 1;
+        if b & 0x80 == 0 {
+            return (value, len);
+        }
+    }
+}
+
+/// Overwrites the `len`-byte varint at `at` with the zigzag encoding of `value`, padded to
+/// the same length with continuation bytes (thrift's compact decoder accepts them), so
+/// that no other offset of the file moves.
+fn overwrite_i32(bytes: &mut [u8], at: usize, len: usize, value: i32) {
+    let mut zigzag = u64::from(((value << 1) ^ (value >> 31)) as u32);
+    for i in 0..len {
+        let more = if i + 1 < len { 0x80 } else { 0 };
+        bytes[at + i] = (zigzag & 0x7f) as u8 | more;
+        zigzag >>= 7;
+    }
+    assert_eq!(zigzag, 0, "{value} does not fit {len} varint bytes");
+}
+
+/// Where the two size fields of the page header at `at` are: `(offset, length)` of the
+/// uncompressed and of the compressed size's varint. A page header opens with three i32
+/// fields in compact thrift (field header 0x15 each): type, uncompressed size,
+/// compressed size.
+fn page_size_fields(bytes: &[u8], at: usize) -> [(usize, usize); 2] {
+    let mut pos = at;
+    let mut fields = [(0, 0); 3];
+    for field in &mut fields {
+        assert_eq!(bytes[pos], 0x15, "not a page header at {at}");
+        let (_, len) = varint_at(bytes, pos + 1);
+        *field = (pos + 1, len);
+        pos += 1 + len;
+    }
+    [fields[1], fields[2]]
+}
+
+/// A page header that lies about its sizes (negative, zero, far past the file, or a
+/// decompressed size far beyond the data) is a permanent invalid-data error: never an
+/// abort, a huge allocation or a transient error retried forever. The page holds one
+/// 3 MB value, so each size field is a 4-byte varint: room for any size in ±2^27 in place.
+#[test]
+fn crafted_page_header_sizes_are_permanent_errors() {
+    use parquet::basic::Compression as Codec;
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+
+    // Incompressible, so that the compressed size takes 4 varint bytes too.
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let value: String = (0..3 << 20)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            char::from(b'!' + (state % 90) as u8)
+        })
+        .collect();
+    let schema = Arc::new(Schema::new(vec![Field::new("blob", DataType::Utf8, false)]));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![Arc::new(StringArray::from(vec![value]))],
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (mut refused, mut accepted) = (0, Vec::new());
+    for (codec, dictionary) in [
+        (Codec::UNCOMPRESSED, false),
+        (Codec::SNAPPY, false),
+        (Codec::ZSTD(Default::default()), false),
+        (Codec::SNAPPY, true),
+    ] {
+        let properties = WriterProperties::builder()
+            .set_compression(codec)
+            .set_dictionary_enabled(dictionary)
+            .build();
+        let name = format!("{codec:?}-{dictionary}.parquet");
+        let item = write(
+            dir.path(),
+            &name,
+            schema.clone(),
+            &[batch.clone()],
+            properties,
+        );
+        let path = dir.path().join(&name);
+        let clean = fs::read(&path).unwrap();
+        assert_eq!(read_fresh(&reader(10), &item)[0].batch.num_rows(), 1);
+        let chunk = SerializedFileReader::new(fs::File::open(&path).unwrap())
+            .unwrap()
+            .metadata()
+            .row_group(0)
+            .column(0)
+            .clone();
+        let first_page = chunk
+            .dictionary_page_offset()
+            .unwrap_or(chunk.data_page_offset()) as usize;
+        let fields = page_size_fields(&clean, first_page);
+        for (field, (at, len)) in ["uncompressed", "compressed"].into_iter().zip(fields) {
+            assert_eq!(len, 4, "{name}: the {field} size is not a 4-byte varint");
+            for lie in [-1, i32::MIN >> 4, 0, 7, (1 << 27) - 1] {
+                let mut bad = clean.clone();
+                overwrite_i32(&mut bad, at, len, lie);
+                let crafted = dir.path().join("crafted.parquet");
+                fs::write(&crafted, &bad).unwrap();
+                let outcome = read_all(
+                    &reader(10),
+                    local(),
+                    &item_for(&crafted),
+                    &Checkpoint::default(),
+                );
+                let err = match outcome {
+                    Err(err) => err,
+                    Ok(batches) => {
+                        // A decompressed size the codec does not need (an uncompressed
+                        // page, or snappy's own length header) may be ignored, but then
+                        // the true value must come out.
+                        assert_eq!(
+                            field, "uncompressed",
+                            "{name}: {field} size {lie} was accepted"
+                        );
+                        assert_eq!(concat(&batches), batch, "{name}: {field} size {lie}");
+                        accepted.push(format!("{name} {field}={lie}"));
+                        continue;
+                    }
+                };
+                assert_permanent_invalid(&err);
+                assert!(
+                    err.to_string().contains("crafted.parquet"),
+                    "{name}: {field} size {lie}: {err}"
+                );
+                refused += 1;
+            }
+        }
+    }
+    // Every lie about a compressed size was refused (4 files × 5 lies), and more.
+    eprintln!("refused {refused}; accepted with the true value: {accepted:?}");
+    assert!(refused > 4 * 5, "{refused} refused; accepted: {accepted:?}");
+}
