@@ -167,6 +167,17 @@ fn rows_arrive_over_tls_with_the_configured_ca_and_another_ca_is_refused() {
     let (code, log) = run(dir.path(), &server, &items, &[], &["--set", &trust(&other)]);
     assert_ne!(code, 0, "an unknown CA must not be trusted:\n{log}");
     assert!(log.contains("invalid peer certificate"), "{log}");
+    // It will not heal: permanent at the first attempt, naming the key to fix.
+    let s = read_summary(&dir.path().join("summary.json"));
+    assert_eq!(s.files_failed, 4);
+    assert!(
+        s.failures
+            .iter()
+            .all(|f| f.class == ErrorClass::Permanent && f.attempts == 1),
+        "{:?}",
+        s.failures
+    );
+    assert!(log.contains("indexer.flight.ca_cert"), "{log}");
     assert_eq!(
         server.received().rows.get("transactions"),
         Some(&ROWS),

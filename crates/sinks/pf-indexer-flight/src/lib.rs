@@ -9,8 +9,8 @@
 //! always follows the server's answer. A broken stream or an unavailable server is
 //! transient (the input is retried from its checkpoint: a resumed input sends its rows
 //! after the checkpoint again, so delivery is at least once); `UNAUTHENTICATED`,
-//! `PERMISSION_DENIED`, `INVALID_ARGUMENT`, `NOT_FOUND` and `UNIMPLEMENTED` are
-//! permanent.
+//! `PERMISSION_DENIED`, `INVALID_ARGUMENT`, `NOT_FOUND`, `UNIMPLEMENTED` and a server
+//! certificate that `indexer.flight.ca_cert` does not vouch for are permanent.
 
 mod config;
 
@@ -174,9 +174,18 @@ impl Indexer for FlightIndexer {
 }
 
 /// The class of a failed call: statuses that will answer the same again are
-/// permanent; a broken stream, a timeout or an unavailable server is transient.
+/// permanent, and so is a server certificate the configured CA does not vouch for (the
+/// next connection is refused the same way); a broken stream, a timeout or an
+/// unavailable server is transient.
 fn flight_error(e: &FlightError, uri: &str) -> PfError {
     let (class, what) = match e {
+        FlightError::Tonic(status) if refused_certificate(status) => (
+            ErrorClass::Permanent,
+            format!(
+                "{}: the server's certificate is not trusted; check indexer.flight.ca_cert (the CA that signed it) and the endpoint's host name",
+                status_text(status)
+            ),
+        ),
         FlightError::Tonic(status) => (status_class(status.code()), status_text(status)),
         FlightError::Arrow(_) | FlightError::NotYetImplemented(_) => {
             (ErrorClass::Permanent, e.to_string())
@@ -199,6 +208,30 @@ fn status_class(code: Code) -> ErrorClass {
         | Code::Unimplemented => ErrorClass::Permanent,
         _ => ErrorClass::Transient,
     }
+}
+
+/// True when the connection failed because TLS refused the server's certificate: a
+/// `rustls` certificate error somewhere in the status's cause chain (inside an
+/// `io::Error` on the way, whose `source()` skips the error it wraps).
+fn refused_certificate(status: &tonic::Status) -> bool {
+    let is_refusal = |e: &(dyn std::error::Error + 'static)| {
+        matches!(
+            e.downcast_ref::<rustls::Error>(),
+            Some(rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented)
+        )
+    };
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(status);
+    while let Some(e) = cause {
+        if is_refusal(e)
+            || e.downcast_ref::<std::io::Error>()
+                .and_then(std::io::Error::get_ref)
+                .is_some_and(|inner| is_refusal(inner))
+        {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 fn status_text(status: &tonic::Status) -> String {
