@@ -1043,7 +1043,7 @@ fn crafted_page_header_sizes_are_permanent_errors() {
             dir.path(),
             &name,
             schema.clone(),
-            &[batch.clone()],
+            std::slice::from_ref(&batch),
             properties,
         );
         let path = dir.path().join(&name);
