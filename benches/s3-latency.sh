@@ -7,12 +7,16 @@
 #
 # Several worker binaries (say, before and after a change) are run side by side, round
 # after round, so that their ratios hold on a noisy machine. Settings from the
-# environment: PF_BENCH_ROWS (2000000), PF_BENCH_LATENCIES ("0 20 50"),
+# environment: PF_BENCH_ROWS (2000000), PF_BENCH_ROW_GROUP_ROWS (the generator's
+# 131072; 1000000 makes ~25 MB row groups with multi-MB column chunks),
+# PF_BENCH_FORMATS ("parquet ndjson"), PF_BENCH_LATENCIES ("0 20 50"),
 # PF_BENCH_ROUNDS (2), PF_BENCH_DIR (target/s3-latency; the generated data is kept).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 rows=${PF_BENCH_ROWS:-2000000}
+row_group_rows=${PF_BENCH_ROW_GROUP_ROWS:-131072}
+formats=${PF_BENCH_FORMATS:-parquet ndjson}
 latencies=${PF_BENCH_LATENCIES:-0 20 50}
 rounds=${PF_BENCH_ROUNDS:-2}
 work=${PF_BENCH_DIR:-target/s3-latency}
@@ -25,14 +29,16 @@ workers=("$@")
 [[ ${#workers[@]} -gt 0 ]] || workers=("$bins/pf-worker")
 
 bucket=$work/root/bench
-if [[ ! -f $work/generated-$rows ]]; then
+generated=$work/generated-$rows-$row_group_rows-${formats// /-}
+if [[ ! -f $generated ]]; then
   rm -rf "$work"
   mkdir -p "$bucket"
-  for format in parquet ndjson; do
-    "$bins/pf" gen --rows "$rows" --files 1 --format "$format" --out "$work/gen-$format" >/dev/null
+  for format in $formats; do
+    "$bins/pf" gen --rows "$rows" --files 1 --format "$format" \
+      --row-group-rows "$row_group_rows" --out "$work/gen-$format" >/dev/null
     mv "$work/gen-$format"/part-00000.* "$bucket/"
   done
-  touch "$work/generated-$rows"
+  touch "$generated"
 fi
 
 item() { # format -> the work item of the object of that format
@@ -61,7 +67,7 @@ for round in $(seq "$rounds"); do
     for _ in $(seq 50); do [[ -s $work/url ]] && break; sleep 0.1; done
     url=$(head -1 "$work/url")
     for worker in "${workers[@]}"; do
-      for format in parquet ndjson; do
+      for format in $formats; do
         item "$format" | "$worker" --input stdin --destination stats --threads 1 \
           --s3-endpoint "$url" --summary-json "$work/summary.json" >/dev/null 2>"$work/worker.log" \
           || { echo "run failed: $worker $format at $latency ms (see $work/worker.log)" >&2; exit 1; }

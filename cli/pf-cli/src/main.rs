@@ -111,6 +111,10 @@ struct GenArgs {
     /// Seed: the same seed writes the same files.
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// Rows per Parquet row group (default: the generator's, 131,072); large groups make
+    /// multi-megabyte column chunks, as big Spark or DuckDB exports have.
+    #[arg(long, value_name = "ROWS")]
+    row_group_rows: Option<usize>,
 }
 
 /// `pf gen`'s default row count, shared with `pf gen tables --rows`.
@@ -234,12 +238,14 @@ fn run_generator(options: &GenOptions) -> anyhow::Result<GenReport> {
 fn gen_files(a: GenArgs) -> anyhow::Result<GenReport> {
     // Clap requires --out when there is no subcommand.
     let out = a.out.context("--out is required")?;
+    let defaults = GenOptions::new(out, a.rows);
     run_generator(&GenOptions {
         files: a.files,
         format: a.format.into(),
         compression: a.compression.into(),
         seed: a.seed,
-        ..GenOptions::new(out, a.rows)
+        row_group_rows: a.row_group_rows.unwrap_or(defaults.row_group_rows),
+        ..defaults
     })
 }
 
