@@ -3,7 +3,7 @@
 //! The cost model (server work per event, events/s per node, nodes for a fleet) is in
 //! `DESIGN.md` beside this crate.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -271,10 +271,14 @@ impl ValkeyWindowStore {
     /// a transient error by the pool's retry. A call that ran is never sent twice, even
     /// when another worker loads the script while this pipeline is half run, so each
     /// alert is raised once. Only a reply lost with the connection can make a call run
-    /// twice; the script treats that as a replay (events not counted again).
-    fn run_calls(&self, commands: &[redis::Cmd]) -> Result<Vec<WindowReply>> {
+    /// twice; the script treats that as a replay (events not counted again). The second
+    /// value is true when the pipeline was sent again after such a failure: a call may
+    /// then have run unseen, and its alerts are only in the item's held lists.
+    fn run_calls(&self, commands: &[redis::Cmd]) -> Result<(Vec<WindowReply>, bool)> {
         let mut replies: Vec<Option<WindowReply>> = vec![None; commands.len()];
+        let mut sends = 0u32;
         self.pool.run("window observe", |con| {
+            sends += 1;
             let mut loads = 0;
             loop {
                 let pending: Vec<usize> = (0..commands.len())
@@ -322,7 +326,31 @@ impl ValkeyWindowStore {
                 }
             }
         })?;
-        Ok(replies.into_iter().flatten().collect())
+        Ok((replies.into_iter().flatten().collect(), sends > 1))
+    }
+
+    /// The alerts in the held lists `keys`, and which of those lists hold any.
+    fn read_held(
+        &self,
+        operation: &'static str,
+        keys: Vec<String>,
+    ) -> std::result::Result<(Vec<WindowAlert>, Vec<String>), PfError> {
+        let mut pipe = redis::pipe();
+        for k in &keys {
+            pipe.cmd("LRANGE").arg(k).arg(0).arg(-1);
+        }
+        let lists: Vec<Vec<Vec<u8>>> = self.pool.run(operation, |con| pipe.query(con))?;
+        let mut alerts = Vec::new();
+        let mut found = Vec::new();
+        for (key, list) in keys.into_iter().zip(lists) {
+            if !list.is_empty() {
+                found.push(key);
+            }
+            // A malformed element (written by another version) is skipped: it can
+            // only cost an alert a second delivery, never a wrong one.
+            alerts.extend(list.iter().filter_map(|e| parse_held(e)));
+        }
+        Ok((alerts, found))
     }
 
     fn hold(&self, item: &str, keys: impl IntoIterator<Item = String>) {
@@ -453,7 +481,7 @@ impl WindowStore for ValkeyWindowStore {
                 cmd
             })
             .collect();
-        let replies = self.run_calls(&commands)?;
+        let (replies, resent) = self.run_calls(&commands)?;
         self.hold(
             request.meta.item,
             calls
@@ -488,6 +516,29 @@ impl WindowStore for ValkeyWindowStore {
                 });
             }
         }
+        if resent {
+            // A call may have run before its reply was lost with the connection. Sent
+            // again, it is a replay, which raises again only the alerts whose events are
+            // still within the lateness bound of the key's newest event — and that
+            // newest event now includes this whole batch. Every alert the first run
+            // raised was recorded with it in the item's held lists, so take them from
+            // there (a repeat of one already returned is absorbed by its key).
+            let keys: BTreeSet<String> = calls
+                .iter()
+                .map(|(group, _)| self.held_key(request.rule, *group, request.meta.item))
+                .collect();
+            let (held, found) =
+                self.read_held("read alerts of a resent batch", keys.into_iter().collect())?;
+            self.hold(request.meta.item, found);
+            let returned: HashSet<(String, i64)> = alerts
+                .iter()
+                .map(|a| (a.key.clone(), a.window_end))
+                .collect();
+            alerts.extend(
+                held.into_iter()
+                    .filter(|a| !returned.contains(&(a.key.clone(), a.window_end))),
+            );
+        }
         Ok(WindowOutcome {
             fired: BooleanBuffer::from(fired),
             alerts,
@@ -503,23 +554,7 @@ impl WindowStore for ValkeyWindowStore {
         let keys: Vec<String> = (0..SLOT_GROUPS)
             .map(|g| self.held_key(rule, g, item))
             .collect();
-        let mut pipe = redis::pipe();
-        for k in &keys {
-            pipe.cmd("LRANGE").arg(k).arg(0).arg(-1);
-        }
-        let lists: Vec<Vec<Vec<u8>>> = self
-            .pool
-            .run("read undelivered alerts", |con| pipe.query(con))?;
-        let mut alerts = Vec::new();
-        let mut found = Vec::new();
-        for (key, list) in keys.into_iter().zip(lists) {
-            if !list.is_empty() {
-                found.push(key);
-            }
-            // A malformed element (written by another version) is skipped: it can
-            // only cost an alert a second delivery, never a wrong one.
-            alerts.extend(list.iter().filter_map(|e| parse_held(e)));
-        }
+        let (alerts, found) = self.read_held("read undelivered alerts", keys)?;
         // Sent again by this process: held until its own delivery.
         self.hold(item, found);
         Ok(alerts)

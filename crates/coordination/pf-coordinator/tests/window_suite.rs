@@ -322,3 +322,154 @@ fn window_store_rows_per_second_memory_vs_valkey() {
         vk / 1e3
     );
 }
+
+/// A TCP relay to Valkey that, once armed, lets the next request holding `EVALSHA`
+/// through and then closes the connection instead of relaying its reply: the script
+/// ran, and the caller never learns what it returned.
+struct ReplyDropper {
+    port: u16,
+    armed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    dropped: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl ReplyDropper {
+    fn start(upstream: u16) -> ReplyDropper {
+        use std::io::{Read, Write};
+        use std::net::{Shutdown, TcpListener, TcpStream};
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let armed = Arc::new(AtomicBool::new(false));
+        let dropped = Arc::new(AtomicUsize::new(0));
+        let (armed2, dropped2) = (armed.clone(), dropped.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(mut client) = client else { return };
+                let Ok(mut server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                    return;
+                };
+                let (mut client_in, mut server_out) =
+                    (client.try_clone().unwrap(), server.try_clone().unwrap());
+                // This connection's script request went out while armed: drop its reply.
+                let doomed = Arc::new(AtomicBool::new(false));
+                let (armed, doomed_in) = (armed2.clone(), doomed.clone());
+                std::thread::spawn(move || {
+                    let mut buf = vec![0u8; 1 << 16];
+                    while let Ok(n) = client_in.read(&mut buf) {
+                        if n == 0 {
+                            break;
+                        }
+                        let script = buf[..n].windows(7).any(|w| w == b"EVALSHA");
+                        if script && armed.swap(false, Ordering::SeqCst) {
+                            doomed_in.store(true, Ordering::SeqCst);
+                        }
+                        if server_out.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = server_out.shutdown(Shutdown::Both);
+                });
+                let dropped = dropped2.clone();
+                std::thread::spawn(move || {
+                    let mut buf = vec![0u8; 1 << 16];
+                    while let Ok(n) = server.read(&mut buf) {
+                        if n == 0 {
+                            break;
+                        }
+                        if doomed.load(Ordering::SeqCst) {
+                            dropped.fetch_add(1, Ordering::SeqCst);
+                            break;
+                        }
+                        if client.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = client.shutdown(Shutdown::Both);
+                    let _ = server.shutdown(Shutdown::Both);
+                });
+            }
+        });
+        ReplyDropper {
+            port,
+            armed,
+            dropped,
+        }
+    }
+}
+
+/// The connection drops after a batch's script ran and before its reply arrived, and the
+/// batch holds a burst of one account followed, in the same batch, by a later event of
+/// that account past the lateness bound. Sent again, the batch is a replay in which the
+/// burst is now late, so the script does not raise its alert again; the store must still
+/// return it (from the item's held alerts), or the alert is lost for good.
+#[test]
+fn a_reply_lost_with_the_connection_still_returns_every_alert_of_the_batch() {
+    use arrow::array::{StringArray, TimestampMicrosecondArray};
+    use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+
+    let server = pf_test_services::Valkey::start();
+    let relay = ReplyDropper::start(server.port());
+    let store = ValkeyWindowStore::connect(
+        &ValkeyConfig {
+            key_prefix: "lost:".into(),
+            ..ValkeyConfig::for_url(format!("redis://127.0.0.1:{}", relay.port))
+        },
+        ValkeyWindowOptions {
+            allowed_lateness: Duration::from_secs(60),
+            ..ValkeyWindowOptions::default()
+        },
+    )
+    .unwrap();
+    let batch = |events: &[(&str, i64)]| {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("account_id", DataType::Utf8, false),
+            Field::new(
+                "timestamp",
+                DataType::Timestamp(TimeUnit::Microsecond, None),
+                false,
+            ),
+        ]));
+        RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from_iter_values(events.iter().map(|e| e.0))),
+                Arc::new(TimestampMicrosecondArray::from_iter_values(
+                    events.iter().map(|e| e.1 * 1_000_000),
+                )),
+            ],
+        )
+        .unwrap()
+    };
+    let uri = URIS[0];
+    // Loads the script, so that the armed request is the batch's own call.
+    let warm = observe(&store, uri, &batch(&[("acct-warm", 1_000)]), 0);
+    assert!(warm.is_empty());
+
+    // Five events of acct-burst within 60 s raise one alert; a sixth a day later moves
+    // the account's newest event past the burst's lateness bound.
+    let t0 = 1_767_225_600;
+    let events: Vec<(&str, i64)> = (0..5)
+        .map(|i| ("acct-burst", t0 + i * 10))
+        .chain([("acct-burst", t0 + 86_400)])
+        .collect();
+    relay.armed.store(true, Ordering::SeqCst);
+    let alerts = observe(&store, uri, &batch(&events), 1);
+    assert_eq!(
+        relay.dropped.load(Ordering::SeqCst),
+        1,
+        "the script's reply was dropped"
+    );
+    assert_eq!(
+        alert_set(&alerts),
+        BTreeSet::from([("acct-burst".to_owned(), (t0 + 40) * 1_000_000)]),
+        "the burst's alert comes back although the resent batch no longer raises it"
+    );
+    let alert = alerts
+        .iter()
+        .find(|a| a.key == "acct-burst")
+        .expect("the burst's alert");
+    assert_eq!((alert.uri.as_str(), alert.row, alert.count), (uri, 5, 5));
+}

@@ -1002,8 +1002,9 @@ fn page_size_fields(bytes: &[u8], at: usize) -> [(usize, usize); 2] {
 }
 
 /// A page header that lies about its sizes (negative, zero, far past the file, or a
-/// decompressed size far beyond the data) is a permanent invalid-data error: never an
-/// abort, a huge allocation or a transient error retried forever. The page holds one
+/// decompressed size far beyond the data) is a permanent invalid-data error (or, where the
+/// codec does not need the size, the true value): never an abort, a panic out of the
+/// reader or a transient error retried forever. The page holds one
 /// 3 MB value, so each size field is a 4-byte varint: room for any size in ±2^27 in place.
 #[test]
 fn crafted_page_header_sizes_are_permanent_errors() {
