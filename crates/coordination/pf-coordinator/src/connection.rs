@@ -216,6 +216,34 @@ mod tests {
         assert!(!format!("{o:?}").contains("secret"));
     }
 
+    /// Every "not now" answer is transient, whatever its text; a wrong command is not.
+    /// (OOM and READONLY are also produced on a real server in `tests/error_classes.rs`.)
+    #[test]
+    fn server_answers_that_mean_not_now_are_transient() {
+        let answer = |reply: &str| {
+            redis::parse_redis_value(format!("-{reply}\r\n").as_bytes())
+                .and_then(redis::Value::extract_error)
+                .expect_err("an error reply")
+        };
+        for reply in [
+            "READONLY You can't write against a read only replica.",
+            "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.",
+            "LOADING Valkey is loading the dataset in memory",
+            "BUSY Valkey is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.",
+            "TRYAGAIN Multiple keys request during rehashing of slot",
+            "CLUSTERDOWN The cluster is down",
+            "OOM command not allowed when used memory > 'maxmemory'.",
+        ] {
+            assert!(is_transient(&answer(reply)), "{reply}");
+        }
+        for reply in [
+            "ERR unknown command 'NOPE'",
+            "WRONGTYPE Operation against a key holding the wrong kind of value",
+        ] {
+            assert!(!is_transient(&answer(reply)), "{reply}");
+        }
+    }
+
     #[test]
     fn bad_url_is_a_config_error() {
         let e = ValkeyPool::new(&ValkeyConfig::for_url("http://nope"))

@@ -131,3 +131,20 @@ impl WorkerConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A live holder beats at least four times per staleness period, however the
+    /// staleness is set (within 100 ms … 10 s), independently of any queue visibility.
+    #[test]
+    fn heartbeats_come_at_least_four_times_per_staleness_period() {
+        for stale_secs in [1u64, 2, 3, 10, 30, 40, 120, 600] {
+            let stale = Duration::from_secs(stale_secs);
+            let interval = WorkerConfig::default().settings(stale).heartbeat_interval;
+            assert!(interval * 4 <= stale, "{stale_secs} s: {interval:?}");
+            assert!(interval >= Duration::from_millis(100), "{stale_secs} s");
+        }
+    }
+}
