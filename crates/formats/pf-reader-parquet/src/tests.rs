@@ -959,17 +959,9 @@ fn decoder_panics_become_messages() {
     assert_eq!(guarded(|| 7), Ok(7));
 }
 
-/// A ULEB128 varint at `at`: its value and length.
-fn varint_at(bytes: &[u8], at: usize) -> (u64, usize) {
-    let (mut value, mut len) = (0u64, 0);
-    loop {
-        let b = bytes[at + len];
-        value |= u64::from(b & 0x7f) << (7 * len);
-        len += 1;
-        if b & 0x80 == 0 {
-            return (value, len);
-        }
-    }
+/// The length in bytes of the ULEB128 varint at `at`.
+fn varint_len(bytes: &[u8], at: usize) -> usize {
+    1 + bytes[at..].iter().take_while(|b| *b & 0x80 != 0).count()
 }
 
 /// Overwrites the `len`-byte varint at `at` with the zigzag encoding of `value`, padded to
@@ -994,7 +986,7 @@ fn page_size_fields(bytes: &[u8], at: usize) -> [(usize, usize); 2] {
     let mut fields = [(0, 0); 3];
     for field in &mut fields {
         assert_eq!(bytes[pos], 0x15, "not a page header at {at}");
-        let (_, len) = varint_at(bytes, pos + 1);
+        let len = varint_len(bytes, pos + 1);
         *field = (pos + 1, len);
         pos += 1 + len;
     }
