@@ -23,8 +23,13 @@ pub struct ResumePoint {
 pub struct ReadBatch {
     /// The decoded records (may have zero rows when a stretch held only bad records).
     pub batch: RecordBatch,
-    /// Ordinal of the batch's first record in the file.
+    /// Ordinal of the batch's first record in the file (rows are contiguous ordinals
+    /// from it unless `ordinals` is set).
     pub first_row: u64,
+    /// Per-row ordinals when they are not contiguous, one per row of `batch`: NDJSON
+    /// records are numbered by the byte offset of their line, so that a range read on
+    /// its own numbers them as a read of the whole file does.
+    pub ordinals: Option<Vec<u64>>,
     /// Records in this stretch that failed to decode; they count as read.
     pub failures: Vec<RecordFailure>,
     /// Source bytes read since the previous batch.

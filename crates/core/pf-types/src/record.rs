@@ -32,10 +32,12 @@ impl Stage {
 pub struct RecordFailure {
     /// URI of the source file.
     pub uri: String,
-    /// 1-based line number for NDJSON sources.
+    /// 1-based line number for NDJSON sources, when known (a range that starts after
+    /// the file's first byte knows its lines' byte offsets, not their numbers).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub line: Option<u64>,
-    /// 0-based ordinal of the record among the file's decoded records, when it has one.
+    /// The record's ordinal in the file, which is its document id's suffix: the 0-based
+    /// row index for Parquet, the byte offset of the line's first byte for NDJSON.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub row: Option<u64>,
     /// Where it failed.

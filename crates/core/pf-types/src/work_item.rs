@@ -35,11 +35,12 @@ pub struct WorkItem {
 
 /// One of `count` byte ranges of a split file: `[start, end)` of its bytes.
 ///
-/// A range owns the records that *start* in it: for Parquet (the only format split
-/// today), the row groups whose first column chunk starts in it. So every record belongs
-/// to exactly one range however the file is cut, and a range may own none. Each
-/// range is claimed, checkpointed and acknowledged on its own; document ids stay the
-/// file-relative record ordinals, identical to an unsplit run.
+/// A range owns the records that *start* in it: for Parquet, the row groups whose first
+/// column chunk starts in it; for uncompressed NDJSON, the lines whose first byte is in
+/// it. So every record belongs to exactly one range however the file is cut, and a
+/// range may own none. Each range is claimed, checkpointed and acknowledged on its own;
+/// document ids stay the file-relative record ordinals (the row index in Parquet, the
+/// line's byte offset in NDJSON), identical to an unsplit run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ItemRange {
@@ -163,10 +164,12 @@ impl WorkItem {
         }
         if let Some(r) = &wire.range {
             check_range(r, wire.size)?;
-            if format != FileFormat::Parquet {
+            if !is_splittable(format, compression) {
                 return Err(invalid(format!(
-                    "`{}` is {format}, which is read whole; only Parquet files have ranges",
-                    wire.uri
+                    "`{}` is {format} ({}), which is read whole; only Parquet and \
+                     uncompressed NDJSON files have ranges",
+                    wire.uri,
+                    compression.as_str()
                 )));
             }
         }
@@ -229,11 +232,11 @@ impl WorkItem {
     }
 
     /// True when the file can be cut into byte ranges: Parquet, whose row groups are
-    /// independent and whose footer gives every group's first ordinal. NDJSON is read
-    /// whole: a range could find its first line, but not that line's ordinal (its
-    /// document id) without reading every byte before it.
+    /// independent and whose footer gives every group's first ordinal, and uncompressed
+    /// NDJSON, whose lines are found from any byte and whose ordinals are their byte
+    /// offsets. A compressed stream cannot be entered in the middle, so it is read whole.
     pub fn is_splittable(&self) -> bool {
-        self.format == FileFormat::Parquet
+        is_splittable(self.format, self.compression)
     }
 
     /// This whole-file item cut into ranges of `split_size` bytes (the last one shorter;
@@ -319,6 +322,13 @@ fn parse_s3_event(records: &Value) -> Result<Vec<WorkItem>, PfError> {
     Ok(items)
 }
 
+fn is_splittable(format: FileFormat, compression: Compression) -> bool {
+    match format {
+        FileFormat::Parquet => true,
+        FileFormat::Ndjson => compression == Compression::None,
+    }
+}
+
 fn cut_suffix(r: &ItemRange) -> String {
     format!("{}@{}", r.count, r.cut_size())
 }
@@ -374,9 +384,12 @@ fn invalid(message: impl Into<String>) -> PfError {
 pub struct Checkpoint {
     /// Parquet: row groups done. NDJSON: decompressed bytes done (always at a line end).
     pub position: u64,
-    /// Ordinal of the next record to read, so resumed records keep their ids.
+    /// Parquet: ordinal of the next record to read, so resumed records keep their ids.
+    /// NDJSON: records read so far (a line's ordinal is its byte offset, which
+    /// `position` already gives).
     pub next_row: u64,
-    /// Line number (1-based) of the last line consumed, for NDJSON sources.
+    /// Line number (1-based) of the last line consumed, for NDJSON sources read from
+    /// their first byte (a range after the first does not know its line numbers).
     pub lines_done: u64,
     /// Counters for the part already done.
     pub stats: FileStats,
@@ -477,11 +490,16 @@ mod tests {
             "a lying size cannot explode"
         );
         assert_eq!(cuts.last().unwrap().range.unwrap().end, 1 << 60);
-        for uri in ["/d/a.ndjson.gz", "/d/a.ndjson"] {
+        for uri in ["/d/a.ndjson.gz", "/d/a.jsonl.zst"] {
             let mut ndjson = WorkItem::from_uri(uri).unwrap();
             ndjson.size = Some(1000);
-            assert!(ndjson.split(10).is_none(), "{uri}: NDJSON is read whole");
+            assert!(ndjson.split(10).is_none(), "{uri}: a compressed stream is read whole");
         }
+        let mut ndjson = WorkItem::from_uri("/d/a.ndjson").unwrap();
+        ndjson.size = Some(1000);
+        let parts = ndjson.split(300).expect("uncompressed NDJSON is split");
+        assert_eq!(parts.len(), 4);
+        assert_eq!(parts[3].range.unwrap().end, 1000);
     }
 
     #[test]
@@ -508,13 +526,19 @@ mod tests {
             assert!(err.to_string().contains(needle), "{line}: {err}");
         }
         let err = WorkItem::parse_message(
-            r#"{"uri":"a.ndjson","size":10,"range":{"index":0,"count":2,"start":0,"end":5}}"#,
+            r#"{"uri":"a.ndjson.gz","size":10,"range":{"index":0,"count":2,"start":0,"end":5}}"#,
         )
         .unwrap_err();
         assert!(
-            err.to_string().contains("only Parquet files have ranges"),
+            err.to_string()
+                .contains("only Parquet and uncompressed NDJSON files have ranges"),
             "{err}"
         );
+        let plain = WorkItem::parse_message(
+            r#"{"uri":"a.ndjson","size":10,"range":{"index":0,"count":2,"start":0,"end":5}}"#,
+        )
+        .unwrap();
+        assert_eq!(plain[0].range.unwrap().end, 5);
         let err = WorkItem::parse_message(
             r#"{"uri":"a.parquet","range":{"index":0,"count":2,"start":0,"end":5}}"#,
         )

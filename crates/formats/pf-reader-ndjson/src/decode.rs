@@ -32,8 +32,11 @@ pub(crate) struct Span {
     pub start: usize,
     /// Offset just past its content (line end and a trailing `\r` excluded).
     pub end: usize,
-    /// 1-based line number in the file.
-    pub line: u64,
+    /// 1-based line number in the file, when the read knows it.
+    pub line: Option<u64>,
+    /// Decompressed byte offset of the line's first byte in the file: the record's
+    /// ordinal.
+    pub offset: u64,
 }
 
 /// What has been decoded since the last emitted batch.
@@ -41,6 +44,8 @@ pub(crate) struct Span {
 pub(crate) struct Pending {
     pub batches: Vec<RecordBatch>,
     pub rows: usize,
+    /// The ordinal of each decoded row, in order.
+    pub ordinals: Vec<u64>,
     pub failures: Vec<RecordFailure>,
     /// Records seen: decoded rows plus failures.
     pub records: usize,
@@ -60,7 +65,10 @@ impl Pending {
         self.records == 0
     }
 
-    fn push(&mut self, batch: RecordBatch) {
+    /// Adds `batch`, decoded from the lines `spans` (one row each).
+    fn push(&mut self, batch: RecordBatch, spans: &[Span]) {
+        debug_assert_eq!(batch.num_rows(), spans.len());
+        self.ordinals.extend(spans.iter().map(|s| s.offset));
         self.rows += batch.num_rows();
         self.records += batch.num_rows();
         if batch.num_rows() > 0 {
@@ -68,15 +76,16 @@ impl Pending {
         }
     }
 
-    /// Records a failed line; `text` is its content, truncated to `keep` bytes.
-    pub(crate) fn fail(&mut self, uri: &str, line: u64, error: String, text: &[u8], keep: usize) {
+    /// Records the failed line at `span`; `text` is its content, truncated to `keep`
+    /// bytes.
+    pub(crate) fn fail(&mut self, uri: &str, span: Span, error: String, text: &[u8], keep: usize) {
         let record = lossy_prefix(text, keep);
         self.failure_bytes += record.len() + error.len();
         self.records += 1;
         self.failures.push(RecordFailure {
             uri: uri.to_owned(),
-            line: Some(line),
-            row: None,
+            line: span.line,
+            row: Some(span.offset),
             stage: Stage::Read,
             class: ErrorClass::Record,
             error,
@@ -153,8 +162,11 @@ impl LineDecoder {
         }
         match self.decode_clean(buf, spans) {
             Some(batches) => {
+                let mut rest = spans;
                 for batch in batches {
-                    out.push(batch);
+                    let (lines, after) = rest.split_at(batch.num_rows());
+                    out.push(batch, lines);
+                    rest = after;
                 }
             }
             None => self.isolate(buf, spans, uri, out),
@@ -225,7 +237,7 @@ impl LineDecoder {
                 }
                 None => {
                     match decoder.flush() {
-                        Ok(Some(batch)) => out.push(batch),
+                        Ok(Some(batch)) => out.push(batch, window),
                         Ok(None) => {}
                         Err(_) => self.settle(buf, window, uri, out),
                     }
@@ -251,7 +263,7 @@ impl LineDecoder {
                 decoder.flush().map_err(|e| e.to_string())
             });
         match result {
-            Ok(Some(batch)) => out.push(batch),
+            Ok(Some(batch)) => out.push(batch, spans),
             Ok(None) => {}
             Err(message) if spans.len() == 1 => fail_line(buf, spans[0], uri, message, out),
             Err(_) => {
@@ -294,7 +306,7 @@ fn fail_all(buf: &[u8], spans: &[Span], uri: &str, error: &str, out: &mut Pendin
 fn fail_line(buf: &[u8], span: Span, uri: &str, error: String, out: &mut Pending) {
     out.fail(
         uri,
-        span.line,
+        span,
         error,
         &buf[span.start..span.end],
         MAX_RECORD_TEXT,

@@ -18,7 +18,23 @@
 //! * A record that is not exactly one JSON object matching the schema (malformed JSON,
 //!   type mismatch, invalid UTF-8, several values on one line, a line longer than
 //!   [`NdjsonReaderOptions::max_line_bytes`]) becomes a [`RecordFailure`] at
-//!   [`Stage::Read`] with its 1-based line number and (truncated) text.
+//!   [`Stage::Read`] with its 1-based line number (when known, see below), its
+//!   ordinal and (truncated) text.
+//! * A record's ordinal (its document id's suffix, `row` of a failure) is the
+//!   decompressed byte offset of its line's first byte. Offsets, unlike line counts,
+//!   are known to a read that starts anywhere in the file, so a bad or blank line does
+//!   not shift the ids after it, and a range read on its own numbers its records as a
+//!   read of the whole file does.
+//!
+//! # Ranges
+//!
+//! An uncompressed file may be cut into byte ranges ([`ItemRange`]), each read on its
+//! own. A range owns the lines whose first byte lies in it: it reads from the byte
+//! before its start (when that byte is not a line end, the bytes up to the next line
+//! end belong to the range before), and past its end only to finish its last line.
+//! Without a configured schema, a range decodes with the schema a read of the whole
+//! file infers from the file's head. A range that starts after the first byte does not
+//! know its line numbers: its failures carry the ordinal only.
 //!
 //! # Schema
 //!
@@ -37,7 +53,7 @@
 //! # Resuming
 //!
 //! Every batch carries a [`ResumePoint`]: decompressed bytes consumed through the end
-//! of the batch's last line, the next record ordinal and the lines consumed. A
+//! of the batch's last line, the records and the lines consumed. A
 //! [`Checkpoint`] built from it resumes with a ranged read for plain files, and by
 //! decompressing and discarding the done prefix for gzip and zstd (those streams cannot
 //! be entered in the middle). Without a configured schema a resumed read reads the file's
@@ -50,6 +66,7 @@
 //! [`Stage::Read`]: pf_types::Stage::Read
 //! [`ResumePoint`]: pf_traits::ResumePoint
 //! [`Checkpoint`]: pf_types::Checkpoint
+//! [`ItemRange`]: pf_types::ItemRange
 
 mod config;
 mod decode;
@@ -172,16 +189,6 @@ impl Reader for NdjsonReader {
                 message: format!(
                     "`{}` is {}, not ndjson; it was routed to the wrong reader",
                     item.uri, item.format
-                ),
-            });
-        }
-        if let Some(range) = &item.range {
-            // A line's ordinal (its document id) is unknown without reading every byte
-            // before the range, so NDJSON files are never split.
-            return Err(PfError::InvalidWorkItem {
-                message: format!(
-                    "`{}` is NDJSON, which is read whole; range {}/{} cannot be read on its own",
-                    item.uri, range.index, range.count
                 ),
             });
         }

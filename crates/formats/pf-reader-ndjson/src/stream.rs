@@ -34,7 +34,19 @@ enum Scan {
     },
 }
 
-/// Streams one NDJSON file as [`ReadBatch`]es.
+/// Where a read enters the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Entry {
+    /// At its first byte.
+    Start,
+    /// At a checkpoint, which must follow a line end.
+    Resume(u64),
+    /// At the first byte of a range: the line that byte is in belongs to the range
+    /// only when the byte before it ends a line.
+    RangeStart(u64),
+}
+
+/// Streams one NDJSON file, or one range of it, as [`ReadBatch`]es.
 pub(crate) struct NdjsonStream {
     uri: String,
     input: Input,
@@ -56,17 +68,22 @@ pub(crate) struct NdjsonStream {
 
     /// Decompressed offset of `buf[start]`.
     consumed: u64,
+    /// Lines read start at offsets below this: the end of the item's range, if any.
+    limit: u64,
     /// Lines consumed (blank and failed ones included).
     line_no: u64,
-    /// Ordinal of the next decoded record.
+    /// Whether `line_no` counts from the file's first line: a range that starts
+    /// later does not know how many lines come before it.
+    lines_known: bool,
+    /// Records read (decoded or failed) before the next batch.
     next_row: u64,
     /// Stored bytes already attributed to an emitted batch.
     reported_bytes: u64,
     pending: Pending,
 
-    /// Resume position `p` still to be verified and reached before the first read.
-    resume_at: u64,
-    /// Decompressed bytes to discard before the byte preceding `resume_at`.
+    /// Where reading enters the file, still to be reached before the first read.
+    entry: Entry,
+    /// Decompressed bytes to discard before the byte preceding the entry point.
     discard: u64,
     started: bool,
     /// The first fill must check for a byte-order mark (only at the start of a file).
@@ -95,10 +112,12 @@ impl NdjsonStream {
                 })?,
             ),
             // A resumed read decodes with the schema the first attempt inferred from the
-            // file's head, not one inferred from the resumed head: the same lines must
-            // decode to the same records (and fail the same way) under every attempt.
-            None if resume.position > 0 => {
-                Self::head_schema(source, item, resume.position, options, chunk_bytes)?
+            // file's head, not one inferred from the resumed head, and a range with the
+            // schema a read of the whole file infers: the same lines must decode to the
+            // same records (and fail the same way) under every attempt and every cut.
+            None if resume.position > 0 || item.range.is_some() => {
+                let before = item.range.map_or(resume.position, |r| r.end);
+                Self::head_schema(source, item, before, options, chunk_bytes)?
                     .map(|schema| LineDecoder::new(schema, true, options.batch_size))
                     .transpose()
                     .map_err(|e| PfError::Schema {
@@ -108,10 +127,29 @@ impl NdjsonStream {
             }
             None => None,
         };
-        let position = resume.position;
-        // Resuming reads from the byte before the checkpoint, to verify that it ends a
-        // line: a checkpoint from a different version of the file would otherwise turn
-        // into silently garbled records.
+        let entry = match (resume.position, item.range) {
+            (0, Some(r)) if r.start > 0 => Entry::RangeStart(r.start),
+            (0, _) => Entry::Start,
+            (p, _) => Entry::Resume(p),
+        };
+        let position = match entry {
+            Entry::Start => 0,
+            Entry::Resume(p) | Entry::RangeStart(p) => p,
+        };
+        if item.range.is_some() && item.compression != Compression::None {
+            return Err(PfError::InvalidWorkItem {
+                message: format!(
+                    "`{}` is {}-compressed NDJSON, which is read whole; a range of it \
+                     cannot be read on its own",
+                    uri,
+                    item.compression.as_str()
+                ),
+            });
+        }
+        // Reading starts at the byte before the entry point: after a checkpoint it must
+        // end a line (a checkpoint from a different version of the file would otherwise
+        // turn into silently garbled records); at a range's start it tells whether the
+        // first line is the range's own.
         let (offset, discard) = match (position, item.compression) {
             (0, _) => (0, 0),
             (p, Compression::None) => (p - 1, 0),
@@ -134,11 +172,13 @@ impl NdjsonStream {
             skipping: false,
             spans: Vec::new(),
             consumed: position,
+            limit: item.range.map_or(u64::MAX, |r| r.end),
             line_no: resume.lines_done,
+            lines_known: item.range.is_none_or(|r| r.start == 0),
             next_row: resume.next_row,
             reported_bytes: 0,
             pending: Pending::default(),
-            resume_at: position,
+            entry,
             discard,
             started: false,
             check_bom: position == 0,
@@ -170,9 +210,9 @@ impl NdjsonStream {
         }
     }
 
-    /// Reaches the resume position and reads the byte before it.
+    /// Reaches the entry point and reads the byte before it.
     fn begin(&mut self) -> Result<()> {
-        if self.resume_at == 0 {
+        if self.entry == Entry::Start {
             return Ok(());
         }
         let mut remaining = self.discard;
@@ -188,8 +228,21 @@ impl NdjsonStream {
         if self.input.read(&mut before)? == 0 {
             return Err(self.beyond_end());
         }
-        self.resumed_mid_line = before[0] != b'\n';
+        match self.entry {
+            Entry::Resume(_) => self.resumed_mid_line = before[0] != b'\n',
+            // The first bytes finish a line that the range before this one owns.
+            Entry::RangeStart(_) => self.skipping = before[0] != b'\n',
+            Entry::Start => {}
+        }
         Ok(())
+    }
+
+    /// The position reading entered the file at.
+    fn entry_position(&self) -> u64 {
+        match self.entry {
+            Entry::Start => 0,
+            Entry::Resume(p) | Entry::RangeStart(p) => p,
+        }
     }
 
     fn beyond_end(&self) -> PfError {
@@ -197,9 +250,9 @@ impl NdjsonStream {
             self.uri.clone(),
             "ndjson",
             format!(
-                "checkpoint position {} is beyond the end of the data; \
-                 the file changed since the checkpoint was taken",
-                self.resume_at
+                "position {} is beyond the end of the data; \
+                 the file changed since it was listed or checkpointed",
+                self.entry_position()
             ),
         )
     }
@@ -215,7 +268,11 @@ impl NdjsonStream {
         options: &NdjsonReaderOptions,
         chunk_bytes: usize,
     ) -> Result<Option<SchemaRef>> {
-        let mut head = Self::open(source, item, &Checkpoint::default(), options, chunk_bytes)?;
+        let whole = WorkItem {
+            range: None,
+            ..item.clone()
+        };
+        let mut head = Self::open(source, &whole, &Checkpoint::default(), options, chunk_bytes)?;
         while head.decoder.is_none() && head.consumed < before {
             match head.next() {
                 Some(batch) => {
@@ -313,7 +370,7 @@ impl NdjsonStream {
         for (i, span) in self.spans.iter().enumerate() {
             self.pending.fail(
                 &self.uri,
-                span.line,
+                *span,
                 reason(i),
                 &self.buf[span.start..span.end],
                 MAX_RECORD_TEXT,
@@ -330,6 +387,12 @@ impl NdjsonStream {
         let mut line_no = self.line_no;
         let mut bytes = 0;
         while self.spans.len() < cap && bytes < byte_budget && pos < self.end {
+            let offset = self.consumed + (pos - self.start) as u64;
+            if offset >= self.limit {
+                // The next range's lines: this read is done.
+                self.eof = true;
+                break;
+            }
             let (line_end, next) = match memchr(b'\n', &self.buf[pos..self.end]) {
                 Some(i) => (pos + i, pos + i + 1),
                 None if self.eof => (self.end, self.end),
@@ -355,7 +418,8 @@ impl NdjsonStream {
                 self.spans.push(Span {
                     start: pos,
                     end: content_end,
-                    line: line_no,
+                    line: self.lines_known.then_some(line_no),
+                    offset,
                 });
                 bytes += content_end - pos;
             }
@@ -388,14 +452,25 @@ impl NdjsonStream {
         self.commit(next, line_no);
     }
 
+    /// Reports the over-long line `line_no` whose first bytes are `buf[start..end]`.
     fn report_overlong(&mut self, line_no: u64, start: usize, end: usize) {
+        let span = Span {
+            start,
+            end,
+            line: self.lines_known.then_some(line_no),
+            offset: self.consumed + (start - self.start) as u64,
+        };
+        let which = match span.line {
+            Some(n) => format!("line {n}"),
+            None => format!("the line at byte {}", span.offset),
+        };
         // One byte past the kept text lets the cut step back before a split character.
         let text_end = end.min(start + OVERLONG_RECORD_TEXT + 1);
         self.pending.fail(
             &self.uri,
-            line_no,
+            span,
             format!(
-                "line {line_no} exceeds max_line_bytes ({} bytes)",
+                "{which} exceeds max_line_bytes ({} bytes)",
                 self.max_line_bytes
             ),
             &self.buf[start..text_end],
@@ -406,6 +481,12 @@ impl NdjsonStream {
     /// Makes room and reads until the buffer is full or the data ends. Called only
     /// when `buf[start..end]` holds no complete line.
     fn fill(&mut self) -> Result<()> {
+        if self.consumed >= self.limit {
+            // Only the next range's lines are left.
+            self.eof = true;
+            self.skipping = false;
+            return Ok(());
+        }
         if self.start > 0 {
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
@@ -464,7 +545,7 @@ impl NdjsonStream {
                     format!(
                         "checkpoint position {} does not follow a line end; \
                          the file changed since the checkpoint was taken",
-                        self.resume_at
+                        self.entry_position()
                     ),
                 ));
             }
@@ -501,14 +582,15 @@ impl NdjsonStream {
                 message: format!("cannot assemble a batch: {e}"),
             })?,
         };
-        let first_row = self.next_row;
-        self.next_row += pending.rows as u64;
+        let first_row = pending.ordinals.first().copied().unwrap_or(self.consumed);
+        self.next_row += pending.records as u64;
         let compressed = self.input.compressed_bytes();
         let bytes_read = compressed - self.reported_bytes;
         self.reported_bytes = compressed;
         Ok(ReadBatch {
             batch,
             first_row,
+            ordinals: Some(pending.ordinals),
             failures: pending.failures,
             bytes_read,
             resume: Some(ResumePoint {

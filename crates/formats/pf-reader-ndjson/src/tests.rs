@@ -132,19 +132,50 @@ fn total_rows(batches: &[ReadBatch]) -> usize {
     batches.iter().map(|b| b.batch.num_rows()).sum()
 }
 
-/// Ordinals are contiguous over decoded rows and every batch carries a resume point
-/// consistent with them.
-fn assert_consistent(batches: &[ReadBatch], first: u64) {
-    let mut next = first;
+/// Every decoded row has an ordinal, ordinals (of rows and failures) rise through the
+/// file, and every batch carries a resume point that counts its records after
+/// `records_before`.
+fn assert_consistent(batches: &[ReadBatch], records_before: u64) {
+    let mut records = records_before;
+    let mut last: Option<u64> = None;
     for b in batches {
-        assert_eq!(
-            b.first_row, next,
-            "first_row continues from the previous batch"
-        );
-        next += b.batch.num_rows() as u64;
+        let ordinals = b.ordinals.as_deref().expect("NDJSON rows carry ordinals");
+        assert_eq!(ordinals.len(), b.batch.num_rows());
+        if let Some(&first) = ordinals.first() {
+            assert_eq!(b.first_row, first);
+        }
+        let mut all: Vec<u64> = ordinals.to_vec();
+        all.extend(b.failures.iter().map(|f| f.row.expect("a failure has its ordinal")));
+        all.sort_unstable();
+        for o in all {
+            assert!(last.is_none_or(|l| o > l), "ordinal {o} after {last:?}");
+            last = Some(o);
+        }
+        records += (b.batch.num_rows() + b.failures.len()) as u64;
         let resume = b.resume.expect("every batch has a resume point");
-        assert_eq!(resume.next_row, next);
+        assert_eq!(resume.next_row, records);
     }
+}
+
+/// The ordinals of the decoded rows, in file order.
+fn row_ordinals(batches: &[ReadBatch]) -> Vec<u64> {
+    batches
+        .iter()
+        .flat_map(|b| b.ordinals.clone().expect("NDJSON rows carry ordinals"))
+        .collect()
+}
+
+/// The byte offset of every non-blank line of `text`.
+fn line_offsets(text: &str) -> Vec<u64> {
+    let mut offsets = Vec::new();
+    let mut at = 0;
+    for line in text.split_inclusive('\n') {
+        if !line.trim().is_empty() {
+            offsets.push(at as u64);
+        }
+        at += line.len();
+    }
+    offsets
 }
 
 fn tx_line(i: usize) -> String {
@@ -166,7 +197,7 @@ fn assert_record_failure(f: &RecordFailure, uri: &str) {
     assert_eq!(f.uri, uri);
     assert_eq!(f.stage, Stage::Read);
     assert_eq!(f.class, ErrorClass::Record);
-    assert_eq!(f.row, None);
+    assert!(f.row.is_some(), "a failed line has its ordinal");
     assert!(f.record.is_some());
     assert!(!f.error.is_empty());
 }
@@ -393,7 +424,10 @@ fn blank_lines_crlf_and_a_missing_final_newline() {
         let end = batches.last().and_then(|b| b.resume).expect("resume");
         assert_eq!(end.position, text.len() as u64);
         assert_eq!(end.lines_done, 8);
-        assert_eq!(end.next_row, 3);
+        assert_eq!(end.next_row, 4, "3 records and 1 failed line");
+        // Ordinals are the lines' byte offsets, blank lines and CRLF included.
+        assert_eq!(row_ordinals(&batches), vec![2, 19, 38]);
+        assert_eq!(failures(&batches)[0].row, Some(30));
     }
 }
 
@@ -598,7 +632,7 @@ fn a_file_of_only_invalid_lines_fails_every_line_and_decodes_nothing() {
         let end = batches.last().and_then(|b| b.resume).expect("resume");
         assert_eq!(
             (end.position, end.lines_done, end.next_row),
-            (text.len() as u64, 7, 0)
+            (text.len() as u64, 7, 6)
         );
     }
 }
@@ -680,7 +714,7 @@ fn check_resume(reader: &NdjsonReader, uri: &str, k: usize) {
     let tail = &all[k + 1..];
     assert_eq!(rows(&resumed), rows(tail));
     assert_eq!(failed_lines(&resumed), failed_lines(tail));
-    assert_eq!(resumed[0].first_row, point.next_row);
+    assert_eq!(row_ordinals(&resumed), row_ordinals(tail));
     assert_consistent(&resumed, point.next_row);
     let last = |b: &[ReadBatch]| b.last().and_then(|b| b.resume);
     assert_eq!(last(&resumed), last(&all));
@@ -770,7 +804,7 @@ fn resume_at_the_end_and_at_a_bad_position() {
     assert_eq!(err.class(), ErrorClass::Permanent);
     let resumed = open(&reader, &gz, &at(9)).expect("resume after line 1");
     assert_eq!(ids(&rows(&resumed)), vec![2]);
-    assert_eq!(resumed[0].first_row, 1);
+    assert_eq!(resumed[0].first_row, 9, "the byte offset of line 2");
 }
 
 #[test]
@@ -1067,12 +1101,9 @@ fn wide_records_make_batches_shorter_not_larger() {
         let bytes = b.batch.num_rows() * 40_020;
         assert!(bytes <= limit + 40_020, "{counts:?}");
     }
-    // Ordinals stay contiguous across the shorter batches.
-    let mut next = 0;
-    for b in &batches {
-        assert_eq!(b.first_row, next);
-        next += b.batch.num_rows() as u64;
-    }
+    // Ordinals stay the lines' offsets across the shorter batches.
+    assert_consistent(&batches, 0);
+    assert_eq!(row_ordinals(&batches), line_offsets(&text));
 }
 
 /// Issue: ids must survive a resume. A file whose later lines widen what the head
@@ -1123,12 +1154,147 @@ fn a_resume_at_any_checkpoint_decodes_with_the_schema_of_the_file_head() {
                 failed_lines(tail),
                 "{uri}: point {k}"
             );
-            let first_rows = |b: &[ReadBatch]| b.iter().map(|b| b.first_row).collect::<Vec<_>>();
             assert_eq!(
-                first_rows(&resumed),
-                first_rows(tail),
+                row_ordinals(&resumed),
+                row_ordinals(tail),
                 "{uri}: ordinals, point {k}"
             );
         }
     }
+}
+
+/// `uri` (of `size` bytes) cut by `cut`, each range read on its own.
+fn read_ranges(reader: &NdjsonReader, uri: &str, size: u64, cut: u64) -> Vec<Vec<ReadBatch>> {
+    let mut item = WorkItem::from_uri(uri).expect("item");
+    item.size = Some(size);
+    let parts = item.split(cut).expect("the file is larger than a cut");
+    parts
+        .iter()
+        .map(|part| {
+            reader
+                .open(Arc::new(LocalObjectSource), part, &Checkpoint::default())
+                .expect("a range opens")
+                .collect::<Result<Vec<_>>>()
+                .expect("a range reads")
+        })
+        .collect()
+}
+
+/// Issue 12: an uncompressed file cut into byte ranges at every size, including cuts
+/// inside lines, on line ends and inside blank, CRLF, bad and over-long lines: the ranges
+/// together yield every record of the whole read once, with the same ordinals (the
+/// lines' byte offsets), the same failures and the schema the whole read infers.
+#[test]
+fn ranges_of_a_file_read_on_their_own_equal_the_whole_read() {
+    let mut text = String::new();
+    for i in 0..40 {
+        match i % 10 {
+            3 => text.push_str("\r\n"),
+            5 => text.push_str("{oops}\n"),
+            7 => text.push_str(&format!("{{\"id\":{i},\"pad\":\"{}\"}}\n", "y".repeat(90))),
+            // Strings where the inferred head schema has integers: type failures.
+            _ if i > 30 => text.push_str(&format!("{{\"id\":{i},\"amount\":\"n/a\"}}\r\n")),
+            _ => text.push_str(&format!("{{\"id\":{i},\"amount\":{i}}}\n")),
+        }
+    }
+    text.push_str(r#"{"id":99}"#);
+    let (_dir, uri) = temp_file("cut.ndjson", text.as_bytes());
+    let reader = NdjsonReader::new(NdjsonReaderOptions {
+        batch_size: 4,
+        max_line_bytes: 80,
+        ..options()
+    })
+    .with_chunk_bytes(32);
+    let whole = read_all(&reader, &uri);
+    assert_consistent(&whole, 0);
+    let want_rows = rows(&whole);
+    // 40 lines less 4 blank, 4 bad, 4 too long and 6 of the wrong type, plus the last.
+    assert_eq!(want_rows.len(), 23);
+    let want_failures: Vec<u64> = failures(&whole).iter().map(|f| f.row.unwrap()).collect();
+    assert_eq!(want_failures.len(), 14);
+    let mut want_ordinals = row_ordinals(&whole);
+    want_ordinals.extend(&want_failures);
+    want_ordinals.sort_unstable();
+    assert_eq!(want_ordinals, line_offsets(&text));
+
+    let size = text.len() as u64;
+    for cut in (1..=size).step_by(7).chain([size / 2, size - 1]) {
+        let ranges = read_ranges(&reader, &uri, size, cut);
+        let got: Vec<ReadBatch> = ranges.iter().flatten().cloned().collect();
+        assert_eq!(rows(&got), want_rows, "cut {cut}");
+        assert_eq!(row_ordinals(&got), row_ordinals(&whole), "cut {cut}");
+        let got_failures: Vec<u64> = failures(&got).iter().map(|f| f.row.unwrap()).collect();
+        assert_eq!(got_failures, want_failures, "cut {cut}");
+        for (index, batches) in ranges.iter().enumerate() {
+            assert_consistent(batches, 0);
+            let start = index as u64 * cut;
+            for o in row_ordinals(batches) {
+                assert!(
+                    (start..start + cut).contains(&o),
+                    "cut {cut}: range {index} owns the lines that start in it, not {o}"
+                );
+            }
+            if index > 0 {
+                assert!(
+                    failures(batches).iter().all(|f| f.line.is_none()),
+                    "a later range does not know its line numbers"
+                );
+            }
+        }
+    }
+}
+
+/// A range resumed from any of its checkpoints continues exactly where it stopped and
+/// still ends at its range's end.
+#[test]
+fn a_range_resumes_from_its_checkpoints_and_stops_at_its_end() {
+    let text: String = (0..60).map(|i| tx_line(i) + "\n").collect();
+    let (_dir, uri) = temp_file("resume-range.ndjson", text.as_bytes());
+    let reader = batched(5);
+    let size = text.len() as u64;
+    let cut = size / 3 + 17;
+    let ranges = read_ranges(&reader, &uri, size, cut);
+    let mut item = WorkItem::from_uri(&uri).unwrap();
+    item.size = Some(size);
+    let parts = item.split(cut).unwrap();
+    for (part, all) in parts.iter().zip(&ranges) {
+        assert!(all.len() > 2, "several batches per range");
+        for k in 0..all.len() - 1 {
+            let point = all[k].resume.expect("resume point");
+            let checkpoint = Checkpoint {
+                position: point.position,
+                next_row: point.next_row,
+                lines_done: point.lines_done,
+                ..Checkpoint::default()
+            };
+            let resumed: Vec<ReadBatch> = reader
+                .open(Arc::new(LocalObjectSource), part, &checkpoint)
+                .expect("resumed range opens")
+                .collect::<Result<_>>()
+                .expect("resumed range reads");
+            assert_eq!(rows(&resumed), rows(&all[k + 1..]), "point {k}");
+            assert_eq!(row_ordinals(&resumed), row_ordinals(&all[k + 1..]));
+        }
+    }
+}
+
+/// A compressed stream cannot be entered in the middle: a range of one is refused, not
+/// read wrong.
+#[test]
+fn a_range_of_a_compressed_file_is_refused() {
+    let text: String = (0..10).map(|i| tx_line(i) + "\n").collect();
+    let (_dir, uri) = temp_file("c.ndjson.gz", &gzip(text.as_bytes()));
+    let mut item = WorkItem::from_uri(&uri).unwrap();
+    item.range = Some(pf_types::ItemRange {
+        index: 1,
+        count: 2,
+        start: 10,
+        end: 20,
+    });
+    let err = NdjsonReader::default()
+        .open(Arc::new(LocalObjectSource), &item, &Checkpoint::default())
+        .err()
+        .expect("refused");
+    assert_eq!(err.class(), ErrorClass::Permanent, "{err}");
+    assert!(err.to_string().contains("read whole"), "{err}");
 }

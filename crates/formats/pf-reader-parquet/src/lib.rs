@@ -432,6 +432,7 @@ impl RowGroupBatches {
         Ok(Some(ReadBatch {
             batch,
             first_row,
+            ordinals: None,
             failures: Vec::new(),
             bytes_read: self.chunks.take_bytes_read(),
             resume,

@@ -161,6 +161,7 @@ impl FileRun<'_> {
             let ReadBatch {
                 batch,
                 first_row,
+                ordinals,
                 failures,
                 bytes_read,
                 resume,
@@ -174,7 +175,12 @@ impl FileRun<'_> {
             self.fail_records(Stage::Read, failures)?;
 
             let t = Instant::now();
-            let out = transform.apply(self.item, DocBatch::contiguous(batch, first_row))?;
+            let docs = DocBatch {
+                batch,
+                first_row,
+                ordinals,
+            };
+            let out = transform.apply(self.item, docs)?;
             self.parts
                 .metrics
                 .add_stage_time(Stage::Transform, t.elapsed());
@@ -315,6 +321,7 @@ mod tests {
                 Ok(ReadBatch {
                     batch: RecordBatch::try_from_iter([("v", Arc::new(col) as _)]).unwrap(),
                     first_row: first,
+                    ordinals: None,
                     failures,
                     bytes_read: 100,
                     resume: Some(ResumePoint {
