@@ -1,6 +1,8 @@
 //! One large file shared by threads and by workers: split into byte ranges (by the
 //! worker on arrival, or by `pf-discoverer --split-size`), it is indexed exactly once,
 //! with the same document ids and contents as an unsplit run, and counted as one file.
+//! Each test runs for a Parquet file (ranges own row groups) and an uncompressed NDJSON
+//! file (ranges own the lines that start in them).
 //! The destination is the `_bulk` protocol test server (pf-bulk-test-server); workers
 //! share metadata through a real `valkey-server`.
 
@@ -18,16 +20,17 @@ use pf_tests::{
     assert_accounted, assert_exit, bin, read_summary, run_with_stdin, slow_reader, transaction_ids,
 };
 use pf_traits::{ItemStatus, MetadataStore};
-use pf_types::WorkItem;
+use pf_types::{FileFormat, WorkItem};
 
 const ROWS: u64 = 300_000;
 
-/// One Parquet file of `ROWS` rows in 15 row groups, larger than 1 MiB.
-fn one_large_file(dir: &Path) {
+/// One `format` file of `ROWS` rows (Parquet: in 15 row groups), larger than 2 MiB.
+fn one_large_file(dir: &Path, format: FileFormat) {
     generate(&GenOptions {
         files: 1,
         seed: 5,
         row_group_rows: 20_000,
+        format,
         ..GenOptions::new(dir.to_path_buf(), ROWS)
     })
     .expect("generate");
@@ -64,10 +67,19 @@ fn index(work: &Path, name: &str, server: &BulkTestServer, args: &[&str], input:
 }
 
 #[test]
-fn threads_share_a_large_file_and_index_it_once_with_unsplit_ids() {
+fn threads_share_a_large_parquet_file_and_index_it_once_with_unsplit_ids() {
+    threads_share_a_large_file_and_index_it_once_with_unsplit_ids(FileFormat::Parquet);
+}
+
+#[test]
+fn threads_share_a_large_ndjson_file_and_index_it_once_with_unsplit_ids() {
+    threads_share_a_large_file_and_index_it_once_with_unsplit_ids(FileFormat::Ndjson);
+}
+
+fn threads_share_a_large_file_and_index_it_once_with_unsplit_ids(format: FileFormat) {
     let work = tempfile::tempdir().unwrap();
     let data = work.path().join("data");
-    one_large_file(&data);
+    one_large_file(&data, format);
     let items = discover(&data, &[]);
 
     let whole = BulkTestServer::start().unwrap();
@@ -112,10 +124,19 @@ fn threads_share_a_large_file_and_index_it_once_with_unsplit_ids() {
 }
 
 #[test]
-fn workers_share_the_ranges_the_discoverer_cut() {
+fn workers_share_the_ranges_the_discoverer_cut_of_a_parquet_file() {
+    workers_share_the_ranges_the_discoverer_cut(FileFormat::Parquet);
+}
+
+#[test]
+fn workers_share_the_ranges_the_discoverer_cut_of_an_ndjson_file() {
+    workers_share_the_ranges_the_discoverer_cut(FileFormat::Ndjson);
+}
+
+fn workers_share_the_ranges_the_discoverer_cut(format: FileFormat) {
     let work = tempfile::tempdir().unwrap();
     let data = work.path().join("data");
-    one_large_file(&data);
+    one_large_file(&data, format);
     let listing = discover(&data, &["--split-size", "1000000"]);
     let items: Vec<&[u8]> = listing.split_inclusive(|&b| b == b'\n').collect();
     assert!(items.len() >= 3, "{} ranges", items.len());
@@ -186,7 +207,7 @@ fn stdout_worker(work: &Path, url: &str, name: &str, threads: &str, extra: &[&st
 fn a_file_worked_on_whole_is_resumed_whole_not_cut() {
     let work = tempfile::tempdir().unwrap();
     let data = work.path().join("data");
-    one_large_file(&data);
+    one_large_file(&data, FileFormat::Parquet);
     let valkey = Valkey::start();
     let url = valkey.url();
     let listing = discover(&data, &["--job-id", "whole"]);
@@ -247,10 +268,19 @@ fn a_file_worked_on_whole_is_resumed_whole_not_cut() {
 /// the ranges already completed without reading them, resumes the interrupted range from
 /// its checkpoint, and reads the untouched ranges; every row reaches the destination.
 #[test]
-fn a_killed_worker_costs_only_the_rest_of_its_range() {
+fn a_killed_worker_costs_only_the_rest_of_its_parquet_range() {
+    a_killed_worker_costs_only_the_rest_of_its_range(FileFormat::Parquet);
+}
+
+#[test]
+fn a_killed_worker_costs_only_the_rest_of_its_ndjson_range() {
+    a_killed_worker_costs_only_the_rest_of_its_range(FileFormat::Ndjson);
+}
+
+fn a_killed_worker_costs_only_the_rest_of_its_range(format: FileFormat) {
     let work = tempfile::tempdir().unwrap();
     let data = work.path().join("data");
-    one_large_file(&data);
+    one_large_file(&data, format);
     let valkey = Valkey::start();
     let url = valkey.url();
     let listing = discover(&data, &["--split-size", "1000000", "--job-id", "crash"]);
