@@ -1,7 +1,10 @@
 //! The NDJSON reader over arbitrary bytes served from memory.
 //!
 //! Input: one option byte, then the stored file.
-//! * bits 0-1: compression: 0 none, 1 gzip, 2 zstd, 3 none;
+//! * bits 0-1: compression: 0 none, 1 gzip, 2 zstd, 3 none and also read as ranges:
+//!   the file is cut into byte ranges (of 7 bytes and of a third of the file), each
+//!   range read on its own, and the records, ordinals and failed lines of the ranges
+//!   together must equal those of the whole read (a difference panics);
 //! * bit 2: decode against a fixed schema (all five field types) instead of inferring;
 //! * bits 3-4: chunk size: 7 bytes, 64 bytes, 4 KiB, or the production 4 MiB;
 //! * bit 5: batches of at most 3 records (else the production 65536);
@@ -16,6 +19,8 @@
 
 use std::sync::Arc;
 
+use arrow::array::RecordBatch;
+use arrow::compute::concat_batches;
 use libfuzzer_sys::fuzz_target;
 
 use paraflow_fuzz::MemSource;
@@ -29,6 +34,74 @@ fn field(name: &str, field_type: FieldType) -> FieldSpec {
         field_type,
         nullable: true,
     }
+}
+
+/// What a read yields that ranges must reproduce: rows (batches with rows), their
+/// ordinals and the ordinals of the failed lines; `None` when the read failed.
+struct Records {
+    batches: Vec<RecordBatch>,
+    ordinals: Vec<u64>,
+    failed: Vec<u64>,
+}
+
+/// Reads `item` to its end, keeping what [`Records`] compares.
+fn records(reader: &dyn Reader, source: &Arc<dyn ObjectSource>, item: &WorkItem) -> Option<Records> {
+    let mut out = Records {
+        batches: Vec::new(),
+        ordinals: Vec::new(),
+        failed: Vec::new(),
+    };
+    let stream = reader.open(Arc::clone(source), item, &Checkpoint::default()).ok()?;
+    for batch in stream {
+        let batch = batch.ok()?;
+        let rows = batch.batch.num_rows();
+        let ordinals = batch.ordinals.unwrap_or_else(|| (0..rows as u64).map(|i| batch.first_row + i).collect());
+        assert_eq!(ordinals.len(), rows, "one ordinal per row");
+        out.ordinals.extend(ordinals);
+        out.failed.extend(batch.failures.iter().map(|f| f.row.expect("an NDJSON failure has its ordinal")));
+        if rows > 0 {
+            out.batches.push(batch.batch);
+        }
+    }
+    Some(out)
+}
+
+/// The rows of `batches` as one batch (`None` for no rows).
+fn joined(batches: &[RecordBatch]) -> Option<RecordBatch> {
+    let first = batches.first()?;
+    Some(concat_batches(&first.schema(), batches).expect("batches of one read share a schema"))
+}
+
+/// Cuts `item` by `cut` bytes and checks that its ranges, read on their own, yield what
+/// the whole read did.
+fn check_ranges(reader: &dyn Reader, source: &Arc<dyn ObjectSource>, item: &WorkItem, whole: &Records, cut: u64) {
+    let Some(parts) = item.split(cut) else {
+        return;
+    };
+    let mut got = Records {
+        batches: Vec::new(),
+        ordinals: Vec::new(),
+        failed: Vec::new(),
+    };
+    for part in &parts {
+        let range = part.range.expect("a part is a range");
+        let Some(r) = records(reader, source, part) else {
+            // The whole file read cleanly, so its ranges must too.
+            panic!("range {}/{} failed where the whole read did not", range.index, range.count);
+        };
+        assert!(
+            r.ordinals.iter().chain(&r.failed).all(|o| (range.start..range.end).contains(o)),
+            "range {}/{} yielded a line that does not start in it",
+            range.index,
+            range.count
+        );
+        got.ordinals.extend(r.ordinals);
+        got.failed.extend(r.failed);
+        got.batches.extend(r.batches);
+    }
+    assert_eq!(got.ordinals, whole.ordinals, "cut {cut}: row ordinals");
+    assert_eq!(got.failed, whole.failed, "cut {cut}: failed lines");
+    assert_eq!(joined(&got.batches), joined(&whole.batches), "cut {cut}: rows");
 }
 
 /// Drains the reader; returns the resume points seen.
@@ -100,6 +173,14 @@ fuzz_target!(|data: &[u8]| {
         range: None,
     };
     let source: Arc<dyn ObjectSource> = Arc::new(MemSource::new(file.to_vec()));
+    if opts & 3 == 3
+        && let Some(whole) = records(&reader, &source, &item)
+    {
+        let len = file.len() as u64;
+        for cut in [7, len.div_ceil(3)] {
+            check_ranges(&reader, &source, &item, &whole, cut);
+        }
+    }
     let points = drain(&reader, &source, &item, &Checkpoint::default());
     if opts & 0x80 != 0 {
         for point in points.iter().take(4) {

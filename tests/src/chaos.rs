@@ -149,10 +149,24 @@ struct SideFiles {
     changed: [PathBuf; 2],
     /// NDJSON whose every record carries a [`WIDE_BYTES`] string.
     wide: PathBuf,
-    wide_lines: u64,
+    /// The ordinals (line byte offsets) of the wide file's records.
+    wide_ordinals: Vec<u64>,
     /// A gzip NDJSON stream cut inside its member.
     truncated: PathBuf,
-    truncated_lines: u64,
+    /// The ordinals (decompressed line byte offsets) of every record before the cut.
+    truncated_ordinals: Vec<u64>,
+}
+
+/// The byte offset of each line of `text`: the ordinals of its NDJSON records.
+fn line_offsets(text: &str) -> Vec<u64> {
+    let mut at = 0;
+    text.split_inclusive('\n')
+        .map(|line| {
+            let offset = at;
+            at += line.len() as u64;
+            offset
+        })
+        .collect()
 }
 
 /// Size of the string that widens each record of the wide NDJSON file.
@@ -196,9 +210,12 @@ impl SideFiles {
 
         let wide_lines = (rows / 100).max(100);
         let wide = dir.join("wide.ndjson");
-        std::fs::write(&wide, ndjson("wide", wide_lines, true)).expect("write wide NDJSON");
+        let text = ndjson("wide", wide_lines, true);
+        std::fs::write(&wide, &text).expect("write wide NDJSON");
+        let wide_ordinals = line_offsets(&text);
 
         let text = ndjson("gzip", side_lines, false);
+        let truncated_ordinals = line_offsets(&text);
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         std::io::Write::write_all(&mut gz, text.as_bytes()).expect("gzip");
         let bytes = gz.finish().expect("gzip");
@@ -207,9 +224,9 @@ impl SideFiles {
         SideFiles {
             changed,
             wide,
-            wide_lines,
+            wide_ordinals,
             truncated,
-            truncated_lines: side_lines,
+            truncated_ordinals,
         }
     }
 }
@@ -221,11 +238,12 @@ enum SideCheck {
     /// Documents of the first version written before the change may stay (`before`, as
     /// found when the object changed); nothing may be written after it.
     Changed { before: BTreeSet<String> },
-    /// Every record, under the ids an uninterrupted run gives (ordinals `0..lines`).
-    Complete { lines: u64 },
-    /// The records before the cut may be there (ordinals from 0 on, none twice); none
-    /// after it.
-    Prefix { lines: u64 },
+    /// Every record, under the ids an uninterrupted run gives (`ordinals`, the lines'
+    /// byte offsets).
+    Complete { ordinals: BTreeSet<u64> },
+    /// The records before the cut may be there (a prefix of `ordinals`, none twice);
+    /// none after it.
+    Prefix { ordinals: Vec<u64> },
 }
 
 /// The shipped fraud rule with a window (its alerts are what a crash can lose) and a
@@ -466,7 +484,7 @@ impl Fleet {
                 &side.wide,
                 "wide.ndjson",
                 SideCheck::Complete {
-                    lines: side.wide_lines,
+                    ordinals: side.wide_ordinals.iter().copied().collect(),
                 },
             ),
             "truncated gzip member" => {
@@ -474,7 +492,7 @@ impl Fleet {
                     &side.truncated,
                     "truncated.ndjson.gz",
                     SideCheck::Prefix {
-                        lines: side.truncated_lines,
+                        ordinals: side.truncated_ordinals.clone(),
                     },
                 );
                 self.letters
@@ -715,23 +733,24 @@ impl Fleet {
         let duplicated = match &self.side {
             SideCheck::None => extra.len() as u64,
             SideCheck::Changed { before } => extra.difference(before).count() as u64,
-            SideCheck::Complete { lines } => {
-                let ordinals = side_ordinals(&extra);
-                let good = ordinals.iter().filter(|o| *o < lines).count() as u64;
+            SideCheck::Complete { ordinals: all } => {
+                let found = side_ordinals(&extra);
+                let good = found.iter().filter(|o| all.contains(o)).count() as u64;
+                let lines = all.len() as u64;
                 documents_expected += lines;
                 missing += lines - good;
                 extra.len() as u64 - good
             }
-            SideCheck::Prefix { lines } => {
-                let ordinals = side_ordinals(&extra);
-                let contiguous = ordinals.iter().enumerate().all(|(i, o)| i as u64 == *o);
-                if !contiguous || ordinals.len() as u64 >= *lines {
+            SideCheck::Prefix { ordinals: all } => {
+                let found = side_ordinals(&extra);
+                if found.len() >= all.len() || !all.starts_with(&found) {
                     problems.push(format!(
-                        "{} of {lines} records before the cut, not ordinals 0..n",
-                        ordinals.len()
+                        "{} of {} records before the cut, not the first lines' ordinals",
+                        found.len(),
+                        all.len()
                     ));
                 }
-                extra.len() as u64 - ordinals.len() as u64
+                extra.len() as u64 - found.len() as u64
             }
         };
         let note = self

@@ -493,7 +493,10 @@ mod tests {
         for uri in ["/d/a.ndjson.gz", "/d/a.jsonl.zst"] {
             let mut ndjson = WorkItem::from_uri(uri).unwrap();
             ndjson.size = Some(1000);
-            assert!(ndjson.split(10).is_none(), "{uri}: a compressed stream is read whole");
+            assert!(
+                ndjson.split(10).is_none(),
+                "{uri}: a compressed stream is read whole"
+            );
         }
         let mut ndjson = WorkItem::from_uri("/d/a.ndjson").unwrap();
         ndjson.size = Some(1000);

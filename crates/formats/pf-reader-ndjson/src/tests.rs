@@ -145,7 +145,11 @@ fn assert_consistent(batches: &[ReadBatch], records_before: u64) {
             assert_eq!(b.first_row, first);
         }
         let mut all: Vec<u64> = ordinals.to_vec();
-        all.extend(b.failures.iter().map(|f| f.row.expect("a failure has its ordinal")));
+        all.extend(
+            b.failures
+                .iter()
+                .map(|f| f.row.expect("a failure has its ordinal")),
+        );
         all.sort_unstable();
         for o in all {
             assert!(last.is_none_or(|l| o > l), "ordinal {o} after {last:?}");
