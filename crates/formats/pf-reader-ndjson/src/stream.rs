@@ -528,6 +528,12 @@ impl NdjsonStream {
             self.end += n;
             if self.skipping {
                 self.skip_rest_of_line();
+                if self.skipping && self.consumed >= self.limit {
+                    // A line that runs past the range's end: nothing after it is ours.
+                    self.eof = true;
+                    self.skipping = false;
+                    break;
+                }
             }
         }
         if self.check_bom && (self.end - self.start >= UTF8_BOM.len() || self.eof) {
