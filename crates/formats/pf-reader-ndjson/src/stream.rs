@@ -345,9 +345,11 @@ impl NdjsonStream {
                         }
                     }
                     Inferred::NoObject(reasons) => {
-                        // Only up to the batch's remaining room, so batches stay bounded;
-                        // the rest is looked at again with the next head.
-                        let cap = self.batch_size.saturating_sub(self.pending.records).max(1);
+                        // Only the lines inference looked at (when the batch has room for
+                        // them, so batches stay bounded): a line after them may be an
+                        // object, and is looked at again with the next head.
+                        let room = self.batch_size.saturating_sub(self.pending.records).max(1);
+                        let cap = room.min(reasons.len());
                         match self.scan(cap, self.batch_byte_room()) {
                             Scan::Lines { next, line_no } => {
                                 let mut reasons = reasons.into_iter();

@@ -1302,3 +1302,28 @@ fn a_range_of_a_compressed_file_is_refused() {
     assert_eq!(err.class(), ErrorClass::Permanent, "{err}");
     assert!(err.to_string().contains("read whole"), "{err}");
 }
+
+/// Found by the fuzz target's range oracle: with a batch roomier than `infer_rows`, the
+/// lines failed for holding no object went past those inference looked at, so a valid
+/// object right after them failed too, with an empty reason.
+#[test]
+fn only_the_lines_inference_rejected_fail_for_holding_no_object() {
+    let text = "[1]\n{oops\n\n{\"a\":3}\n{\"a\":4}\n";
+    let (_dir, uri) = temp_file("head.ndjson", text.as_bytes());
+    let reader = NdjsonReader::new(NdjsonReaderOptions {
+        batch_size: 3,
+        infer_rows: 2,
+        ..options()
+    });
+    let batches = read_all(&reader, &uri);
+    let a: Vec<i64> = rows(&batches)
+        .iter()
+        .map(|r| r["a"].as_i64().expect("a"))
+        .collect();
+    assert_eq!(a, vec![3, 4]);
+    let failed: Vec<(Option<u64>, bool)> = failures(&batches)
+        .iter()
+        .map(|f| (f.line, f.error.is_empty()))
+        .collect();
+    assert_eq!(failed, vec![(Some(1), false), (Some(2), false)]);
+}
