@@ -578,6 +578,8 @@ impl NdjsonStream {
 
     fn emit(&mut self) -> Result<ReadBatch> {
         let pending = self.pending.take();
+        // One allocation per batch for its ordinals, not a doubling series of them.
+        self.pending.ordinals.reserve(self.batch_size);
         let schema: SchemaRef = match &self.decoder {
             Some(decoder) => decoder.schema().clone(),
             None => Arc::new(Schema::empty()),
