@@ -46,6 +46,16 @@ enum Entry {
     RangeStart(u64),
 }
 
+impl Entry {
+    /// The decompressed offset reading enters at.
+    fn position(self) -> u64 {
+        match self {
+            Entry::Start => 0,
+            Entry::Resume(p) | Entry::RangeStart(p) => p,
+        }
+    }
+}
+
 /// Streams one NDJSON file, or one range of it, as [`ReadBatch`]es.
 pub(crate) struct NdjsonStream {
     uri: String,
@@ -102,6 +112,16 @@ impl NdjsonStream {
         chunk_bytes: usize,
     ) -> Result<Self> {
         let uri = item.uri.clone();
+        if item.range.is_some() && item.compression != Compression::None {
+            return Err(PfError::InvalidWorkItem {
+                message: format!(
+                    "`{}` is {}-compressed NDJSON, which is read whole; a range of it \
+                     cannot be read on its own",
+                    uri,
+                    item.compression.as_str()
+                ),
+            });
+        }
         let decoder = match &options.schema {
             Some(schema) => Some(
                 LineDecoder::new(schema.clone(), false, options.batch_size).map_err(|e| {
@@ -132,20 +152,7 @@ impl NdjsonStream {
             (0, _) => Entry::Start,
             (p, _) => Entry::Resume(p),
         };
-        let position = match entry {
-            Entry::Start => 0,
-            Entry::Resume(p) | Entry::RangeStart(p) => p,
-        };
-        if item.range.is_some() && item.compression != Compression::None {
-            return Err(PfError::InvalidWorkItem {
-                message: format!(
-                    "`{}` is {}-compressed NDJSON, which is read whole; a range of it \
-                     cannot be read on its own",
-                    uri,
-                    item.compression.as_str()
-                ),
-            });
-        }
+        let position = entry.position();
         // Reading starts at the byte before the entry point: after a checkpoint it must
         // end a line (a checkpoint from a different version of the file would otherwise
         // turn into silently garbled records); at a range's start it tells whether the
@@ -237,14 +244,6 @@ impl NdjsonStream {
         Ok(())
     }
 
-    /// The position reading entered the file at.
-    fn entry_position(&self) -> u64 {
-        match self.entry {
-            Entry::Start => 0,
-            Entry::Resume(p) | Entry::RangeStart(p) => p,
-        }
-    }
-
     fn beyond_end(&self) -> PfError {
         PfError::invalid_data(
             self.uri.clone(),
@@ -252,7 +251,7 @@ impl NdjsonStream {
             format!(
                 "position {} is beyond the end of the data; \
                  the file changed since it was listed or checkpointed",
-                self.entry_position()
+                self.entry.position()
             ),
         )
     }
@@ -553,7 +552,7 @@ impl NdjsonStream {
                     format!(
                         "checkpoint position {} does not follow a line end; \
                          the file changed since the checkpoint was taken",
-                        self.entry_position()
+                        self.entry.position()
                     ),
                 ));
             }
