@@ -64,26 +64,39 @@ impl Accumulator {
     fn add(&mut self, docs: DocBatch, ready: &mut Vec<Chunk>) {
         let rows = docs.num_rows();
         let bytes_per_row = (docs.batch.get_array_memory_size() / rows).max(1);
+        if self.room(bytes_per_row) >= rows {
+            // Moved whole, not copied: per-row ordinals can be as large as a column.
+            self.append(docs, rows, bytes_per_row, ready);
+            return;
+        }
         let mut offset = 0;
         while offset < rows {
-            let room_docs = self.limits.max_docs - self.pending.rows;
-            let room_bytes =
-                self.limits.max_bytes.saturating_sub(self.pending_bytes) / bytes_per_row;
-            let take = room_docs.min(room_bytes.max(1)).min(rows - offset);
-            let part = if offset == 0 && take == rows {
-                docs.clone()
-            } else {
-                slice(&docs, offset, take)
-            };
-            self.pending.docs.push(part);
-            self.pending.rows += take;
-            self.pending_bytes += take * bytes_per_row;
+            let take = self.room(bytes_per_row).min(rows - offset);
+            self.append(slice(&docs, offset, take), take, bytes_per_row, ready);
             offset += take;
-            if self.pending.rows >= self.limits.max_docs
-                || self.pending_bytes >= self.limits.max_bytes
-            {
-                ready.push(self.take());
-            }
+        }
+    }
+
+    /// Rows of `bytes_per_row` the pending chunk still takes (at least one).
+    fn room(&self, bytes_per_row: usize) -> usize {
+        let room_docs = self.limits.max_docs - self.pending.rows;
+        let room_bytes = self.limits.max_bytes.saturating_sub(self.pending_bytes) / bytes_per_row;
+        room_docs.min(room_bytes.max(1))
+    }
+
+    fn append(
+        &mut self,
+        part: DocBatch,
+        rows: usize,
+        bytes_per_row: usize,
+        ready: &mut Vec<Chunk>,
+    ) {
+        self.pending.docs.push(part);
+        self.pending.rows += rows;
+        self.pending_bytes += rows * bytes_per_row;
+        if self.pending.rows >= self.limits.max_docs || self.pending_bytes >= self.limits.max_bytes
+        {
+            ready.push(self.take());
         }
     }
 
