@@ -184,12 +184,7 @@ fuzz_target!(|data: &[u8]| {
     let points = drain(&reader, &source, &item, &Checkpoint::default());
     if opts & 0x80 != 0 {
         for point in points.iter().take(4) {
-            let resume = Checkpoint {
-                position: point.position,
-                next_row: point.next_row,
-                lines_done: point.lines_done,
-                ..Checkpoint::default()
-            };
+            let resume = point.checkpoint(Default::default());
             drain(&reader, &source, &item, &resume);
         }
         // A checkpoint from another version of the file: mid-line, or past the end.

@@ -97,12 +97,7 @@ fuzz_target!(|data: &[u8]| {
     }
     if opts[0] & 8 != 0 {
         if let Some(point) = first.first_resume {
-            let resume = Checkpoint {
-                position: point.position,
-                next_row: point.next_row,
-                lines_done: point.lines_done,
-                ..Checkpoint::default()
-            };
+            let resume = point.checkpoint(Default::default());
             drain(&reader, &source, &whole, &resume);
         }
     }

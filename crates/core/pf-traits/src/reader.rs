@@ -3,7 +3,7 @@ use std::sync::Arc;
 use arrow::array::RecordBatch;
 
 use pf_error::Result;
-use pf_types::{Checkpoint, FileFormat, RecordFailure, WorkItem};
+use pf_types::{Checkpoint, FileFormat, FileStats, RecordFailure, WorkItem};
 
 use crate::ObjectSource;
 
@@ -16,6 +16,18 @@ pub struct ResumePoint {
     pub next_row: u64,
     /// See [`Checkpoint::lines_done`].
     pub lines_done: u64,
+}
+
+impl ResumePoint {
+    /// The checkpoint that resumes here, with `stats` the counters of the work before it.
+    pub fn checkpoint(self, stats: FileStats) -> Checkpoint {
+        Checkpoint {
+            position: self.position,
+            next_row: self.next_row,
+            lines_done: self.lines_done,
+            stats,
+        }
+    }
 }
 
 /// One decoded stretch of a file.

@@ -708,12 +708,7 @@ fn check_resume(reader: &NdjsonReader, uri: &str, k: usize) {
     let all = read_all(reader, uri);
     assert!(all.len() > k + 1, "need batches after the resume point");
     let point = all[k].resume.expect("resume point");
-    let checkpoint = Checkpoint {
-        position: point.position,
-        next_row: point.next_row,
-        lines_done: point.lines_done,
-        ..Checkpoint::default()
-    };
+    let checkpoint = point.checkpoint(Default::default());
     let resumed = open(reader, uri, &checkpoint).expect("resumed read");
     let tail = &all[k + 1..];
     assert_eq!(rows(&resumed), rows(tail));
@@ -1140,12 +1135,7 @@ fn a_resume_at_any_checkpoint_decodes_with_the_schema_of_the_file_head() {
         assert!(points.len() > 5, "{uri}: several resume points");
         // The last point is the end of the file (see resume_at_the_end_and_at_a_bad_position).
         for (k, point) in points.iter().enumerate().take(points.len() - 1) {
-            let checkpoint = Checkpoint {
-                position: point.position,
-                next_row: point.next_row,
-                lines_done: point.lines_done,
-                ..Checkpoint::default()
-            };
+            let checkpoint = point.checkpoint(Default::default());
             let resumed = open(&reader, &uri, &checkpoint).expect("resumed read");
             let tail = &all[k + 1..];
             assert_eq!(
@@ -1265,12 +1255,7 @@ fn a_range_resumes_from_its_checkpoints_and_stops_at_its_end() {
         assert!(all.len() > 2, "several batches per range");
         for k in 0..all.len() - 1 {
             let point = all[k].resume.expect("resume point");
-            let checkpoint = Checkpoint {
-                position: point.position,
-                next_row: point.next_row,
-                lines_done: point.lines_done,
-                ..Checkpoint::default()
-            };
+            let checkpoint = point.checkpoint(Default::default());
             let resumed: Vec<ReadBatch> = reader
                 .open(Arc::new(LocalObjectSource), part, &checkpoint)
                 .expect("resumed range opens")

@@ -248,12 +248,7 @@ impl FileRun<'_> {
             // handled: a resume after a crash starts from here and will not raise them again.
             self.flush_alerts(transform)?;
             self.parts.record_dlq.flush()?;
-            (self.on_checkpoint)(&Checkpoint {
-                position: r.position,
-                next_row: r.next_row,
-                lines_done: r.lines_done,
-                stats: self.stats,
-            })?;
+            (self.on_checkpoint)(&r.checkpoint(self.stats))?;
         }
         Ok(())
     }
