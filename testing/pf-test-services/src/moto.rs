@@ -21,8 +21,14 @@ impl Moto {
     /// Starts an empty emulator.
     pub fn start() -> Moto {
         let port = free_port();
-        let mut command = Command::new(service_binary("moto_server"));
-        command.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+        // moto_server.py is `moto_server` with a race of moto's SQS queue closed (see
+        // the file), run by the virtualenv's Python, which has moto; looking up
+        // `moto_server` first fails with the install hint when moto is missing.
+        service_binary("moto_server");
+        let mut command = Command::new(service_binary("python"));
+        command
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/moto_server.py"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()]);
         let process = ServiceProcess::start("moto_server", command, port);
         let aws = AwsContext::connect(&Self::settings_for(port)).expect("AWS client set-up");
         let s3 = aws_sdk_s3::Client::from_conf(
