@@ -37,20 +37,17 @@ fn field(name: &str, field_type: FieldType) -> FieldSpec {
 }
 
 /// What a read yields that ranges must reproduce: rows (batches with rows), their
-/// ordinals and the ordinals of the failed lines; `None` when the read failed.
+/// ordinals and the ordinals of the failed lines.
+#[derive(Default)]
 struct Records {
     batches: Vec<RecordBatch>,
     ordinals: Vec<u64>,
     failed: Vec<u64>,
 }
 
-/// Reads `item` to its end, keeping what [`Records`] compares.
+/// Reads `item` to its end, keeping what [`Records`] compares; `None` when the read fails.
 fn records(reader: &dyn Reader, source: &Arc<dyn ObjectSource>, item: &WorkItem) -> Option<Records> {
-    let mut out = Records {
-        batches: Vec::new(),
-        ordinals: Vec::new(),
-        failed: Vec::new(),
-    };
+    let mut out = Records::default();
     let stream = reader.open(Arc::clone(source), item, &Checkpoint::default()).ok()?;
     for batch in stream {
         let batch = batch.ok()?;
@@ -78,11 +75,7 @@ fn check_ranges(reader: &dyn Reader, source: &Arc<dyn ObjectSource>, item: &Work
     let Some(parts) = item.split(cut) else {
         return;
     };
-    let mut got = Records {
-        batches: Vec::new(),
-        ordinals: Vec::new(),
-        failed: Vec::new(),
-    };
+    let mut got = Records::default();
     for part in &parts {
         let range = part.range.expect("a part is a range");
         let Some(r) = records(reader, source, part) else {

@@ -42,11 +42,10 @@ pub struct WorkerConfig {
     /// many MiB is cut into ranges of this size when it arrives, which go back to the
     /// queue so every thread (and, on SQS, every worker) can take one; only when there
     /// is more than one thread or the queue is shared. gzip/zstd NDJSON is read whole.
-    /// Default `null` (off): ranges
-    /// of a time-ordered file are read at once, so window rules count exactly only when
-    /// `coordinator.valkey.window_lateness_secs` covers the event-time span of the
-    /// ranges in flight (with the default 300 s, splitting the generated 2,000,000-row
-    /// file lost 42% of rapid_activity firings).
+    /// Default `null` (off): ranges of a time-ordered file are read at once, so window
+    /// rules count exactly only when `coordinator.valkey.window_lateness_secs` covers
+    /// the event-time span of the ranges in flight (with the default 300 s, splitting
+    /// the generated 2,000,000-row file lost 42% of rapid_activity firings).
     pub split_size_mib: Option<u64>,
 }
 
