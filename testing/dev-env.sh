@@ -70,7 +70,8 @@ case "${1:-}" in
   up)
     ./setup-services.sh
     mkdir -p "$STATE"
-    start moto "$MOTO_PORT" "$VENV/bin/moto_server" -H 127.0.0.1 -p "$MOTO_PORT"
+    # moto_server.py: moto with its SQS DeleteMessage race closed, as the tests run it.
+    start moto "$MOTO_PORT" "$VENV/bin/python" pf-test-services/moto_server.py -H 127.0.0.1 -p "$MOTO_PORT"
     start valkey "$VALKEY_PORT" "$VENV/bin/valkey-server" --bind 127.0.0.1 --port "$VALKEY_PORT" \
       --save "" --appendonly no --dir "$STATE"
     seed

@@ -14,7 +14,7 @@ use pf_indexer_stdout::{LocalDestination, LocalIndexerFactory};
 use pf_queue_memory::MemoryQueue;
 use pf_traits::IdentityTransform;
 use pf_types::{Checkpoint, Compression, FileFormat, WorkItem};
-use pf_worker::{Worker, WorkerSettings};
+use pf_worker::{Worker, WorkerComponents, WorkerSettings};
 
 const ROWS: u64 = 2_000_000;
 
@@ -93,11 +93,13 @@ fn thread_scaling(c: &mut Criterion) {
                             threads,
                             ..WorkerSettings::default()
                         },
-                        queue,
-                        Arc::new(MemoryMetadataStore::default()),
-                        shared_parts(&tempfile_dir()),
-                        Arc::new(IdentityTransform),
-                        Arc::new(LocalIndexerFactory::new(LocalDestination::Stats)),
+                        WorkerComponents {
+                            queue,
+                            metadata: Arc::new(MemoryMetadataStore::default()),
+                            parts: shared_parts(&tempfile_dir()),
+                            transforms: Arc::new(IdentityTransform),
+                            indexers: Arc::new(LocalIndexerFactory::new(LocalDestination::Stats)),
+                        },
                     );
                     let summary = worker.run().expect("run");
                     assert_eq!(summary.totals.rows_indexed, ROWS);

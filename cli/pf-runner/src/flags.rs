@@ -193,34 +193,19 @@ mod tests {
     #[test]
     fn given_flags_become_overrides_of_their_keys() {
         let o = parse(&["t", "-t", "3", "--region", "eu-west-1", "--es-setup"]);
-        let got: Vec<(&str, &[String], &str)> = o
+        // key, values, source: one line per override.
+        let got: Vec<String> = o
             .iter()
-            .map(|o| (o.key.as_str(), o.values.as_slice(), o.source.as_str()))
+            .map(|o| format!("{} {:?} {}", o.key, o.values, o.source))
             .collect();
         assert_eq!(
             got,
-            vec![
-                ("worker.threads", &["3".to_owned()][..], "--threads"),
-                (
-                    "storage.s3.region",
-                    &["eu-west-1".to_owned()][..],
-                    "--region"
-                ),
-                (
-                    "queue.sqs.region",
-                    &["eu-west-1".to_owned()][..],
-                    "--region"
-                ),
-                (
-                    "indexer.elasticsearch.setup",
-                    &["true".to_owned()][..],
-                    "--es-setup"
-                ),
-                (
-                    "reader.batch_size",
-                    &["7".to_owned()][..],
-                    "--set reader.batch_size"
-                ),
+            [
+                r#"worker.threads ["3"] --threads"#,
+                r#"storage.s3.region ["eu-west-1"] --region"#,
+                r#"queue.sqs.region ["eu-west-1"] --region"#,
+                r#"indexer.elasticsearch.setup ["true"] --es-setup"#,
+                r#"reader.batch_size ["7"] --set reader.batch_size"#,
             ]
         );
         let o = parse(&["t", "--es-endpoint", "http://a:1"]);

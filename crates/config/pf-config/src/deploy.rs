@@ -18,7 +18,7 @@ use pf_storage_s3::{OnDemandS3, S3Location};
 use pf_traits::{AlertSink, BulkLimits, IndexerFactory, RecordDlq, WorkQueue};
 use pf_transform::{RuleTally, TransformStage};
 use pf_types::{FileFormat, RunSummary};
-use pf_worker::{ProgressMode, Worker};
+use pf_worker::{ProgressMode, Worker, WorkerComponents};
 
 use crate::model::{AlertDestination, Config, Destination, QueueKind};
 
@@ -154,7 +154,16 @@ pub fn deploy(config: &Config, queue: Arc<dyn WorkQueue>) -> Result<Deployment> 
     });
     let rule_tally = (!stage.is_identity()).then(|| stage.tally());
     let destination = indexers.name();
-    let worker = Worker::new(settings, queue, metadata, parts, stage.clone(), indexers);
+    let worker = Worker::new(
+        settings,
+        WorkerComponents {
+            queue,
+            metadata,
+            parts,
+            transforms: stage.clone(),
+            indexers,
+        },
+    );
     Ok(Deployment {
         worker,
         metrics,

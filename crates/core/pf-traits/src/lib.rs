@@ -30,7 +30,7 @@ pub use metadata::{
     NO_JOB,
 };
 pub use queue::{Delivery, WorkQueue};
-pub use reader::{BatchStream, ReadBatch, Reader, ResumePoint};
+pub use reader::{BatchSteps, BatchStream, ReadBatch, Reader, ResumePoint};
 pub use source::{ObjectListing, ObjectSource, PinnedSource, object_changed};
 pub use transform::{AlertSink, IdentityTransform, Transform, TransformFactory, TransformOutput};
 pub use window::{BatchMeta, WindowAlert, WindowOutcome, WindowRequest, WindowStore};

@@ -54,6 +54,47 @@ pub struct ReadBatch {
 /// A stream of decoded batches; an `Err` ends the file (transient or permanent).
 pub type BatchStream = Box<dyn Iterator<Item = Result<ReadBatch>> + Send>;
 
+/// A reader's decoding loop, one batch a call; [`BatchSteps::into_stream`] makes it a
+/// [`BatchStream`] that ends at the first error or at the end, as every stream must.
+pub trait BatchSteps: Send + Sized + 'static {
+    /// The next batch; `Ok(None)` at the end of the file or range.
+    fn next_batch(&mut self) -> Result<Option<ReadBatch>>;
+
+    /// Called once when the stream ends (error or end), so decoders and buffers are
+    /// released then rather than when the stream is dropped.
+    fn release(&mut self) {}
+
+    /// The stream of this loop's batches.
+    fn into_stream(self) -> BatchStream {
+        Box::new(Stepped {
+            steps: self,
+            done: false,
+        })
+    }
+}
+
+/// The [`BatchStream`] of a [`BatchSteps`]: no call after an error or the end.
+struct Stepped<S> {
+    steps: S,
+    done: bool,
+}
+
+impl<S: BatchSteps> Iterator for Stepped<S> {
+    type Item = Result<ReadBatch>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let step = self.steps.next_batch();
+        if !matches!(step, Ok(Some(_))) {
+            self.done = true;
+            self.steps.release();
+        }
+        step.transpose()
+    }
+}
+
 /// Decodes one file format into Arrow batches, streaming.
 pub trait Reader: Send + Sync {
     /// The format this reader decodes.

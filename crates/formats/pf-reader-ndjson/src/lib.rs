@@ -85,7 +85,7 @@ use std::sync::Arc;
 use arrow::datatypes::SchemaRef;
 
 use pf_error::{PfError, Result};
-use pf_traits::{BatchStream, ObjectSource, Reader};
+use pf_traits::{BatchSteps, BatchStream, ObjectSource, Reader};
 use pf_types::{Checkpoint, FileFormat, WorkItem};
 
 /// Default number of records per batch.
@@ -199,6 +199,6 @@ impl Reader for NdjsonReader {
             &self.options,
             self.chunk_bytes,
         )?;
-        Ok(Box::new(stream))
+        Ok(stream.into_stream())
     }
 }

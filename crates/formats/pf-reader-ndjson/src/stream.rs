@@ -8,7 +8,7 @@ use arrow::datatypes::{Schema, SchemaRef};
 use memchr::memchr;
 
 use pf_error::{PfError, Result};
-use pf_traits::{ObjectSource, ReadBatch, ResumePoint};
+use pf_traits::{BatchSteps, ObjectSource, ReadBatch, ResumePoint};
 use pf_types::{Checkpoint, Compression, WorkItem};
 
 use crate::NdjsonReaderOptions;
@@ -100,7 +100,6 @@ pub(crate) struct NdjsonStream {
     check_bom: bool,
     /// Resuming after a byte that was not a line end: only valid at the very end.
     resumed_mid_line: bool,
-    done: bool,
 }
 
 impl NdjsonStream {
@@ -190,7 +189,6 @@ impl NdjsonStream {
             started: false,
             check_bom: position == 0,
             resumed_mid_line: false,
-            done: false,
         })
     }
 
@@ -273,11 +271,8 @@ impl NdjsonStream {
         };
         let mut head = Self::open(source, &whole, &Checkpoint::default(), options, chunk_bytes)?;
         while head.decoder.is_none() && head.consumed < before {
-            match head.next() {
-                Some(batch) => {
-                    batch?;
-                }
-                None => break,
+            if head.advance()?.is_none() {
+                break;
             }
         }
         Ok(head.decoder.map(|d| d.schema().clone()))
@@ -611,18 +606,9 @@ impl NdjsonStream {
     }
 }
 
-impl Iterator for NdjsonStream {
-    type Item = Result<ReadBatch>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.done {
-            return None;
-        }
-        let result = self.advance();
-        if !matches!(result, Ok(Some(_))) {
-            self.done = true;
-        }
-        result.transpose()
+impl BatchSteps for NdjsonStream {
+    fn next_batch(&mut self) -> Result<Option<ReadBatch>> {
+        self.advance()
     }
 }
 

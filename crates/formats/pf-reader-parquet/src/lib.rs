@@ -36,7 +36,7 @@ use parquet::file::metadata::{
 use parquet::schema::types::Type;
 
 use pf_error::{PfError, Result};
-use pf_traits::{BatchStream, ObjectSource, ReadBatch, Reader, ResumePoint};
+use pf_traits::{BatchSteps, BatchStream, ObjectSource, ReadBatch, Reader, ResumePoint};
 use pf_types::{Checkpoint, FileFormat, WorkItem};
 
 use crate::chunks::ObjectChunks;
@@ -169,7 +169,7 @@ impl Reader for ParquetReader {
         let (next_group, next_row) = resume_at(&row_counts, resume, uri)?;
         let window_size = self.io.window_size(leaves.len());
 
-        Ok(Box::new(RowGroupBatches {
+        Ok(RowGroupBatches {
             chunks,
             metadata,
             projection,
@@ -181,8 +181,8 @@ impl Reader for ParquetReader {
             next_group,
             next_row,
             current: None,
-            finished: false,
-        }))
+        }
+        .into_stream())
     }
 }
 
@@ -340,7 +340,6 @@ struct RowGroupBatches {
     /// Ordinal in the file of the next row to come out.
     next_row: u64,
     current: Option<Group>,
-    finished: bool,
 }
 
 /// The row group being decoded.
@@ -351,26 +350,13 @@ struct Group {
     remaining: u64,
 }
 
-impl Iterator for RowGroupBatches {
-    type Item = Result<ReadBatch>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.finished {
-            return None;
-        }
-        let step = self.step();
-        if !matches!(step, Ok(Some(_))) {
-            // Release the decoder and buffers now rather than when the stream is dropped.
-            self.finished = true;
-            self.current = None;
-            self.chunks.clear_column_chunks();
-        }
-        step.transpose()
+impl BatchSteps for RowGroupBatches {
+    fn release(&mut self) {
+        self.current = None;
+        self.chunks.clear_column_chunks();
     }
-}
 
-impl RowGroupBatches {
-    fn step(&mut self) -> Result<Option<ReadBatch>> {
+    fn next_batch(&mut self) -> Result<Option<ReadBatch>> {
         let group = match &mut self.current {
             Some(group) => group,
             None => {
@@ -438,7 +424,9 @@ impl RowGroupBatches {
             resume,
         }))
     }
+}
 
+impl RowGroupBatches {
     /// The byte ranges of row group `index`'s projected column chunks.
     fn column_chunks(&self, index: usize) -> Result<Vec<Range<u64>>> {
         let group_meta = self.metadata.metadata().row_group(index);

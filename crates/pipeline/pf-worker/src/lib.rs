@@ -19,4 +19,4 @@ pub use progress::{ProgressDisplay, ProgressMode};
 pub use queue_metrics::describe_metrics;
 pub use stoppable::{StoppableThread, Ticks};
 pub use summary::render_summary;
-pub use worker::{Worker, WorkerSettings, default_worker_id, peak_rss_mb};
+pub use worker::{Worker, WorkerComponents, WorkerSettings, default_worker_id, peak_rss_mb};

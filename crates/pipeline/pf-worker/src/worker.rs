@@ -71,15 +71,26 @@ pub fn default_worker_id() -> String {
     format!("{host}-{}", std::process::id())
 }
 
+/// What a [`Worker`] is built from: where items come from, where their state is kept,
+/// and the per-thread pipeline stages.
+pub struct WorkerComponents {
+    /// The work queue items are received from and settled on.
+    pub queue: Arc<dyn WorkQueue>,
+    /// Item claims, checkpoints and job progress.
+    pub metadata: Arc<dyn MetadataStore>,
+    /// Readers, sources, metrics and the record DLQ, shared by every thread.
+    pub parts: SharedParts,
+    /// Makes each pipeline thread's transform.
+    pub transforms: Arc<dyn TransformFactory>,
+    /// Makes each pipeline thread's indexer (destination).
+    pub indexers: Arc<dyn IndexerFactory>,
+}
+
 /// Takes work items from a queue and runs one pipeline per thread until the queue is
 /// drained, the idle limit passes, or shutdown is requested.
 pub struct Worker {
     settings: WorkerSettings,
-    queue: Arc<dyn WorkQueue>,
-    metadata: Arc<dyn MetadataStore>,
-    parts: SharedParts,
-    transforms: Arc<dyn TransformFactory>,
-    indexers: Arc<dyn IndexerFactory>,
+    components: WorkerComponents,
     shutdown: Arc<AtomicBool>,
     /// Set once the shutdown grace period is over: files in flight are given up.
     abandon: Arc<AtomicBool>,
@@ -87,21 +98,11 @@ pub struct Worker {
 
 impl Worker {
     /// A worker over the given components.
-    pub fn new(
-        settings: WorkerSettings,
-        queue: Arc<dyn WorkQueue>,
-        metadata: Arc<dyn MetadataStore>,
-        parts: SharedParts,
-        transforms: Arc<dyn TransformFactory>,
-        indexers: Arc<dyn IndexerFactory>,
-    ) -> Self {
+    pub fn new(settings: WorkerSettings, mut components: WorkerComponents) -> Self {
+        components.queue = MeasuredQueue::wrap(components.queue);
         Worker {
             settings,
-            queue: MeasuredQueue::wrap(queue),
-            metadata,
-            parts,
-            transforms,
-            indexers,
+            components,
             shutdown: Arc::new(AtomicBool::new(false)),
             abandon: Arc::new(AtomicBool::new(false)),
         }
@@ -115,7 +116,7 @@ impl Worker {
 
     /// The shared parts (metrics, DLQ, …) this worker runs with.
     pub fn parts(&self) -> &SharedParts {
-        &self.parts
+        &self.components.parts
     }
 
     /// Runs until done and returns the exact run summary.
@@ -127,8 +128,8 @@ impl Worker {
         let in_flight = Arc::new(InFlight::default());
         let heartbeat = Heartbeats::start(
             in_flight.clone(),
-            self.queue.clone(),
-            self.metadata.clone(),
+            self.components.queue.clone(),
+            self.components.metadata.clone(),
             self.settings.heartbeat_interval,
         );
         let pool = rayon::ThreadPoolBuilder::new()
@@ -140,10 +141,10 @@ impl Worker {
         let results = pool.broadcast(|ctx| self.pipeline_thread(&in_flight, ctx.index()));
         grace.stop();
         heartbeat.stop();
-        if let Err(e) = self.queue.close() {
+        if let Err(e) = self.components.queue.close() {
             tracing::warn!(error = %e, "cannot give back prefetched items; they reappear when their visibility lapses");
         }
-        self.indexers.finish()?;
+        self.components.indexers.finish()?;
         let mut summary = RunSummary::default();
         for r in results {
             summary.merge(r?);
@@ -151,6 +152,7 @@ impl Worker {
         summary.finish(started.elapsed().as_secs_f64());
         summary.peak_rss_mb = peak_rss_mb();
         summary.indexer = self
+            .components
             .indexers
             .counters()
             .into_iter()
@@ -186,15 +188,15 @@ impl Worker {
         // this worker is held elsewhere, never processed twice at once.
         let holder = format!("{}/t{index}", self.settings.worker_id);
         let mut processor = FileProcessor::new(
-            self.parts.clone(),
-            self.transforms.create()?,
-            self.indexers.create()?,
+            self.components.parts.clone(),
+            self.components.transforms.create()?,
+            self.components.indexers.create()?,
         );
         let mut summary = RunSummary::default();
         let mut idle_since = Instant::now();
         let mut queue_errors = 0u32;
         while !self.shutdown.load(Ordering::Relaxed) {
-            let deliveries = match self.queue.receive(1, self.settings.receive_wait) {
+            let deliveries = match self.components.queue.receive(1, self.settings.receive_wait) {
                 Ok(d) => {
                     queue_errors = 0;
                     d
@@ -209,7 +211,7 @@ impl Worker {
                 Err(e) => return Err(e),
             };
             if deliveries.is_empty() {
-                if self.queue.is_drained() {
+                if self.components.queue.is_drained() {
                     break;
                 }
                 if self
@@ -224,16 +226,19 @@ impl Worker {
             }
             for delivery in deliveries {
                 in_flight.insert(&delivery, &holder);
-                self.parts.metrics.file_started();
+                self.components.parts.metrics.file_started();
                 let outcome =
                     self.handle(&mut processor, &delivery, &holder, in_flight, &mut summary);
-                self.parts.metrics.file_ended();
+                self.components.parts.metrics.file_ended();
                 in_flight.remove(&delivery);
                 match outcome {
                     // The queue or metadata store failed to settle the item: it will be
                     // delivered again when its visibility lapses, and a completed item
                     // is then acknowledged without work. Not a reason to stop.
-                    Err(e) if e.is_transient() && self.queue.visibility_timeout().is_some() => {
+                    Err(e)
+                        if e.is_transient()
+                            && self.components.queue.visibility_timeout().is_some() =>
+                    {
                         tracing::warn!(uri = %delivery.item.uri, error = %e, "cannot settle the item; it will be delivered again");
                     }
                     Err(e) if e.is_transient() => self.give_back(&delivery, e, &mut summary)?,
@@ -260,7 +265,7 @@ impl Worker {
         if attempts < self.settings.max_attempts {
             let delay = self.settings.retry.delay(attempts);
             tracing::warn!(uri = %item.uri, attempt = attempts, retry_in = ?delay, error = %error, "cannot record the item's outcome; it goes back to the queue");
-            return self.queue.release(delivery, delay);
+            return self.components.queue.release(delivery, delay);
         }
         let failure = FileFailure {
             uri: item.location(),
@@ -269,12 +274,15 @@ impl Worker {
             attempts,
         };
         tracing::error!(uri = %item.uri, attempts, error = %error, "cannot record the item's outcome; giving it up");
-        self.queue.dead_letter(delivery, &failure)?;
+        self.components.queue.dead_letter(delivery, &failure)?;
         summary.files_total += 1;
         summary.files_failed += 1;
-        self.parts.metrics.file_error(failure.class);
+        self.components.parts.metrics.file_error(failure.class);
         summary.failures.push(failure);
-        self.parts.metrics.file_settled(FileOutcome::Failed);
+        self.components
+            .parts
+            .metrics
+            .file_settled(FileOutcome::Failed);
         Ok(())
     }
 
@@ -285,28 +293,35 @@ impl Worker {
     fn lost_claim(&self, delivery: &Delivery, error: &PfError, summary: &mut RunSummary) {
         let item = &delivery.item;
         tracing::warn!(uri = %item.uri, error = %error, "claim lost to another worker; stopping this file without settling it");
-        if self.queue.visibility_timeout().is_none()
-            && let Err(e) = self.queue.ack(delivery)
+        if self.components.queue.visibility_timeout().is_none()
+            && let Err(e) = self.components.queue.ack(delivery)
         {
             tracing::warn!(uri = %item.uri, error = %e, "cannot drop the delivery of a lost claim");
         }
         summary.files_skipped += 1;
-        self.parts.metrics.file_settled(FileOutcome::Skipped);
+        self.components
+            .parts
+            .metrics
+            .file_settled(FileOutcome::Skipped);
     }
 
     /// Acknowledges a duplicate delivery of an item already completed, without work.
     fn skip_completed(&self, delivery: &Delivery, summary: &mut RunSummary) -> Result<()> {
         tracing::info!(uri = %delivery.item.uri, "already completed; acknowledging duplicate delivery");
-        self.queue.ack(delivery)?;
+        self.components.queue.ack(delivery)?;
         summary.files_skipped += 1;
-        self.parts.metrics.file_settled(FileOutcome::Skipped);
+        self.components
+            .parts
+            .metrics
+            .file_settled(FileOutcome::Skipped);
         Ok(())
     }
 
     /// The ranges `item` is cut into on arrival, when splitting is on, the file is large
     /// and splittable, and some other thread or worker can take a range.
     fn ranges_of(&self, item: &WorkItem) -> Option<Vec<WorkItem>> {
-        let shared = self.settings.threads > 1 || self.queue.visibility_timeout().is_some();
+        let shared =
+            self.settings.threads > 1 || self.components.queue.visibility_timeout().is_some();
         if !shared {
             return None;
         }
@@ -325,7 +340,7 @@ impl Worker {
         summary: &mut RunSummary,
     ) -> Result<bool> {
         let item = &delivery.item;
-        match self.metadata.get(item)? {
+        match self.components.metadata.get(item)? {
             Some(r) if r.status == ItemStatus::Completed => {
                 self.skip_completed(delivery, summary)?;
                 return Ok(true);
@@ -337,7 +352,7 @@ impl Worker {
             _ => {}
         }
         tracing::info!(uri = %item.uri, ranges = ranges.len(), "cutting the file into ranges for the other threads and workers");
-        match self.queue.replace(delivery, ranges) {
+        match self.components.queue.replace(delivery, ranges) {
             Ok(()) => {
                 summary.files_split += 1;
                 Ok(true)
@@ -365,8 +380,8 @@ impl Worker {
         {
             return Ok(());
         }
-        let m = &self.parts.metrics;
-        let (attempts, checkpoint) = match self.metadata.claim(item, wid) {
+        let m = &self.components.parts.metrics;
+        let (attempts, checkpoint) = match self.components.metadata.claim(item, wid) {
             Ok(Claim::Acquired {
                 attempts,
                 checkpoint,
@@ -378,6 +393,7 @@ impl Worker {
             Ok(Claim::HeldElsewhere { worker }) => {
                 tracing::info!(uri = %item.uri, holder = %worker, "held by another worker; releasing");
                 return self
+                    .components
                     .queue
                     .release(delivery, self.settings.held_elsewhere_delay);
             }
@@ -385,7 +401,7 @@ impl Worker {
             // after `max_attempts` deliveries, so a metadata outage cannot make the run
             // loop forever (see `give_back`).
             Err(e)
-                if self.queue.visibility_timeout().is_none()
+                if self.components.queue.visibility_timeout().is_none()
                     && delivery.receive_count >= self.settings.max_attempts =>
             {
                 return Err(e);
@@ -394,7 +410,7 @@ impl Worker {
                 // Without a claim nothing may be processed; the item goes back untouched.
                 tracing::warn!(uri = %item.uri, error = %e, "cannot claim; releasing for a retry");
                 let delay = self.settings.retry.delay(delivery.receive_count);
-                return self.queue.release(delivery, delay);
+                return self.components.queue.release(delivery, delay);
             }
         };
         let attempts = attempts.max(delivery.receive_count);
@@ -403,7 +419,7 @@ impl Worker {
             tracing::info!(uri = %item.uri, position = resume.position, rows = resume.next_row, "resuming from checkpoint");
         }
         let started = Instant::now();
-        let metadata = &self.metadata;
+        let metadata = &self.components.metadata;
         let abandon = &self.abandon;
         let result = processor.process(item, &resume, &mut |cp: &Checkpoint| {
             metadata.checkpoint(item, wid, cp)?;
@@ -421,7 +437,7 @@ impl Worker {
                 self.lost_claim(delivery, &failed.error, summary);
             }
             Ok(stats) => {
-                let completion = match self.metadata.complete(item, wid, &stats) {
+                let completion = match self.components.metadata.complete(item, wid, &stats) {
                     Err(e @ PfError::ClaimLost { .. }) => {
                         self.lost_claim(delivery, &e, summary);
                         return Ok(());
@@ -430,7 +446,7 @@ impl Worker {
                     // back (see the callers of `handle`).
                     other => other?,
                 };
-                self.queue.ack(delivery)?;
+                self.components.queue.ack(delivery)?;
                 tracing::debug!(
                     uri = %item.uri,
                     rows = stats.rows_read,
@@ -456,8 +472,8 @@ impl Worker {
             // worker resumes from the checkpoint just written.
             Err(failed) if matches!(failed.error, PfError::Interrupted(_)) => {
                 tracing::info!(uri = %item.uri, "released at a checkpoint for shutdown");
-                self.metadata.release(item, wid, None)?;
-                self.queue.release(delivery, Duration::ZERO)?;
+                self.components.metadata.release(item, wid, None)?;
+                self.components.queue.release(delivery, Duration::ZERO)?;
                 m.file_settled(FileOutcome::Retried);
             }
             // Partial counts are dropped: the retry resumes from the last checkpoint, whose
@@ -466,8 +482,10 @@ impl Worker {
                 let delay = self.settings.retry.delay(attempts);
                 let error = &failed.error;
                 tracing::warn!(uri = %item.uri, attempt = attempts, retry_in = ?delay, error = %error, "transient failure; file goes back to the queue");
-                self.metadata.release(item, wid, Some(&error.to_string()))?;
-                self.queue.release(delivery, delay)?;
+                self.components
+                    .metadata
+                    .release(item, wid, Some(&error.to_string()))?;
+                self.components.queue.release(delivery, delay)?;
                 m.file_error(ErrorClass::Transient);
                 m.file_settled(FileOutcome::Retried);
             }
@@ -480,8 +498,8 @@ impl Worker {
                     attempts,
                 };
                 tracing::error!(uri = %item.uri, class = %failure.class, attempts, error = %error, "file failed; sending it to the dead-letter queue");
-                self.metadata.fail(item, wid, &failure)?;
-                self.queue.dead_letter(delivery, &failure)?;
+                self.components.metadata.fail(item, wid, &failure)?;
+                self.components.queue.dead_letter(delivery, &failure)?;
                 summary.files_total += 1;
                 summary.files_failed += 1;
                 summary.totals += partial;
