@@ -46,14 +46,7 @@ impl KeyFlag {
         keys: &'static [&'static str],
         help: &'static str,
     ) -> Self {
-        KeyFlag {
-            long,
-            short: None,
-            keys,
-            value: FlagValue::One(value_name),
-            env: None,
-            help,
-        }
+        Self::new(long, keys, FlagValue::One(value_name), help)
     }
 
     /// This flag with a short name.
@@ -82,11 +75,20 @@ impl KeyFlag {
         keys: &'static [&'static str],
         help: &'static str,
     ) -> Self {
+        Self::new(long, keys, FlagValue::Switch, help)
+    }
+
+    const fn new(
+        long: &'static str,
+        keys: &'static [&'static str],
+        value: FlagValue,
+        help: &'static str,
+    ) -> Self {
         KeyFlag {
             long,
             short: None,
             keys,
-            value: FlagValue::Switch,
+            value,
             env: None,
             help,
         }

@@ -9,10 +9,10 @@ use arrow::array::RecordBatch;
 use pf_enrichment::{EnrichmentTables, TableKind};
 use pf_error::{PfError, Result};
 
-use crate::ConditionFallback;
 use crate::config::{RuleFile, RuleKind};
 use crate::expr::{self, BinaryOp, Expr, ExprKind, Literal, ParseErrorKind, Position, UnaryOp};
 use crate::semantics::{self, Value};
+use crate::{ConditionFallback, ConditionOutcome};
 
 /// Evaluates parsed conditions one record at a time, following [`crate::semantics`] to
 /// the letter: the reference the vectorized kernels are tested against, the evaluator of
@@ -81,12 +81,7 @@ impl ReferenceInterpreter {
 }
 
 impl ConditionFallback for ReferenceInterpreter {
-    fn eval(
-        &self,
-        rule: usize,
-        batch: &RecordBatch,
-        row: usize,
-    ) -> std::result::Result<bool, String> {
+    fn eval(&self, rule: usize, batch: &RecordBatch, row: usize) -> ConditionOutcome {
         match self.rules.get(rule) {
             Some(Ok(expr)) => {
                 let v = eval(expr, &Row { batch, row }, &self.tables)?;

@@ -145,5 +145,9 @@ pub use pf_traits::BatchMeta;
 /// `rule <name>: <message>`.
 pub trait ConditionFallback: Send + Sync {
     /// The condition of rule number `rule` for row `row` of `batch`.
-    fn eval(&self, rule: usize, batch: &RecordBatch, row: usize) -> Result<bool, String>;
+    fn eval(&self, rule: usize, batch: &RecordBatch, row: usize) -> ConditionOutcome;
 }
+
+/// A condition's value for one row, or why it could not be evaluated (a record-level
+/// failure of that row).
+pub type ConditionOutcome = Result<bool, String>;

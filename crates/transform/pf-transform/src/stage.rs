@@ -10,9 +10,9 @@ use arrow::compute::filter_record_batch;
 use pf_enrichment::EnrichmentTables;
 use pf_error::{ErrorClass, PfError, Result};
 use pf_rules::{
-    BatchMeta, CompileOptions, CompiledRules, ConditionFallback, MemoryWindowOptions,
-    MemoryWindowStore, RULE_HITS, RULE_LATE_EVENTS, RuleCounts, RuleFile, RuleMode, WindowStore,
-    append_fraud_columns,
+    BatchMeta, CompileOptions, CompiledRules, ConditionFallback, ConditionOutcome,
+    MemoryWindowOptions, MemoryWindowStore, RULE_HITS, RULE_LATE_EVENTS, RuleCounts, RuleFile,
+    RuleMode, WindowStore, append_fraud_columns,
 };
 use pf_traits::{DocBatch, IdentityTransform, Transform, TransformFactory, TransformOutput};
 use pf_types::{Alert, RecordFailure, Severity, Stage, WorkItem};
@@ -86,12 +86,7 @@ pub struct TransformStage {
 struct RhaiFallback(RhaiConditions);
 
 impl ConditionFallback for RhaiFallback {
-    fn eval(
-        &self,
-        rule: usize,
-        batch: &RecordBatch,
-        row: usize,
-    ) -> std::result::Result<bool, String> {
+    fn eval(&self, rule: usize, batch: &RecordBatch, row: usize) -> ConditionOutcome {
         self.0.eval(rule, batch, row, &mut rhai::Scope::new())
     }
 }
