@@ -2,68 +2,78 @@
 //! until killed, for trying a bulk client by hand.
 
 use std::collections::HashSet;
+use std::net::SocketAddr;
 use std::time::Duration;
 
+use clap::Parser;
 use pf_bulk_test_server::{BulkTestServer, Faults, RejectRule, ServerOptions};
 
-const USAGE: &str = "usage: pf-bulk-test-server [--addr 127.0.0.1:9200] [--throttle-fraction F]
-  [--throttle-attempts N] [--reject-contains TEXT] [--reject-field FIELD=V1,V2,...]
-  [--fail-requests N] [--drop-connections N] [--delay-ms MS] [--auth 'Basic …']
-
-A protocol test server for the Elasticsearch _bulk API with fault injection.
-It is not Elasticsearch: documents are kept in memory by index and _id.";
-
-fn main() {
-    match run() {
-        Ok(()) => {}
-        Err(e) => {
-            eprintln!("pf-bulk-test-server: {e}\n\n{USAGE}");
-            std::process::exit(1);
-        }
-    }
+/// A protocol test server for the Elasticsearch _bulk API with fault injection.
+/// It is not Elasticsearch: documents are kept in memory by index and _id.
+#[derive(Parser)]
+#[command(name = "pf-bulk-test-server")]
+struct Args {
+    /// Where to listen (loopback).
+    #[arg(long, default_value = "127.0.0.1:9200")]
+    addr: SocketAddr,
+    /// Share (0–1) of document ids whose bulk items are answered 429 …
+    #[arg(long, value_name = "F", default_value_t = 0.0)]
+    throttle_fraction: f64,
+    /// … on their first this many attempts (then they succeed).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    throttle_attempts: u32,
+    /// Answer 400 to every document whose source text contains TEXT.
+    #[arg(long, value_name = "TEXT", conflicts_with = "reject_field")]
+    reject_contains: Option<String>,
+    /// Answer 400 to every document whose top-level FIELD is one of the values.
+    #[arg(long, value_name = "FIELD=V1,V2,...", value_parser = parse_field_rule)]
+    reject_field: Option<RejectRule>,
+    /// Answer the first N `_bulk` requests 503 as a whole.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    fail_requests: u32,
+    /// Read the first N `_bulk` requests, then close their connection unanswered.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    drop_connections: u32,
+    /// Delay before every `_bulk` answer, milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    delay_ms: u64,
+    /// The Authorization header every request must carry, e.g. 'Basic …'.
+    #[arg(long)]
+    auth: Option<String>,
 }
 
-fn run() -> Result<(), String> {
-    let mut addr = "127.0.0.1:9200".to_owned();
-    let mut options = ServerOptions::default();
-    let mut faults = Faults {
-        throttle_attempts: 1,
-        ..Faults::default()
+fn parse_field_rule(value: &str) -> Result<RejectRule, String> {
+    let (field, values) = value.split_once('=').ok_or("expected FIELD=V1,V2")?;
+    Ok(RejectRule::FieldIn {
+        field: field.to_owned(),
+        values: values.split(',').map(str::to_owned).collect::<HashSet<_>>(),
+    })
+}
+
+fn main() {
+    let args = Args::parse();
+    let options = ServerOptions {
+        auth: args.auth,
+        faults: Faults {
+            throttle_fraction: args.throttle_fraction,
+            throttle_attempts: args.throttle_attempts,
+            reject: args
+                .reject_contains
+                .map(RejectRule::SourceContains)
+                .or(args.reject_field),
+            fail_requests: args.fail_requests,
+            drop_connections: args.drop_connections,
+            delay: Duration::from_millis(args.delay_ms),
+        },
+        ..ServerOptions::default()
     };
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        if flag == "--help" || flag == "-h" {
-            println!("{USAGE}");
-            return Ok(());
+    let server = match BulkTestServer::start_with(args.addr, options) {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!("pf-bulk-test-server: {e}");
+            std::process::exit(1);
         }
-        let value = args.next().ok_or(format!("{flag} needs a value"))?;
-        let num = |v: &str| v.parse::<u64>().map_err(|e| format!("{flag}: {e}"));
-        match flag.as_str() {
-            "--addr" => addr = value,
-            "--throttle-fraction" => {
-                faults.throttle_fraction = value.parse().map_err(|e| format!("{flag}: {e}"))?
-            }
-            "--throttle-attempts" => faults.throttle_attempts = num(&value)? as u32,
-            "--reject-contains" => faults.reject = Some(RejectRule::SourceContains(value)),
-            "--reject-field" => {
-                let (field, values) = value
-                    .split_once('=')
-                    .ok_or(format!("{flag}: expected FIELD=V1,V2"))?;
-                faults.reject = Some(RejectRule::FieldIn {
-                    field: field.to_owned(),
-                    values: values.split(',').map(str::to_owned).collect::<HashSet<_>>(),
-                });
-            }
-            "--fail-requests" => faults.fail_requests = num(&value)? as u32,
-            "--drop-connections" => faults.drop_connections = num(&value)? as u32,
-            "--delay-ms" => faults.delay = Duration::from_millis(num(&value)?),
-            "--auth" => options.auth = Some(value),
-            other => return Err(format!("unknown flag {other}")),
-        }
-    }
-    options.faults = faults;
-    let addr = addr.parse().map_err(|e| format!("--addr: {e}"))?;
-    let server = BulkTestServer::start_with(addr, options).map_err(|e| e.to_string())?;
+    };
     eprintln!(
         "pf-bulk-test-server (a protocol test server, not Elasticsearch) listening on {}",
         server.url()
