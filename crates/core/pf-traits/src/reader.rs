@@ -108,3 +108,82 @@ pub trait Reader: Send + Sync {
         resume: &Checkpoint,
     ) -> Result<BatchStream>;
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::datatypes::Schema;
+
+    use super::*;
+
+    /// Yields `outcomes` in order (`true`: a batch, `false`: an error), then the end;
+    /// counts its calls and releases.
+    struct Script {
+        outcomes: Vec<bool>,
+        calls: usize,
+        released: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl BatchSteps for Script {
+        fn next_batch(&mut self) -> Result<Option<ReadBatch>> {
+            let outcome = self.outcomes.get(self.calls).copied();
+            self.calls += 1;
+            match outcome {
+                Some(true) => Ok(Some(ReadBatch {
+                    batch: RecordBatch::new_empty(Arc::new(Schema::empty())),
+                    first_row: self.calls as u64,
+                    ordinals: None,
+                    failures: Vec::new(),
+                    bytes_read: 0,
+                    resume: None,
+                })),
+                Some(false) => Err(pf_error::PfError::io(
+                    "script",
+                    std::io::Error::other("boom"),
+                )),
+                None => Ok(None),
+            }
+        }
+
+        fn release(&mut self) {
+            self.released
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    fn run(outcomes: Vec<bool>) -> (Vec<std::result::Result<u64, String>>, usize) {
+        let released = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let stream = Script {
+            outcomes,
+            calls: 0,
+            released: released.clone(),
+        }
+        .into_stream();
+        // Taken past the end, to see that nothing comes after it.
+        let seen = stream
+            .take(10)
+            .map(|r| r.map(|b| b.first_row).map_err(|e| e.to_string()))
+            .collect();
+        (seen, released.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    #[test]
+    fn a_stream_ends_at_its_first_error_and_releases_once() {
+        let (seen, released) = run(vec![true, false, true]);
+        assert_eq!(seen.len(), 2, "{seen:?}");
+        assert_eq!(seen[0], Ok(1));
+        assert!(
+            seen[1].as_ref().is_err_and(|e| e.contains("boom")),
+            "{seen:?}"
+        );
+        assert_eq!(released, 1);
+    }
+
+    #[test]
+    fn a_stream_ends_at_its_end_and_releases_once() {
+        let (seen, released) = run(vec![true, true]);
+        assert_eq!(seen, [Ok(1), Ok(2)]);
+        assert_eq!(released, 1);
+    }
+}
