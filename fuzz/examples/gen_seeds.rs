@@ -86,62 +86,30 @@ fn main() {
     // Parquet: header = 4 option bytes (see fuzz_targets/parquet_reader.rs).
     let pq = root.join("parquet_reader");
     std::fs::create_dir_all(&pq).unwrap();
-    let base = || WriterProperties::builder().set_max_row_group_row_count(Some(4));
-    write(
-        &pq,
-        "plain_dict_3groups.bin",
-        &[0x00, 0, 0, 255],
-        &parquet(&batch(10, false), base().set_compression(Compression::UNCOMPRESSED).build()),
-    );
-    write(
-        &pq,
-        "snappy_v2_nodict.bin",
-        &[0x1d, 3, 0, 0],
-        &parquet(
-            &batch(10, false),
-            base()
-                .set_compression(Compression::SNAPPY)
-                .set_dictionary_enabled(false)
-                .set_writer_version(WriterVersion::PARQUET_2_0)
-                .build(),
-        ),
-    );
-    write(
-        &pq,
-        "zstd_nested.bin",
-        &[0x10, 2, 40, 200],
-        &parquet(
-            &batch(9, true),
-            base()
-                .set_compression(Compression::ZSTD(ZstdLevel::default()))
-                .set_data_page_row_count_limit(2)
-                .set_write_batch_size(2)
-                .build(),
-        ),
-    );
-    write(
-        &pq,
-        "lz4_nostats.bin",
-        &[0x05, 0, 10, 250],
-        &parquet(
-            &batch(6, true),
-            base()
-                .set_compression(Compression::LZ4_RAW)
-                .set_statistics_enabled(EnabledStatistics::None)
-                .build(),
-        ),
-    );
-    write(
-        &pq,
-        "gzip_one_group.bin",
-        &[0x1a, 1, 0, 255],
-        &parquet(
-            &batch(5, false),
-            WriterProperties::builder()
-                .set_compression(Compression::GZIP(GzipLevel::default()))
-                .build(),
-        ),
-    );
+    let base = |codec: Compression| {
+        WriterProperties::builder()
+            .set_max_row_group_row_count(Some(4))
+            .set_compression(codec)
+    };
+    let plain = base(Compression::UNCOMPRESSED);
+    let snappy_v2_nodict = base(Compression::SNAPPY)
+        .set_dictionary_enabled(false)
+        .set_writer_version(WriterVersion::PARQUET_2_0);
+    let zstd_small_pages = base(Compression::ZSTD(ZstdLevel::default()))
+        .set_data_page_row_count_limit(2)
+        .set_write_batch_size(2);
+    let lz4_nostats = base(Compression::LZ4_RAW).set_statistics_enabled(EnabledStatistics::None);
+    let gzip_one_group =
+        WriterProperties::builder().set_compression(Compression::GZIP(GzipLevel::default()));
+    for (name, header, data, props) in [
+        ("plain_dict_3groups.bin", [0x00, 0, 0, 255], batch(10, false), plain),
+        ("snappy_v2_nodict.bin", [0x1d, 3, 0, 0], batch(10, false), snappy_v2_nodict),
+        ("zstd_nested.bin", [0x10, 2, 40, 200], batch(9, true), zstd_small_pages),
+        ("lz4_nostats.bin", [0x05, 0, 10, 250], batch(6, true), lz4_nostats),
+        ("gzip_one_group.bin", [0x1a, 1, 0, 255], batch(5, false), gzip_one_group),
+    ] {
+        write(&pq, name, &header, &parquet(&data, props.build()));
+    }
 
     // NDJSON: header = 1 option byte (see fuzz_targets/ndjson_reader.rs).
     let nd = root.join("ndjson_reader");

@@ -22,7 +22,7 @@ use pf_traits::MetadataStore;
 use pf_types::{Compression, FileFormat};
 
 use crate::cluster::{BUCKET, Cluster};
-use crate::generate_data;
+use crate::{assert_success, generate_data, spawn_with_stdin};
 
 /// How big a run is and which binaries it drives.
 #[derive(Debug, Clone)]
@@ -282,31 +282,23 @@ fn clean_run(options: &ChaosOptions, data: &Path, rules: &Path) -> Expected {
         )
         .stdout;
     let summary = fleet.cluster.path("clean.json");
-    let mut worker = fleet
-        .cluster
-        .command("pf-worker")
-        .args(["--config"])
-        .arg(fleet.config("clean"))
-        .args(["--input", "stdin", "--s3-endpoint", &fleet.cluster.endpoint])
-        .args(fleet.destination())
-        .arg("--summary-json")
-        .arg(&summary)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the clean run's worker");
-    {
-        use std::io::Write;
-        let mut stdin = worker.stdin.take().expect("stdin");
-        stdin.write_all(&items).expect("feed work items");
-    }
-    let out = worker.wait_with_output().expect("clean run");
-    assert!(
-        out.status.success(),
-        "the clean run failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = spawn_with_stdin(
+        fleet
+            .cluster
+            .command("pf-worker")
+            .args(["--config"])
+            .arg(fleet.config("clean"))
+            .args(["--input", "stdin", "--s3-endpoint", &fleet.cluster.endpoint])
+            .args(fleet.destination())
+            .arg("--summary-json")
+            .arg(&summary)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped()),
+        &items,
+    )
+    .wait_with_output()
+    .expect("clean run");
+    assert_success(&out, "the clean run");
     let expected = Expected {
         ids: fleet.es.ids("chaos*"),
         alerts: fleet.alerts(),

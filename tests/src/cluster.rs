@@ -189,20 +189,23 @@ impl Cluster {
         self.dir.path().join(name)
     }
 
-    /// Generates `rows` transactions over `files` files into the local directory
-    /// `local` and uploads them under `prefix`; how many files went up.
+    /// Generates `rows` transactions over `files` files into a local directory named after
+    /// `prefix` and uploads them under `prefix`; asserts that all `files` went up.
     pub fn upload_generated(
         &self,
-        local: &str,
         prefix: &str,
         rows: u64,
         files: usize,
         format: FileFormat,
         compression: Compression,
-    ) -> u64 {
-        let dir = self.path(local);
+    ) {
+        let dir = self.path(&prefix.trim_end_matches('/').replace('/', "-"));
         generate_data(&dir, rows, files, format, compression);
-        self.upload_dir(&dir, prefix)
+        assert_eq!(
+            self.upload_dir(&dir, prefix),
+            files as u64,
+            "files uploaded"
+        );
     }
 
     /// Runs one worker to its end, writing its summary to `summary` in the cluster's
@@ -244,6 +247,16 @@ impl Cluster {
         self.moto.queue_depth(&self.queue_url) == (0, 0)
             && self.moto.queue_depth(&self.dlq_url) == (0, 0)
     }
+}
+
+/// Sends SIGTERM to a child whose stderr is piped, then [`finish`]es it.
+pub fn terminate(child: Child) -> (i32, String) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    finish(child)
 }
 
 /// Waits for a child whose stderr is piped: its exit code (-1 when killed) and log.

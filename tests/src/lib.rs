@@ -3,7 +3,8 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use pf_datagen::{GenOptions, generate};
 use pf_types::{Compression, FileFormat, RunSummary};
@@ -50,12 +51,17 @@ pub fn discover(args: &[&str]) -> Vec<u8> {
         .args(args)
         .output()
         .expect("run pf-discoverer");
-    assert!(
-        listing.status.success(),
-        "pf-discoverer failed: {}",
-        String::from_utf8_lossy(&listing.stderr)
-    );
+    assert_success(&listing, "pf-discoverer");
     listing.stdout
+}
+
+/// Asserts that a process (`what`) succeeded, showing its stderr when it did not.
+pub fn assert_success(out: &Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Reads a child's stdout at about 3 MB/s on a thread of its own, so the destination is
@@ -99,16 +105,40 @@ pub fn run_with_stdin(program: &Path, args: &[&str], input: &[u8]) -> Output {
 
 /// Runs `cmd` with `input` on stdin, capturing its output.
 pub fn output_with_stdin(cmd: &mut Command, input: &[u8]) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
+    spawn_with_stdin(cmd.stdout(Stdio::piped()).stderr(Stdio::piped()), input)
+        .wait_with_output()
+        .expect("wait")
+}
+
+/// Starts `cmd`, writes `input` to its stdin and closes it; the running child.
+pub fn spawn_with_stdin(cmd: &mut Command, input: &[u8]) -> Child {
+    let mut child = cmd.stdin(Stdio::piped()).spawn().expect("spawn");
     let mut stdin = child.stdin.take().expect("stdin");
     stdin.write_all(input).expect("write stdin");
-    drop(stdin);
-    child.wait_with_output().expect("wait")
+    child
+}
+
+/// Polls `found` every 20 ms until it returns a value, and returns that value.
+///
+/// # Panics
+/// After two minutes without one, naming `what` was awaited.
+pub fn wait_for<T>(what: &str, mut found: impl FnMut() -> Option<T>) -> T {
+    let started = Instant::now();
+    loop {
+        if let Some(value) = found() {
+            return value;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// [`wait_for`] a condition: polls `done` until it holds.
+pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    wait_for(what, || done().then_some(()));
 }
 
 /// Writes `rows` generated transactions (seed 7) over `files` files into `dir`.

@@ -9,7 +9,7 @@ use std::path::Path;
 use pf_datagen::{GenOptions, generate};
 use pf_error::ErrorClass;
 use pf_flight_test_server::{Code, FlightTestServer, TestCertificates};
-use pf_tests::{bin, discover, read_summary, shipped_fraud_config};
+use pf_tests::{bin, discover, read_summary, shipped_fraud_config, spawn_with_stdin};
 use pf_types::FileFormat;
 
 const ROWS: u64 = 20_000;
@@ -36,9 +36,9 @@ fn run(
     env: &[(&str, &str)],
     extra: &[&str],
 ) -> (i32, String) {
-    use std::io::Write;
     let cfg = shipped_fraud_config(dir, "");
-    let mut child = std::process::Command::new(bin("pf-worker"))
+    let mut worker = std::process::Command::new(bin("pf-worker"));
+    worker
         .args(["--config", cfg.to_str().unwrap(), "--input", "stdin"])
         .args([
             "--destination",
@@ -57,13 +57,11 @@ fn run(
         .arg(dir.join("summary.json"))
         .args(extra)
         .envs(env.iter().copied())
-        .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start pf-worker");
-    child.stdin.take().unwrap().write_all(items).unwrap();
-    let out = child.wait_with_output().unwrap();
+        .stderr(std::process::Stdio::piped());
+    let out = spawn_with_stdin(&mut worker, items)
+        .wait_with_output()
+        .unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -119,13 +117,16 @@ fn an_unavailable_server_is_retried_and_a_refused_token_is_permanent() {
 
     let locked = FlightTestServer::start().unwrap();
     locked.require_token("s3cret");
-    let (code, log) = run(
-        dir.path(),
-        &locked,
-        &items,
-        &[("PF_FLIGHT_TOKEN", "not-the-token-9f3k")],
-        &[],
-    );
+    let with_token = |token: &str| {
+        run(
+            dir.path(),
+            &locked,
+            &items,
+            &[("PF_FLIGHT_TOKEN", token)],
+            &[],
+        )
+    };
+    let (code, log) = with_token("not-the-token-9f3k");
     assert_eq!(code, 2, "{log}");
     let s = read_summary(&dir.path().join("summary.json"));
     assert_eq!(s.files_failed, 4);
@@ -136,13 +137,7 @@ fn an_unavailable_server_is_retried_and_a_refused_token_is_permanent() {
     );
     assert!(log.contains("Unauthenticated"), "{log}");
     assert!(!log.contains("9f3k"), "the token never reaches the log");
-    let (code, log) = run(
-        dir.path(),
-        &locked,
-        &items,
-        &[("PF_FLIGHT_TOKEN", "s3cret")],
-        &[],
-    );
+    let (code, log) = with_token("s3cret");
     assert_eq!(code, 0, "{log}");
     assert_eq!(locked.received().rows.get("transactions"), Some(&ROWS));
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use pf_bulk_test_server::{BulkTestServer, Faults, ServerOptions};
 use pf_test_services::{Valkey, free_port};
-use pf_tests::cluster::{Cluster, finish};
+use pf_tests::cluster::{Cluster, finish, terminate};
 use pf_tests::{read_summary, shipped_fraud_config};
 use pf_types::{Compression, FileFormat};
 
@@ -122,15 +122,7 @@ fn dashboard_metrics(path: &Path, exported: &BTreeMap<String, String>) -> BTreeS
 #[test]
 fn a_fleet_worker_exports_what_the_dashboard_shows_and_it_matches_the_run() {
     let c = Cluster::start(60);
-    let uploaded = c.upload_generated(
-        "data",
-        "in/",
-        ROWS,
-        FILES,
-        FileFormat::Parquet,
-        Compression::None,
-    );
-    assert_eq!(uploaded, FILES as u64);
+    c.upload_generated("in/", ROWS, FILES, FileFormat::Parquet, Compression::None);
     let report = c.discover_to_sqs(&["--prefix", "in/"]);
     assert!(report.contains("4 messages sent"), "{report}");
     let valkey = Valkey::start();
@@ -185,12 +177,7 @@ fn a_fleet_worker_exports_what_the_dashboard_shows_and_it_matches_the_run() {
         }
         std::thread::sleep(Duration::from_millis(200));
     };
-    let status = Command::new("kill")
-        .args(["-TERM", &worker.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let (code, log) = finish(worker);
+    let (code, log) = terminate(worker);
     assert_eq!(code, 0, "SIGTERM ends an idle worker cleanly:\n{log}");
     let run = read_summary(&summary);
     assert_eq!(run.files_completed, FILES as u64, "{run:?}");

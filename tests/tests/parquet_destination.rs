@@ -5,10 +5,8 @@
 //! partial file.
 
 use std::collections::{BTreeMap, HashSet};
-use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use arrow::array::AsArray;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -18,6 +16,7 @@ use pf_datagen::{GenOptions, generate};
 use pf_test_services::{Moto, Valkey};
 use pf_tests::{
     bin, discover, output_with_stdin, read_summary, run_with_stdin, shipped_fraud_config,
+    spawn_with_stdin, wait_until,
 };
 use pf_traits::MetadataStore;
 use pf_types::{FileFormat, WorkItem};
@@ -89,33 +88,34 @@ fn read_data_set(root: &Path) -> DataSet {
     set
 }
 
-fn generate_data(dir: &Path, rows: u64, files: usize, row_group_rows: usize) {
+/// `rows` generated rows over `files` Parquet files (row groups of 2,000) in `work/data`,
+/// and the shipped fraud rules plus `extra` YAML in `work/worker.yaml`: the path of the
+/// configuration and the work items of the data.
+fn scored_inputs(work: &Path, rows: u64, files: usize, extra: &str) -> (PathBuf, Vec<u8>) {
+    let data = work.join("data");
     generate(&GenOptions {
         files,
         format: FileFormat::Parquet,
         seed: 13,
-        row_group_rows,
-        ..GenOptions::new(dir.to_path_buf(), rows)
+        row_group_rows: 2_000,
+        ..GenOptions::new(data.clone(), rows)
     })
     .expect("generate");
+    let cfg = shipped_fraud_config(work, extra);
+    (cfg, discover(&["--path", data.to_str().unwrap()]))
 }
 
 #[test]
 fn scored_rows_land_once_in_date_partitions_and_a_second_run_changes_nothing() {
     const ROWS: u64 = 20_000;
     let work = tempfile::tempdir().unwrap();
-    let data = work.path().join("data");
-    generate_data(&data, ROWS, 4, 2_000);
     let out = work.path().join("lake");
     let alerts = work.path().join("alerts");
-    let cfg = shipped_fraud_config(
-        work.path(),
-        &format!(
-            "alerts:\n  destination: parquet\n  dir: {}\n",
-            alerts.display()
-        ),
+    let alerts_yaml = format!(
+        "alerts:\n  destination: parquet\n  dir: {}\n",
+        alerts.display()
     );
-    let items = discover(&["--path", data.to_str().unwrap()]);
+    let (cfg, items) = scored_inputs(work.path(), ROWS, 4, &alerts_yaml);
     let run = |summary: &Path| {
         let out = run_with_stdin(
             &bin("pf-worker"),
@@ -182,20 +182,15 @@ fn scored_rows_land_once_in_date_partitions_and_a_second_run_changes_nothing() {
 #[test]
 fn an_s3_data_set_is_uploaded_whole_and_a_second_run_changes_nothing() {
     const ROWS: u64 = 20_000;
+    let work = tempfile::tempdir().unwrap();
+    let staging = work.path().join("staging");
+    let staging_yaml = format!(
+        "indexer:\n  parquet:\n    staging_dir: {}\n",
+        staging.display()
+    );
+    let (cfg, items) = scored_inputs(work.path(), ROWS, 4, &staging_yaml);
     let moto = Moto::start();
     moto.create_bucket("lake");
-    let work = tempfile::tempdir().unwrap();
-    let data = work.path().join("data");
-    generate_data(&data, ROWS, 4, 2_000);
-    let staging = work.path().join("staging");
-    let cfg = shipped_fraud_config(
-        work.path(),
-        &format!(
-            "indexer:\n  parquet:\n    staging_dir: {}\n",
-            staging.display()
-        ),
-    );
-    let items = discover(&["--path", data.to_str().unwrap()]);
     let run = |name: &str| {
         let summary = work.path().join(format!("{name}.json"));
         let mut cmd = Command::new(bin("pf-worker"));
@@ -315,17 +310,16 @@ fn kill_mid_file_and_resume(
     read: &dyn Fn(&str) -> DataSet,
 ) {
     const ROWS: u64 = 300_000;
-    let data = work.join("data");
-    generate_data(&data, ROWS, 1, 2_000);
-    let valkey = Valkey::start();
     // Parts of ~256 KiB: a commit (and a checkpoint) every few row groups.
-    let cfg = shipped_fraud_config(
+    let (cfg, items) = scored_inputs(
         work,
+        ROWS,
+        1,
         &format!(
             "coordinator:\n  valkey:\n    stale_after_secs: 2\nindexer:\n  parquet:\n    target_file_bytes: 262144\n{parquet_setup}"
         ),
     );
-    let items = discover(&["--path", data.to_str().unwrap()]);
+    let valkey = Valkey::start();
     let item = WorkItem::parse_message(std::str::from_utf8(&items).unwrap().trim())
         .unwrap()
         .remove(0);
@@ -335,13 +329,10 @@ fn kill_mid_file_and_resume(
             .args(["--destination", "parquet", "--parquet-dir", parquet_dir])
             .args(["--threads", "1", "--batch-size", "2000", "--worker-id", who])
             .args(["--valkey-url", &valkey.url()])
-            .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(work.join(format!("{who}.err"))).unwrap());
         prepare(&mut cmd);
-        let mut child = cmd.spawn().expect("start pf-worker");
-        child.stdin.take().unwrap().write_all(&items).unwrap();
-        child
+        spawn_with_stdin(&mut cmd, &items)
     };
     let store = ValkeyMetadataStore::connect(&ValkeyConfig::for_url(valkey.url())).unwrap();
     let checkpoint = || {
@@ -353,14 +344,9 @@ fn kill_mid_file_and_resume(
     };
 
     let mut a = worker("a");
-    let start = Instant::now();
-    while checkpoint().is_none_or(|row| row < 10_000) {
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "no checkpoint of A"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until("a checkpoint of A past row 10,000", || {
+        checkpoint().is_some_and(|row| row >= 10_000)
+    });
     a.kill().expect("kill -9 worker A");
     a.wait().unwrap();
     let resume_row = checkpoint().unwrap();

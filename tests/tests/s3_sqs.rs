@@ -2,11 +2,10 @@
 //! discoverer lists a bucket into SQS and real `pf-worker` processes consume it.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use pf_test_services::Valkey;
-use pf_tests::cluster::{BUCKET, Cluster, finish};
+use pf_tests::cluster::{BUCKET, Cluster, finish, terminate};
 use pf_tests::{assert_accounted, generate_data, read_summary};
 use pf_types::{Compression, FileFormat, RunSummary};
 
@@ -23,24 +22,12 @@ fn merged(summaries: &[&Path]) -> RunSummary {
 #[test]
 fn forty_files_through_sqs_and_two_workers_exactly_once() {
     let c = Cluster::start(60);
-    let uploaded = c.upload_generated(
-        "parquet",
-        "in/parquet/",
-        1_000_000,
-        20,
-        FileFormat::Parquet,
-        Compression::None,
-    );
-    assert_eq!(uploaded, 20);
-    let uploaded = c.upload_generated(
-        "ndjson",
-        "in/ndjson/",
-        1_000_000,
-        20,
-        FileFormat::Ndjson,
-        Compression::Gzip,
-    );
-    assert_eq!(uploaded, 20);
+    for (prefix, format, compression) in [
+        ("in/parquet/", FileFormat::Parquet, Compression::None),
+        ("in/ndjson/", FileFormat::Ndjson, Compression::Gzip),
+    ] {
+        c.upload_generated(prefix, 1_000_000, 20, format, compression);
+    }
 
     let report = c.discover_to_sqs(&["--prefix", "in/"]);
     assert!(report.contains("40 messages sent"), "{report}");
@@ -86,8 +73,7 @@ fn a_large_object_is_cut_into_ranges_that_two_workers_share_through_sqs(
     rows: u64,
 ) {
     let c = Cluster::start(60);
-    let uploaded = c.upload_generated("big", "big/", rows, 1, format, Compression::None);
-    assert_eq!(uploaded, 1);
+    c.upload_generated("big/", rows, 1, format, Compression::None);
     let report = c.discover_to_sqs(&["--prefix", "big/"]);
     assert!(report.contains("1 messages sent"), "{report}");
 
@@ -158,14 +144,7 @@ fn discovery_paginates_2500_objects_with_and_without_a_pattern() {
 #[test]
 fn corrupt_and_vanished_objects_go_to_the_dlq_with_their_class() {
     let c = Cluster::start(60);
-    c.upload_generated(
-        "good",
-        "in/",
-        30_000,
-        3,
-        FileFormat::Parquet,
-        Compression::None,
-    );
+    c.upload_generated("in/", 30_000, 3, FileFormat::Parquet, Compression::None);
     c.moto.put_object(
         BUCKET,
         "in/corrupt.parquet",
@@ -248,19 +227,20 @@ fn slow_config(dir: &Path, grace_secs: u64) -> PathBuf {
     config
 }
 
+/// A cluster whose queue hides a received message for `visibility_timeout` seconds, with
+/// 60,000 NDJSON rows over `files` files discovered into it; and a [`slow_config`] with
+/// `grace_secs` of shutdown grace.
+fn slow_cluster(visibility_timeout: u32, files: usize, grace_secs: u64) -> (Cluster, PathBuf) {
+    let c = Cluster::start(visibility_timeout);
+    c.upload_generated("t/", 60_000, files, FileFormat::Ndjson, Compression::None);
+    c.discover_to_sqs(&["--prefix", "t/"]);
+    let config = slow_config(c.dir.path(), grace_secs);
+    (c, config)
+}
+
 #[test]
 fn a_file_slower_than_the_visibility_timeout_is_processed_once() {
-    let c = Cluster::start(2);
-    c.upload_generated(
-        "slow",
-        "slow/",
-        60_000,
-        1,
-        FileFormat::Ndjson,
-        Compression::None,
-    );
-    c.discover_to_sqs(&["--prefix", "slow/"]);
-    let config = slow_config(c.dir.path(), 30);
+    let (c, config) = slow_cluster(2, 1, 30);
     let config = config.to_str().unwrap();
     let (s1, s2) = (c.path("a.json"), c.path("b.json"));
     let started = Instant::now();
@@ -286,11 +266,8 @@ fn a_file_slower_than_the_visibility_timeout_is_processed_once() {
 
 #[test]
 fn sigterm_mid_file_then_a_new_worker_loses_nothing() {
-    let c = Cluster::start(30);
-    c.upload_generated("d", "t/", 60_000, 2, FileFormat::Ndjson, Compression::None);
-    c.discover_to_sqs(&["--prefix", "t/"]);
     // Grace 0: the first worker gives its files back at the next checkpoint.
-    let config = slow_config(c.dir.path(), 0);
+    let (c, config) = slow_cluster(30, 2, 0);
     let config = config.to_str().unwrap();
     let s1 = c.path("first.json");
     let first = c.spawn_worker(&s1, &["--config", config]);
@@ -301,12 +278,7 @@ fn sigterm_mid_file_then_a_new_worker_loses_nothing() {
         std::thread::sleep(Duration::from_millis(100));
     }
     std::thread::sleep(Duration::from_millis(500));
-    let status = Command::new("kill")
-        .args(["-TERM", &first.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let (code, log) = finish(first);
+    let (code, log) = terminate(first);
     assert_eq!(code, 0, "SIGTERM ends the worker cleanly:\n{log}");
     assert!(
         log.contains("released at a checkpoint for shutdown"),

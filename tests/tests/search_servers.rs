@@ -6,14 +6,13 @@
 //! stays with the `_bulk` protocol test server (`elasticsearch.rs`).
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
 
 use pf_test_services::{SearchServer, SearchServerKind};
 use pf_tests::{
     assert_accounted, assert_exit, discover, dlq_lines, es_worker, generate_data,
     output_with_stdin, read_summary,
 };
-use pf_types::{Compression, FileFormat, RunSummary};
+use pf_types::{Compression, FileFormat};
 
 const ROWS: u64 = 20_000;
 
@@ -32,35 +31,28 @@ fn write_config(dir: &Path, name: &str, mappings: &str) -> PathBuf {
     path
 }
 
-/// `pf-worker` over `data` into `index` of `server`, with `config` and `extra` flags.
-fn index(
-    server: &SearchServer,
-    work: &Path,
-    config: &Path,
-    data: &Path,
-    index: &str,
-    extra: &[&str],
-) -> (Output, RunSummary) {
-    let summary = work.join("summary.json");
-    let _ = std::fs::remove_file(&summary);
-    let out = output_with_stdin(
-        es_worker(config, &server.url(), work)
-            .args(["--es-index", index, "--es-setup"])
-            .args(extra),
-        &discover(&["--path", data.to_str().unwrap()]),
-    );
-    assert_exit(&out, 0);
-    let summary = read_summary(&summary);
-    assert_accounted(&summary);
-    (out, summary)
-}
-
 /// Set-up with mappings, an exact count, a second run that changes nothing, `create`
 /// answering 409s counted as already indexed, and a mapping error in the record DLQ
 /// with the server's own error type.
 fn index_twice_create_and_reject(kind: SearchServerKind, banner: &str, mapping_error: &str) {
     let server = SearchServer::start(kind);
     let work = tempfile::tempdir().unwrap();
+    // `pf-worker` over `data` into `index` of the server, with `config` and `extra` flags:
+    // its output and summary.
+    let run = |config: &Path, data: &Path, index: &str, extra: &[&str]| {
+        let summary = work.path().join("summary.json");
+        let _ = std::fs::remove_file(&summary);
+        let out = output_with_stdin(
+            es_worker(config, &server.url(), work.path())
+                .args(["--es-index", index, "--es-setup"])
+                .args(extra),
+            &discover(&["--path", data.to_str().unwrap()]),
+        );
+        assert_exit(&out, 0);
+        let summary = read_summary(&summary);
+        assert_accounted(&summary);
+        (out, summary)
+    };
     let data = work.path().join("data");
     generate_data(&data, ROWS, 2, FileFormat::Parquet, Compression::None);
     let config = write_config(
@@ -69,7 +61,7 @@ fn index_twice_create_and_reject(kind: SearchServerKind, banner: &str, mapping_e
         "        amount: { type: double }\n        merchant_id: { type: keyword }\n",
     );
 
-    let (first, s) = index(&server, work.path(), &config, &data, "transactions", &[]);
+    let (first, s) = run(&config, &data, "transactions", &[]);
     let log = String::from_utf8_lossy(&first.stderr);
     assert!(
         log.contains(banner),
@@ -85,7 +77,7 @@ fn index_twice_create_and_reject(kind: SearchServerKind, banner: &str, mapping_e
         "{kind:?}: the set-up's mapping: {mapping}"
     );
 
-    let (_, s) = index(&server, work.path(), &config, &data, "transactions", &[]);
+    let (_, s) = run(&config, &data, "transactions", &[]);
     assert_eq!(s.indexer["indexed"], ROWS);
     assert_eq!(
         server.count("transactions"),
@@ -93,14 +85,7 @@ fn index_twice_create_and_reject(kind: SearchServerKind, banner: &str, mapping_e
         "{kind:?}: a second run overwrites by id, adds nothing"
     );
 
-    let (_, s) = index(
-        &server,
-        work.path(),
-        &config,
-        &data,
-        "transactions",
-        &["--es-op-type", "create"],
-    );
+    let (_, s) = run(&config, &data, "transactions", &["--es-op-type", "create"]);
     assert_eq!(
         s.indexer["already_indexed"], ROWS,
         "{kind:?}: {:?}",
@@ -119,7 +104,7 @@ fn index_twice_create_and_reject(kind: SearchServerKind, banner: &str, mapping_e
         "strict.yaml",
         "        transaction_id: { type: long }\n",
     );
-    let (_, s) = index(&server, work.path(), &strict, &small, "strict", &[]);
+    let (_, s) = run(&strict, &small, "strict", &[]);
     assert_eq!(s.files_completed, 1);
     assert_eq!(s.totals.rows_failed, 300, "{kind:?}");
     assert_eq!(s.indexer["rejected"], 300);

@@ -7,39 +7,76 @@
 //! share metadata through a real `valkey-server`.
 
 use std::collections::HashSet;
-use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
 use pf_bulk_test_server::BulkTestServer;
 use pf_coordinator::{ValkeyConfig, ValkeyMetadataStore};
 use pf_datagen::{GenOptions, generate};
 use pf_test_services::Valkey;
 use pf_tests::{
-    assert_accounted, assert_exit, bin, read_summary, run_with_stdin, slow_reader, transaction_ids,
+    assert_accounted, assert_exit, bin, output_with_stdin, read_summary, run_with_stdin,
+    slow_reader, spawn_with_stdin, transaction_ids, wait_for,
 };
 use pf_traits::{ItemStatus, MetadataStore};
 use pf_types::{FileFormat, WorkItem};
+use tempfile::TempDir;
 
 const ROWS: u64 = 300_000;
 
-/// One `format` file of `ROWS` rows (Parquet: in 15 row groups), larger than 2 MiB.
-fn one_large_file(dir: &Path, format: FileFormat) {
+/// For each `check(parquet, ndjson)`: a `#[test]` named `parquet` running `check` for a
+/// Parquet file, and one named `ndjson` running it for an NDJSON file.
+macro_rules! for_both_formats {
+    ($($check:ident($parquet:ident, $ndjson:ident $(,)?))*) => {
+        $(
+            #[test]
+            fn $parquet() {
+                $check(FileFormat::Parquet);
+            }
+
+            #[test]
+            fn $ndjson() {
+                $check(FileFormat::Ndjson);
+            }
+        )*
+    };
+}
+
+for_both_formats! {
+    threads_share_a_large_file_and_index_it_once_with_unsplit_ids(
+        threads_share_a_large_parquet_file_and_index_it_once_with_unsplit_ids,
+        threads_share_a_large_ndjson_file_and_index_it_once_with_unsplit_ids,
+    )
+    workers_share_the_ranges_the_discoverer_cut(
+        workers_share_the_ranges_the_discoverer_cut_of_a_parquet_file,
+        workers_share_the_ranges_the_discoverer_cut_of_an_ndjson_file,
+    )
+    a_killed_worker_costs_only_the_rest_of_its_range(
+        a_killed_worker_costs_only_the_rest_of_its_parquet_range,
+        a_killed_worker_costs_only_the_rest_of_its_ndjson_range,
+    )
+}
+
+/// A fresh work directory with one `format` file of `ROWS` rows (Parquet: in 15 row
+/// groups), larger than 2 MiB, in its `data` directory; with the path of that directory.
+fn one_large_file(format: FileFormat) -> (TempDir, PathBuf) {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
     generate(&GenOptions {
         files: 1,
         seed: 5,
         row_group_rows: 20_000,
         format,
-        ..GenOptions::new(dir.to_path_buf(), ROWS)
+        ..GenOptions::new(data.clone(), ROWS)
     })
     .expect("generate");
-    let file = std::fs::read_dir(dir).unwrap().next().unwrap().unwrap();
+    let file = std::fs::read_dir(&data).unwrap().next().unwrap().unwrap();
     let size = file.metadata().unwrap().len();
     assert!(
         size > 2 << 20,
         "the file must span several 1 MiB ranges: {size} bytes"
     );
+    (work, data)
 }
 
 /// The work items of `data`, listed by `pf-discoverer` with `extra` flags.
@@ -66,20 +103,8 @@ fn index(work: &Path, name: &str, server: &BulkTestServer, args: &[&str], input:
     out
 }
 
-#[test]
-fn threads_share_a_large_parquet_file_and_index_it_once_with_unsplit_ids() {
-    threads_share_a_large_file_and_index_it_once_with_unsplit_ids(FileFormat::Parquet);
-}
-
-#[test]
-fn threads_share_a_large_ndjson_file_and_index_it_once_with_unsplit_ids() {
-    threads_share_a_large_file_and_index_it_once_with_unsplit_ids(FileFormat::Ndjson);
-}
-
 fn threads_share_a_large_file_and_index_it_once_with_unsplit_ids(format: FileFormat) {
-    let work = tempfile::tempdir().unwrap();
-    let data = work.path().join("data");
-    one_large_file(&data, format);
+    let (work, data) = one_large_file(format);
     let items = discover(&data, &[]);
 
     let whole = BulkTestServer::start().unwrap();
@@ -123,20 +148,8 @@ fn threads_share_a_large_file_and_index_it_once_with_unsplit_ids(format: FileFor
     assert!(stderr.contains("cutting the file into ranges"), "{stderr}");
 }
 
-#[test]
-fn workers_share_the_ranges_the_discoverer_cut_of_a_parquet_file() {
-    workers_share_the_ranges_the_discoverer_cut(FileFormat::Parquet);
-}
-
-#[test]
-fn workers_share_the_ranges_the_discoverer_cut_of_an_ndjson_file() {
-    workers_share_the_ranges_the_discoverer_cut(FileFormat::Ndjson);
-}
-
 fn workers_share_the_ranges_the_discoverer_cut(format: FileFormat) {
-    let work = tempfile::tempdir().unwrap();
-    let data = work.path().join("data");
-    one_large_file(&data, format);
+    let (work, data) = one_large_file(format);
     let listing = discover(&data, &["--split-size", "1000000"]);
     let items: Vec<&[u8]> = listing.split_inclusive(|&b| b == b'\n').collect();
     assert!(items.len() >= 3, "{} ranges", items.len());
@@ -200,14 +213,29 @@ fn stdout_worker(work: &Path, url: &str, name: &str, threads: &str, extra: &[&st
     cmd
 }
 
+/// Starts worker A (`cmd`) on `listing`, with its documents read slowly so that it is
+/// still mid-file, and kills it with -9 once `ready` returns a value (waiting for `what`):
+/// that value and the ids of the documents A wrote.
+fn kill_when<T>(
+    cmd: &mut Command,
+    listing: &[u8],
+    what: &str,
+    ready: impl FnMut() -> Option<T>,
+) -> (T, Vec<String>) {
+    let mut a = spawn_with_stdin(cmd, listing);
+    let reader = slow_reader(a.stdout.take().unwrap());
+    let value = wait_for(what, ready);
+    a.kill().expect("kill -9 worker A");
+    a.wait().unwrap();
+    (value, transaction_ids(&reader.join().unwrap()))
+}
+
 /// A file one worker was reading whole when it was killed is not cut by the next worker,
 /// even with splitting on: it resumes the whole file from its checkpoint, so no row is
 /// read both as part of the file and as part of a range.
 #[test]
 fn a_file_worked_on_whole_is_resumed_whole_not_cut() {
-    let work = tempfile::tempdir().unwrap();
-    let data = work.path().join("data");
-    one_large_file(&data, FileFormat::Parquet);
+    let (work, data) = one_large_file(FileFormat::Parquet);
     let valkey = Valkey::start();
     let url = valkey.url();
     let listing = discover(&data, &["--job-id", "whole"]);
@@ -216,37 +244,17 @@ fn a_file_worked_on_whole_is_resumed_whole_not_cut() {
         .remove(0);
     let store = ValkeyMetadataStore::connect(&ValkeyConfig::for_url(url.clone())).unwrap();
 
-    let mut a = stdout_worker(work.path(), &url, "a", "1", &[])
-        .spawn()
-        .unwrap();
-    a.stdin.take().unwrap().write_all(&listing).unwrap();
-    let reader = slow_reader(a.stdout.take().unwrap());
-    let started = Instant::now();
-    while store
-        .get(&item)
-        .unwrap()
-        .and_then(|r| r.checkpoint)
-        .is_none()
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "A never checkpointed"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    a.kill().expect("kill -9 worker A");
-    a.wait().unwrap();
-    let a_ids = transaction_ids(&reader.join().unwrap());
+    let mut a = stdout_worker(work.path(), &url, "a", "1", &[]);
+    let (_, a_ids) = kill_when(&mut a, &listing, "a checkpoint of A", || {
+        store.get(&item).unwrap().and_then(|r| r.checkpoint)
+    });
     let cp = store.get(&item).unwrap().unwrap().checkpoint.unwrap();
 
     let split_on = ["--set", "worker.split_size_mib=1"];
-    let mut b = stdout_worker(work.path(), &url, "b", "2", &split_on)
-        .spawn()
-        .unwrap();
-    b.stdin.take().unwrap().write_all(&listing).unwrap();
-    let b_out = b.wait_with_output().unwrap();
+    let mut b = stdout_worker(work.path(), &url, "b", "2", &split_on);
+    let b_out = output_with_stdin(&mut b, &listing);
+    assert_exit(&b_out, 0);
     let stderr = String::from_utf8_lossy(&b_out.stderr);
-    assert_eq!(b_out.status.code(), Some(0), "{stderr}");
     assert!(
         stderr.contains("already worked on whole; not cutting it"),
         "{stderr}"
@@ -267,20 +275,8 @@ fn a_file_worked_on_whole_is_resumed_whole_not_cut() {
 /// kill -9 of a worker holding one range of a split file: a second worker acknowledges
 /// the ranges already completed without reading them, resumes the interrupted range from
 /// its checkpoint, and reads the untouched ranges; every row reaches the destination.
-#[test]
-fn a_killed_worker_costs_only_the_rest_of_its_parquet_range() {
-    a_killed_worker_costs_only_the_rest_of_its_range(FileFormat::Parquet);
-}
-
-#[test]
-fn a_killed_worker_costs_only_the_rest_of_its_ndjson_range() {
-    a_killed_worker_costs_only_the_rest_of_its_range(FileFormat::Ndjson);
-}
-
 fn a_killed_worker_costs_only_the_rest_of_its_range(format: FileFormat) {
-    let work = tempfile::tempdir().unwrap();
-    let data = work.path().join("data");
-    one_large_file(&data, format);
+    let (work, data) = one_large_file(format);
     let valkey = Valkey::start();
     let url = valkey.url();
     let listing = discover(&data, &["--split-size", "1000000", "--job-id", "crash"]);
@@ -290,31 +286,15 @@ fn a_killed_worker_costs_only_the_rest_of_its_range(format: FileFormat) {
         .collect();
     let store = ValkeyMetadataStore::connect(&ValkeyConfig::for_url(url.clone())).unwrap();
     let worker = |name: &str| stdout_worker(work.path(), &url, name, "1", &[]);
-
-    let mut a = worker("a").spawn().unwrap();
-    a.stdin.take().unwrap().write_all(&listing).unwrap();
-    // A slow reader keeps A mid-file when it is killed.
-    let reader = slow_reader(a.stdout.take().unwrap());
     let status = |r: &WorkItem| store.get(r).unwrap();
-    let started = Instant::now();
-    let interrupted = loop {
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "A never got mid-range"
-        );
+
+    // Killed once a range after the first is open and checkpointed.
+    let (interrupted, a_ids) = kill_when(&mut worker("a"), &listing, "A to get mid-range", || {
         let first_open = ranges
             .iter()
             .position(|r| status(r).is_none_or(|s| s.status != ItemStatus::Completed));
-        if let Some(i) = first_open.filter(|&i| i > 0)
-            && status(&ranges[i]).and_then(|s| s.checkpoint).is_some()
-        {
-            break i;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    a.kill().expect("kill -9 worker A");
-    a.wait().unwrap();
-    let a_ids = transaction_ids(&reader.join().unwrap());
+        first_open.filter(|&i| i > 0 && status(&ranges[i]).and_then(|s| s.checkpoint).is_some())
+    });
     let cp = status(&ranges[interrupted]).unwrap().checkpoint.unwrap();
     let done_by_a: Vec<u64> = ranges
         .iter()
@@ -324,11 +304,9 @@ fn a_killed_worker_costs_only_the_rest_of_its_range(format: FileFormat) {
     let completed_by_a = done_by_a.len() as u64;
     assert!(completed_by_a >= 1 && completed_by_a < ranges.len() as u64);
 
-    let mut b = worker("b").spawn().unwrap();
-    b.stdin.take().unwrap().write_all(&listing).unwrap();
-    let b_out = b.wait_with_output().unwrap();
+    let b_out = output_with_stdin(&mut worker("b"), &listing);
+    assert_exit(&b_out, 0);
     let stderr = String::from_utf8_lossy(&b_out.stderr);
-    assert_eq!(b_out.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("resuming from checkpoint"), "{stderr}");
     let b_ids = transaction_ids(&b_out.stdout);
     let s = read_summary(&work.path().join("b.json"));

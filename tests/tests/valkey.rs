@@ -15,6 +15,7 @@ use pf_datagen::{GenOptions, generate};
 use pf_test_services::Valkey;
 use pf_tests::{
     assert_accounted, assert_exit, bin, read_summary, run_with_stdin, slow_reader, transaction_ids,
+    wait_until,
 };
 use pf_traits::{ItemStatus, MetadataStore};
 use pf_types::{FileFormat, RunSummary, WorkItem};
@@ -150,14 +151,6 @@ fn items(lines: &str) -> Vec<WorkItem> {
         .lines()
         .map(|l| WorkItem::parse_message(l).expect("work item").remove(0))
         .collect()
-}
-
-fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn pf_status(valkey: &Valkey, job: &str) -> String {
@@ -324,7 +317,7 @@ fn killed_worker_is_resumed_from_its_checkpoint_by_another() {
     // it is killed; nothing in the worker is slowed down.
     let reader = slow_reader(a.stdout.take().unwrap());
     feed(&mut a, &lines);
-    wait_for("a checkpoint of worker A", Duration::from_secs(120), || {
+    wait_until("a checkpoint of worker A", || {
         st.get(&item)
             .unwrap()
             .and_then(|r| r.checkpoint)
@@ -452,7 +445,7 @@ fn slow_worker_past_a_checkpoint(
     );
     feed(&mut w, &lines);
     let st = store(valkey);
-    wait_for("the first checkpoint", Duration::from_secs(120), || {
+    wait_until("the first checkpoint", || {
         st.job_progress(job)
             .unwrap()
             .is_some_and(|p| p.rows_done > 0)

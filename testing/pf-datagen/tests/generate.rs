@@ -620,25 +620,15 @@ fn rows_split_evenly_and_row_groups_follow_options() {
 fn ndjson_has_the_same_values_as_parquet_and_decompresses() {
     let dir = tempfile::tempdir().unwrap();
     let rows = 20_000;
-    let pq = generate(&options(
-        &dir.path().join("pq"),
-        rows,
-        2,
-        FileFormat::Parquet,
-        Compression::None,
-    ))
-    .unwrap();
-    let plain = generate(&options(
-        &dir.path().join("nd"),
-        rows,
-        2,
-        FileFormat::Ndjson,
-        Compression::None,
-    ))
-    .unwrap();
+    // `rows` rows over two files in `dir/sub`.
+    let generated = |sub: &str, format: FileFormat, compression: Compression| {
+        let sub = dir.path().join(sub);
+        generate(&options(&sub, rows, 2, format, compression)).unwrap()
+    };
+    let pq = generated("pq", FileFormat::Parquet, Compression::None);
+    let plain = generated("nd", FileFormat::Ndjson, Compression::None);
     for compression in [Compression::Gzip, Compression::Zstd] {
-        let sub = dir.path().join(compression.as_str());
-        let report = generate(&options(&sub, rows, 2, FileFormat::Ndjson, compression)).unwrap();
+        let report = generated(compression.as_str(), FileFormat::Ndjson, compression);
         for (packed, unpacked) in report.files.iter().zip(&plain.files) {
             assert!(
                 packed.bytes < unpacked.bytes / 3,

@@ -17,13 +17,30 @@ fn load(path: &Path, kind: TableKind, key: &str) -> EnrichmentTable {
     load_table(path, kind, key).unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// A table generator, with the kind and key column its tables load with.
+type Generator = (
+    fn(&Path, usize, u64) -> pf_error::Result<()>,
+    TableKind,
+    &'static str,
+);
+const GEO: Generator = (write_geo_table, TableKind::Cidr, "network");
+const THREATS: Generator = (write_threat_table, TableKind::Cidr, "network");
+const USERS: Generator = (write_users_table, TableKind::Exact, "account_id");
+
+/// The table a [`Generator`] writes as `file` (its extension names the format) with `rows`
+/// rows and `seed`, loaded back; it must hold `rows` rows.
+fn generated((write, kind, key): Generator, file: &str, rows: usize, seed: u64) -> EnrichmentTable {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(file);
+    write(&path, rows, seed).unwrap();
+    let table = load(&path, kind, key);
+    assert_eq!(table.len(), rows, "{file}");
+    table
+}
+
 #[test]
 fn geo_table_has_requested_size_and_layout() {
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("geo.parquet");
-    write_geo_table(&p, 20_000, 1).unwrap();
-    let t = load(&p, TableKind::Cidr, "network");
-    assert_eq!(t.len(), 20_000);
+    let t = generated(GEO, "geo.parquet", 20_000, 1);
     assert_eq!(t.duplicate_keys(), 0, "generated prefixes are distinct");
     let schema = t.values().schema();
     let names: Vec<_> = schema.fields().iter().map(|f| f.name().clone()).collect();
@@ -77,35 +94,17 @@ fn geo_table_has_requested_size_and_layout() {
 #[test]
 fn generators_are_deterministic_and_seeded() {
     let dir = tempfile::tempdir().unwrap();
-    let read = |name: &str| fs::read(dir.path().join(name)).unwrap();
-    for (gen_fn, name) in [
-        (
-            write_geo_table as fn(&Path, usize, u64) -> pf_error::Result<()>,
-            "geo",
-        ),
-        (write_threat_table, "threats"),
-        (write_users_table, "users"),
-    ] {
-        gen_fn(&dir.path().join(format!("{name}-a.csv")), 2_000, 5).unwrap();
-        gen_fn(&dir.path().join(format!("{name}-b.csv")), 2_000, 5).unwrap();
-        gen_fn(&dir.path().join(format!("{name}-c.csv")), 2_000, 6).unwrap();
-        assert_eq!(
-            read(&format!("{name}-a.csv")),
-            read(&format!("{name}-b.csv")),
-            "{name}"
-        );
-        assert_ne!(
-            read(&format!("{name}-a.csv")),
-            read(&format!("{name}-c.csv")),
-            "{name}"
-        );
-        gen_fn(&dir.path().join(format!("{name}-a.parquet")), 2_000, 5).unwrap();
-        gen_fn(&dir.path().join(format!("{name}-b.parquet")), 2_000, 5).unwrap();
-        assert_eq!(
-            read(&format!("{name}-a.parquet")),
-            read(&format!("{name}-b.parquet")),
-            "{name}"
-        );
+    for ((write, _, _), name) in [(GEO, "geo"), (THREATS, "threats"), (USERS, "users")] {
+        // The bytes of `name-<file>`, 2,000 rows generated with `seed`.
+        let written = |file: &str, seed: u64| {
+            let path = dir.path().join(format!("{name}-{file}"));
+            write(&path, 2_000, seed).unwrap();
+            fs::read(path).unwrap()
+        };
+        let a = written("a.csv", 5);
+        assert_eq!(a, written("b.csv", 5), "{name}");
+        assert_ne!(a, written("c.csv", 6), "{name}");
+        assert_eq!(written("a.parquet", 5), written("b.parquet", 5), "{name}");
     }
 }
 
@@ -142,11 +141,7 @@ fn every_format_loads_with_the_requested_size() {
 
 #[test]
 fn threat_table_stays_in_threat_space_and_lists_anchors() {
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("threats.parquet");
-    write_threat_table(&p, 30_000, 11).unwrap();
-    let t = load(&p, TableKind::Cidr, "network");
-    assert_eq!(t.len(), 30_000);
+    let t = generated(THREATS, "threats.parquet", 30_000, 11);
     for (i, (prefix, _, _)) in THREAT_ANCHORS.iter().enumerate() {
         assert_eq!(t.keys().value(i), *prefix);
         // Inside the anchor, its own row or a narrower random entry matches.
@@ -155,9 +150,7 @@ fn threat_table_stays_in_threat_space_and_lists_anchors() {
             "{prefix}"
         );
     }
-    let anchors_only = dir.path().join("anchors.csv");
-    write_threat_table(&anchors_only, THREAT_ANCHORS.len(), 11).unwrap();
-    let a = load(&anchors_only, TableKind::Cidr, "network");
+    let a = generated(THREATS, "anchors.csv", THREAT_ANCHORS.len(), 11);
     for (prefix, category, confidence) in THREAT_ANCHORS {
         let base = prefix.split('/').next().unwrap();
         assert_eq!(a.lookup_value(base, "category"), Some(category), "{prefix}");
@@ -197,11 +190,7 @@ fn threat_table_stays_in_threat_space_and_lists_anchors() {
 
 #[test]
 fn users_table_ids_and_home_countries() {
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("users.parquet");
-    write_users_table(&p, 10_000, 42).unwrap();
-    let t = load(&p, TableKind::Exact, "account_id");
-    assert_eq!(t.len(), 10_000);
+    let t = generated(USERS, "users.parquet", 10_000, 42);
     assert_eq!(t.keys().value(123), "acct-0000123");
     assert_eq!(t.lookup_row("acct-0000123"), Some(123));
     assert_eq!(t.lookup_row("acct-0010000"), None);

@@ -205,6 +205,9 @@ fn tokio_stream_of(
 
 type Stream<T> = BoxStream<'static, Result<T, Status>>;
 
+/// What a Flight call answers.
+type Answer<T> = Result<Response<T>, Status>;
+
 fn unimplemented<T>(what: &str) -> Result<T, Status> {
     Err(Status::unimplemented(format!(
         "{what}: the test server only takes DoPut"
@@ -224,46 +227,31 @@ impl FlightService for Service {
     async fn handshake(
         &self,
         _: Request<Streaming<HandshakeRequest>>,
-    ) -> Result<Response<Self::HandshakeStream>, Status> {
+    ) -> Answer<Self::HandshakeStream> {
         unimplemented("handshake")
     }
 
-    async fn list_flights(
-        &self,
-        _: Request<Criteria>,
-    ) -> Result<Response<Self::ListFlightsStream>, Status> {
+    async fn list_flights(&self, _: Request<Criteria>) -> Answer<Self::ListFlightsStream> {
         unimplemented("list_flights")
     }
 
-    async fn get_flight_info(
-        &self,
-        _: Request<FlightDescriptor>,
-    ) -> Result<Response<FlightInfo>, Status> {
+    async fn get_flight_info(&self, _: Request<FlightDescriptor>) -> Answer<FlightInfo> {
         unimplemented("get_flight_info")
     }
 
-    async fn poll_flight_info(
-        &self,
-        _: Request<FlightDescriptor>,
-    ) -> Result<Response<PollInfo>, Status> {
+    async fn poll_flight_info(&self, _: Request<FlightDescriptor>) -> Answer<PollInfo> {
         unimplemented("poll_flight_info")
     }
 
-    async fn get_schema(
-        &self,
-        _: Request<FlightDescriptor>,
-    ) -> Result<Response<SchemaResult>, Status> {
+    async fn get_schema(&self, _: Request<FlightDescriptor>) -> Answer<SchemaResult> {
         unimplemented("get_schema")
     }
 
-    async fn do_get(&self, _: Request<Ticket>) -> Result<Response<Self::DoGetStream>, Status> {
+    async fn do_get(&self, _: Request<Ticket>) -> Answer<Self::DoGetStream> {
         unimplemented("do_get")
     }
 
-    async fn do_put(
-        &self,
-        request: Request<Streaming<FlightData>>,
-    ) -> Result<Response<Self::DoPutStream>, Status> {
+    async fn do_put(&self, request: Request<Streaming<FlightData>>) -> Answer<Self::DoPutStream> {
         {
             let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
             let token = request
@@ -316,24 +304,18 @@ impl FlightService for Service {
         Ok(Response::new(futures::stream::iter([Ok(ack)]).boxed()))
     }
 
-    async fn do_action(
-        &self,
-        _: Request<Action>,
-    ) -> Result<Response<Self::DoActionStream>, Status> {
+    async fn do_action(&self, _: Request<Action>) -> Answer<Self::DoActionStream> {
         unimplemented("do_action")
     }
 
-    async fn list_actions(
-        &self,
-        _: Request<Empty>,
-    ) -> Result<Response<Self::ListActionsStream>, Status> {
+    async fn list_actions(&self, _: Request<Empty>) -> Answer<Self::ListActionsStream> {
         unimplemented("list_actions")
     }
 
     async fn do_exchange(
         &self,
         _: Request<Streaming<FlightData>>,
-    ) -> Result<Response<Self::DoExchangeStream>, Status> {
+    ) -> Answer<Self::DoExchangeStream> {
         unimplemented("do_exchange")
     }
 }

@@ -55,6 +55,15 @@ fn worker_env(name: &str) -> Option<String> {
     Some(value.to_owned())
 }
 
+/// The Elasticsearch password of `c`, as it reads after parsing.
+fn es_password(c: &Config) -> Option<&str> {
+    c.indexer
+        .elasticsearch
+        .password
+        .as_ref()
+        .map(Secret::expose)
+}
+
 #[test]
 fn empty_document_gives_defaults() {
     for text in ["", "\n", "# only a comment\n", "---\n", "worker:\nqueue:\n"] {
@@ -386,14 +395,7 @@ fn scalars_that_look_like_numbers_are_strings_where_strings_are_expected() {
     )
     .unwrap();
     assert_eq!(c.indexer.elasticsearch.index, "2024");
-    assert_eq!(
-        c.indexer
-            .elasticsearch
-            .password
-            .as_ref()
-            .map(Secret::expose),
-        Some("123456")
-    );
+    assert_eq!(es_password(&c), Some("123456"));
 }
 
 #[test]
@@ -420,14 +422,7 @@ indexer:
     assert_eq!(c.worker.threads, Some(3));
     assert_eq!(c.worker.max_attempts, 9);
     assert_eq!(c.worker.id, None, "an empty default is a YAML null");
-    assert_eq!(
-        c.indexer
-            .elasticsearch
-            .password
-            .as_ref()
-            .map(Secret::expose),
-        Some("pa$word")
-    );
+    assert_eq!(es_password(&c), Some("pa$word"));
 
     let (key, message) = config_err(Config::from_yaml_str("a:\n  b: ${NOPE}\n", &env));
     assert_eq!(key, "env.NOPE");
@@ -473,192 +468,71 @@ fn assert_parse_errors(cases: &[(&str, &str, Says)]) {
 
 #[test]
 fn parse_errors_name_the_key_and_what_was_wrong() {
-    assert_parse_errors(&[
+    #[rustfmt::skip]
+    const CASES: &[(&str, &str, Says)] = &[
         // Unknown keys, with their path.
-        (
-            "indexer:\n  bulk_size: 10\n",
-            "indexer.bulk_size",
-            Says::StartsWith("unknown field `bulk_size`, expected one of `destination`"),
-        ),
-        (
-            "workers:\n  threads: 2\n",
-            "workers",
-            Says::StartsWith("unknown field `workers`"),
-        ),
-        (
-            "reader:\n  ndjson:\n    schema:\n      - {name: a, type: string, width: 3}\n",
-            "reader.ndjson.schema[0].width",
-            Says::Anything,
-        ),
+        ("indexer:\n  bulk_size: 10\n", "indexer.bulk_size", Says::StartsWith("unknown field `bulk_size`, expected one of `destination`")),
+        ("workers:\n  threads: 2\n", "workers", Says::StartsWith("unknown field `workers`")),
+        ("reader:\n  ndjson:\n    schema:\n      - {name: a, type: string, width: 3}\n", "reader.ndjson.schema[0].width", Says::Anything),
         // Wrong types name the key and the expectation.
-        (
-            "reader:\n  batch_size: big\n",
-            "reader.batch_size",
-            Says::Exactly("invalid type: string \"big\", expected usize"),
-        ),
-        (
-            "queue:\n  kind: kafka\n",
-            "queue.kind",
-            Says::Exactly("unknown variant `kafka`, expected one of `stdin`, `memory`, `sqs`"),
-        ),
-        (
-            "worker:\n  max_attempts: -1\n",
-            "worker.max_attempts",
-            Says::Contains("expected u32"),
-        ),
-        (
-            "reader:\n  ndjson:\n    schema:\n      - {name: a, type: decimal}\n",
-            "reader.ndjson.schema[0].type",
-            Says::StartsWith("unknown variant `decimal`"),
-        ),
-        (
-            "reader:\n  ndjson:\n    schema:\n      - {name: a}\n",
-            "reader.ndjson.schema[0]",
-            Says::Exactly("missing field `type`"),
-        ),
-        (
-            "indexer:\n  elasticsearch:\n    endpoints: https://es:9200\n",
-            "indexer.elasticsearch.endpoints",
-            Says::Contains("expected a sequence"),
-        ),
-        (
-            "worker: 3\n",
-            "worker",
-            Says::Contains("expected struct WorkerConfig"),
-        ),
+        ("reader:\n  batch_size: big\n", "reader.batch_size", Says::Exactly("invalid type: string \"big\", expected usize")),
+        ("queue:\n  kind: kafka\n", "queue.kind", Says::Exactly("unknown variant `kafka`, expected one of `stdin`, `memory`, `sqs`")),
+        ("worker:\n  max_attempts: -1\n", "worker.max_attempts", Says::Contains("expected u32")),
+        ("reader:\n  ndjson:\n    schema:\n      - {name: a, type: decimal}\n", "reader.ndjson.schema[0].type", Says::StartsWith("unknown variant `decimal`")),
+        ("reader:\n  ndjson:\n    schema:\n      - {name: a}\n", "reader.ndjson.schema[0]", Says::Exactly("missing field `type`")),
+        ("indexer:\n  elasticsearch:\n    endpoints: https://es:9200\n", "indexer.elasticsearch.endpoints", Says::Contains("expected a sequence")),
+        ("worker: 3\n", "worker", Says::Contains("expected struct WorkerConfig")),
         // Errors of the document as a whole carry line and column.
-        (
-            "worker:\n  threads: 2\n bad: [\n",
-            DOCUMENT_KEY,
-            Says::Contains("line 3"),
-        ),
-        (
-            "reader:\n  batch_size: 10\n  batch_size: 20\n",
-            DOCUMENT_KEY,
-            Says::Contains("duplicate"),
-        ),
-        (
-            "- just\n- a list\n",
-            DOCUMENT_KEY,
-            Says::Contains("expected struct Config"),
-        ),
+        ("worker:\n  threads: 2\n bad: [\n", DOCUMENT_KEY, Says::Contains("line 3")),
+        ("reader:\n  batch_size: 10\n  batch_size: 20\n", DOCUMENT_KEY, Says::Contains("duplicate")),
+        ("- just\n- a list\n", DOCUMENT_KEY, Says::Contains("expected struct Config")),
         // Elasticsearch keys are checked.
-        (
-            "indexer:\n  elasticsearch:\n    mappings: [1, 2]\n",
-            "indexer.elasticsearch.mappings",
-            Says::Anything,
-        ),
-        (
-            "indexer:\n  elasticsearch:\n    retry_base_ms: 500\n    retry_max_ms: 100\n",
-            "indexer.elasticsearch.retry_max_ms",
-            Says::Anything,
-        ),
-        (
-            "alerts:\n  destination: elasticsearch\n",
-            "alerts.destination",
-            Says::Anything,
-        ),
-    ]);
+        ("indexer:\n  elasticsearch:\n    mappings: [1, 2]\n", "indexer.elasticsearch.mappings", Says::Anything),
+        ("indexer:\n  elasticsearch:\n    retry_base_ms: 500\n    retry_max_ms: 100\n", "indexer.elasticsearch.retry_max_ms", Says::Anything),
+        ("alerts:\n  destination: elasticsearch\n", "alerts.destination", Says::Anything),
+    ];
+    assert_parse_errors(CASES);
 }
 
 #[test]
 fn validation_errors_name_their_key() {
-    let cases = [
+    #[rustfmt::skip]
+    const CASES: &[(&str, &str)] = &[
         ("worker:\n  threads: 0\n", "worker.threads"),
         ("worker:\n  id: ''\n", "worker.id"),
         ("worker:\n  max_attempts: 0\n", "worker.max_attempts"),
-        (
-            "worker:\n  retry_base_ms: 1000\n  retry_max_ms: 10\n",
-            "worker.retry_max_ms",
-        ),
+        ("worker:\n  retry_base_ms: 1000\n  retry_max_ms: 10\n", "worker.retry_max_ms"),
         ("queue:\n  kind: sqs\n", "queue.sqs.queue_url"),
-        (
-            "queue:\n  kind: sqs\n  sqs:\n    queue_url: ''\n",
-            "queue.sqs.queue_url",
-        ),
-        (
-            "queue:\n  sqs:\n    wait_time_secs: 21\n",
-            "queue.sqs.wait_time_secs",
-        ),
-        (
-            "queue:\n  sqs:\n    max_messages: 11\n",
-            "queue.sqs.max_messages",
-        ),
-        (
-            "queue:\n  sqs:\n    max_messages: 0\n",
-            "queue.sqs.max_messages",
-        ),
-        (
-            "queue:\n  sqs:\n    visibility_timeout_secs: 0\n",
-            "queue.sqs.visibility_timeout_secs",
-        ),
+        ("queue:\n  kind: sqs\n  sqs:\n    queue_url: ''\n", "queue.sqs.queue_url"),
+        ("queue:\n  sqs:\n    wait_time_secs: 21\n", "queue.sqs.wait_time_secs"),
+        ("queue:\n  sqs:\n    max_messages: 11\n", "queue.sqs.max_messages"),
+        ("queue:\n  sqs:\n    max_messages: 0\n", "queue.sqs.max_messages"),
+        ("queue:\n  sqs:\n    visibility_timeout_secs: 0\n", "queue.sqs.visibility_timeout_secs"),
         ("reader:\n  batch_size: 0\n", "reader.batch_size"),
-        (
-            "reader:\n  parquet:\n    columns: [a, a]\n",
-            "reader.parquet.columns[1]",
-        ),
-        (
-            "reader:\n  ndjson:\n    max_line_bytes: 0\n",
-            "reader.ndjson.max_line_bytes",
-        ),
-        (
-            "reader:\n  ndjson:\n    infer_rows: 0\n",
-            "reader.ndjson.infer_rows",
-        ),
-        (
-            "reader:\n  ndjson:\n    schema: []\n",
-            "reader.ndjson.schema",
-        ),
-        (
-            "reader:\n  ndjson:\n    schema:\n      - {name: a, type: string}\n      - {name: a, type: int64}\n",
-            "reader.ndjson.schema[1].name",
-        ),
-        (
-            "reader:\n  ndjson:\n    schema:\n      - {name: '', type: string}\n",
-            "reader.ndjson.schema[0].name",
-        ),
+        ("reader:\n  parquet:\n    columns: [a, a]\n", "reader.parquet.columns[1]"),
+        ("reader:\n  ndjson:\n    max_line_bytes: 0\n", "reader.ndjson.max_line_bytes"),
+        ("reader:\n  ndjson:\n    infer_rows: 0\n", "reader.ndjson.infer_rows"),
+        ("reader:\n  ndjson:\n    schema: []\n", "reader.ndjson.schema"),
+        ("reader:\n  ndjson:\n    schema:\n      - {name: a, type: string}\n      - {name: a, type: int64}\n", "reader.ndjson.schema[1].name"),
+        ("reader:\n  ndjson:\n    schema:\n      - {name: '', type: string}\n", "reader.ndjson.schema[0].name"),
         ("indexer:\n  bulk_max_docs: 0\n", "indexer.bulk_max_docs"),
         ("indexer:\n  bulk_max_bytes: 0\n", "indexer.bulk_max_bytes"),
-        (
-            "indexer:\n  destination: elasticsearch\n",
-            "indexer.elasticsearch.endpoints",
-        ),
-        (
-            "indexer:\n  elasticsearch:\n    endpoints: [es:9200]\n",
-            "indexer.elasticsearch.endpoints[0]",
-        ),
-        (
-            "indexer:\n  destination: elasticsearch\n  elasticsearch:\n    endpoints: [http://es:9200]\n    index: ''\n",
-            "indexer.elasticsearch.index",
-        ),
-        (
-            "indexer:\n  elasticsearch:\n    username: u\n",
-            "indexer.elasticsearch.password",
-        ),
-        (
-            "indexer:\n  elasticsearch:\n    password: p\n",
-            "indexer.elasticsearch.username",
-        ),
-        (
-            "indexer:\n  elasticsearch:\n    username: u\n    password: p\n    api_key: k\n",
-            "indexer.elasticsearch.api_key",
-        ),
-        (
-            "indexer:\n  elasticsearch:\n    timeout_secs: 0\n",
-            "indexer.elasticsearch.timeout_secs",
-        ),
+        ("indexer:\n  destination: elasticsearch\n", "indexer.elasticsearch.endpoints"),
+        ("indexer:\n  elasticsearch:\n    endpoints: [es:9200]\n", "indexer.elasticsearch.endpoints[0]"),
+        ("indexer:\n  destination: elasticsearch\n  elasticsearch:\n    endpoints: [http://es:9200]\n    index: ''\n", "indexer.elasticsearch.index"),
+        ("indexer:\n  elasticsearch:\n    username: u\n", "indexer.elasticsearch.password"),
+        ("indexer:\n  elasticsearch:\n    password: p\n", "indexer.elasticsearch.username"),
+        ("indexer:\n  elasticsearch:\n    username: u\n    password: p\n    api_key: k\n", "indexer.elasticsearch.api_key"),
+        ("indexer:\n  elasticsearch:\n    timeout_secs: 0\n", "indexer.elasticsearch.timeout_secs"),
         ("record_dlq:\n  dir: ''\n", "record_dlq.dir"),
-        (
-            "coordinator:\n  valkey:\n    url: localhost:6379\n",
-            "coordinator.valkey.url",
-        ),
+        ("coordinator:\n  valkey:\n    url: localhost:6379\n", "coordinator.valkey.url"),
         ("metrics:\n  addr: localhost\n", "metrics.addr"),
         ("metrics:\n  addr: 127.0.0.1\n", "metrics.addr"),
     ];
-    for (yaml, expected_key) in cases {
+    for &(yaml, expected_key) in CASES {
         let (key, message) = config_err(parse(yaml));
         assert_eq!(key, expected_key, "{yaml}: {message}");
-        assert!(!message.is_empty());
+        assert!(!message.is_empty(), "{yaml}");
     }
 }
 
@@ -788,14 +662,7 @@ fn shipped_worker_yaml_parses_with_its_environment() {
         ["https://es-1.internal:9200", "https://es-2.internal:9200"]
     );
     assert_eq!(c.indexer.elasticsearch.index, "transactions");
-    assert_eq!(
-        c.indexer
-            .elasticsearch
-            .password
-            .as_ref()
-            .map(Secret::expose),
-        Some("123456")
-    );
+    assert_eq!(es_password(&c), Some("123456"));
     assert_eq!(c.indexer.elasticsearch.api_key, None);
     assert_eq!(c.indexer.elasticsearch.ca_cert, None);
     assert_eq!(c.worker.threads, None);

@@ -390,40 +390,29 @@ fn split_file_counts_once_when_its_last_range_completes(b: &dyn Backend) {
     );
 }
 
+/// One `#[test]` per case of the suite, in a module named after the backend; the
+/// argument of each case is the stale-after duration of its store.
 macro_rules! suite {
     ($backend:ident) => {
+        suite!(@cases $backend:
+            claim_complete_then_duplicate_is_acknowledged(LONG),
+            release_keeps_checkpoint_and_counts_attempts(LONG),
+            stale_holder_loses_claim(Duration::from_millis(500)),
+            job_progress_and_listing(LONG),
+            split_file_counts_once_when_its_last_range_completes(LONG),
+            two_workers_race_for_each_item(LONG),
+        );
+    };
+    (@cases $backend:ident: $($case:ident($stale_after:expr)),+ $(,)?) => {
         mod $backend {
             use super::*;
 
-            #[test]
-            fn claim_complete_then_duplicate_is_acknowledged() {
-                super::claim_complete_then_duplicate_is_acknowledged(&super::$backend(LONG));
-            }
-
-            #[test]
-            fn release_keeps_checkpoint_and_counts_attempts() {
-                super::release_keeps_checkpoint_and_counts_attempts(&super::$backend(LONG));
-            }
-
-            #[test]
-            fn stale_holder_loses_claim() {
-                super::stale_holder_loses_claim(&super::$backend(Duration::from_millis(500)));
-            }
-
-            #[test]
-            fn job_progress_and_listing() {
-                super::job_progress_and_listing(&super::$backend(LONG));
-            }
-
-            #[test]
-            fn split_file_counts_once_when_its_last_range_completes() {
-                super::split_file_counts_once_when_its_last_range_completes(&super::$backend(LONG));
-            }
-
-            #[test]
-            fn two_workers_race_for_each_item() {
-                super::two_workers_race_for_each_item(&super::$backend(LONG));
-            }
+            $(
+                #[test]
+                fn $case() {
+                    super::$case(&super::$backend($stale_after));
+                }
+            )+
         }
     };
 }

@@ -18,6 +18,8 @@ mod indexer;
 mod metadata;
 mod queue;
 mod reader;
+#[cfg(feature = "io-runtime")]
+mod runtime;
 mod source;
 mod transform;
 mod window;
@@ -31,6 +33,8 @@ pub use metadata::{
 };
 pub use queue::{Delivery, WorkQueue};
 pub use reader::{BatchSteps, BatchStream, ReadBatch, Reader, ResumePoint};
+#[cfg(feature = "io-runtime")]
+pub use runtime::io_runtime;
 pub use source::{ObjectListing, ObjectSource, PinnedSource, object_changed};
 pub use transform::{AlertSink, IdentityTransform, Transform, TransformFactory, TransformOutput};
 pub use window::{BatchMeta, WindowAlert, WindowOutcome, WindowRequest, WindowStore};

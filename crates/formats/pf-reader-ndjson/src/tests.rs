@@ -51,10 +51,33 @@ fn typed_reader(schema: Arc<Schema>) -> NdjsonReader {
     })
 }
 
+/// All of `text`, stored as `name`, read with the default options as `set` changes them.
+fn read_with(name: &str, text: &str, set: impl FnOnce(&mut NdjsonReaderOptions)) -> Vec<ReadBatch> {
+    let mut opts = options();
+    set(&mut opts);
+    let (_dir, uri) = temp_file(name, text.as_bytes());
+    read_all(&NdjsonReader::new(opts), &uri)
+}
+
 /// All of `text`, stored as `name`, read against `schema`.
 fn read_typed(schema: Arc<Schema>, name: &str, text: &[u8]) -> Vec<ReadBatch> {
     let (_dir, uri) = temp_file(name, text);
     read_all(&typed_reader(schema), &uri)
+}
+
+/// All of `text`, stored as `name`, read against a schema of `fields`: asserts that the
+/// lines it decodes are `want` and that the batches carry exactly that schema.
+fn read_given_schema(
+    name: &str,
+    text: &str,
+    want: &[Value],
+    fields: &[(&str, DataType, bool)],
+) -> Vec<ReadBatch> {
+    let schema = schema_of(fields);
+    let batches = read_typed(schema.clone(), name, text.as_bytes());
+    assert_eq!(rows(&batches), want, "{name}");
+    assert_eq!(batches[0].batch.schema(), schema, "{name}");
+    batches
 }
 
 /// A reader with the default options but `batch_size`.
@@ -249,13 +272,15 @@ fn malformed_lines_become_failures_with_line_numbers() {
 
 #[test]
 fn type_mismatch_against_given_schema_is_a_record_failure() {
-    let schema = schema_of(&[
-        ("id", DataType::Int64, false),
-        ("amount", DataType::Float64, true),
-    ]);
-    let text =
-        "{\"id\":1,\"amount\":1.5}\n{\"id\":2,\"amount\":\"lots\"}\n{\"id\":3}\n{\"amount\":2}\n";
-    let batches = read_typed(schema.clone(), "typed.ndjson", text.as_bytes());
+    let batches = read_given_schema(
+        "typed.ndjson",
+        "{\"id\":1,\"amount\":1.5}\n{\"id\":2,\"amount\":\"lots\"}\n{\"id\":3}\n{\"amount\":2}\n",
+        &[json!({"id":1,"amount":1.5}), json!({"id":3})],
+        &[
+            ("id", DataType::Int64, false),
+            ("amount", DataType::Float64, true),
+        ],
+    );
     // Line 2: a string where a number belongs; line 4: the non-nullable id is missing.
     assert_eq!(failed_lines(&batches), vec![2, 4]);
     let f = failures(&batches);
@@ -268,11 +293,6 @@ fn type_mismatch_against_given_schema_is_a_record_failure() {
         f[0].record.as_deref(),
         Some("{\"id\":2,\"amount\":\"lots\"}")
     );
-    assert_eq!(
-        rows(&batches),
-        vec![json!({"id":1,"amount":1.5}), json!({"id":3})]
-    );
-    assert_eq!(batches[0].batch.schema(), schema);
 }
 
 /// A column the head shows as integer keeps its values exactly: a later fraction fails
@@ -290,12 +310,7 @@ fn a_fraction_in_an_integer_column_fails_its_line_instead_of_being_truncated() {
     text.push_str("{\"id\":6,\"amount\":7.5,\"n\":{\"k\":6}}\n");
     text.push_str("{\"id\":7,\"amount\":\"8\",\"n\":{\"k\":7}}\n");
     text.push_str("{\"id\":8,\"amount\":9,\"n\":{\"k\":0.25}}\n");
-    let (_dir, uri) = temp_file("ints.ndjson", text.as_bytes());
-    let reader = NdjsonReader::new(NdjsonReaderOptions {
-        infer_rows: 5,
-        ..options()
-    });
-    let batches = read_all(&reader, &uri);
+    let batches = read_with("ints.ndjson", &text, |o| o.infer_rows = 5);
     assert_eq!(failed_lines(&batches), vec![7, 9]);
     for f in failures(&batches) {
         assert!(f.error.contains("is not an integer"), "{}", f.error);
@@ -329,23 +344,20 @@ fn narrow_integer_columns_of_a_given_schema_are_exact() {
 
 #[test]
 fn given_schema_ignores_extra_fields_and_fills_missing_ones_with_null() {
-    let schema = schema_of(&[
-        ("id", DataType::Int32, true),
-        ("name", DataType::Utf8, true),
-    ]);
-    let text =
-        "{\"id\":1,\"name\":\"a\",\"extra\":[1,2]}\n{\"name\":\"b\"}\n{\"id\":3,\"name\":null}\n";
-    let batches = read_typed(schema.clone(), "given.jsonl", text.as_bytes());
-    assert!(failures(&batches).is_empty());
-    assert_eq!(
-        rows(&batches),
-        vec![
+    let batches = read_given_schema(
+        "given.jsonl",
+        "{\"id\":1,\"name\":\"a\",\"extra\":[1,2]}\n{\"name\":\"b\"}\n{\"id\":3,\"name\":null}\n",
+        &[
             json!({"id":1,"name":"a"}),
             json!({"name":"b"}),
-            json!({"id":3})
-        ]
+            json!({"id":3}),
+        ],
+        &[
+            ("id", DataType::Int32, true),
+            ("name", DataType::Utf8, true),
+        ],
     );
-    assert_eq!(batches[0].batch.schema(), schema);
+    assert!(failures(&batches).is_empty());
 }
 
 #[test]
@@ -387,12 +399,7 @@ fn overlong_lines_are_reported_and_skipped() {
 fn an_overlong_line_keeps_only_its_own_text() {
     let long = format!("{{\"id\":2,\"pad\":\"{}\"}}", "z".repeat(30));
     let text = format!("{{\"id\":1}}\n{long}\r\n{{\"id\":3}}\n");
-    let (_dir, uri) = temp_file("short-limit.ndjson", text.as_bytes());
-    let reader = NdjsonReader::new(NdjsonReaderOptions {
-        max_line_bytes: 20,
-        ..options()
-    });
-    let batches = read_all(&reader, &uri);
+    let batches = read_with("short-limit.ndjson", &text, |o| o.max_line_bytes = 20);
     assert_eq!(ids(&rows(&batches)), vec![1, 3]);
     let f = failures(&batches);
     assert_eq!(f.len(), 1);
@@ -531,12 +538,7 @@ fn inference_sees_only_the_head_and_tolerates_what_it_missed() {
     // `note` is null throughout the head and a string later; `code` holds a number in
     // the head and later a string, and the other way round.
     let text = "{\"id\":1,\"note\":null,\"code\":\"A1\"}\n{\"id\":2,\"note\":null,\"code\":7}\n{\"id\":3,\"note\":\"late\",\"code\":9,\"new\":1}\n";
-    let (_dir, uri) = temp_file("late.ndjson", text.as_bytes());
-    let reader = NdjsonReader::new(NdjsonReaderOptions {
-        infer_rows: 2,
-        ..options()
-    });
-    let batches = read_all(&reader, &uri);
+    let batches = read_with("late.ndjson", text, |o| o.infer_rows = 2);
     assert!(failures(&batches).is_empty(), "{:?}", failures(&batches));
     assert_eq!(
         rows(&batches),
@@ -1294,13 +1296,10 @@ fn a_range_of_a_compressed_file_is_refused() {
 #[test]
 fn only_the_lines_inference_rejected_fail_for_holding_no_object() {
     let text = "[1]\n{oops\n\n{\"a\":3}\n{\"a\":4}\n";
-    let (_dir, uri) = temp_file("head.ndjson", text.as_bytes());
-    let reader = NdjsonReader::new(NdjsonReaderOptions {
-        batch_size: 3,
-        infer_rows: 2,
-        ..options()
+    let batches = read_with("head.ndjson", text, |o| {
+        o.batch_size = 3;
+        o.infer_rows = 2;
     });
-    let batches = read_all(&reader, &uri);
     let a: Vec<i64> = rows(&batches)
         .iter()
         .map(|r| r["a"].as_i64().expect("a"))

@@ -91,12 +91,7 @@ impl AwsContext {
     /// Resolves configuration and starts the runtime. Fails only on local problems
     /// (runtime start-up); unreachable endpoints surface on the first request.
     pub fn connect(settings: &AwsSettings) -> Result<Self> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("pf-aws")
-            .enable_all()
-            .build()
-            .map_err(|e| PfError::io("the AWS client runtime", e))?;
+        let runtime = pf_traits::io_runtime("pf-aws", 2, "the AWS client runtime")?;
         let http = aws_smithy_http_client::Builder::new()
             .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
             .build_https();

@@ -155,12 +155,7 @@ impl Client {
         })?;
         // One I/O thread is plenty: requests are issued by the pipeline threads through
         // block_on, the runtime only drives sockets.
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("es-io")
-            .enable_all()
-            .build()
-            .map_err(|e| PfError::io("tokio runtime", e))?;
+        let runtime = pf_traits::io_runtime("es-io", 1, "tokio runtime")?;
         Ok(Client {
             transport,
             runtime: Arc::new(runtime),

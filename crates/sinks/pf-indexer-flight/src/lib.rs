@@ -76,12 +76,7 @@ impl FlightIndexerFactory {
                 .tls_config(tls)
                 .map_err(|e| PfError::config(key, format!("TLS set-up: {e}")))?;
         }
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("pf-flight")
-            .enable_all()
-            .build()
-            .map_err(|e| PfError::io("the Flight client runtime", e))?;
+        let runtime = pf_traits::io_runtime("pf-flight", 1, "the Flight client runtime")?;
         let channel = {
             let _context = runtime.enter();
             builder.connect_lazy()

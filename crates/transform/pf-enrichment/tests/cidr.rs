@@ -33,10 +33,19 @@ fn assert_rows(t: &EnrichmentTable, row: Option<u32>, keys: &[&str]) {
     }
 }
 
+/// The CIDR table of `prefixes`, once every `(row, keys)` of `expected` is asserted:
+/// each of the keys finds that row (`None`: no match).
+fn cidr_table(prefixes: &[&str], expected: &[(Option<u32>, &[&str])]) -> EnrichmentTable {
+    let t = table(TableKind::Cidr, prefixes);
+    for &(row, keys) in expected {
+        assert_rows(&t, row, keys);
+    }
+    t
+}
+
 #[test]
 fn default_route_and_host_routes() {
-    let t = table(
-        TableKind::Cidr,
+    let t = cidr_table(
         &[
             "0.0.0.0/0",
             "1.2.3.4/32",
@@ -44,12 +53,14 @@ fn default_route_and_host_routes() {
             "2001:db8::1/128",
             "5.6.7.8",
         ],
+        &[
+            (Some(0), &["9.9.9.9", "0.0.0.0", "255.255.255.255"]),
+            (Some(1), &["1.2.3.4"]),
+            (Some(0), &["1.2.3.3", "1.2.3.5"]),
+            (Some(3), &["2001:db8::1"]),
+            (Some(2), &["2001:db8::2", "::"]),
+        ],
     );
-    assert_rows(&t, Some(0), &["9.9.9.9", "0.0.0.0", "255.255.255.255"]);
-    assert_rows(&t, Some(1), &["1.2.3.4"]);
-    assert_rows(&t, Some(0), &["1.2.3.3", "1.2.3.5"]);
-    assert_rows(&t, Some(3), &["2001:db8::1"]);
-    assert_rows(&t, Some(2), &["2001:db8::2", "::"]);
     assert_eq!(t.lookup_row("5.6.7.8"), Some(4), "a bare address is a /32");
     assert_eq!(t.lookup_value("5.6.7.8", "v"), Some("4"));
     assert_eq!(t.lookup_value("5.6.7.8", "nope"), None);
@@ -58,8 +69,7 @@ fn default_route_and_host_routes() {
 #[test]
 fn nested_prefixes_longest_wins_regardless_of_order() {
     // Listed narrowest first, to show file order does not matter.
-    let t = table(
-        TableKind::Cidr,
+    cidr_table(
         &[
             "10.1.2.0/24",
             "10.1.0.0/16",
@@ -67,19 +77,20 @@ fn nested_prefixes_longest_wins_regardless_of_order() {
             "10.1.2.128/25",
             "10.1.2.200/32",
         ],
+        &[
+            (Some(0), &["10.1.2.1", "10.1.2.127"]),
+            (Some(1), &["10.1.9.9", "10.1.3.0"]),
+            (Some(2), &["10.9.9.9", "10.255.255.255"]),
+            (Some(3), &["10.1.2.128", "10.1.2.201", "10.1.2.255"]),
+            (Some(4), &["10.1.2.200"]),
+            (None, &["11.0.0.0", "9.255.255.255"]),
+        ],
     );
-    assert_rows(&t, Some(0), &["10.1.2.1", "10.1.2.127"]);
-    assert_rows(&t, Some(1), &["10.1.9.9", "10.1.3.0"]);
-    assert_rows(&t, Some(2), &["10.9.9.9", "10.255.255.255"]);
-    assert_rows(&t, Some(3), &["10.1.2.128", "10.1.2.201", "10.1.2.255"]);
-    assert_rows(&t, Some(4), &["10.1.2.200"]);
-    assert_rows(&t, None, &["11.0.0.0", "9.255.255.255"]);
 }
 
 #[test]
 fn adjacent_prefixes_do_not_bleed() {
-    let t = table(
-        TableKind::Cidr,
+    cidr_table(
         &[
             "192.168.0.0/24",
             "192.168.1.0/24",
@@ -87,15 +98,17 @@ fn adjacent_prefixes_do_not_bleed() {
             "2001:db8::/33",
             "2001:db8:8000::/33",
         ],
+        &[
+            (Some(0), &["192.168.0.255"]),
+            (Some(1), &["192.168.1.0", "192.168.1.255"]),
+            (None, &["192.168.2.0", "192.168.2.255"]),
+            (Some(2), &["192.168.3.0"]),
+            (None, &["192.168.4.0"]),
+            (Some(3), &["2001:db8:7fff:ffff:ffff:ffff:ffff:ffff"]),
+            (Some(4), &["2001:db8:8000::"]),
+            (None, &["2001:db9::"]),
+        ],
     );
-    assert_rows(&t, Some(0), &["192.168.0.255"]);
-    assert_rows(&t, Some(1), &["192.168.1.0", "192.168.1.255"]);
-    assert_rows(&t, None, &["192.168.2.0", "192.168.2.255"]);
-    assert_rows(&t, Some(2), &["192.168.3.0"]);
-    assert_rows(&t, None, &["192.168.4.0"]);
-    assert_rows(&t, Some(3), &["2001:db8:7fff:ffff:ffff:ffff:ffff:ffff"]);
-    assert_rows(&t, Some(4), &["2001:db8:8000::"]);
-    assert_rows(&t, None, &["2001:db9::"]);
 }
 
 #[test]
@@ -157,8 +170,7 @@ fn invalid_ip_strings_match_nothing() {
 
 #[test]
 fn duplicate_prefixes_last_row_wins() {
-    let t = table(
-        TableKind::Cidr,
+    let t = cidr_table(
         &[
             "10.0.0.0/8",
             "10.0.0.1/8",
@@ -166,9 +178,8 @@ fn duplicate_prefixes_last_row_wins() {
             "10.0.0.0/8",
             "10.1.0.0/16",
         ],
+        &[(Some(3), &["10.9.9.9"]), (Some(4), &["10.1.9.9"])],
     );
-    assert_rows(&t, Some(3), &["10.9.9.9"]);
-    assert_rows(&t, Some(4), &["10.1.9.9"]);
     assert_eq!(t.duplicate_keys(), 3);
     assert_eq!(t.len(), 5, "shadowed rows stay in the table");
 }

@@ -40,6 +40,14 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     p
 }
 
+/// A fresh directory holding `text` as `name`, and that file's path; the directory
+/// lives as long as the handle.
+fn dir_with(name: &str, text: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(dir.path(), name, text);
+    (dir, p)
+}
+
 /// Writes one batch of `(name, values, nullable)` columns as a Parquet file.
 fn write_parquet(path: &Path, columns: Vec<(&str, ArrayRef, bool)>) {
     let batch = RecordBatch::try_from_iter_with_nullable(columns).unwrap();
@@ -70,9 +78,7 @@ fn assert_load_err(cfg: &TableConfig, parts: &[&str]) {
 
 #[test]
 fn csv_cidr_table_with_selected_values() {
-    let dir = tempfile::tempdir().unwrap();
-    let p = write(
-        dir.path(),
+    let (_dir, p) = dir_with(
         "geo.csv",
         "network,country,city,asn\n10.0.0.0/8,US,,64500\n10.1.0.0/16,\"GB\",\"London, City\",64501\n",
     );
@@ -101,9 +107,7 @@ fn csv_cidr_table_with_selected_values() {
 
 #[test]
 fn ndjson_exact_table_infers_types() {
-    let dir = tempfile::tempdir().unwrap();
-    let p = write(
-        dir.path(),
+    let (_dir, p) = dir_with(
         "users.jsonl",
         concat!(
             r#"{"id":"acct-0000001","score":1,"ratio":0.5,"vip":true,"tier":"low","extra":[1]}"#,
@@ -199,8 +203,7 @@ fn parquet_keeps_types_and_accepts_integer_keys() {
 
 #[test]
 fn explicit_format_overrides_extension() {
-    let dir = tempfile::tempdir().unwrap();
-    let p = write(dir.path(), "threats.txt", "ip,cat\n1.2.3.4,bad\n");
+    let (_dir, p) = dir_with("threats.txt", "ip,cat\n1.2.3.4,bad\n");
     let mut cfg = config("t", TableKind::Cidr, &p, "ip", &[]);
     let err = EnrichmentTable::load(&cfg).unwrap_err();
     assert!(matches!(err, PfError::Config { .. }), "{err}");
@@ -211,8 +214,7 @@ fn explicit_format_overrides_extension() {
 
 #[test]
 fn empty_tables_are_allowed() {
-    let dir = tempfile::tempdir().unwrap();
-    let header_only = write(dir.path(), "h.csv", "network,country\n");
+    let (dir, header_only) = dir_with("h.csv", "network,country\n");
     let zero_bytes = write(dir.path(), "z.csv", "");
     let empty_ndjson = write(dir.path(), "e.ndjson", "\n\n");
     let parquet = dir.path().join("e.parquet");
@@ -268,8 +270,7 @@ fn missing_and_unreadable_files() {
 
 #[test]
 fn missing_key_and_unknown_value_columns_name_file_and_column() {
-    let dir = tempfile::tempdir().unwrap();
-    let csv = write(dir.path(), "geo.csv", "net,country\n1.2.3.4,US\n");
+    let (dir, csv) = dir_with("geo.csv", "net,country\n1.2.3.4,US\n");
     let err = load_table("geo", TableKind::Cidr, &csv, "network", &[]).unwrap_err();
     assert!(matches!(err, PfError::Schema { .. }), "{err}");
     let msg = err.to_string();
@@ -326,9 +327,7 @@ fn missing_key_and_unknown_value_columns_name_file_and_column() {
 
 #[test]
 fn bad_rows_name_file_line_and_column() {
-    let dir = tempfile::tempdir().unwrap();
-    let csv = write(
-        dir.path(),
+    let (dir, csv) = dir_with(
         "geo.csv",
         "network,country\n10.0.0.0/8,US\n\"11.0.0.0/8\",GB\n10.0.0.300/8,FR\n",
     );
@@ -388,20 +387,18 @@ fn bad_rows_name_file_line_and_column() {
 #[test]
 fn byte_order_marks_and_crlf_are_accepted() {
     let dir = tempfile::tempdir().unwrap();
-    let csv = write(
-        dir.path(),
-        "bom.csv",
-        "\u{feff}network,country\r\n10.0.0.0/8,US\r\n",
-    );
-    let t = load_table("g", TableKind::Cidr, &csv, "network", &[]).unwrap();
-    assert_eq!(t.lookup_value("10.1.1.1", "country"), Some("US"));
-    let nd = write(
-        dir.path(),
-        "bom.ndjson",
-        "\u{feff}{\"network\":\"10.0.0.0/8\",\"country\":\"US\"}\r\n",
-    );
-    let t = load_table("g", TableKind::Cidr, &nd, "network", &[]).unwrap();
-    assert_eq!(t.lookup_value("10.1.1.1", "country"), Some("US"));
+    for (file, text) in [
+        ("bom.csv", "\u{feff}network,country\r\n10.0.0.0/8,US\r\n"),
+        (
+            "bom.ndjson",
+            "\u{feff}{\"network\":\"10.0.0.0/8\",\"country\":\"US\"}\r\n",
+        ),
+    ] {
+        let p = write(dir.path(), file, text);
+        let t = load_table("g", TableKind::Cidr, &p, "network", &[])
+            .unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert_eq!(t.lookup_value("10.1.1.1", "country"), Some("US"), "{file}");
+    }
 }
 
 #[test]
@@ -415,8 +412,7 @@ fn non_utf8_csv_is_an_error_not_a_panic() {
 
 #[test]
 fn registry_loads_in_parallel_and_rejects_duplicates() {
-    let dir = tempfile::tempdir().unwrap();
-    let a = write(dir.path(), "a.csv", "k,v\nx,1\n");
+    let (dir, a) = dir_with("a.csv", "k,v\nx,1\n");
     let b = write(dir.path(), "b.ndjson", "{\"k\":\"10.0.0.0/8\",\"v\":2}\n");
     let c = write(dir.path(), "c.csv", "k,v\ny,3\n");
     let tables = EnrichmentTables::load(&[

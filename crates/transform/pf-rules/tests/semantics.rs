@@ -12,7 +12,8 @@ use arrow::array::{
 };
 use arrow::datatypes::{Field, Int32Type, Schema};
 use common::{DAY0, HOUR};
-use pf_rules::{BatchMeta, CompileOptions, CompiledRules, RuleEvaluation, RuleFile};
+use pf_rules::{BatchMeta, CompileOptions, CompiledRules, RuleEvaluation, RuleFile, RuleSpec};
+use pf_types::Severity;
 
 fn typed_batch() -> RecordBatch {
     let cols: Vec<(&str, ArrayRef)> = vec![
@@ -241,15 +242,26 @@ fn typed_batch() -> RecordBatch {
     RecordBatch::try_new(Arc::new(schema), cols.into_iter().map(|c| c.1).collect()).unwrap()
 }
 
+/// A validated rule file with one rule `r{i}` (severity low, score 1) per condition.
 fn rule_file(conditions: &[String]) -> RuleFile {
-    let mut yaml = String::from("threshold: 1\nrules:\n");
-    for (i, c) in conditions.iter().enumerate() {
-        yaml.push_str(&format!(
-            "  - name: r{i}\n    condition: '{}'\n    severity: low\n    score: 1\n",
-            c.replace('\'', "''")
-        ));
-    }
-    RuleFile::from_yaml(&yaml, "generated").unwrap_or_else(|e| panic!("{e}"))
+    let file = RuleFile {
+        threshold: 1.0,
+        rules: conditions
+            .iter()
+            .enumerate()
+            .map(|(i, c)| RuleSpec {
+                name: format!("r{i}"),
+                description: None,
+                condition: Some(c.clone()),
+                window: None,
+                severity: Severity::Low,
+                score: 1.0,
+                enabled: true,
+            })
+            .collect(),
+    };
+    file.validate().unwrap_or_else(|e| panic!("{e}"));
+    file
 }
 
 fn run(conditions: &[String], force: bool) -> RuleEvaluation {
@@ -463,9 +475,9 @@ fn null_semantics_table() {
         // i = [0, 1, -1, MAX, MIN, (), 7, 2]; j = [0, 2, (), 1, -1, 3, 0, MIN]
         ("i == ()", [f, f, f, f, f, t, f, f]),
         ("i != ()", [t, t, t, t, t, f, t, t]),
-        ("() == ()", [t; 8]),
-        ("() < ()", [f; 8]),
-        ("() <= ()", [f; 8]),
+        ("() == ()", [t, t, t, t, t, t, t, t]),
+        ("() < ()", [f, f, f, f, f, f, f, f]),
+        ("() <= ()", [f, f, f, f, f, f, f, f]),
         ("i == j", [t, f, f, f, f, f, f, f]),
         ("i != j", [f, t, t, t, t, t, t, t]),
         ("i < j", [f, t, f, f, t, f, f, f]),
@@ -474,7 +486,7 @@ fn null_semantics_table() {
         ("i == s", [f, f, f, f, f, f, f, f]),
         ("j == s", [f, f, t, f, f, f, f, f]),
         ("j != s", [t, t, f, t, t, t, t, t]),
-        ("i < s", [f; 8]),
+        ("i < s", [f, f, f, f, f, f, f, f]),
         ("n == j", [f, f, t, f, f, f, f, f]),
         ("record.zz == i", [f, f, f, f, f, t, f, f]),
         // Int and float mix; floats compare with Rhai's relative epsilon:
@@ -499,7 +511,7 @@ fn null_semantics_table() {
         ("b && i + 1 > 0", [t, f, e, e, f, e, e, f]),
         ("b", [t, f, e, t, f, t, e, f]),
         // A non-boolean result fails.
-        ("i", [e; 8]),
+        ("i", [e, e, e, e, e, e, e, e]),
         // Time of () is (); of an unparsable string (); of a float an error.
         ("hour(ts) == 3", [t, f, f, f, f, f, f, f]),
         ("hour(ts) == ()", [f, t, f, f, f, f, f, f]),
@@ -520,11 +532,11 @@ fn null_semantics_table() {
         ),
         ("in_table(\"threats\", t)", [f, f, f, f, f, f, f, t]),
         ("in_table(\"threats\", f)", [e, e, e, f, e, e, e, e]),
-        ("in_table(\"threats\", n)", [f; 8]),
+        ("in_table(\"threats\", n)", [f, f, f, f, f, f, f, f]),
         // Missing fields: record.x is (), a bare x an error.
-        ("record.zz == ()", [t; 8]),
-        ("zz == ()", [e; 8]),
-        ("x in [1, ()]", [e; 8]),
+        ("record.zz == ()", [t, t, t, t, t, t, t, t]),
+        ("zz == ()", [e, e, e, e, e, e, e, e]),
+        ("x in [1, ()]", [e, e, e, e, e, e, e, e]),
         ("i in [1, ()]", [f, t, f, f, f, t, f, f]),
         ("u64 == ()", [f, t, t, f, f, t, f, f]),
         ("dec > 100", [t, f, f, f, f, f, f, f]),

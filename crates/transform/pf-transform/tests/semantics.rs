@@ -14,11 +14,28 @@ use pf_error::PfError;
 use pf_transform::rhai::{Dynamic, Scope};
 use pf_transform::{RhaiConditions, ScriptEngine, ScriptLimits};
 
+/// Compiles `(rule name, condition)` pairs as Rhai rule conditions.
+fn compile(engine: &ScriptEngine, rules: &[(&str, &str)]) -> Result<RhaiConditions, PfError> {
+    let rules: Vec<(String, String)> = rules
+        .iter()
+        .map(|&(name, expr)| (name.to_owned(), expr.to_owned()))
+        .collect();
+    RhaiConditions::compile(&rules, engine)
+}
+
+/// The key and message of the configuration error compiling `rules` fails with.
+fn compile_err(engine: &ScriptEngine, rules: &[(&str, &str)]) -> (String, String) {
+    match compile(engine, rules) {
+        Err(PfError::Config { key, message }) => (key, message),
+        Err(other) => panic!("{rules:?}: expected a configuration error, got {other}"),
+        Ok(_) => panic!("{rules:?}: expected an error"),
+    }
+}
+
 /// Evaluates `expr` as a rule condition on a one-row batch with `x: ()`, `n: 5`,
 /// `f: 2.5`, `s: "abc"`, `b: true`.
 fn cond(engine: &ScriptEngine, expr: &str) -> Result<bool, String> {
-    let rules = RhaiConditions::compile(&[("r".into(), expr.into())], engine)
-        .unwrap_or_else(|e| panic!("{expr}: {e}"));
+    let rules = compile(engine, &[("r", expr)]).unwrap_or_else(|e| panic!("{expr}: {e}"));
     let b = batch(vec![
         (
             "x",
@@ -322,23 +339,22 @@ fn strings_concatenate_with_anything() {
 #[test]
 fn strings_booleans_and_chars() {
     let e = engine();
-    assert_all_hold(
-        &e,
-        &[
-            r#""B" < "a""#,
-            r#""abc" < "abd""#,
-            r#""ab" < "abc""#,
-            r#"s == "abc""#,
-            r#""é" > "z""#,
-            "false < true",
-            "true > false",
-            "true >= true",
-            "b == true",
-            // Characters only come from literals; they compare equal to one-character strings.
-            r#"'a' == "a""#,
-        ],
-    );
-    assert!(!holds(&e, r#""a" == "A""#));
+    for (expr, want) in [
+        (r#""B" < "a""#, true),
+        (r#""abc" < "abd""#, true),
+        (r#""ab" < "abc""#, true),
+        (r#"s == "abc""#, true),
+        (r#""é" > "z""#, true),
+        (r#""a" == "A""#, false),
+        ("false < true", true),
+        ("true > false", true),
+        ("true >= true", true),
+        ("b == true", true),
+        // Characters only come from literals; they compare equal to one-character strings.
+        (r#"'a' == "a""#, true),
+    ] {
+        assert_eq!(holds(&e, expr), want, "{expr}");
+    }
 }
 
 #[test]
@@ -382,7 +398,7 @@ fn logic_operators_need_booleans_and_short_circuit() {
     let err = errs(&e, "n && true");
     assert!(err.contains("must evaluate to a bool, got i64"), "{err}");
     // A literal `()` operand is a compile error.
-    assert!(RhaiConditions::compile(&[("r".into(), "() && true".into())], &e).is_err());
+    assert!(compile(&e, &[("r", "() && true")]).is_err());
 }
 
 #[test]
@@ -435,23 +451,22 @@ fn tx() -> RecordBatch {
 #[test]
 fn conditions_see_fields_as_variables_and_on_record() {
     let e = engine();
-    let rules = RhaiConditions::compile(
-        &[
-            ("high_value".into(), "amount > 10000.0".into()),
-            (
-                "unusual_hour".into(),
-                "hour(timestamp) >= 1 && hour(record.timestamp) < 5".into(),
-            ),
-            ("threat".into(), r#"in_table("threats", source_ip)"#.into()),
-            (
-                "country_mismatch".into(),
-                r#"lookup_cidr("geo", record.source_ip).country != lookup("users", account_id).home_country"#
-                    .into(),
-            ),
-            ("not_in_batch".into(), "record.merchant == ()".into()),
-            ("bare_not_in_batch".into(), "merchant == ()".into()),
-        ],
+    let rules = compile(
         &e,
+        &[
+            ("high_value", "amount > 10000.0"),
+            (
+                "unusual_hour",
+                "hour(timestamp) >= 1 && hour(record.timestamp) < 5",
+            ),
+            ("threat", r#"in_table("threats", source_ip)"#),
+            (
+                "country_mismatch",
+                r#"lookup_cidr("geo", record.source_ip).country != lookup("users", account_id).home_country"#,
+            ),
+            ("not_in_batch", "record.merchant == ()"),
+            ("bare_not_in_batch", "merchant == ()"),
+        ],
     )
     .unwrap();
     assert_eq!(rules.len(), 6);
@@ -485,36 +500,28 @@ fn conditions_see_fields_as_variables_and_on_record() {
 #[test]
 fn condition_errors_carry_positions() {
     let e = engine();
-    let err = RhaiConditions::compile(&[("bad".into(), "amount > ".into())], &e).unwrap_err();
-    match err {
-        PfError::Config { key, message } => {
-            assert_eq!(key, "rules.bad.condition");
-            assert!(
-                message.starts_with("rule `bad`: line 1, column "),
-                "{message}"
-            );
-        }
-        other => panic!("{other}"),
-    }
-    let err = RhaiConditions::compile(
-        &[
-            ("ok".into(), "true".into()),
-            ("t".into(), "\nin_table(\"nope\", source_ip)".into()),
-        ],
-        &e,
-    )
-    .unwrap_err();
+    let (key, message) = compile_err(&e, &[("bad", "amount > ")]);
+    assert_eq!(key, "rules.bad.condition");
     assert!(
-        err.to_string()
-            .contains("rule `t`: line 2, column 10: in_table(): unknown enrichment table `nope`"),
-        "{err}"
+        message.starts_with("rule `bad`: line 1, column "),
+        "{message}"
     );
-    let rules = RhaiConditions::compile(
-        &[
-            ("arith".into(), "amount + 1 > 0".into()),
-            ("alert".into(), r#"alert("x", "low") == ()"#.into()),
-        ],
+    let (key, message) = compile_err(
         &e,
+        &[("ok", "true"), ("t", "\nin_table(\"nope\", source_ip)")],
+    );
+    assert_eq!(key, "rules.t.condition");
+    assert!(
+        message
+            .contains("rule `t`: line 2, column 10: in_table(): unknown enrichment table `nope`"),
+        "{message}"
+    );
+    let rules = compile(
+        &e,
+        &[
+            ("arith", "amount + 1 > 0"),
+            ("alert", r#"alert("x", "low") == ()"#),
+        ],
     )
     .unwrap();
     let b = tx();
@@ -538,7 +545,7 @@ fn conditions_respect_the_operation_limit() {
     });
     // Variables cannot be constant-folded away: every `+` is evaluated.
     let sum = vec!["amount"; 50].join(" + ");
-    let rules = RhaiConditions::compile(&[("slow".into(), format!("{sum} > 0"))], &e).unwrap();
+    let rules = compile(&e, &[("slow", format!("{sum} > 0").as_str())]).unwrap();
     let err = rules.eval(0, &tx(), 0, &mut Scope::new()).unwrap_err();
     assert!(err.contains("Too many operations"), "{err}");
 }
