@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use pf_bulk_test_server::{BulkTestServer, Faults};
@@ -21,7 +21,7 @@ use pf_test_services::Valkey;
 use pf_traits::MetadataStore;
 use pf_types::{Compression, FileFormat};
 
-use crate::cluster::{BUCKET, Cluster};
+use crate::cluster::{BUCKET, Cluster, signal};
 use crate::{assert_success, generate_data, spawn_with_stdin};
 
 /// How big a run is and which binaries it drives.
@@ -827,13 +827,4 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
         .lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-}
-
-/// Sends `signal` (`-STOP`, `-CONT`, `-TERM`) to our own child process `pid`.
-fn signal(pid: u32, signal: &str) {
-    let status = Command::new("kill")
-        .args([signal, &pid.to_string()])
-        .status()
-        .expect("run kill");
-    assert!(status.success(), "kill {signal} {pid} failed");
 }

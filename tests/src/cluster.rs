@@ -251,12 +251,17 @@ impl Cluster {
 
 /// Sends SIGTERM to a child whose stderr is piped, then [`finish`]es it.
 pub fn terminate(child: Child) -> (i32, String) {
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    signal(child.id(), "-TERM");
     finish(child)
+}
+
+/// Sends `signal` (`-STOP`, `-CONT`, `-TERM`) to our own child process `pid`.
+pub fn signal(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill {signal} {pid} failed");
 }
 
 /// Waits for a child whose stderr is piped: its exit code (-1 when killed) and log.
