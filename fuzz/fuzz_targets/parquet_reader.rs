@@ -72,6 +72,7 @@ fuzz_target!(|data: &[u8]| {
     let reader = ParquetReader::new(ParquetReaderOptions {
         batch_size,
         columns: None,
+        ..Default::default()
     });
     let whole = WorkItem {
         uri: "mem://fuzz/f.parquet".to_owned(),
@@ -91,6 +92,7 @@ fuzz_target!(|data: &[u8]| {
             let projected = ParquetReader::new(ParquetReaderOptions {
                 batch_size,
                 columns: Some(vec![column.clone()]),
+                ..Default::default()
             });
             drain(&projected, &source, &whole, &Checkpoint::default());
         }

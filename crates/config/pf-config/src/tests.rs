@@ -143,6 +143,7 @@ fn full_config() -> Config {
             batch_size: 8192,
             parquet: ParquetConfig {
                 columns: Some(vec!["amount".into(), "account_id".into()]),
+                ..Default::default()
             },
             ndjson: NdjsonConfig {
                 max_line_bytes: 4096,

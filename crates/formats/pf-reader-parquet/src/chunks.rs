@@ -4,19 +4,22 @@
 //! bytes, column by column in turn. Answering each call with its own range request would
 //! cost two requests per page on S3, and answering with whole column chunks would hold a
 //! whole row group in memory. Instead each projected column chunk of the current row
-//! group gets a bounded read-ahead window that only ever moves forward, so requests are
-//! few, memory is `window × columns`, and no byte of a column chunk is fetched twice.
+//! group gets a bounded read-ahead window that only ever moves forward (sized by the
+//! caller, in proportion to the chunk), so requests are few, memory is the sum of the
+//! windows, and no byte of a column chunk is fetched twice.
 //! The file's tail (footer plus whatever precedes it within the prefetch) is fetched
 //! once up front and kept, so small files cost a single request.
 //!
 //! Round trips, not bandwidth, bound a reader on S3 (20–50 ms each). So the first windows
 //! of a row group's column chunks, which usually lie side by side, are fetched in as few
-//! requests as their gaps allow, and those of the next row group are fetched on a
-//! background thread while the current one decodes; each window also fetches its next
-//! bytes ahead. A thread waits on the network only when decoding takes less time than a
-//! fetch, and memory stays within two windows per column plus the next group's first
-//! windows.
+//! requests as their gaps allow (runs apart are fetched side by side), and those of the
+//! next row groups are fetched on background threads while the current one decodes (as
+//! many groups as the caller's look-ahead allows: small groups decode faster than a round
+//! trip); each window also fetches its next bytes ahead. A thread waits on the network
+//! only when decoding takes less time than a fetch, and memory stays within two windows
+//! per column plus the first windows of the groups fetched ahead.
 
+use std::collections::VecDeque;
 use std::error::Error;
 use std::fmt;
 use std::io::{self, Read};
@@ -63,20 +66,37 @@ struct Shared {
     failure: Mutex<Option<PfError>>,
 }
 
+/// A column chunk of the row group to decode, and how many bytes of it to hold ahead of
+/// the decoder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ColumnChunk {
+    /// Its bytes in the object.
+    pub(crate) bytes: Range<u64>,
+    /// Its read-ahead window, in bytes (at least 1 is used).
+    pub(crate) window: u64,
+}
+
+impl ColumnChunk {
+    /// How many bytes its first window holds.
+    pub(crate) fn first_window_len(&self) -> u64 {
+        self.window
+            .max(1)
+            .min(self.bytes.end.saturating_sub(self.bytes.start))
+    }
+}
+
 #[derive(Default)]
 struct Buffers {
     tail: Span,
     windows: Vec<Window>,
-    window_size: u64,
-    /// The first windows of the next row group, on their way.
-    next: Option<Prefetch>,
+    /// The first windows of the next row groups, in reading order, on their way.
+    next: VecDeque<Prefetch>,
 }
 
 /// First windows fetched on a background thread for the row group to come.
 struct Prefetch {
     /// The column chunks they are for, as [`first_windows`] expects them.
-    chunks: Vec<Range<u64>>,
-    window_size: u64,
+    chunks: Vec<ColumnChunk>,
     /// One span per chunk; an error here is dropped and the bytes fetched again on
     /// demand, so the failure surfaces where the decoder sees it, with its class.
     spans: JoinHandle<Result<Vec<Span>, PfError>>,
@@ -117,6 +137,8 @@ impl Span {
 /// The read-ahead buffer of one column chunk.
 struct Window {
     chunk: Range<u64>,
+    /// Bytes fetched ahead at each refill.
+    size: u64,
     span: Span,
     /// The chunk's bytes after `span`, on their way.
     next: Option<Pending>,
@@ -216,77 +238,83 @@ impl ObjectChunks {
         }
     }
 
-    /// Gives each of `chunks` (the byte ranges of the column chunks about to be decoded)
-    /// a read-ahead window of `window_size` bytes, dropping the previous row group's,
-    /// and fills the first windows: from the background fetch that
-    /// [`ObjectChunks::prefetch_column_chunks`] started for these chunks, or else now,
-    /// in as few requests as the gaps between the chunks allow.
-    pub(crate) fn set_column_chunks(
-        &self,
-        chunks: Vec<Range<u64>>,
-        window_size: u64,
-    ) -> Result<(), PfError> {
+    /// Gives each of `chunks` (the column chunks about to be decoded) its read-ahead
+    /// window, dropping the previous row group's, and fills the first windows: from the
+    /// background fetch that [`ObjectChunks::prefetch_column_chunks`] started for these
+    /// chunks, or else now, in as few requests as the gaps between the chunks allow.
+    pub(crate) fn set_column_chunks(&self, chunks: Vec<ColumnChunk>) -> Result<(), PfError> {
         let chunks = sorted_chunks(chunks);
-        let window_size = window_size.max(1);
         let (next, tail) = {
             let mut buffers = lock(&self.shared.buffers);
             buffers.windows = Vec::new();
-            (buffers.next.take(), buffers.tail.clone())
+            (buffers.next.pop_front(), buffers.tail.clone())
         };
         let prefetched = next
-            .filter(|p| p.chunks == chunks && p.window_size == window_size)
+            .filter(|p| p.chunks == chunks)
             .and_then(|p| p.spans.join().ok())
             .and_then(Result::ok);
         let spans = match prefetched {
             Some(spans) => spans,
-            None => first_windows(&self.shared, &chunks, window_size, &tail)?,
+            None => first_windows(&self.shared, &chunks, &tail)?,
         };
         let mut buffers = lock(&self.shared.buffers);
-        buffers.window_size = window_size;
         buffers.windows = chunks
             .into_iter()
             .zip(spans)
-            .map(|(chunk, span)| {
-                let next = self.shared.read_ahead(&chunk, &span, window_size, &tail);
-                Window { chunk, span, next }
+            .map(|(ColumnChunk { bytes, window }, span)| {
+                let next = self.shared.read_ahead(&bytes, &span, window, &tail);
+                Window {
+                    chunk: bytes,
+                    size: window,
+                    span,
+                    next,
+                }
             })
             .collect();
         Ok(())
     }
 
-    /// Starts fetching the first windows of `chunks` (the next row group's column
-    /// chunks) on a background thread; the next [`ObjectChunks::set_column_chunks`] for
-    /// the same chunks takes them. Without a thread to spare, the fetch happens then.
-    pub(crate) fn prefetch_column_chunks(&self, chunks: Vec<Range<u64>>, window_size: u64) {
+    /// Starts fetching the first windows of `chunks` (the column chunks of a row group to
+    /// come, after those already being fetched) on a background thread; the
+    /// [`ObjectChunks::set_column_chunks`] for the same chunks takes them. Without a
+    /// thread to spare, the fetch happens then.
+    pub(crate) fn prefetch_column_chunks(&self, chunks: Vec<ColumnChunk>) {
         let chunks = sorted_chunks(chunks);
-        let window_size = window_size.max(1);
         let shared = Arc::clone(&self.shared);
         let tail = lock(&self.shared.buffers).tail.clone();
         let wanted = chunks.clone();
         let spawned = std::thread::Builder::new()
             .name("pf-parquet-prefetch".into())
-            .spawn(move || first_windows(&shared, &wanted, window_size, &tail));
+            .spawn(move || first_windows(&shared, &wanted, &tail));
         if let Ok(spans) = spawned {
-            lock(&self.shared.buffers).next = Some(Prefetch {
-                chunks,
-                window_size,
-                spans,
-            });
+            lock(&self.shared.buffers)
+                .next
+                .push_back(Prefetch { chunks, spans });
         }
     }
 
-    /// Releases the windows once a row group is done; a fetch under way for the next
-    /// one goes on.
+    /// Bytes of first windows being fetched, or fetched, for row groups to come.
+    pub(crate) fn prefetched_bytes(&self) -> u64 {
+        lock(&self.shared.buffers)
+            .next
+            .iter()
+            .flat_map(|p| &p.chunks)
+            .map(ColumnChunk::first_window_len)
+            .sum()
+    }
+
+    /// Releases the windows once a row group is done; fetches under way for the next
+    /// ones go on.
     pub(crate) fn release_windows(&self) {
         lock(&self.shared.buffers).windows = Vec::new();
     }
 
-    /// Releases the windows, and any fetch under way for a next row group, once reading
+    /// Releases the windows, and any fetch under way for the next row groups, once reading
     /// stops.
     pub(crate) fn clear_column_chunks(&self) {
         let mut buffers = lock(&self.shared.buffers);
         buffers.windows = Vec::new();
-        buffers.next = None;
+        buffers.next.clear();
     }
 
     /// Bytes fetched since the previous call.
@@ -390,12 +418,7 @@ impl Shared {
     /// wherever the buffer that serves it ends when `extend`.
     fn serve(self: &Arc<Self>, range: Range<u64>, extend: bool) -> ParquetResult<Bytes> {
         let mut buffers = lock(&self.buffers);
-        let Buffers {
-            tail,
-            windows,
-            window_size,
-            ..
-        } = &mut *buffers;
+        let Buffers { tail, windows, .. } = &mut *buffers;
         if let Some(bytes) = tail.get(&range, extend) {
             return Ok(bytes);
         }
@@ -411,7 +434,7 @@ impl Shared {
             }
             let ahead = range
                 .start
-                .saturating_add(*window_size)
+                .saturating_add(window.size)
                 .min(window.chunk.end)
                 .max(range.end);
             // Keep the unread part of the window instead of fetching it again.
@@ -440,7 +463,7 @@ impl Shared {
             };
             // A page larger than the window will likely be followed by another: read
             // ahead as much, so that it does not wait a round trip either.
-            let size = (*window_size).max(range.end - range.start);
+            let size = window.size.max(range.end - range.start);
             window.next = self.read_ahead(&window.chunk, &window.span, size, tail);
             return window
                 .span
@@ -462,28 +485,33 @@ impl Shared {
     }
 }
 
-/// `chunks` in file order, without empty ones: the order [`first_windows`] and the
-/// windows keep.
-fn sorted_chunks(mut chunks: Vec<Range<u64>>) -> Vec<Range<u64>> {
-    chunks.retain(|c| c.start < c.end);
-    chunks.sort_by_key(|c| c.start);
+/// `chunks` in file order, without empty ones and with windows of at least one byte: the
+/// order [`first_windows`] and the windows keep.
+fn sorted_chunks(mut chunks: Vec<ColumnChunk>) -> Vec<ColumnChunk> {
+    chunks.retain(|c| c.bytes.start < c.bytes.end);
+    for c in &mut chunks {
+        c.window = c.window.max(1);
+    }
+    chunks.sort_by_key(|c| c.bytes.start);
     chunks
 }
 
-/// The first `window_size` bytes of each of `chunks` (sorted, see [`sorted_chunks`]),
-/// one span per chunk, fetched in one request per run of chunks that fit their windows
-/// and lie at most [`MAX_COALESCE_GAP`] apart; bytes in `tail` come from it.
+/// The first window of each of `chunks` (sorted, see [`sorted_chunks`]), one span per
+/// chunk, fetched in one request per run of chunks that fit their windows and lie at
+/// most [`MAX_COALESCE_GAP`] apart, the runs side by side (each waits a round trip, so
+/// one after the other would cost as many round trips as runs); bytes in `tail` come
+/// from it.
 fn first_windows(
     shared: &Shared,
-    chunks: &[Range<u64>],
-    window_size: u64,
+    chunks: &[ColumnChunk],
     tail: &Span,
 ) -> Result<Vec<Span>, PfError> {
     let wanted: Vec<Range<u64>> = chunks
         .iter()
-        .map(|c| c.start..c.start.saturating_add(window_size).min(c.end))
+        .map(|c| c.bytes.start..c.bytes.start + c.first_window_len())
         .collect();
-    let mut spans = Vec::with_capacity(wanted.len());
+    // Runs of `wanted`, as index ranges.
+    let mut runs = Vec::new();
     let mut run_start = 0;
     while run_start < wanted.len() {
         let mut run_end = run_start + 1;
@@ -491,20 +519,49 @@ fn first_windows(
         // A gap is spanned only when it holds no byte of a wanted chunk (the chunk before
         // it fits its window), so that no byte is fetched twice.
         while run_end < wanted.len()
-            && end == chunks[run_end - 1].end
+            && end == chunks[run_end - 1].bytes.end
             && wanted[run_end].start >= end
             && wanted[run_end].start - end <= MAX_COALESCE_GAP
         {
             end = wanted[run_end].end;
             run_end += 1;
         }
-        let from = wanted[run_start].start;
-        let run = Span {
-            start: from,
-            bytes: shared.fetch_before_tail_quietly(from..end, tail)?,
-        };
-        for range in &wanted[run_start..run_end] {
-            let bytes = run.get(range, false).ok_or_else(|| {
+        runs.push(run_start..run_end);
+        run_start = run_end;
+    }
+    let fetch_run = |run: &Range<usize>| -> Result<Span, PfError> {
+        let range = wanted[run.start].start..wanted[run.end - 1].end;
+        Ok(Span {
+            start: range.start,
+            bytes: shared.fetch_before_tail_quietly(range, tail)?,
+        })
+    };
+    let fetched: Vec<Result<Span, PfError>> = match runs.as_slice() {
+        [] => Vec::new(),
+        [only] => vec![fetch_run(only)],
+        [first, rest @ ..] => std::thread::scope(|scope| {
+            let others: Vec<_> = rest
+                .iter()
+                .map(|run| {
+                    std::thread::Builder::new()
+                        .name("pf-parquet-prefetch".into())
+                        .spawn_scoped(scope, || fetch_run(run))
+                })
+                .collect();
+            let mut fetched = vec![fetch_run(first)];
+            for (run, other) in rest.iter().zip(others) {
+                // Without a thread to spare, or if one died, this thread fetches the run.
+                let span = other.ok().and_then(|h| h.join().ok());
+                fetched.push(span.unwrap_or_else(|| fetch_run(run)));
+            }
+            fetched
+        }),
+    };
+    let mut spans = Vec::with_capacity(wanted.len());
+    for (run, span) in runs.iter().zip(fetched) {
+        let span = span?;
+        for range in &wanted[run.clone()] {
+            let bytes = span.get(range, false).ok_or_else(|| {
                 PfError::invalid_data(&shared.uri, "parquet", "coalesced read misses")
             })?;
             spans.push(Span {
@@ -512,7 +569,6 @@ fn first_windows(
                 bytes,
             });
         }
-        run_start = run_end;
     }
     Ok(spans)
 }

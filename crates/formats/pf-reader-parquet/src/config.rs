@@ -8,12 +8,25 @@ use serde::{Deserialize, Serialize};
 use crate::{ParquetReader, ParquetReaderOptions};
 
 /// `reader.parquet`: Parquet reader settings.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ParquetConfig {
     /// `columns`: read only these top-level columns; the others are never fetched from
     /// storage. Default `null`: every column.
     pub columns: Option<Vec<String>>,
+    /// `look_ahead_mib`: MiB of the next row groups fetched while one decodes, per
+    /// pipeline thread (at least the next group, whatever its size). Default 8: hides
+    /// 20–50 ms storage round trips; 0 fetches only the next group, for the least memory.
+    pub look_ahead_mib: u64,
+}
+
+impl Default for ParquetConfig {
+    fn default() -> Self {
+        ParquetConfig {
+            columns: None,
+            look_ahead_mib: crate::DEFAULT_LOOK_AHEAD_BYTES >> 20,
+        }
+    }
 }
 
 impl ParquetConfig {
@@ -38,6 +51,7 @@ impl ParquetConfig {
         ParquetReader::new(ParquetReaderOptions {
             batch_size,
             columns: self.columns.clone(),
+            look_ahead_bytes: self.look_ahead_mib.saturating_mul(1024 * 1024),
         })
     }
 }

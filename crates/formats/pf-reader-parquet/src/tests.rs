@@ -91,6 +91,7 @@ fn reader(batch_size: usize) -> ParquetReader {
     ParquetReader::new(ParquetReaderOptions {
         batch_size,
         columns: None,
+        ..Default::default()
     })
 }
 
@@ -99,6 +100,7 @@ fn tiny_io() -> IoTuning {
     IoTuning {
         footer_prefetch: 2048,
         window_budget: 1024,
+        look_ahead: 0,
         min_window: 300,
         max_window: 700,
     }
@@ -110,6 +112,7 @@ fn whole_chunk_windows() -> IoTuning {
     IoTuning {
         footer_prefetch: 2048,
         window_budget: 4 * 1024 * 1024,
+        look_ahead: 0,
         min_window: 1024 * 1024,
         max_window: 4 * 1024 * 1024,
     }
@@ -223,6 +226,7 @@ fn projecting(batch_size: usize, columns: &[&str]) -> ParquetReader {
     ParquetReader::new(ParquetReaderOptions {
         batch_size,
         columns: Some(columns.iter().map(|c| c.to_string()).collect()),
+        ..Default::default()
     })
 }
 
@@ -419,6 +423,80 @@ fn a_row_groups_columns_come_in_one_request_fetched_while_the_previous_group_dec
     assert!(total <= len, "no byte fetched twice: {total} of {len}");
     let reported: u64 = batches.iter().map(|b| b.bytes_read).sum();
     assert_eq!(reported, total, "every fetched byte is reported once");
+}
+
+#[test]
+fn row_groups_within_the_look_ahead_are_all_fetched_while_the_first_decodes() {
+    let (_dir, item) = id_name_file(50_000, 5_000);
+    let len = item.size.unwrap();
+    let source = FlakySource::new(usize::MAX);
+    let io = IoTuning {
+        look_ahead: u64::MAX,
+        ..whole_chunk_windows()
+    };
+    let mut stream = reader(5_000)
+        .with_io(io)
+        .open(source.clone(), &item, &Checkpoint::default())
+        .unwrap();
+    let first = stream.next().unwrap().unwrap();
+    assert_eq!(first.batch.num_rows(), 5_000);
+    // One request per group after the first: all nine were asked for when the first
+    // one opened, each on a background thread.
+    let prefetched = || {
+        let threads = source.threads.lock().unwrap();
+        threads
+            .iter()
+            .filter(|t| *t == "pf-parquet-prefetch")
+            .count()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while prefetched() < 9 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert_eq!(prefetched(), 9, "{:?}", source.threads.lock().unwrap());
+    let before_the_rest = source.ranges.lock().unwrap().len();
+    let rest = stream.collect::<Result<Vec<_>>>().unwrap();
+    let mut all = vec![first];
+    all.extend(rest);
+    assert_eq!(ids(&all), (0..50_000).collect::<Vec<_>>());
+    let ranges = source.ranges.lock().unwrap();
+    assert_eq!(
+        ranges.len(),
+        before_the_rest,
+        "the other groups needed no request: {ranges:?}"
+    );
+    let total: u64 = ranges.iter().map(|r| r.end - r.start).sum();
+    assert!(total <= len, "no byte fetched twice: {total} of {len}");
+}
+
+#[test]
+fn windows_share_the_budget_in_proportion_to_the_chunks() {
+    let io = IoTuning {
+        footer_prefetch: 0,
+        window_budget: 4_000,
+        look_ahead: 0,
+        min_window: 1,
+        max_window: 10_000,
+    };
+    let windows: Vec<u64> = io
+        .windows(vec![0..1_000, 1_000..4_000])
+        .iter()
+        .map(|c| c.window)
+        .collect();
+    assert_eq!(windows, [1_000, 3_000]);
+    // Bounded on both sides: a tiny chunk still gets a useful request, a huge one no
+    // more than the cap.
+    let io = IoTuning {
+        window_budget: 1_000_000,
+        min_window: 100,
+        max_window: 500_000,
+        ..io
+    };
+    let chunks = io.windows(vec![0..1_000, 1_000..4_000, 4_000..100_004_000]);
+    let windows: Vec<u64> = chunks.iter().map(|c| c.window).collect();
+    assert_eq!(windows, [100, 100, 500_000]);
+    assert_eq!(chunks[0].first_window_len(), 100);
+    assert_eq!(chunks[1].bytes, 1_000..4_000, "chunks keep their bytes");
 }
 
 #[test]
