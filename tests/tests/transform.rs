@@ -128,3 +128,48 @@ fn a_script_drops_and_enriches_records() {
     assert_eq!(s.totals.rows_indexed + s.totals.rows_dropped, 3_000);
     assert_accounted(&s);
 }
+
+#[test]
+fn window_events_beyond_the_lateness_are_reported_in_the_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    // One account going back an hour: its second and third events are further behind
+    // its newest than the window (60 s) plus the allowed lateness (0 s).
+    std::fs::write(
+        data.join("a.ndjson"),
+        "{\"account_id\":\"a\",\"timestamp\":\"2026-01-01T01:00:00Z\"}\n\
+         {\"account_id\":\"a\",\"timestamp\":\"2026-01-01T00:00:00Z\"}\n\
+         {\"account_id\":\"a\",\"timestamp\":\"2026-01-01T00:00:01Z\"}\n\
+         {\"account_id\":\"b\",\"timestamp\":\"2026-01-01T00:00:00Z\"}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("rules.yaml"),
+        "threshold: 50\nrules:\n  - name: burst\n    window: { key: account_id, time: timestamp, seconds: 60, min_count: 2 }\n    severity: medium\n    score: 30\n",
+    )
+    .unwrap();
+    let cfg = dir.path().join("worker.yaml");
+    std::fs::write(
+        &cfg,
+        "worker:\n  progress: never\ntransform:\n  rules: rules.yaml\ncoordinator:\n  valkey:\n    window_lateness_secs: 0\n",
+    )
+    .unwrap();
+    let (out, s) = run(dir.path(), &cfg);
+    assert_exit(&out, 0);
+    assert_eq!(s.totals.rows_indexed, 4);
+    assert_eq!(
+        s.window_late_by_rule,
+        [("burst".to_owned(), 2)].into_iter().collect(),
+        "{s:?}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let late = stderr
+        .lines()
+        .find(|l| l.starts_with("LATE"))
+        .unwrap_or_else(|| panic!("no LATE line in the summary:\n{stderr}"));
+    assert!(
+        late.contains("burst") && late.contains(" 2 ") && late.contains("window_lateness_secs"),
+        "{late}"
+    );
+}

@@ -53,6 +53,11 @@ impl Deployment {
         };
         for (rule, (severity, counts)) in tally.snapshot() {
             summary.fraud_by_rule.insert(rule.clone(), counts.fired);
+            if counts.late_dropped > 0 {
+                summary
+                    .window_late_by_rule
+                    .insert(rule.clone(), counts.late_dropped);
+            }
             *summary
                 .fraud_by_severity
                 .entry(severity.as_str().to_owned())

@@ -96,6 +96,12 @@ pub struct RunSummary {
     /// Per rule, the share of its firings on rows labelled with it (see `recall_by_rule`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub precision_by_rule: BTreeMap<String, f64>,
+    /// Window-rule events not counted, by rule: they arrived more than
+    /// `coordinator.valkey.window_lateness_secs` behind the newest event of their key
+    /// (threads or workers far apart in the event time of time-ordered data), so alerts
+    /// they would have completed are missed. Absent when none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub window_late_by_rule: BTreeMap<String, u64>,
     /// The destination's own counters (Elasticsearch: `sent indexed retried rejected dlq
     /// abandoned …`); absent for destinations without any.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]

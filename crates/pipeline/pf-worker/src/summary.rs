@@ -44,6 +44,14 @@ pub fn render_summary(s: &RunSummary, destination: &str) -> String {
         }
         let _ = writeln!(out, "{line}");
     }
+    for (rule, late) in &s.window_late_by_rule {
+        let _ = writeln!(
+            out,
+            "LATE       {rule:<16} {late:>10} window events arrived beyond the allowed lateness and \
+             were not counted: alerts may be missed (raise coordinator.valkey.window_lateness_secs \
+             to cover how far apart in event time threads and workers read)"
+        );
+    }
     if !s.fraud_by_severity.is_empty() {
         let by: Vec<String> = s
             .fraud_by_severity
