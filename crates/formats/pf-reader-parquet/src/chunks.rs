@@ -242,13 +242,16 @@ impl ObjectChunks {
     /// window, dropping the previous row group's, and fills the first windows: from the
     /// background fetch that [`ObjectChunks::prefetch_column_chunks`] started for these
     /// chunks, or else now, in as few requests as the gaps between the chunks allow.
-    pub(crate) fn set_column_chunks(&self, chunks: Vec<ColumnChunk>) -> Result<(), PfError> {
+    /// Returns whether that background fetch was still under way: the decoder caught up
+    /// with the fetches ahead of it and waits on the network.
+    pub(crate) fn set_column_chunks(&self, chunks: Vec<ColumnChunk>) -> Result<bool, PfError> {
         let chunks = sorted_chunks(chunks);
         let (next, tail) = {
             let mut buffers = lock(&self.shared.buffers);
             buffers.windows = Vec::new();
             (buffers.next.pop_front(), buffers.tail.clone())
         };
+        let caught_up = next.as_ref().is_some_and(|p| !p.spans.is_finished());
         let prefetched = next
             .filter(|p| p.chunks == chunks)
             .and_then(|p| p.spans.join().ok())
@@ -271,7 +274,7 @@ impl ObjectChunks {
                 }
             })
             .collect();
-        Ok(())
+        Ok(caught_up)
     }
 
     /// Starts fetching the first windows of `chunks` (the column chunks of a row group to
@@ -293,14 +296,17 @@ impl ObjectChunks {
         }
     }
 
-    /// Bytes of first windows being fetched, or fetched, for row groups to come.
-    pub(crate) fn prefetched_bytes(&self) -> u64 {
-        lock(&self.shared.buffers)
+    /// Row groups to come whose first windows are being fetched, or were fetched, and
+    /// those windows' bytes.
+    pub(crate) fn prefetched(&self) -> (usize, u64) {
+        let buffers = lock(&self.shared.buffers);
+        let bytes = buffers
             .next
             .iter()
             .flat_map(|p| &p.chunks)
             .map(ColumnChunk::first_window_len)
-            .sum()
+            .sum();
+        (buffers.next.len(), bytes)
     }
 
     /// Releases the windows once a row group is done; fetches under way for the next

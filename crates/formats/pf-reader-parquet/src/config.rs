@@ -14,9 +14,10 @@ pub struct ParquetConfig {
     /// `columns`: read only these top-level columns; the others are never fetched from
     /// storage. Default `null`: every column.
     pub columns: Option<Vec<String>>,
-    /// `look_ahead_mib`: MiB of the next row groups fetched while one decodes, per
-    /// pipeline thread (at least the next group, whatever its size). Default 8: hides
-    /// 20–50 ms storage round trips; 0 fetches only the next group, for the least memory.
+    /// `look_ahead_mib`: most MiB of the next row groups fetched while one decodes, per
+    /// pipeline thread. The next group is always fetched (whatever its size), and one
+    /// more each time decoding catches up with the fetches, so only slow stores use it.
+    /// Default 8: hides 20–50 ms round trips; 0 fetches only the next group.
     pub look_ahead_mib: u64,
 }
 

@@ -325,15 +325,28 @@ struct FlakySource {
     ranges: std::sync::Mutex<Vec<Range<u64>>>,
     /// The name of the thread that made each read, in the order of `ranges`.
     threads: std::sync::Mutex<Vec<String>>,
+    /// How long each read takes (a round trip).
+    delay: std::time::Duration,
+    /// Batches the test has taken so far, as it tells the source ...
+    taken: AtomicUsize,
+    /// ... and its value when each read started, in the order of `ranges`.
+    taken_at_read: std::sync::Mutex<Vec<usize>>,
 }
 
 impl FlakySource {
     fn new(healthy: usize) -> Arc<Self> {
+        FlakySource::slow(healthy, std::time::Duration::ZERO)
+    }
+
+    fn slow(healthy: usize, delay: std::time::Duration) -> Arc<Self> {
         Arc::new(FlakySource {
             healthy,
             calls: AtomicUsize::new(0),
             ranges: std::sync::Mutex::new(Vec::new()),
             threads: std::sync::Mutex::new(Vec::new()),
+            delay,
+            taken: AtomicUsize::new(0),
+            taken_at_read: std::sync::Mutex::new(Vec::new()),
         })
     }
 }
@@ -348,7 +361,12 @@ impl ObjectSource for FlakySource {
         ranges.push(range.clone());
         let thread = std::thread::current().name().unwrap_or("").to_owned();
         self.threads.lock().unwrap().push(thread);
+        self.taken_at_read
+            .lock()
+            .unwrap()
+            .push(self.taken.load(Ordering::SeqCst));
         drop(ranges);
+        std::thread::sleep(self.delay);
         if self.calls.fetch_add(1, Ordering::SeqCst) >= self.healthy {
             return Err(PfError::Service {
                 service: "s3",
@@ -425,48 +443,65 @@ fn a_row_groups_columns_come_in_one_request_fetched_while_the_previous_group_dec
     assert_eq!(reported, total, "every fetched byte is reported once");
 }
 
-#[test]
-fn row_groups_within_the_look_ahead_are_all_fetched_while_the_first_decodes() {
+/// Reads [`id_name_file`] (ten groups of 5,000 rows, one batch each) from `source` with
+/// `look_ahead` bytes, telling the source how many batches were taken; for each group
+/// after the first, how many batches had been taken when its read started.
+fn taken_when_each_group_was_read(source: &Arc<FlakySource>, look_ahead: u64) -> Vec<usize> {
     let (_dir, item) = id_name_file(50_000, 5_000);
     let len = item.size.unwrap();
-    let source = FlakySource::new(usize::MAX);
     let io = IoTuning {
-        look_ahead: u64::MAX,
+        look_ahead,
         ..whole_chunk_windows()
     };
-    let mut stream = reader(5_000)
+    let mut ids_read = Vec::new();
+    for batch in reader(5_000)
         .with_io(io)
         .open(source.clone(), &item, &Checkpoint::default())
-        .unwrap();
-    let first = stream.next().unwrap().unwrap();
-    assert_eq!(first.batch.num_rows(), 5_000);
-    // One request per group after the first: all nine were asked for when the first
-    // one opened, each on a background thread.
-    let prefetched = || {
-        let threads = source.threads.lock().unwrap();
-        threads
-            .iter()
-            .filter(|t| *t == "pf-parquet-prefetch")
-            .count()
-    };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while prefetched() < 9 && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(5));
+        .unwrap()
+    {
+        ids_read.extend(ids(&[batch.unwrap()]));
+        source.taken.fetch_add(1, Ordering::SeqCst);
     }
-    assert_eq!(prefetched(), 9, "{:?}", source.threads.lock().unwrap());
-    let before_the_rest = source.ranges.lock().unwrap().len();
-    let rest = stream.collect::<Result<Vec<_>>>().unwrap();
-    let mut all = vec![first];
-    all.extend(rest);
-    assert_eq!(ids(&all), (0..50_000).collect::<Vec<_>>());
+    assert_eq!(ids_read, (0..50_000).collect::<Vec<_>>());
     let ranges = source.ranges.lock().unwrap();
-    assert_eq!(
-        ranges.len(),
-        before_the_rest,
-        "the other groups needed no request: {ranges:?}"
-    );
     let total: u64 = ranges.iter().map(|r| r.end - r.start).sum();
     assert!(total <= len, "no byte fetched twice: {total} of {len}");
+    // Each group after the first is one request made ahead, on a background thread.
+    let threads = source.threads.lock().unwrap();
+    let taken = source.taken_at_read.lock().unwrap();
+    let mut ahead: Vec<(u64, usize)> = (0..ranges.len())
+        .filter(|&i| threads[i] == "pf-parquet-prefetch")
+        .map(|i| (ranges[i].start, taken[i]))
+        .collect();
+    assert_eq!(ahead.len(), 9, "{threads:?}");
+    ahead.sort();
+    ahead.into_iter().map(|(_, taken)| taken).collect()
+}
+
+#[test]
+fn a_reader_fetches_further_ahead_only_when_decoding_catches_up_with_the_fetches() {
+    // 30 ms round trips: decoding catches up, and later groups are asked for two or more
+    // groups ahead.
+    let slow = FlakySource::slow(usize::MAX, std::time::Duration::from_millis(30));
+    let taken = taken_when_each_group_was_read(&slow, u64::MAX);
+    assert!(
+        taken
+            .iter()
+            .enumerate()
+            .any(|(i, taken)| *taken + 1 < i + 1),
+        "never more than one group ahead: {taken:?}"
+    );
+    // The same with no look-ahead to spare: group g is asked for only once group g - 1
+    // opened, i.e. after g - 1 batches were taken.
+    let bounded = FlakySource::slow(usize::MAX, std::time::Duration::from_millis(30));
+    let taken = taken_when_each_group_was_read(&bounded, 0);
+    for (i, taken) in taken.iter().enumerate() {
+        let group = i + 1;
+        assert!(
+            *taken >= group - 1,
+            "group {group} read after {taken} batches"
+        );
+    }
 }
 
 #[test]
