@@ -312,15 +312,20 @@ impl ObjectChunks {
     /// Releases the windows once a row group is done; fetches under way for the next
     /// ones go on.
     pub(crate) fn release_windows(&self) {
-        lock(&self.shared.buffers).windows = Vec::new();
+        let windows = std::mem::take(&mut lock(&self.shared.buffers).windows);
+        finish_fetches(windows, VecDeque::new());
     }
 
-    /// Releases the windows, and any fetch under way for the next row groups, once reading
-    /// stops.
+    /// Releases the windows, and the fetches for the next row groups, once reading stops.
     pub(crate) fn clear_column_chunks(&self) {
-        let mut buffers = lock(&self.shared.buffers);
-        buffers.windows = Vec::new();
-        buffers.next.clear();
+        let (windows, next) = {
+            let mut buffers = lock(&self.shared.buffers);
+            (
+                std::mem::take(&mut buffers.windows),
+                std::mem::take(&mut buffers.next),
+            )
+        };
+        finish_fetches(windows, next);
     }
 
     /// Bytes fetched since the previous call.
@@ -488,6 +493,19 @@ impl Shared {
             range.end
         };
         self.fetch_before_tail(range.start..end, tail)
+    }
+}
+
+/// Waits for the fetches still under way for `windows` and `next`, whose bytes are no
+/// longer wanted: a fetch left behind would outlive its reader, still holding a request
+/// to the store and, until it ends, the reader's buffers. (Once reading stops, at most
+/// one round trip: the fetches run side by side.)
+fn finish_fetches(windows: Vec<Window>, next: VecDeque<Prefetch>) {
+    for pending in windows.into_iter().filter_map(|w| w.next) {
+        let _ = pending.bytes.join();
+    }
+    for prefetch in next {
+        let _ = prefetch.spans.join();
     }
 }
 

@@ -461,6 +461,14 @@ impl BatchSteps for RowGroupBatches {
     }
 }
 
+impl Drop for RowGroupBatches {
+    /// A stream dropped before its end (the worker stopped, or lost its claim) leaves no
+    /// fetch running behind it.
+    fn drop(&mut self) {
+        self.chunks.clear_column_chunks();
+    }
+}
+
 impl RowGroupBatches {
     /// Row group `index`'s projected column chunks, each with its read-ahead window.
     fn column_chunks(&self, index: usize) -> Result<Vec<ColumnChunk>> {
