@@ -309,8 +309,8 @@ impl ObjectChunks {
         (buffers.next.len(), bytes)
     }
 
-    /// Releases the windows once a row group is done; fetches under way for the next
-    /// ones go on.
+    /// Releases the windows once a row group is done (after any read-ahead still under
+    /// way for them); the fetches for the next row groups go on.
     pub(crate) fn release_windows(&self) {
         let windows = std::mem::take(&mut lock(&self.shared.buffers).windows);
         finish_fetches(windows, VecDeque::new());

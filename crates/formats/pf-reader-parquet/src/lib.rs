@@ -488,7 +488,7 @@ impl RowGroupBatches {
         let uri = self.chunks.uri().to_owned();
         if self.chunks.set_column_chunks(self.column_chunks(index)?)? {
             // One more group ahead, since the fetches ahead did not keep up; local files
-            // and fast stores never get here and hold just the next group.
+            // and fast stores seldom get here and mostly hold just the next group.
             self.groups_ahead += 1;
         }
         self.prefetched_through = self.prefetched_through.max(index);
