@@ -48,6 +48,11 @@ const MAX_METADATA_LEN: u64 = 64 * 1024 * 1024;
 /// reading up to this many unused bytes costs less than another round trip.
 const MAX_COALESCE_GAP: u64 = 1024 * 1024;
 
+/// Most requests that fetch one row group's first windows at once. Each separate run of
+/// column chunks costs a round trip, so they go side by side; a wide file's hundreds of
+/// runs share this many threads instead of one each.
+const MAX_PARALLEL_FETCHES: usize = 16;
+
 /// Cheaply cloneable handle that parquet's readers hold; all clones share one state.
 #[derive(Clone)]
 pub(crate) struct ObjectChunks {
@@ -522,9 +527,9 @@ fn sorted_chunks(mut chunks: Vec<ColumnChunk>) -> Vec<ColumnChunk> {
 
 /// The first window of each of `chunks` (sorted, see [`sorted_chunks`]), one span per
 /// chunk, fetched in one request per run of chunks that fit their windows and lie at
-/// most [`MAX_COALESCE_GAP`] apart, the runs side by side (each waits a round trip, so
-/// one after the other would cost as many round trips as runs); bytes in `tail` come
-/// from it.
+/// most [`MAX_COALESCE_GAP`] apart, the runs side by side, up to
+/// [`MAX_PARALLEL_FETCHES`] at once (each waits a round trip, so one after the other
+/// would cost as many round trips as runs); bytes in `tail` come from it.
 fn first_windows(
     shared: &Shared,
     chunks: &[ColumnChunk],
@@ -560,30 +565,36 @@ fn first_windows(
             bytes: shared.fetch_before_tail_quietly(range, tail)?,
         })
     };
-    let fetched: Vec<Result<Span, PfError>> = match runs.as_slice() {
-        [] => Vec::new(),
-        [only] => vec![fetch_run(only)],
-        [first, rest @ ..] => std::thread::scope(|scope| {
-            let others: Vec<_> = rest
-                .iter()
-                .map(|run| {
-                    std::thread::Builder::new()
-                        .name("pf-parquet-prefetch".into())
-                        .spawn_scoped(scope, || fetch_run(run))
-                })
-                .collect();
-            let mut fetched = vec![fetch_run(first)];
-            for (run, other) in rest.iter().zip(others) {
-                // Without a thread to spare, or if one died, this thread fetches the run.
-                let span = other.ok().and_then(|h| h.join().ok());
-                fetched.push(span.unwrap_or_else(|| fetch_run(run)));
-            }
-            fetched
-        }),
+    // Run i goes to lane i mod `lanes`; lane 0 is this thread.
+    let lanes = runs.len().clamp(1, MAX_PARALLEL_FETCHES);
+    let lane = |k: usize| -> Vec<(usize, Result<Span, PfError>)> {
+        (k..runs.len())
+            .step_by(lanes)
+            .map(|i| (i, fetch_run(&runs[i])))
+            .collect()
     };
+    let lane = &lane;
+    let mut fetched: Vec<Option<Result<Span, PfError>>> = runs.iter().map(|_| None).collect();
+    std::thread::scope(|scope| {
+        let others: Vec<_> = (1..lanes)
+            .map(|k| {
+                std::thread::Builder::new()
+                    .name("pf-parquet-prefetch".into())
+                    .spawn_scoped(scope, move || lane(k))
+            })
+            .collect();
+        let done = others
+            .into_iter()
+            .filter_map(|other| other.ok()?.join().ok())
+            .flatten();
+        for (i, span) in lane(0).into_iter().chain(done) {
+            fetched[i] = Some(span);
+        }
+    });
     let mut spans = Vec::with_capacity(wanted.len());
     for (run, span) in runs.iter().zip(fetched) {
-        let span = span?;
+        // A run whose thread could not be spawned, or died, is fetched here.
+        let span = span.unwrap_or_else(|| fetch_run(run))?;
         for range in &wanted[run.clone()] {
             let bytes = span.get(range, false).ok_or_else(|| {
                 PfError::invalid_data(&shared.uri, "parquet", "coalesced read misses")
@@ -685,5 +696,83 @@ impl Read for RangeRead {
         self.buf.advance(n);
         self.pos += n as u64;
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+    use std::time::Duration;
+
+    use pf_traits::ObjectListing;
+    use pf_types::ObjectInfo;
+
+    use super::*;
+
+    /// Bytes `i mod 251` whose reads take 10 ms each and count how many run at once.
+    #[derive(Default)]
+    struct SlowBytes {
+        in_flight: AtomicUsize,
+        most: AtomicUsize,
+        reads: AtomicUsize,
+    }
+
+    impl ObjectSource for SlowBytes {
+        fn stat(&self, uri: &str) -> pf_error::Result<ObjectInfo> {
+            Err(PfError::invalid_data(uri, "test", "not a listing source"))
+        }
+
+        fn read_range(&self, _uri: &str, range: Range<u64>) -> pf_error::Result<Bytes> {
+            let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            self.most.fetch_max(now, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(10));
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            self.reads.fetch_add(1, Ordering::SeqCst);
+            Ok(range.map(|i| (i % 251) as u8).collect::<Vec<u8>>().into())
+        }
+
+        fn read_from(&self, uri: &str, _offset: u64) -> pf_error::Result<Box<dyn Read + Send>> {
+            Err(PfError::invalid_data(uri, "test", "not a streaming source"))
+        }
+
+        fn list(&self, root: &str, _recursive: bool) -> pf_error::Result<ObjectListing<'_>> {
+            Err(PfError::invalid_data(root, "test", "not a listing source"))
+        }
+    }
+
+    #[test]
+    fn the_runs_of_a_wide_row_group_go_side_by_side_within_the_cap() {
+        let source = Arc::new(SlowBytes::default());
+        let object = ObjectChunks::new(source.clone(), "test://wide".into(), 1 << 20);
+        // 100 column chunks of 1,000 bytes, 10 bytes apart, each larger than its 100-byte
+        // window: no two can share a request, so 100 runs.
+        let chunks: Vec<ColumnChunk> = (0..100u64)
+            .map(|i| ColumnChunk {
+                bytes: i * 1010..i * 1010 + 1000,
+                window: 100,
+            })
+            .collect();
+        let spans = first_windows(
+            &object.shared,
+            &sorted_chunks(chunks.clone()),
+            &Span::default(),
+        )
+        .unwrap();
+        assert_eq!(spans.len(), 100);
+        for (span, chunk) in spans.iter().zip(&chunks) {
+            assert_eq!(span.start, chunk.bytes.start);
+            assert_eq!(span.bytes.len(), 100);
+            assert_eq!(
+                span.bytes[0],
+                (chunk.bytes.start % 251) as u8,
+                "its own bytes"
+            );
+        }
+        assert_eq!(source.reads.load(Ordering::SeqCst), 100);
+        let most = source.most.load(Ordering::SeqCst);
+        assert!(
+            most > 1 && most <= MAX_PARALLEL_FETCHES,
+            "{most} requests at once"
+        );
     }
 }
