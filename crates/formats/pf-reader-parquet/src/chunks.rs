@@ -24,7 +24,7 @@ use std::error::Error;
 use std::fmt;
 use std::io::{self, Read};
 use std::ops::Range;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 
@@ -53,6 +53,11 @@ const MAX_COALESCE_GAP: u64 = 1024 * 1024;
 /// runs share this many threads instead of one each.
 const MAX_PARALLEL_FETCHES: usize = 16;
 
+/// Most window read-aheads of one reader under way at once. One per column is the point,
+/// but a file with hundreds of columns would otherwise hold a thread and a request for
+/// each; a window refused one fetches its next bytes when it needs them.
+const MAX_READ_AHEADS: usize = 64;
+
 /// Cheaply cloneable handle that parquet's readers hold; all clones share one state.
 #[derive(Clone)]
 pub(crate) struct ObjectChunks {
@@ -65,6 +70,8 @@ struct Shared {
     len: u64,
     /// Bytes fetched from the source and not yet reported in a batch.
     fetched: AtomicU64,
+    /// Window read-aheads under way (at most [`MAX_READ_AHEADS`]).
+    read_aheads: AtomicUsize,
     buffers: Mutex<Buffers>,
     /// The first source error, kept whole because parquet's arrow reader turns the errors
     /// it returns into strings, which would lose the class (transient vs permanent).
@@ -183,6 +190,7 @@ impl ObjectChunks {
                 uri,
                 len,
                 fetched: AtomicU64::new(0),
+                read_aheads: AtomicUsize::new(0),
                 buffers: Mutex::new(Buffers::default()),
                 failure: Mutex::new(None),
             }),
@@ -408,7 +416,8 @@ impl Shared {
 
     /// Starts fetching the `size` bytes of `chunk` that follow `span`, if any,
     /// on a background thread, so that the window's next refill does not wait a round
-    /// trip. Without a thread to spare, the refill fetches them itself.
+    /// trip. Without a thread to spare, or with [`MAX_READ_AHEADS`] under way, the refill
+    /// fetches them itself.
     fn read_ahead(
         self: &Arc<Self>,
         chunk: &Range<u64>,
@@ -420,14 +429,27 @@ impl Shared {
         if start >= chunk.end || tail.contains(start) {
             return None;
         }
+        if self.read_aheads.fetch_add(1, Ordering::SeqCst) >= MAX_READ_AHEADS {
+            self.read_aheads.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
         let range = start..start.saturating_add(size).min(chunk.end);
         let shared = Arc::clone(self);
         let (wanted, tail) = (range.clone(), tail.clone());
-        std::thread::Builder::new()
+        let spawned = std::thread::Builder::new()
             .name("pf-parquet-prefetch".into())
-            .spawn(move || shared.fetch_before_tail_quietly(wanted, &tail))
-            .ok()
-            .map(|bytes| Pending { range, bytes })
+            .spawn(move || {
+                let bytes = shared.fetch_before_tail_quietly(wanted, &tail);
+                shared.read_aheads.fetch_sub(1, Ordering::SeqCst);
+                bytes
+            });
+        match spawned {
+            Ok(bytes) => Some(Pending { range, bytes }),
+            Err(_) => {
+                self.read_aheads.fetch_sub(1, Ordering::SeqCst);
+                None
+            }
+        }
     }
 
     /// The bytes of `range` (which lies within the object), or from `range.start` to
@@ -701,7 +723,6 @@ impl Read for RangeRead {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::AtomicUsize;
     use std::time::Duration;
 
     use pf_traits::ObjectListing;
@@ -774,5 +795,31 @@ mod tests {
             most > 1 && most <= MAX_PARALLEL_FETCHES,
             "{most} requests at once"
         );
+    }
+
+    #[test]
+    fn the_window_read_aheads_of_a_wide_row_group_stay_within_the_cap() {
+        let source = Arc::new(SlowBytes::default());
+        let object = ObjectChunks::new(source.clone(), "test://wide".into(), 100 * 1010);
+        // 100 column chunks with 100-byte windows: each window would read ahead at once.
+        let chunks: Vec<ColumnChunk> = (0..100u64)
+            .map(|i| ColumnChunk {
+                bytes: i * 1010..i * 1010 + 1000,
+                window: 100,
+            })
+            .collect();
+        object.set_column_chunks(chunks).unwrap();
+        // Every chunk read whole through its window, as the decoder would; windows refused
+        // a read-ahead fetch on demand.
+        for start in (0..100u64).map(|i| i * 1010) {
+            let bytes = object.get_bytes(start, 1000).unwrap();
+            let expected: Vec<u8> = (start..start + 1000).map(|i| (i % 251) as u8).collect();
+            assert_eq!(bytes, expected, "chunk at {start}");
+        }
+        object.clear_column_chunks();
+        // The read-aheads, and at most one demand read beside them.
+        let most = source.most.load(Ordering::SeqCst);
+        assert!(most <= MAX_READ_AHEADS + 1, "{most} requests at once");
+        assert_eq!(object.shared.read_aheads.load(Ordering::SeqCst), 0);
     }
 }
