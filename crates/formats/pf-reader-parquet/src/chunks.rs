@@ -429,27 +429,16 @@ impl Shared {
         if start >= chunk.end || tail.contains(start) {
             return None;
         }
-        if self.read_aheads.fetch_add(1, Ordering::SeqCst) >= MAX_READ_AHEADS {
-            self.read_aheads.fetch_sub(1, Ordering::SeqCst);
-            return None;
-        }
+        let slot = ReadAheadSlot::take(self)?;
         let range = start..start.saturating_add(size).min(chunk.end);
-        let shared = Arc::clone(self);
         let (wanted, tail) = (range.clone(), tail.clone());
-        let spawned = std::thread::Builder::new()
+        // The slot goes with the fetch and is given back when the fetch ends, by a
+        // panic too, or here when the thread cannot start (the closure is dropped).
+        std::thread::Builder::new()
             .name("pf-parquet-prefetch".into())
-            .spawn(move || {
-                let bytes = shared.fetch_before_tail_quietly(wanted, &tail);
-                shared.read_aheads.fetch_sub(1, Ordering::SeqCst);
-                bytes
-            });
-        match spawned {
-            Ok(bytes) => Some(Pending { range, bytes }),
-            Err(_) => {
-                self.read_aheads.fetch_sub(1, Ordering::SeqCst);
-                None
-            }
-        }
+            .spawn(move || slot.0.fetch_before_tail_quietly(wanted, &tail))
+            .ok()
+            .map(|bytes| Pending { range, bytes })
     }
 
     /// The bytes of `range` (which lies within the object), or from `range.start` to
@@ -533,6 +522,25 @@ fn finish_fetches(windows: Vec<Window>, next: VecDeque<Prefetch>) {
     }
     for prefetch in next {
         let _ = prefetch.spans.join();
+    }
+}
+
+/// One of a reader's [`MAX_READ_AHEADS`] read-ahead slots, given back when dropped.
+struct ReadAheadSlot(Arc<Shared>);
+
+impl ReadAheadSlot {
+    /// A slot of `shared`'s, if one is free.
+    fn take(shared: &Arc<Shared>) -> Option<ReadAheadSlot> {
+        let under_way = shared.read_aheads.fetch_add(1, Ordering::SeqCst);
+        // Counted from here on: a refused slot is given back as it drops.
+        let slot = ReadAheadSlot(Arc::clone(shared));
+        (under_way < MAX_READ_AHEADS).then_some(slot)
+    }
+}
+
+impl Drop for ReadAheadSlot {
+    fn drop(&mut self) {
+        self.0.read_aheads.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
