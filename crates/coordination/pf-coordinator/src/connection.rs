@@ -131,6 +131,24 @@ impl ValkeyPool {
         self.run_within(operation, self.config.outage_limit(), op)
     }
 
+    /// [`run`](Self::run) with two connections at once, for work that keeps one
+    /// transaction open on each (a `WATCH` belongs to its connection). Both go back to
+    /// the pool only when `op` succeeds.
+    pub(crate) fn run_pair<T>(
+        &self,
+        operation: &'static str,
+        mut op: impl FnMut(&mut Connection, &mut Connection) -> RedisResult<T>,
+    ) -> Result<T> {
+        self.run(operation, |first| {
+            let mut second = self.take()?;
+            let r = op(first, &mut second);
+            if r.is_ok() {
+                self.give_back(second);
+            }
+            r
+        })
+    }
+
     /// [`run`](Self::run), giving up on an unreachable server after `limit` instead of
     /// `outage_limit` (heartbeats: a late heartbeat is worth less than the next one).
     pub(crate) fn run_within<T>(

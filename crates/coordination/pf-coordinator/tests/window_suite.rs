@@ -148,39 +148,31 @@ fn two_workers_raise_the_alerts_of_one_each_once() {
     );
 }
 
-/// The server's script cache emptied (a restart, `SCRIPT FLUSH`) under two workers: both
-/// find the script missing at once and one loads it while the other's pipeline is half
-/// run. The calls that ran are not sent again, so no alert is raised twice (the fault
-/// behind an intermittent `each alert raised exactly once` in the worker suite).
+/// Two workers on the same keys at once, and on every step another client changes the
+/// slot group's states between a worker's read and its write: that transaction is
+/// refused, read and applied again, and each alert is still raised exactly once.
 #[test]
-fn a_script_cache_emptied_under_two_workers_raises_each_alert_once() {
-    let data = files(200_000, 4096);
+fn a_slot_group_changed_between_read_and_write_is_read_and_applied_again() {
+    let data = files(100_000, 4096);
     let expected = reference_alerts(&data);
     let expected_set = alert_set(&expected);
     assert_eq!(expected_set.len(), expected.len());
 
     let server = pf_test_services::Valkey::start();
+    let relay = Relay::start(server.port(), Fault::ChangeStatesBeforeWrite("race:"));
     let stores = [
-        valkey_store(&server.url(), "flush:"),
-        valkey_store(&server.url(), "flush:"),
+        valkey_store(&relay.url(), "race:"),
+        valkey_store(&server.url(), "race:"),
     ];
-    let mut admin = redis::Client::open(server.url())
-        .unwrap()
-        .get_connection()
-        .unwrap();
     let mut two = Vec::new();
     let steps = data[0].len().max(data[1].len());
     for step in 0..steps {
-        let () = redis::cmd("SCRIPT").arg("FLUSH").query(&mut admin).unwrap();
+        relay.armed.store(true, std::sync::atomic::Ordering::SeqCst);
         let raised: Vec<Vec<WindowAlert>> = std::thread::scope(|s| {
             let threads: Vec<_> = (0..2)
                 .map(|f| {
                     let (store, batch) = (&stores[f], data[f].get(step));
                     s.spawn(move || {
-                        // Staggered starts, so that over the steps one worker's script
-                        // load lands at every point of the other's pipeline.
-                        let stagger = (step % 16) as u64 * 200 * f as u64;
-                        std::thread::sleep(Duration::from_micros(stagger));
                         batch.map_or_else(Vec::new, |(b, first)| observe(store, URIS[f], b, *first))
                     })
                 })
@@ -189,6 +181,16 @@ fn a_script_cache_emptied_under_two_workers_raises_each_alert_once() {
         });
         two.extend(raised.into_iter().flatten());
     }
+    let injected = relay.hits.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        injected >= data[0].len(),
+        "a change before a write on every step of worker A"
+    );
+    assert!(
+        stores[0].conflicts() >= injected as u64,
+        "each injected change refused a transaction: {} conflicts, {injected} injected",
+        stores[0].conflicts()
+    );
     assert_eq!(alert_set(&two), expected_set, "same alerts as one worker");
     assert_eq!(two.len(), expected.len(), "each alert raised exactly once");
 }
@@ -323,17 +325,28 @@ fn window_store_rows_per_second_memory_vs_valkey() {
     );
 }
 
-/// A TCP relay to Valkey that, once armed, lets the next request holding `EVALSHA`
-/// through and then closes the connection instead of relaying its reply: the script
-/// ran, and the caller never learns what it returned.
-struct ReplyDropper {
-    port: u16,
-    armed: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    dropped: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+/// What a [`Relay`] does, once armed, to the next request holding a transaction
+/// (`MULTI`).
+enum Fault {
+    /// Lets the request through, then closes the connection instead of relaying its
+    /// reply: the transaction ran, and the caller never learns what it returned.
+    DropReply,
+    /// Before letting it through, changes every slot group's states of the rule
+    /// `rapid_activity` under this key prefix from another connection, so the watched
+    /// hash has changed when the transaction executes.
+    ChangeStatesBeforeWrite(&'static str),
 }
 
-impl ReplyDropper {
-    fn start(upstream: u16) -> ReplyDropper {
+/// A TCP relay to Valkey that injects one [`Fault`] each time it is armed.
+struct Relay {
+    port: u16,
+    armed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Faults injected so far.
+    hits: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Relay {
+    fn start(upstream: u16, fault: Fault) -> Relay {
         use std::io::{Read, Write};
         use std::net::{Shutdown, TcpListener, TcpStream};
         use std::sync::Arc;
@@ -341,8 +354,9 @@ impl ReplyDropper {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let armed = Arc::new(AtomicBool::new(false));
-        let dropped = Arc::new(AtomicUsize::new(0));
-        let (armed2, dropped2) = (armed.clone(), dropped.clone());
+        let hits = Arc::new(AtomicUsize::new(0));
+        let (armed2, hits2) = (armed.clone(), hits.clone());
+        let fault = Arc::new(fault);
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 let Ok(mut client) = client else { return };
@@ -351,18 +365,39 @@ impl ReplyDropper {
                 };
                 let (mut client_in, mut server_out) =
                     (client.try_clone().unwrap(), server.try_clone().unwrap());
-                // This connection's script request went out while armed: drop its reply.
+                // This connection's transaction went out while armed: drop its reply.
                 let doomed = Arc::new(AtomicBool::new(false));
-                let (armed, doomed_in) = (armed2.clone(), doomed.clone());
+                let (armed, hits, fault, doomed_in) =
+                    (armed2.clone(), hits2.clone(), fault.clone(), doomed.clone());
                 std::thread::spawn(move || {
                     let mut buf = vec![0u8; 1 << 16];
                     while let Ok(n) = client_in.read(&mut buf) {
                         if n == 0 {
                             break;
                         }
-                        let script = buf[..n].windows(7).any(|w| w == b"EVALSHA");
-                        if script && armed.swap(false, Ordering::SeqCst) {
-                            doomed_in.store(true, Ordering::SeqCst);
+                        let multi = buf[..n].windows(5).any(|w| w == b"MULTI");
+                        if multi && armed.swap(false, Ordering::SeqCst) {
+                            hits.fetch_add(1, Ordering::SeqCst);
+                            match &*fault {
+                                Fault::DropReply => doomed_in.store(true, Ordering::SeqCst),
+                                Fault::ChangeStatesBeforeWrite(prefix) => {
+                                    let mut other = redis::Client::open(format!(
+                                        "redis://127.0.0.1:{upstream}"
+                                    ))
+                                    .unwrap()
+                                    .get_connection()
+                                    .unwrap();
+                                    let mut pipe = redis::pipe();
+                                    for g in 0..pf_coordinator::SLOT_GROUPS {
+                                        pipe.cmd("HSET")
+                                            .arg(format!("{prefix}windows:{{rapid_activity:{g}}}"))
+                                            .arg("changed-by-another-client")
+                                            .arg(1)
+                                            .ignore();
+                                    }
+                                    let () = pipe.query(&mut other).unwrap();
+                                }
+                            }
                         }
                         if server_out.write_all(&buf[..n]).is_err() {
                             break;
@@ -370,15 +405,10 @@ impl ReplyDropper {
                     }
                     let _ = server_out.shutdown(Shutdown::Both);
                 });
-                let dropped = dropped2.clone();
                 std::thread::spawn(move || {
                     let mut buf = vec![0u8; 1 << 16];
                     while let Ok(n) = server.read(&mut buf) {
-                        if n == 0 {
-                            break;
-                        }
-                        if doomed.load(Ordering::SeqCst) {
-                            dropped.fetch_add(1, Ordering::SeqCst);
+                        if n == 0 || doomed.load(Ordering::SeqCst) {
                             break;
                         }
                         if client.write_all(&buf[..n]).is_err() {
@@ -390,18 +420,18 @@ impl ReplyDropper {
                 });
             }
         });
-        ReplyDropper {
-            port,
-            armed,
-            dropped,
-        }
+        Relay { port, armed, hits }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
     }
 }
 
-/// The connection drops after a batch's script ran and before its reply arrived, and the
+/// The connection drops after a batch's transaction ran and before its reply arrived, and the
 /// batch holds a burst of one account followed, in the same batch, by a later event of
 /// that account past the lateness bound. Sent again, the batch is a replay in which the
-/// burst is now late, so the script does not raise its alert again; the store must still
+/// burst is now late, so applying it again does not raise its alert; the store must still
 /// return it (from the item's held alerts), or the alert is lost for good.
 #[test]
 fn a_reply_lost_with_the_connection_still_returns_every_alert_of_the_batch() {
@@ -411,11 +441,11 @@ fn a_reply_lost_with_the_connection_still_returns_every_alert_of_the_batch() {
     use std::sync::atomic::Ordering;
 
     let server = pf_test_services::Valkey::start();
-    let relay = ReplyDropper::start(server.port());
+    let relay = Relay::start(server.port(), Fault::DropReply);
     let store = ValkeyWindowStore::connect(
         &ValkeyConfig {
             key_prefix: "lost:".into(),
-            ..ValkeyConfig::for_url(format!("redis://127.0.0.1:{}", relay.port))
+            ..ValkeyConfig::for_url(relay.url())
         },
         ValkeyWindowOptions {
             allowed_lateness: Duration::from_secs(60),
@@ -444,7 +474,7 @@ fn a_reply_lost_with_the_connection_still_returns_every_alert_of_the_batch() {
         .unwrap()
     };
     let uri = URIS[0];
-    // Loads the script, so that the armed request is the batch's own call.
+    // A first transaction, so that the armed request is the batch's own.
     let warm = observe(&store, uri, &batch(&[("acct-warm", 1_000)]), 0);
     assert!(warm.is_empty());
 
@@ -458,9 +488,9 @@ fn a_reply_lost_with_the_connection_still_returns_every_alert_of_the_batch() {
     relay.armed.store(true, Ordering::SeqCst);
     let alerts = observe(&store, uri, &batch(&events), 1);
     assert_eq!(
-        relay.dropped.load(Ordering::SeqCst),
+        relay.hits.load(Ordering::SeqCst),
         1,
-        "the script's reply was dropped"
+        "the transaction's reply was dropped"
     );
     assert_eq!(
         alert_set(&alerts),
@@ -472,4 +502,138 @@ fn a_reply_lost_with_the_connection_still_returns_every_alert_of_the_batch() {
         .find(|a| a.key == "acct-burst")
         .expect("the burst's alert");
     assert_eq!((alert.uri.as_str(), alert.row, alert.count), (uri, 5, 5));
+}
+
+/// Random traffic with everything the semantics cover — events out of order, replays
+/// of earlier rows, two files, events beyond the lateness bound, several keys in one
+/// batch — gives, batch by batch, the same row flags, alerts and late counts in Valkey
+/// as in the in-process store.
+#[test]
+fn valkey_windows_match_the_in_process_store_event_by_event() {
+    let server = pf_test_services::Valkey::start();
+    // With room for every event in reach, and with a cap of 3 events per key.
+    for max_events in [50, 3] {
+        match_the_in_process_store(&server, max_events);
+    }
+}
+
+fn match_the_in_process_store(server: &pf_test_services::Valkey, max_events: usize) {
+    use arrow::array::{StringArray, TimestampMicrosecondArray};
+    use pf_traits::{BatchMeta, WindowRequest};
+
+    let lateness = Duration::from_secs(120);
+    let valkey = ValkeyWindowStore::connect(
+        &ValkeyConfig {
+            key_prefix: format!("diff{max_events}:"),
+            ..ValkeyConfig::for_url(server.url())
+        },
+        ValkeyWindowOptions {
+            allowed_lateness: lateness,
+            max_events_per_key: max_events,
+        },
+    )
+    .unwrap();
+    let memory = MemoryWindowStore::with_options(MemoryWindowOptions {
+        allowed_lateness: lateness,
+        max_events_per_key: max_events,
+        ..MemoryWindowOptions::default()
+    });
+    // xorshift: the same traffic on every run.
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    let mut sent: Vec<(String, i64, u64, usize)> = Vec::new();
+    let mut clock = 1_767_225_600_000_000i64;
+    let (mut alerts_seen, mut late_seen) = (0usize, 0u64);
+    for batch in 0..60 {
+        let mut events = Vec::new();
+        for _ in 0..(1 + next(200)) {
+            let r = next(100);
+            if r < 10 && !sent.is_empty() {
+                // A replay of an earlier row, as after a crash.
+                events.push(sent[next(sent.len() as u64) as usize].clone());
+                continue;
+            }
+            clock += next(4_000_000) as i64;
+            let t = if r < 30 {
+                // Behind the clock: within the lateness mostly, beyond it sometimes.
+                clock - next(150_000_000) as i64
+            } else {
+                clock
+            };
+            let file = next(2) as usize;
+            let row = sent.iter().filter(|e| e.3 == file).count() as u64 + events.len() as u64;
+            events.push((format!("k{}", next(12)), t, row, file));
+        }
+        // One request per file, as the worker sends one per batch of one item.
+        for (file, uri) in URIS.iter().enumerate() {
+            let part: Vec<&(String, i64, u64, usize)> =
+                events.iter().filter(|e| e.3 == file).collect();
+            if part.is_empty() {
+                continue;
+            }
+            let keys = StringArray::from_iter_values(part.iter().map(|e| e.0.as_str()));
+            let times = TimestampMicrosecondArray::from_iter_values(part.iter().map(|e| e.1));
+            let ordinals: Vec<u64> = part.iter().map(|e| e.2).collect();
+            let meta = BatchMeta {
+                ordinals: Some(&ordinals),
+                ..BatchMeta::contiguous(uri, 0)
+            };
+            let request = WindowRequest {
+                rule: "rapid_activity",
+                keys: &keys,
+                times: &times,
+                seconds: 20,
+                min_count: 3,
+                meta: &meta,
+            };
+            let (m, v) = (
+                memory.observe(&request).unwrap(),
+                valkey.observe(&request).unwrap(),
+            );
+            assert_eq!(
+                v.fired, m.fired,
+                "row flags of batch {batch}, file {file}, cap {max_events}"
+            );
+            assert_eq!(
+                v.late_dropped, m.late_dropped,
+                "late events of batch {batch}"
+            );
+            let sorted = |a: &[WindowAlert]| {
+                let mut a: Vec<_> = a
+                    .iter()
+                    .map(|a| {
+                        (
+                            a.key.clone(),
+                            a.window_end,
+                            a.count,
+                            a.uri.clone(),
+                            a.row,
+                            a.late,
+                        )
+                    })
+                    .collect();
+                a.sort();
+                a
+            };
+            assert_eq!(
+                sorted(&v.alerts),
+                sorted(&m.alerts),
+                "alerts of batch {batch}, cap {max_events}"
+            );
+            alerts_seen += m.alerts.len();
+            late_seen += m.late_dropped;
+        }
+        for e in events {
+            if !sent.contains(&e) {
+                sent.push(e);
+            }
+        }
+    }
+    assert!(alerts_seen > 20, "the traffic raises alerts: {alerts_seen}");
+    assert!(late_seen > 0, "the traffic has late events");
 }

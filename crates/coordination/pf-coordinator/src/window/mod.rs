@@ -1,0 +1,599 @@
+//! Sliding-window rule state in Valkey, shared by every worker of a deployment.
+//!
+//! The cost model (server work per event, events/s per node, nodes for a fleet) is in
+//! `DESIGN.md` beside this crate.
+
+mod state;
+
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use arrow::array::Array;
+use arrow::buffer::BooleanBuffer;
+use pf_error::{ErrorClass, PfError, Result};
+use pf_traits::{WindowAlert, WindowOutcome, WindowRequest, WindowStore};
+use redis::Value;
+
+use crate::ValkeyConfig;
+use crate::connection::ValkeyPool;
+use state::{KeyWindow, Observed, Params};
+
+/// Slot groups per rule: the states of a rule's keys live in one hash per group, under
+/// the hash tag `{<rule>:<group>}`, so one transaction touches one hash slot (a Valkey
+/// Cluster requirement) and a batch is at most this many transactions.
+pub const SLOT_GROUPS: u64 = 64;
+
+/// Transactions of one slot group that found its hash changed by another worker, in
+/// a row, before a batch gives up (as a transient error: the batch is retried).
+const MAX_CONFLICTS: u32 = 100;
+
+/// Counter: window transactions aborted because another worker changed the slot
+/// group's states between their read and their write (each is read and applied again).
+pub const WINDOW_CONFLICTS: &str = "paraflow_window_conflicts_total";
+
+/// Limits of a [`ValkeyWindowStore`]; the same meaning as `pf_rules::MemoryWindowOptions`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValkeyWindowOptions {
+    /// How far behind the newest event of its key an event may arrive and still count.
+    pub allowed_lateness: Duration,
+    /// Events kept per key (the oldest go first); guards against one hot key.
+    pub max_events_per_key: usize,
+}
+
+impl Default for ValkeyWindowOptions {
+    fn default() -> Self {
+        ValkeyWindowOptions {
+            allowed_lateness: Duration::from_secs(300),
+            max_events_per_key: 10_000,
+        }
+    }
+}
+
+/// A [`WindowStore`] in Valkey: every worker sees every other worker's events, so the
+/// set of `(rule, key, t_end)` alerts is the one a single worker would raise, each
+/// raised once (the alerted times are part of the key's state, which changes only
+/// through a transaction that fails if another worker changed it first).
+///
+/// State: `<prefix>windows:{<rule>:<group>}`, one hash per rule and slot group (a stable
+/// hash of the key modulo [`SLOT_GROUPS`]), a field per key holding its compact state and
+/// expiring `ttl` after the key's last event (hash field expiry: Valkey ≥ 9.0). The
+/// worker applies the events: per slot group a batch costs `WATCH` + `HMGET`, then
+/// `MULTI` / `HSETEX` / `EXEC`; when `EXEC` finds the hash changed by another worker,
+/// the group is read and applied again. Consecutive groups share a round trip (the
+/// next group's read goes with this group's write), so a batch costs about one round
+/// trip per group touched.
+///
+/// Alerts raised and not yet delivered: `<prefix>winheld:{<rule>:<group>}:<item>`, a list
+/// per slot group and work item, appended in the transaction that raises them and
+/// deleted once the worker has flushed them ([`WindowStore::delivered`]); a worker
+/// taking the item over reads them back ([`WindowStore::undelivered`]).
+pub struct ValkeyWindowStore {
+    pool: ValkeyPool,
+    options: ValkeyWindowOptions,
+    /// Per item: the undelivered-alert lists this process has appended to (or read back)
+    /// since the item's last delivery.
+    held: Mutex<HashMap<String, HashSet<String>>>,
+    /// Transactions refused so far because another worker changed their slot group.
+    conflicts: AtomicU64,
+}
+
+impl std::fmt::Debug for ValkeyWindowStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ValkeyWindowStore")
+            .field("connection", self.pool.config())
+            .field("options", &self.options)
+            .finish()
+    }
+}
+
+impl ValkeyWindowStore {
+    /// Connects, and checks that the server answers and knows `HSETEX` (hash field
+    /// expiry, which the per-key state needs: Valkey ≥ 9.0).
+    pub fn connect(connection: &ValkeyConfig, options: ValkeyWindowOptions) -> Result<Self> {
+        let pool = ValkeyPool::new(connection)?;
+        let known: Vec<Value> = pool.run("check the server's commands", |c| {
+            redis::cmd("COMMAND").arg("INFO").arg("HSETEX").query(c)
+        })?;
+        if known.first().is_none_or(|v| *v == Value::Nil) {
+            return Err(PfError::config(
+                "coordinator.valkey.windows",
+                "shared windows need hash field expiry (HSETEX, Valkey 9.0 or later), which \
+                 this server lacks: upgrade it, or set `windows: local` (exact only when each \
+                 key's events are in one file)",
+            ));
+        }
+        Ok(ValkeyWindowStore {
+            pool,
+            options,
+            held: Mutex::new(HashMap::new()),
+            conflicts: AtomicU64::new(0),
+        })
+    }
+
+    /// Transactions refused so far because another worker changed their slot group
+    /// between the read and the write (each was read and applied again).
+    pub fn conflicts(&self) -> u64 {
+        self.conflicts.load(Ordering::Relaxed)
+    }
+
+    fn states_key(&self, rule: &str, group: u64) -> String {
+        format!(
+            "{}windows:{{{rule}:{group}}}",
+            self.pool.config().key_prefix
+        )
+    }
+
+    fn held_key(&self, rule: &str, group: u64, item: &str) -> String {
+        format!(
+            "{}winheld:{{{rule}:{group}}}:{item}",
+            self.pool.config().key_prefix
+        )
+    }
+
+    /// Applies every group's events in its own transaction (see the type's docs) and
+    /// returns what each did, in order. Two connections take turns, so the server runs
+    /// one group's write and the next group's read while the worker applies another
+    /// group's events. A transient error is retried by the pool with new connections,
+    /// for the groups not yet done. The second value is true when that happened: a
+    /// transaction may then have been applied with its reply lost, and its alerts are
+    /// only in the item's held lists.
+    fn apply(
+        &self,
+        request: &WindowRequest<'_>,
+        groups: &[Group<'_>],
+    ) -> Result<(Vec<GroupOutcome>, bool)> {
+        let params = Params {
+            window: i64::try_from(request.seconds)
+                .unwrap_or(i64::MAX / 2_000_000)
+                .saturating_mul(1_000_000),
+            lateness: i64::try_from(self.options.allowed_lateness.as_micros()).unwrap_or(0),
+            min_count: request.min_count as usize,
+            max_events: self.options.max_events_per_key,
+        };
+        let ttl_ms = self.pool.config().ttl_secs.max(1).saturating_mul(1000);
+        let hashes: Vec<String> = groups
+            .iter()
+            .map(|g| self.states_key(request.rule, g.id))
+            .collect();
+        let held: Vec<String> = groups
+            .iter()
+            .map(|g| self.held_key(request.rule, g.id, request.meta.item))
+            .collect();
+        let read = |out: &mut Vec<u8>, i: usize| {
+            resp(out, &[b"WATCH", hashes[i].as_bytes()], NONE);
+            let keys = groups[i].keys.iter().map(|k| k.as_bytes());
+            resp(
+                out,
+                &[b"HMGET", hashes[i].as_bytes()],
+                (groups[i].keys.len(), keys),
+            );
+        };
+        let mut done: Vec<Option<GroupOutcome>> = groups.iter().map(|_| None).collect();
+        let mut conflicts = vec![0u32; groups.len()];
+        let mut sends = 0u32;
+        let gave_up = self.pool.run_pair("window observe", |a, b| {
+            sends += 1;
+            let mut queue: VecDeque<usize> =
+                (0..groups.len()).filter(|&i| done[i].is_none()).collect();
+            let mut lanes = [Lane::new(a), Lane::new(b)];
+            let mut turn = 0;
+            while !queue.is_empty() || lanes.iter().any(Lane::busy) {
+                let lane = &mut lanes[turn];
+                turn = 1 - turn;
+                if let Some((g, outcome, replies)) = lane.writing.take() {
+                    let mut exec = Value::Nil;
+                    for _ in 0..replies {
+                        exec = lane.con.recv_response()?.extract_error()?;
+                    }
+                    match exec {
+                        Value::Array(results) => {
+                            for r in results {
+                                r.extract_error()?;
+                            }
+                            done[g] = Some(outcome);
+                        }
+                        Value::Nil => {
+                            // Another worker changed the group between the read and the
+                            // write: read and apply it again.
+                            metrics::counter!(WINDOW_CONFLICTS).increment(1);
+                            self.conflicts.fetch_add(1, Ordering::Relaxed);
+                            conflicts[g] += 1;
+                            if conflicts[g] > MAX_CONFLICTS {
+                                return Ok(Some(groups[g].id));
+                            }
+                            queue.push_back(g);
+                        }
+                        other => return Err(unexpected("EXEC", &other)),
+                    }
+                }
+                let mut out = Vec::new();
+                if let Some(g) = lane.reading.take() {
+                    lane.con.recv_response()?.extract_error()?; // WATCH
+                    let states = hmget_reply(lane.con.recv_response()?.extract_error()?)?;
+                    let (outcome, writes) = groups[g].apply(states, request.meta.uri, &params);
+                    let mut replies = 2;
+                    resp(&mut out, &[b"MULTI"], NONE);
+                    if !writes.is_empty() {
+                        let ttl = ttl_ms.to_string();
+                        let count = writes.len().to_string();
+                        let head = [
+                            b"HSETEX".as_slice(),
+                            hashes[g].as_bytes(),
+                            b"PX",
+                            ttl.as_bytes(),
+                            b"FIELDS",
+                            count.as_bytes(),
+                        ];
+                        let fields = writes
+                            .iter()
+                            .flat_map(|(k, state)| [k.as_bytes(), state.as_slice()]);
+                        resp(&mut out, &head, (2 * writes.len(), fields));
+                        replies += 1;
+                    }
+                    if !outcome.alerts.is_empty() {
+                        let elements: Vec<Vec<u8>> =
+                            outcome.alerts.iter().map(held_element).collect();
+                        let list = (elements.len(), elements.iter().map(Vec::as_slice));
+                        resp(&mut out, &[b"RPUSH", held[g].as_bytes()], list);
+                        let ttl = ttl_ms.to_string();
+                        resp(
+                            &mut out,
+                            &[b"PEXPIRE", held[g].as_bytes(), ttl.as_bytes()],
+                            NONE,
+                        );
+                        replies += 2;
+                    }
+                    resp(&mut out, &[b"EXEC"], NONE);
+                    lane.writing = Some((g, outcome, replies));
+                }
+                if let Some(next) = queue.pop_front() {
+                    read(&mut out, next);
+                    lane.reading = Some(next);
+                }
+                if !out.is_empty() {
+                    lane.con.send_packed_command(&out)?;
+                }
+            }
+            Ok(None)
+        })?;
+        if let Some(group) = gave_up {
+            return Err(PfError::Service {
+                service: "valkey",
+                operation: "window observe".to_owned(),
+                class: ErrorClass::Transient,
+                message: format!(
+                    "the window states of rule `{}` slot group {group} were changed by other \
+                     workers before each of {MAX_CONFLICTS} writes; the batch will be retried",
+                    request.rule
+                ),
+            });
+        }
+        Ok((done.into_iter().flatten().collect(), sends > 1))
+    }
+
+    /// The alerts in the held lists `keys`, and which of those lists hold any.
+    fn read_held(
+        &self,
+        operation: &'static str,
+        keys: Vec<String>,
+    ) -> std::result::Result<(Vec<WindowAlert>, Vec<String>), PfError> {
+        let mut pipe = redis::pipe();
+        for k in &keys {
+            pipe.cmd("LRANGE").arg(k).arg(0).arg(-1);
+        }
+        let lists: Vec<Vec<Vec<u8>>> = self.pool.run(operation, |con| pipe.query(con))?;
+        let mut alerts = Vec::new();
+        let mut found = Vec::new();
+        for (key, list) in keys.into_iter().zip(lists) {
+            if !list.is_empty() {
+                found.push(key);
+            }
+            // A malformed element (written by another version) is skipped: it can
+            // only cost an alert a second delivery, never a wrong one.
+            alerts.extend(list.iter().filter_map(|e| parse_held(e)));
+        }
+        Ok((alerts, found))
+    }
+
+    fn hold(&self, item: &str, keys: impl IntoIterator<Item = String>) {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        held.entry(item.to_owned()).or_default().extend(keys);
+    }
+}
+
+/// One element of an undelivered-alert list (see [`held_element`]); `None` if malformed.
+fn parse_held(element: &[u8]) -> Option<WindowAlert> {
+    let mut fields = [0i64; 5];
+    let mut rest = element;
+    for f in &mut fields {
+        let comma = rest.iter().position(|&b| b == b',')?;
+        *f = std::str::from_utf8(&rest[..comma]).ok()?.parse().ok()?;
+        rest = &rest[comma + 1..];
+    }
+    let [window_end, count, row, late, key_len] = fields;
+    let (key, uri) = rest.split_at_checked(usize::try_from(key_len).ok()?)?;
+    Some(WindowAlert {
+        key: String::from_utf8(key.to_vec()).ok()?,
+        window_end,
+        count: u32::try_from(count).ok()?,
+        uri: String::from_utf8(uri.to_vec()).ok()?,
+        row: u64::try_from(row).ok()?,
+        late: late != 0,
+    })
+}
+
+/// The element of an undelivered-alert list for `a` (read back by [`parse_held`]).
+fn held_element(a: &WindowAlert) -> Vec<u8> {
+    let mut e = format!(
+        "{},{},{},{},{},",
+        a.window_end,
+        a.count,
+        a.row,
+        u8::from(a.late),
+        a.key.len()
+    )
+    .into_bytes();
+    e.extend_from_slice(a.key.as_bytes());
+    e.extend_from_slice(a.uri.as_bytes());
+    e
+}
+
+/// One of the two connections of [`ValkeyWindowStore::apply`], with what it has sent
+/// and not yet read back.
+struct Lane<'c> {
+    con: &'c mut redis::Connection,
+    /// The group whose `WATCH` and `HMGET` are under way.
+    reading: Option<usize>,
+    /// The group whose transaction is under way, its outcome if it succeeds, and the
+    /// replies to read (the last is `EXEC`'s).
+    writing: Option<(usize, GroupOutcome, usize)>,
+}
+
+impl<'c> Lane<'c> {
+    fn new(con: &'c mut redis::Connection) -> Self {
+        Lane {
+            con,
+            reading: None,
+            writing: None,
+        }
+    }
+
+    fn busy(&self) -> bool {
+        self.reading.is_some() || self.writing.is_some()
+    }
+}
+
+/// Appends one command, in the protocol's encoding, to `out`: the arguments `head`,
+/// then the `tail_len` arguments `tail`.
+fn resp<'a>(
+    out: &mut Vec<u8>,
+    head: &[&'a [u8]],
+    (tail_len, tail): (usize, impl IntoIterator<Item = &'a [u8]>),
+) {
+    out.extend_from_slice(format!("*{}\r\n", head.len() + tail_len).as_bytes());
+    for a in head.iter().copied().chain(tail) {
+        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+        out.extend_from_slice(a);
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// No further arguments, for [`resp`].
+const NONE: (usize, [&[u8]; 0]) = (0, []);
+
+fn unexpected(command: &'static str, reply: &Value) -> redis::RedisError {
+    redis::RedisError::from((
+        redis::ErrorKind::Parse,
+        "unexpected reply",
+        format!("{command}: {reply:?}"),
+    ))
+}
+
+/// The fields of an `HMGET` reply: a state per key, `None` for a key without one.
+fn hmget_reply(reply: Value) -> redis::RedisResult<Vec<Option<Vec<u8>>>> {
+    match reply {
+        Value::Array(fields) => Ok(fields
+            .into_iter()
+            .map(|f| match f {
+                Value::BulkString(b) => Some(b),
+                _ => None,
+            })
+            .collect()),
+        other => Err(unexpected("HMGET", &other)),
+    }
+}
+
+/// One slot group's share of a batch: its distinct keys in order of first appearance,
+/// each with its events in batch order.
+struct Group<'k> {
+    id: u64,
+    keys: Vec<&'k str>,
+    index: HashMap<&'k str, usize>,
+    /// Per key (same order as `keys`): (time µs, row ordinal, batch row).
+    events: Vec<Vec<(i64, u64, usize)>>,
+}
+
+/// What a group's events did once applied.
+struct GroupOutcome {
+    /// (batch row, flag) per event.
+    fired: Vec<(usize, bool)>,
+    alerts: Vec<WindowAlert>,
+    late: u64,
+}
+
+impl<'k> Group<'k> {
+    fn new(id: u64) -> Self {
+        Group {
+            id,
+            keys: Vec::new(),
+            index: HashMap::new(),
+            events: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, key: &'k str, event: (i64, u64, usize)) {
+        let next = self.keys.len();
+        let i = *self.index.entry(key).or_insert(next);
+        if i == next {
+            self.keys.push(key);
+            self.events.push(Vec::new());
+        }
+        if let Some(list) = self.events.get_mut(i) {
+            list.push(event);
+        }
+    }
+
+    /// Applies the events to the keys' `states` (as read, one per key) and returns what
+    /// they did with the states to write back.
+    fn apply(
+        &self,
+        states: Vec<Option<Vec<u8>>>,
+        uri: &str,
+        params: &Params,
+    ) -> (GroupOutcome, Vec<(&'k str, Vec<u8>)>) {
+        let mut outcome = GroupOutcome {
+            fired: Vec::with_capacity(self.events.iter().map(Vec::len).sum()),
+            alerts: Vec::new(),
+            late: 0,
+        };
+        let mut writes = Vec::with_capacity(self.keys.len());
+        let mut again = Vec::new();
+        let states = states.into_iter().chain(std::iter::repeat(None));
+        for ((&key, events), state) in self.keys.iter().zip(&self.events).zip(states) {
+            let mut window = state.as_deref().map(KeyWindow::decode).unwrap_or_default();
+            again.clear();
+            for &(t, row, batch_row) in events {
+                match window.observe((key, uri, t, row), params, &mut again, &mut outcome.alerts) {
+                    Observed::Late => {
+                        outcome.late += 1;
+                        outcome.fired.push((batch_row, false));
+                    }
+                    Observed::Event { fired } => outcome.fired.push((batch_row, fired)),
+                }
+            }
+            if window.is_live() {
+                window.trim(params);
+                writes.push((key, window.encode()));
+            }
+        }
+        (outcome, writes)
+    }
+}
+
+/// The slot group of a key: stable across processes and versions (every worker must
+/// agree on where a key lives).
+fn slot_group(key: &str) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(key.as_bytes()) % SLOT_GROUPS
+}
+
+impl WindowStore for ValkeyWindowStore {
+    fn observe(&self, request: &WindowRequest<'_>) -> std::result::Result<WindowOutcome, PfError> {
+        let rows = request.rows()?;
+        let mut by_id: HashMap<u64, Group<'_>> = HashMap::new();
+        for row in 0..rows {
+            if request.keys.is_null(row) || request.times.is_null(row) {
+                continue;
+            }
+            let key = request.keys.value(row);
+            let id = slot_group(key);
+            by_id.entry(id).or_insert_with(|| Group::new(id)).push(
+                key,
+                (request.times.value(row), request.meta.ordinal(row), row),
+            );
+        }
+        let mut fired = vec![false; rows];
+        let mut alerts = Vec::new();
+        let mut late_dropped = 0u64;
+        if by_id.is_empty() {
+            return Ok(WindowOutcome {
+                fired: BooleanBuffer::from(fired),
+                alerts,
+                late_dropped,
+            });
+        }
+        let mut groups: Vec<Group<'_>> = by_id.into_values().collect();
+        groups.sort_unstable_by_key(|g| g.id);
+        let (outcomes, resent) = self.apply(request, &groups)?;
+        self.hold(
+            request.meta.item,
+            groups
+                .iter()
+                .zip(&outcomes)
+                .filter(|(_, o)| !o.alerts.is_empty())
+                .map(|(g, _)| self.held_key(request.rule, g.id, request.meta.item)),
+        );
+        for outcome in outcomes {
+            late_dropped += outcome.late;
+            for (row, f) in outcome.fired {
+                fired[row] = f;
+            }
+            alerts.extend(outcome.alerts);
+        }
+        if resent {
+            // A transaction may have been applied before its reply was lost with the
+            // connection. Applied again, its events are replays, which raises again only the alerts whose events are
+            // still within the lateness bound of the key's newest event — and that
+            // newest event now includes this whole batch. Every alert the first run
+            // raised was recorded with it in the item's held lists, so take them from
+            // there (a repeat of one already returned is absorbed by its key).
+            let keys: BTreeSet<String> = groups
+                .iter()
+                .map(|g| self.held_key(request.rule, g.id, request.meta.item))
+                .collect();
+            let (held, found) =
+                self.read_held("read alerts of a resent batch", keys.into_iter().collect())?;
+            self.hold(request.meta.item, found);
+            let returned: HashSet<(String, i64)> = alerts
+                .iter()
+                .map(|a| (a.key.clone(), a.window_end))
+                .collect();
+            alerts.extend(
+                held.into_iter()
+                    .filter(|a| !returned.contains(&(a.key.clone(), a.window_end))),
+            );
+        }
+        Ok(WindowOutcome {
+            fired: BooleanBuffer::from(fired),
+            alerts,
+            late_dropped,
+        })
+    }
+
+    fn undelivered(
+        &self,
+        rule: &str,
+        item: &str,
+    ) -> std::result::Result<Vec<WindowAlert>, PfError> {
+        let keys: Vec<String> = (0..SLOT_GROUPS)
+            .map(|g| self.held_key(rule, g, item))
+            .collect();
+        let (alerts, found) = self.read_held("read undelivered alerts", keys)?;
+        // Sent again by this process: held until its own delivery.
+        self.hold(item, found);
+        Ok(alerts)
+    }
+
+    fn delivered(&self, item: &str) -> std::result::Result<(), PfError> {
+        let keys = {
+            let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+            match held.remove(item) {
+                Some(keys) if !keys.is_empty() => keys,
+                _ => return Ok(()),
+            }
+        };
+        let mut pipe = redis::pipe();
+        for k in &keys {
+            pipe.cmd("DEL").arg(k).ignore();
+        }
+        let result = self
+            .pool
+            .run("release delivered alerts", |con| pipe.query::<()>(con));
+        if result.is_err() {
+            // Still held: the next delivery retries (at worst a takeover sends them again).
+            self.hold(item, keys);
+        }
+        result
+    }
+}
