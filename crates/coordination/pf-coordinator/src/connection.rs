@@ -215,6 +215,10 @@ pub fn describe_metrics() {
         metrics::Unit::Seconds,
         "One Valkey call (connect when needed, command or script, reply), every attempt, by operation and outcome (ok or error)."
     );
+    metrics::describe_counter!(
+        crate::window::WINDOW_CONFLICTS,
+        "Shared-window transactions refused because another worker changed their slot group between the read and the write (each is read and applied again)."
+    );
 }
 
 fn describe_wait(started: Instant) -> String {

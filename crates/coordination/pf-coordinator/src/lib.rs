@@ -31,7 +31,7 @@
 //! | `pf:job:<job>:processing` | sorted set | `<item>` scored by its last heartbeat: in-flight and stale items |
 //! | `pf:job:<job>:failed` | set | `<item>` of failed items |
 //! | `pf:jobs` | sorted set | job ids scored by last activity (`pf status` without `--job`) |
-//! | `pf:win:{<rule>:<group>}:<key>` | string | one key's window state (msgpack: newest time, uris, event times with uri and row, alerted times); `<group>` = xxh3(key) mod [`SLOT_GROUPS`] |
+//! | `pf:windows:{<rule>:<group>}` | hash | a field per key holding its window state (newest time, uris, event times with uri and row, alerted times; varints), each field expiring `ttl_secs` after the key's last event; `<group>` = xxh3(key) mod [`SLOT_GROUPS`] |
 //! | `pf:winheld:{<rule>:<group>}:<item>` | list | window alerts raised for a work item and not yet flushed by its worker; read back by the next holder |
 //!
 //! Every write refreshes the TTL (`coordinator.valkey.ttl_secs`, default 7 days) of the
@@ -66,7 +66,7 @@ pub use connection::{VALKEY_CALL_DURATION, VALKEY_PASSWORD_ENV, describe_metrics
 pub use memory::MemoryMetadataStore;
 pub use status::{JobStatus, job_status, print_status, register_job_totals};
 pub use valkey::ValkeyMetadataStore;
-pub use window::{SLOT_GROUPS, ValkeyWindowOptions, ValkeyWindowStore};
+pub use window::{SLOT_GROUPS, ValkeyWindowOptions, ValkeyWindowStore, WINDOW_CONFLICTS};
 
 /// The error of a state change by `worker` on an item it no longer holds.
 pub(crate) fn claim_lost(item: &pf_types::WorkItem, worker: &str) -> pf_error::PfError {
