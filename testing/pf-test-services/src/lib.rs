@@ -15,7 +15,7 @@ mod valkey;
 pub use moto::Moto;
 pub use process::{ServiceProcess, free_port, service_binary, venv_dir};
 pub use search::{SearchServer, SearchServerKind};
-pub use valkey::Valkey;
+pub use valkey::{Valkey, ValkeyCluster};
 
 /// The access key pair the harness gives every AWS client and child process; moto
 /// accepts any credentials.

@@ -1,5 +1,8 @@
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
 use std::path::Path;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use crate::process::{ServiceProcess, free_port, service_binary};
 
@@ -41,6 +44,26 @@ impl Valkey {
         )
     }
 
+    /// Starts an empty node of a Valkey Cluster on `port` (cluster mode, its node
+    /// table in its own directory, no persistence), not yet joined to any other.
+    pub fn start_cluster_node(port: u16) -> Valkey {
+        Self::start_with(
+            port,
+            &[
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+                "--cluster-node-timeout",
+                "5000",
+            ],
+        )
+    }
+
     fn start_with(port: u16, persistence: &[&str]) -> Valkey {
         let mut command = Command::new(service_binary("valkey-server"));
         command
@@ -71,4 +94,128 @@ impl Valkey {
     pub fn kill(&mut self) {
         self.process.kill();
     }
+}
+
+/// A Valkey Cluster of primaries on free loopback ports (no replicas, no persistence),
+/// the 16 384 hash slots split evenly between them; every node is stopped on drop.
+pub struct ValkeyCluster {
+    nodes: Vec<Valkey>,
+}
+
+impl ValkeyCluster {
+    /// Starts `n` nodes, gives each its share of the slots, joins them, and waits until
+    /// every node reports the cluster healthy (`cluster_state:ok`).
+    ///
+    /// # Panics
+    /// When the nodes do not form a healthy cluster within 60 s.
+    pub fn start(n: usize) -> ValkeyCluster {
+        let nodes: Vec<Valkey> = (0..n)
+            .map(|_| Valkey::start_cluster_node(free_port()))
+            .collect();
+        let cluster = ValkeyCluster { nodes };
+        for i in 0..n {
+            let (first, last) = (i * 16_384 / n, (i + 1) * 16_384 / n - 1);
+            cluster.command(
+                i,
+                &[
+                    "CLUSTER",
+                    "ADDSLOTSRANGE",
+                    &first.to_string(),
+                    &last.to_string(),
+                ],
+            );
+        }
+        for i in 1..n {
+            let port = cluster.nodes[i].port().to_string();
+            cluster.command(0, &["CLUSTER", "MEET", "127.0.0.1", &port]);
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !(0..n).all(|i| {
+            let info = cluster.command(i, &["CLUSTER", "INFO"]);
+            info.contains("cluster_state:ok") && info.contains(&format!("cluster_known_nodes:{n}"))
+        }) {
+            assert!(
+                Instant::now() < deadline,
+                "the Valkey Cluster did not become healthy within 60 s: {}",
+                cluster.command(0, &["CLUSTER", "INFO"])
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        cluster
+    }
+
+    /// `redis://127.0.0.1:<port>` of the first node (clients discover the others).
+    pub fn url(&self) -> String {
+        self.nodes[0].url()
+    }
+
+    /// The node `i` itself.
+    pub fn node(&self, i: usize) -> &Valkey {
+        &self.nodes[i]
+    }
+
+    /// Sends `args` to node `i` and returns its reply as text (nested replies one
+    /// element per line).
+    ///
+    /// # Panics
+    /// When the node cannot be reached or answers with an error.
+    pub fn command(&self, i: usize, args: &[&str]) -> String {
+        self.pipeline(i, &[args.to_vec()]).pop().unwrap_or_default()
+    }
+
+    /// Sends several commands to node `i` at once and returns their replies as text.
+    ///
+    /// # Panics
+    /// When the node cannot be reached or answers any of them with an error.
+    pub fn pipeline(&self, i: usize, commands: &[Vec<&str>]) -> Vec<String> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.nodes[i].port()))
+            .unwrap_or_else(|e| panic!("cannot reach cluster node {i}: {e}"));
+        let mut out = Vec::new();
+        for args in commands.iter() {
+            out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
+            for a in args {
+                out.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
+            }
+        }
+        stream.write_all(&out).expect("write to a cluster node");
+        let mut reader = BufReader::new(stream);
+        commands
+            .iter()
+            .map(|args| {
+                let mut text = String::new();
+                read_reply(&mut reader, &mut text)
+                    .unwrap_or_else(|e| panic!("cluster node {i} answered {args:?} with {e}"));
+                text
+            })
+            .collect()
+    }
+}
+
+/// Reads one reply, appending it to `text`; an error reply is `Err` with its message.
+fn read_reply(reader: &mut impl BufRead, text: &mut String) -> Result<(), String> {
+    let mut line = String::new();
+    reader.read_line(&mut line).map_err(|e| e.to_string())?;
+    let line = line.trim_end_matches(['\r', '\n']);
+    let (kind, rest) = line.split_at_checked(1).ok_or("an empty reply")?;
+    match kind {
+        "+" | ":" => text.push_str(rest),
+        "-" => return Err(rest.to_owned()),
+        "$" | "=" => {
+            let n: i64 = rest.parse().map_err(|_| format!("bad length {rest}"))?;
+            if n >= 0 {
+                let mut data = vec![0u8; n as usize + 2];
+                reader.read_exact(&mut data).map_err(|e| e.to_string())?;
+                text.push_str(&String::from_utf8_lossy(&data[..n as usize]));
+            }
+        }
+        "*" => {
+            let n: i64 = rest.parse().map_err(|_| format!("bad length {rest}"))?;
+            for _ in 0..n.max(0) {
+                read_reply(reader, text)?;
+                text.push('\n');
+            }
+        }
+        other => return Err(format!("an unknown reply type {other:?}")),
+    }
+    Ok(())
 }

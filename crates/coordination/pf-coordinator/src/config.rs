@@ -47,6 +47,12 @@ pub struct ValkeyConfig {
     /// `local` (or `false`): in each process, with no Valkey traffic, exact only when
     /// every key's events are in one file (input partitioned by key). Default `shared`.
     pub windows: WindowPlacement,
+    /// `windows_url`: the Valkey holding the shared windows when it is not `url`, in the
+    /// same form and with the same credentials: for example a node of a Valkey Cluster
+    /// (the store finds the other primaries and sends each slot group to the node that
+    /// owns its hash slot), while metadata, whose scripts need one server, stays on
+    /// `url`. Needs Valkey 9.0 or later. Default `null`: `url`.
+    pub windows_url: Option<SecretUrl>,
     /// `window_lateness_secs`: how far (in event time, seconds) behind the newest event
     /// of its key an event may arrive and still count, for shared and in-process windows
     /// alike. Threads and workers reading different parts of time-ordered data at the
@@ -66,6 +72,7 @@ impl Default for ValkeyConfig {
             outage_limit_secs: 600,
             timeout_ms: 10_000,
             windows: WindowPlacement::Shared,
+            windows_url: None,
             window_lateness_secs: 300,
         }
     }
@@ -168,7 +175,11 @@ impl ValkeyConfig {
         if self.url.is_none() || self.windows == WindowPlacement::Local {
             return Ok(None);
         }
-        let config = self.clone().with_env_password();
+        let mut config = self.clone().with_env_password();
+        if let Some(url) = &self.windows_url {
+            config.url = Some(url.clone());
+        }
+        tracing::info!(store = ?config.url, "shared windows in Valkey");
         Ok(Some(Arc::new(ValkeyWindowStore::connect(
             &config,
             ValkeyWindowOptions {

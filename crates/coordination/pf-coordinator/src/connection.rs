@@ -92,6 +92,11 @@ impl ValkeyPool {
         &self.config
     }
 
+    /// The server's address, credentials masked, for messages.
+    pub(crate) fn target(&self) -> &str {
+        &self.target
+    }
+
     fn connect(&self) -> RedisResult<Connection> {
         let con = self
             .client

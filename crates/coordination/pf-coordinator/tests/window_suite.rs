@@ -637,3 +637,84 @@ fn match_the_in_process_store(server: &pf_test_services::Valkey, max_events: usi
     assert!(alerts_seen > 20, "the traffic raises alerts: {alerts_seen}");
     assert!(late_seen > 0, "the traffic has late events");
 }
+
+/// On a Valkey Cluster of three primaries the states spread over every node and two
+/// workers raise the alerts of one, each once; a store that learnt the slots before
+/// some moved to another node follows the `MOVED` answers and still raises every alert
+/// once.
+#[test]
+fn a_valkey_cluster_holds_the_windows_and_slots_may_move() {
+    let data = files(60_000, 2048);
+    let expected = reference_alerts(&data);
+    let expected_set = alert_set(&expected);
+    let cluster = pf_test_services::ValkeyCluster::start(3);
+    let url = cluster.url();
+
+    // A store learns the slots; then the first half of node 0's slots move to node 1
+    // (while empty: a slot holding keys would have to be migrated).
+    let stale = valkey_store(&url, "moved:");
+    let target = cluster.command(1, &["CLUSTER", "MYID"]);
+    let moving = 0..16_384 / 6;
+    let slots: Vec<String> = moving.clone().map(|s| s.to_string()).collect();
+    let commands: Vec<Vec<&str>> = slots
+        .iter()
+        .map(|s| vec!["CLUSTER", "SETSLOT", s.as_str(), "NODE", target.as_str()])
+        .collect();
+    for node in [1, 0, 2] {
+        cluster.pipeline(node, &commands);
+    }
+    let moved_groups = (0..pf_coordinator::SLOT_GROUPS)
+        .filter(|g| {
+            let tag = format!("{{rapid_activity:{g}}}");
+            let slot: usize = cluster
+                .command(0, &["CLUSTER", "KEYSLOT", &tag])
+                .parse()
+                .unwrap();
+            moving.contains(&slot)
+        })
+        .count();
+    assert!(moved_groups > 0, "some slot groups were on the moved slots");
+
+    let two: Vec<WindowAlert> = std::thread::scope(|s| {
+        let threads: Vec<_> = (0..2)
+            .map(|f| {
+                let (url, batches) = (&url, &data[f]);
+                s.spawn(move || {
+                    let store = valkey_store(url, "cluster:");
+                    let mut alerts = Vec::new();
+                    for (b, first) in batches {
+                        alerts.extend(observe(&store, URIS[f], b, *first));
+                    }
+                    alerts
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect()
+    });
+    assert_eq!(alert_set(&two), expected_set, "same alerts as one worker");
+    assert_eq!(two.len(), expected.len(), "each alert raised exactly once");
+    for node in 0..3 {
+        let keys: u64 = cluster.command(node, &["DBSIZE"]).parse().unwrap();
+        assert!(keys > 0, "node {node} holds some of the 64 slot groups");
+    }
+
+    let mut after = Vec::new();
+    for (f, batches) in data.iter().enumerate() {
+        for (b, first) in batches {
+            after.extend(observe(&stale, URIS[f], b, *first));
+        }
+    }
+    assert_eq!(
+        alert_set(&after),
+        expected_set,
+        "same alerts after the move"
+    );
+    assert_eq!(
+        after.len(),
+        expected.len(),
+        "each alert raised exactly once"
+    );
+}

@@ -3,11 +3,12 @@
 //! The cost model (server work per event, events/s per node, nodes for a fleet) is in
 //! `DESIGN.md` beside this crate.
 
+mod routing;
 mod state;
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use arrow::array::Array;
@@ -18,6 +19,7 @@ use redis::Value;
 
 use crate::ValkeyConfig;
 use crate::connection::ValkeyPool;
+use routing::Routing;
 use state::{KeyWindow, Observed, Params};
 
 /// Slot groups per rule: the states of a rule's keys live in one hash per group, under
@@ -28,6 +30,10 @@ pub const SLOT_GROUPS: u64 = 64;
 /// Transactions of one slot group that found its hash changed by another worker, in
 /// a row, before a batch gives up (as a transient error: the batch is retried).
 const MAX_CONFLICTS: u32 = 100;
+
+/// Times a batch reads the cluster's slots again after a `MOVED` or `ASK` answer before
+/// it fails (as transient: a slot migration still under way).
+const MAX_REDIRECTS: u32 = 5;
 
 /// Counter: window transactions aborted because another worker changed the slot
 /// group's states between their read and their write (each is read and applied again).
@@ -65,12 +71,18 @@ impl Default for ValkeyWindowOptions {
 /// next group's read goes with this group's write), so a batch costs about one round
 /// trip per group touched.
 ///
+/// On a Valkey Cluster (the configured server reports `cluster_enabled:1`), each
+/// group's transaction goes to the primary owning its hash slot (`CLUSTER SLOTS`), the
+/// nodes of one batch in parallel; a `MOVED` or `ASK` answer (slots moved since) makes
+/// the store read the slots again and send the groups not yet done to their new node.
+///
 /// Alerts raised and not yet delivered: `<prefix>winheld:{<rule>:<group>}:<item>`, a list
 /// per slot group and work item, appended in the transaction that raises them and
 /// deleted once the worker has flushed them ([`WindowStore::delivered`]); a worker
 /// taking the item over reads them back ([`WindowStore::undelivered`]).
 pub struct ValkeyWindowStore {
-    pool: ValkeyPool,
+    config: ValkeyConfig,
+    routing: RwLock<Arc<Routing>>,
     options: ValkeyWindowOptions,
     /// Per item: the undelivered-alert lists this process has appended to (or read back)
     /// since the item's last delivery.
@@ -82,34 +94,54 @@ pub struct ValkeyWindowStore {
 impl std::fmt::Debug for ValkeyWindowStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ValkeyWindowStore")
-            .field("connection", self.pool.config())
+            .field("connection", &self.config)
             .field("options", &self.options)
             .finish()
     }
 }
 
 impl ValkeyWindowStore {
-    /// Connects, and checks that the server answers and knows `HSETEX` (hash field
-    /// expiry, which the per-key state needs: Valkey ≥ 9.0).
+    /// Connects (to every primary, on a cluster), and checks that the servers answer and
+    /// know `HSETEX` (hash field expiry, which the per-key state needs: Valkey ≥ 9.0).
     pub fn connect(connection: &ValkeyConfig, options: ValkeyWindowOptions) -> Result<Self> {
-        let pool = ValkeyPool::new(connection)?;
-        let known: Vec<Value> = pool.run("check the server's commands", |c| {
-            redis::cmd("COMMAND").arg("INFO").arg("HSETEX").query(c)
-        })?;
-        if known.first().is_none_or(|v| *v == Value::Nil) {
-            return Err(PfError::config(
-                "coordinator.valkey.windows",
-                "shared windows need hash field expiry (HSETEX, Valkey 9.0 or later), which \
-                 this server lacks: upgrade it, or set `windows: local` (exact only when each \
-                 key's events are in one file)",
-            ));
+        let routing = Routing::discover(connection)?;
+        for node in routing.nodes() {
+            let known: Vec<Value> = node.run("check the server's commands", |c| {
+                redis::cmd("COMMAND").arg("INFO").arg("HSETEX").query(c)
+            })?;
+            if known.first().is_none_or(|v| *v == Value::Nil) {
+                return Err(PfError::config(
+                    "coordinator.valkey.windows",
+                    format!(
+                        "shared windows need hash field expiry (HSETEX, Valkey 9.0 or later), \
+                         which the server at {} lacks: upgrade it, or set `windows: local` \
+                         (exact only when each key's events are in one file)",
+                        node.target()
+                    ),
+                ));
+            }
         }
         Ok(ValkeyWindowStore {
-            pool,
+            config: connection.clone(),
+            routing: RwLock::new(Arc::new(routing)),
             options,
             held: Mutex::new(HashMap::new()),
             conflicts: AtomicU64::new(0),
         })
+    }
+
+    fn routing(&self) -> Arc<Routing> {
+        self.routing
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Reads the cluster's slots again, after a node answered that a slot moved.
+    fn refresh_routing(&self) -> Result<()> {
+        let routing = Arc::new(Routing::discover(&self.config)?);
+        *self.routing.write().unwrap_or_else(|p| p.into_inner()) = routing;
+        Ok(())
     }
 
     /// Transactions refused so far because another worker changed their slot group
@@ -119,48 +151,131 @@ impl ValkeyWindowStore {
     }
 
     fn states_key(&self, rule: &str, group: u64) -> String {
-        format!(
-            "{}windows:{{{rule}:{group}}}",
-            self.pool.config().key_prefix
-        )
+        format!("{}windows:{{{rule}:{group}}}", self.config.key_prefix)
     }
 
     fn held_key(&self, rule: &str, group: u64, item: &str) -> String {
         format!(
             "{}winheld:{{{rule}:{group}}}:{item}",
-            self.pool.config().key_prefix
+            self.config.key_prefix
         )
     }
 
     /// Applies every group's events in its own transaction (see the type's docs) and
-    /// returns what each did, in order. Two connections take turns, so the server runs
-    /// one group's write and the next group's read while the worker applies another
-    /// group's events. A transient error is retried by the pool with new connections,
-    /// for the groups not yet done. The second value is true when that happened: a
-    /// transaction may then have been applied with its reply lost, and its alerts are
-    /// only in the item's held lists.
+    /// returns what each did, in order: each node's groups in parallel, and after a
+    /// `MOVED` or `ASK` answer, once the slots are read again, the groups not yet done.
+    /// The second value is true when a transaction may have been applied with its reply
+    /// lost (see [`transact`](Self::transact)).
     fn apply(
         &self,
         request: &WindowRequest<'_>,
         groups: &[Group<'_>],
     ) -> Result<(Vec<GroupOutcome>, bool)> {
-        let params = Params {
-            window: i64::try_from(request.seconds)
-                .unwrap_or(i64::MAX / 2_000_000)
-                .saturating_mul(1_000_000),
-            lateness: i64::try_from(self.options.allowed_lateness.as_micros()).unwrap_or(0),
-            min_count: request.min_count as usize,
-            max_events: self.options.max_events_per_key,
+        let job = Job {
+            request,
+            groups,
+            params: Params {
+                window: i64::try_from(request.seconds)
+                    .unwrap_or(i64::MAX / 2_000_000)
+                    .saturating_mul(1_000_000),
+                lateness: i64::try_from(self.options.allowed_lateness.as_micros()).unwrap_or(0),
+                min_count: request.min_count as usize,
+                max_events: self.options.max_events_per_key,
+            },
+            ttl_ms: self.config.ttl_secs.max(1).saturating_mul(1000),
+            hashes: groups
+                .iter()
+                .map(|g| self.states_key(request.rule, g.id))
+                .collect(),
+            held: groups
+                .iter()
+                .map(|g| self.held_key(request.rule, g.id, request.meta.item))
+                .collect(),
         };
-        let ttl_ms = self.pool.config().ttl_secs.max(1).saturating_mul(1000);
-        let hashes: Vec<String> = groups
-            .iter()
-            .map(|g| self.states_key(request.rule, g.id))
-            .collect();
-        let held: Vec<String> = groups
-            .iter()
-            .map(|g| self.held_key(request.rule, g.id, request.meta.item))
-            .collect();
+        let mut done: Vec<Option<GroupOutcome>> = groups.iter().map(|_| None).collect();
+        let mut resent = false;
+        let mut redirects = 0;
+        loop {
+            let routing = self.routing();
+            let mut by_node: Vec<Vec<usize>> = vec![Vec::new(); routing.nodes().len()];
+            for (g, _) in done.iter().enumerate().filter(|(_, d)| d.is_none()) {
+                by_node[routing.node_index(&job.hashes[g])].push(g);
+            }
+            let work: Vec<(&ValkeyPool, Vec<usize>)> = routing
+                .nodes()
+                .iter()
+                .map(Arc::as_ref)
+                .zip(by_node)
+                .filter(|(_, picks)| !picks.is_empty())
+                .collect();
+            let runs: Vec<NodeRun> = match work.as_slice() {
+                [] => Vec::new(),
+                [(pool, picks)] => vec![self.transact(pool, &job, picks)],
+                _ => std::thread::scope(|s| {
+                    let job = &job;
+                    let threads: Vec<_> = work
+                        .iter()
+                        .map(|(pool, picks)| s.spawn(move || self.transact(pool, job, picks)))
+                        .collect();
+                    threads
+                        .into_iter()
+                        .map(|t| {
+                            t.join().unwrap_or_else(|_| NodeRun {
+                                done: Vec::new(),
+                                resent: false,
+                                moved: false,
+                                result: Err(PfError::Service {
+                                    service: "valkey",
+                                    operation: "window observe".to_owned(),
+                                    class: ErrorClass::Transient,
+                                    message: "a window transaction thread panicked".to_owned(),
+                                }),
+                            })
+                        })
+                        .collect()
+                }),
+            };
+            let mut failure = None;
+            let mut moved = false;
+            for run in runs {
+                for (g, outcome) in run.done {
+                    done[g] = Some(outcome);
+                }
+                resent |= run.resent;
+                moved |= run.moved;
+                if let Err(e) = run.result {
+                    failure.get_or_insert(e);
+                }
+            }
+            match failure {
+                None => break,
+                Some(_) if moved && redirects < MAX_REDIRECTS => {
+                    redirects += 1;
+                    // A group whose transaction may have run is then a replay.
+                    resent = true;
+                    self.refresh_routing()?;
+                }
+                Some(e) => return Err(e),
+            }
+        }
+        Ok((done.into_iter().flatten().collect(), resent))
+    }
+
+    /// Runs the transactions of the groups `picks` on one node. Two connections take
+    /// turns, so the server runs one group's write and the next group's read while the
+    /// worker applies another group's events. A transient error is retried by the pool
+    /// with new connections, for the groups not yet done; `resent` then says that a
+    /// transaction may have been applied with its reply lost, its alerts only in the
+    /// item's held lists. `moved` says the node answered that a slot is elsewhere.
+    fn transact(&self, pool: &ValkeyPool, job: &Job<'_, '_>, picks: &[usize]) -> NodeRun {
+        let Job {
+            request,
+            groups,
+            params,
+            ttl_ms,
+            ref hashes,
+            ref held,
+        } = *job;
         let read = |out: &mut Vec<u8>, i: usize| {
             resp(out, &[b"WATCH", hashes[i].as_bytes()], NONE);
             let keys = groups[i].keys.iter().map(|k| k.as_bytes());
@@ -173,93 +288,104 @@ impl ValkeyWindowStore {
         let mut done: Vec<Option<GroupOutcome>> = groups.iter().map(|_| None).collect();
         let mut conflicts = vec![0u32; groups.len()];
         let mut sends = 0u32;
-        let gave_up = self.pool.run_pair("window observe", |a, b| {
+        let mut moved = false;
+        let result = pool.run_pair("window observe", |a, b| {
             sends += 1;
-            let mut queue: VecDeque<usize> =
-                (0..groups.len()).filter(|&i| done[i].is_none()).collect();
-            let mut lanes = [Lane::new(a), Lane::new(b)];
-            let mut turn = 0;
-            while !queue.is_empty() || lanes.iter().any(Lane::busy) {
-                let lane = &mut lanes[turn];
-                turn = 1 - turn;
-                if let Some((g, outcome, replies)) = lane.writing.take() {
-                    let mut exec = Value::Nil;
-                    for _ in 0..replies {
-                        exec = lane.con.recv_response()?.extract_error()?;
-                    }
-                    match exec {
-                        Value::Array(results) => {
-                            for r in results {
-                                r.extract_error()?;
-                            }
-                            done[g] = Some(outcome);
+            let mut lanes_run = || -> redis::RedisResult<Option<u64>> {
+                let mut queue: VecDeque<usize> = picks
+                    .iter()
+                    .copied()
+                    .filter(|&i| done[i].is_none())
+                    .collect();
+                let mut lanes = [Lane::new(a), Lane::new(b)];
+                let mut turn = 0;
+                while !queue.is_empty() || lanes.iter().any(Lane::busy) {
+                    let lane = &mut lanes[turn];
+                    turn = 1 - turn;
+                    if let Some((g, outcome, replies)) = lane.writing.take() {
+                        let mut exec = Value::Nil;
+                        for _ in 0..replies {
+                            exec = lane.con.recv_response()?.extract_error()?;
                         }
-                        Value::Nil => {
-                            // Another worker changed the group between the read and the
-                            // write: read and apply it again.
-                            metrics::counter!(WINDOW_CONFLICTS).increment(1);
-                            self.conflicts.fetch_add(1, Ordering::Relaxed);
-                            conflicts[g] += 1;
-                            if conflicts[g] > MAX_CONFLICTS {
-                                return Ok(Some(groups[g].id));
+                        match exec {
+                            Value::Array(results) => {
+                                for r in results {
+                                    r.extract_error()?;
+                                }
+                                done[g] = Some(outcome);
                             }
-                            queue.push_back(g);
+                            Value::Nil => {
+                                // Another worker changed the group between the read and the
+                                // write: read and apply it again.
+                                metrics::counter!(WINDOW_CONFLICTS).increment(1);
+                                self.conflicts.fetch_add(1, Ordering::Relaxed);
+                                conflicts[g] += 1;
+                                if conflicts[g] > MAX_CONFLICTS {
+                                    return Ok(Some(groups[g].id));
+                                }
+                                queue.push_back(g);
+                            }
+                            other => return Err(unexpected("EXEC", &other)),
                         }
-                        other => return Err(unexpected("EXEC", &other)),
+                    }
+                    let mut out = Vec::new();
+                    if let Some(g) = lane.reading.take() {
+                        lane.con.recv_response()?.extract_error()?; // WATCH
+                        let states = hmget_reply(lane.con.recv_response()?.extract_error()?)?;
+                        let (outcome, writes) = groups[g].apply(states, request.meta.uri, &params);
+                        let mut replies = 2;
+                        resp(&mut out, &[b"MULTI"], NONE);
+                        if !writes.is_empty() {
+                            let ttl = ttl_ms.to_string();
+                            let count = writes.len().to_string();
+                            let head = [
+                                b"HSETEX".as_slice(),
+                                hashes[g].as_bytes(),
+                                b"PX",
+                                ttl.as_bytes(),
+                                b"FIELDS",
+                                count.as_bytes(),
+                            ];
+                            let fields = writes
+                                .iter()
+                                .flat_map(|(k, state)| [k.as_bytes(), state.as_slice()]);
+                            resp(&mut out, &head, (2 * writes.len(), fields));
+                            replies += 1;
+                        }
+                        if !outcome.alerts.is_empty() {
+                            let elements: Vec<Vec<u8>> =
+                                outcome.alerts.iter().map(held_element).collect();
+                            let list = (elements.len(), elements.iter().map(Vec::as_slice));
+                            resp(&mut out, &[b"RPUSH", held[g].as_bytes()], list);
+                            let ttl = ttl_ms.to_string();
+                            resp(
+                                &mut out,
+                                &[b"PEXPIRE", held[g].as_bytes(), ttl.as_bytes()],
+                                NONE,
+                            );
+                            replies += 2;
+                        }
+                        resp(&mut out, &[b"EXEC"], NONE);
+                        lane.writing = Some((g, outcome, replies));
+                    }
+                    if let Some(next) = queue.pop_front() {
+                        read(&mut out, next);
+                        lane.reading = Some(next);
+                    }
+                    if !out.is_empty() {
+                        lane.con.send_packed_command(&out)?;
                     }
                 }
-                let mut out = Vec::new();
-                if let Some(g) = lane.reading.take() {
-                    lane.con.recv_response()?.extract_error()?; // WATCH
-                    let states = hmget_reply(lane.con.recv_response()?.extract_error()?)?;
-                    let (outcome, writes) = groups[g].apply(states, request.meta.uri, &params);
-                    let mut replies = 2;
-                    resp(&mut out, &[b"MULTI"], NONE);
-                    if !writes.is_empty() {
-                        let ttl = ttl_ms.to_string();
-                        let count = writes.len().to_string();
-                        let head = [
-                            b"HSETEX".as_slice(),
-                            hashes[g].as_bytes(),
-                            b"PX",
-                            ttl.as_bytes(),
-                            b"FIELDS",
-                            count.as_bytes(),
-                        ];
-                        let fields = writes
-                            .iter()
-                            .flat_map(|(k, state)| [k.as_bytes(), state.as_slice()]);
-                        resp(&mut out, &head, (2 * writes.len(), fields));
-                        replies += 1;
-                    }
-                    if !outcome.alerts.is_empty() {
-                        let elements: Vec<Vec<u8>> =
-                            outcome.alerts.iter().map(held_element).collect();
-                        let list = (elements.len(), elements.iter().map(Vec::as_slice));
-                        resp(&mut out, &[b"RPUSH", held[g].as_bytes()], list);
-                        let ttl = ttl_ms.to_string();
-                        resp(
-                            &mut out,
-                            &[b"PEXPIRE", held[g].as_bytes(), ttl.as_bytes()],
-                            NONE,
-                        );
-                        replies += 2;
-                    }
-                    resp(&mut out, &[b"EXEC"], NONE);
-                    lane.writing = Some((g, outcome, replies));
-                }
-                if let Some(next) = queue.pop_front() {
-                    read(&mut out, next);
-                    lane.reading = Some(next);
-                }
-                if !out.is_empty() {
-                    lane.con.send_packed_command(&out)?;
-                }
+                Ok(None)
+            };
+            let r = lanes_run();
+            if let Err(e) = &r {
+                moved |= matches!(e.code(), Some("MOVED" | "ASK"));
             }
-            Ok(None)
-        })?;
-        if let Some(group) = gave_up {
-            return Err(PfError::Service {
+            r
+        });
+        let result = match result {
+            Ok(Some(group)) => Err(PfError::Service {
                 service: "valkey",
                 operation: "window observe".to_owned(),
                 class: ErrorClass::Transient,
@@ -268,9 +394,20 @@ impl ValkeyWindowStore {
                      workers before each of {MAX_CONFLICTS} writes; the batch will be retried",
                     request.rule
                 ),
-            });
+            }),
+            Ok(None) => Ok(()),
+            Err(e) => Err(e),
+        };
+        NodeRun {
+            done: done
+                .into_iter()
+                .enumerate()
+                .filter_map(|(g, d)| Some((g, d?)))
+                .collect(),
+            resent: sends > 1,
+            moved,
+            result,
         }
-        Ok((done.into_iter().flatten().collect(), sends > 1))
     }
 
     /// The alerts in the held lists `keys`, and which of those lists hold any.
@@ -279,14 +416,19 @@ impl ValkeyWindowStore {
         operation: &'static str,
         keys: Vec<String>,
     ) -> std::result::Result<(Vec<WindowAlert>, Vec<String>), PfError> {
-        let mut pipe = redis::pipe();
-        for k in &keys {
-            pipe.cmd("LRANGE").arg(k).arg(0).arg(-1);
+        let routing = self.routing();
+        let mut lists: Vec<(String, Vec<Vec<u8>>)> = Vec::with_capacity(keys.len());
+        for (node, keys) in by_node(&routing, keys) {
+            let mut pipe = redis::pipe();
+            for k in &keys {
+                pipe.cmd("LRANGE").arg(k).arg(0).arg(-1);
+            }
+            let got: Vec<Vec<Vec<u8>>> = node.run(operation, |con| pipe.query(con))?;
+            lists.extend(keys.into_iter().zip(got));
         }
-        let lists: Vec<Vec<Vec<u8>>> = self.pool.run(operation, |con| pipe.query(con))?;
         let mut alerts = Vec::new();
         let mut found = Vec::new();
-        for (key, list) in keys.into_iter().zip(lists) {
+        for (key, list) in lists {
             if !list.is_empty() {
                 found.push(key);
             }
@@ -340,7 +482,45 @@ fn held_element(a: &WindowAlert) -> Vec<u8> {
     e
 }
 
-/// One of the two connections of [`ValkeyWindowStore::apply`], with what it has sent
+/// What every node's transactions of one batch and rule share.
+struct Job<'r, 'k> {
+    request: &'r WindowRequest<'r>,
+    groups: &'r [Group<'k>],
+    params: Params,
+    ttl_ms: u64,
+    /// Per group: its states hash and the item's held-alerts list.
+    hashes: Vec<String>,
+    held: Vec<String>,
+}
+
+/// What [`ValkeyWindowStore::transact`] did on one node.
+struct NodeRun {
+    /// The groups done (by index) and what they did.
+    done: Vec<(usize, GroupOutcome)>,
+    /// The pool sent again after an error: a transaction may have run unseen.
+    resent: bool,
+    /// The node answered `MOVED` or `ASK`: the slots must be read again.
+    moved: bool,
+    result: Result<()>,
+}
+
+/// `keys` grouped by the node holding them.
+fn by_node(
+    routing: &Routing,
+    keys: impl IntoIterator<Item = String>,
+) -> impl Iterator<Item = (&Arc<ValkeyPool>, Vec<String>)> {
+    let mut groups: Vec<Vec<String>> = vec![Vec::new(); routing.nodes().len()];
+    for k in keys {
+        groups[routing.node_index(&k)].push(k);
+    }
+    routing
+        .nodes()
+        .iter()
+        .zip(groups)
+        .filter(|(_, keys)| !keys.is_empty())
+}
+
+/// One of the two connections of [`ValkeyWindowStore::transact`], with what it has sent
 /// and not yet read back.
 struct Lane<'c> {
     con: &'c mut redis::Connection,
@@ -583,13 +763,14 @@ impl WindowStore for ValkeyWindowStore {
                 _ => return Ok(()),
             }
         };
-        let mut pipe = redis::pipe();
-        for k in &keys {
-            pipe.cmd("DEL").arg(k).ignore();
-        }
-        let result = self
-            .pool
-            .run("release delivered alerts", |con| pipe.query::<()>(con));
+        let routing = self.routing();
+        let result = by_node(&routing, keys.iter().cloned()).try_for_each(|(node, keys)| {
+            let mut pipe = redis::pipe();
+            for k in &keys {
+                pipe.cmd("DEL").arg(k).ignore();
+            }
+            node.run("release delivered alerts", |con| pipe.query::<()>(con))
+        });
         if result.is_err() {
             // Still held: the next delivery retries (at worst a takeover sends them again).
             self.hold(item, keys);

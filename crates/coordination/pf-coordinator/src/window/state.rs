@@ -283,8 +283,9 @@ impl KeyWindow {
         if p.max_events > 0 && self.events.len() - first > p.max_events {
             first = self.events.len() - p.max_events;
         }
-        if first > 0 {
-            self.events.drain(..first);
+        self.events.drain(..first);
+        // Events may also have left as new ones arrived (see `observe`).
+        if self.uris.len() > 1 || self.events.is_empty() {
             let mut remap = vec![u32::MAX; self.uris.len()];
             let mut uris = Vec::new();
             for e in &mut self.events {
