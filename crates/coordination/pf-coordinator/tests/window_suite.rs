@@ -159,7 +159,13 @@ fn a_slot_group_changed_between_read_and_write_is_read_and_applied_again() {
     assert_eq!(expected_set.len(), expected.len());
 
     let server = pf_test_services::Valkey::start();
-    let relay = Relay::start(server.port(), Fault::ChangeStatesBeforeWrite("race:"));
+    let relay = Relay::start(
+        server.port(),
+        Fault::ChangeStatesBeforeWrite {
+            prefix: "race:",
+            every: false,
+        },
+    );
     let stores = [
         valkey_store(&relay.url(), "race:"),
         valkey_store(&server.url(), "race:"),
@@ -333,8 +339,9 @@ enum Fault {
     DropReply,
     /// Before letting it through, changes every slot group's states of the rule
     /// `rapid_activity` under this key prefix from another connection, so the watched
-    /// hash has changed when the transaction executes.
-    ChangeStatesBeforeWrite(&'static str),
+    /// hash has changed when the transaction executes; with `every`, to each
+    /// transaction until disarmed, else to the next one only.
+    ChangeStatesBeforeWrite { prefix: &'static str, every: bool },
 }
 
 /// A TCP relay to Valkey that injects one [`Fault`] each time it is armed.
@@ -376,11 +383,20 @@ impl Relay {
                             break;
                         }
                         let multi = buf[..n].windows(5).any(|w| w == b"MULTI");
-                        if multi && armed.swap(false, Ordering::SeqCst) {
+                        let every =
+                            matches!(*fault, Fault::ChangeStatesBeforeWrite { every: true, .. });
+                        let fire = || {
+                            if every {
+                                armed.load(Ordering::SeqCst)
+                            } else {
+                                armed.swap(false, Ordering::SeqCst)
+                            }
+                        };
+                        if multi && fire() {
                             hits.fetch_add(1, Ordering::SeqCst);
                             match &*fault {
                                 Fault::DropReply => doomed_in.store(true, Ordering::SeqCst),
-                                Fault::ChangeStatesBeforeWrite(prefix) => {
+                                Fault::ChangeStatesBeforeWrite { prefix, .. } => {
                                     let mut other = redis::Client::open(format!(
                                         "redis://127.0.0.1:{upstream}"
                                     ))
@@ -717,4 +733,41 @@ fn a_valkey_cluster_holds_the_windows_and_slots_may_move() {
         expected.len(),
         "each alert raised exactly once"
     );
+}
+
+/// A slot group changed by another client before every write: after 100 refusals in a
+/// row the batch fails as transient (the worker retries it later), its connections are
+/// dropped rather than reused mid-transaction, and once the changes stop the same store
+/// applies the batch again and goes on with the same alerts as the in-process store.
+#[test]
+fn a_slot_group_that_keeps_changing_fails_the_batch_as_transient() {
+    use std::sync::atomic::Ordering;
+    let data = files(20_000, 4096);
+    let expected = alert_set(&reference_alerts(&data));
+    let server = pf_test_services::Valkey::start();
+    let relay = Relay::start(
+        server.port(),
+        Fault::ChangeStatesBeforeWrite {
+            prefix: "busy:",
+            every: true,
+        },
+    );
+    let store = valkey_store(&relay.url(), "busy:");
+    let (first, first_row) = &data[0][0];
+    relay.armed.store(true, Ordering::SeqCst);
+    let err = observe_rapid_activity(&store, URIS[0], first, *first_row).unwrap_err();
+    relay.armed.store(false, Ordering::SeqCst);
+    assert!(err.is_transient(), "{err}");
+    assert!(
+        err.to_string().contains("changed by other workers"),
+        "{err}"
+    );
+    assert!(store.conflicts() > 100, "{} refusals", store.conflicts());
+    let mut alerts = Vec::new();
+    for (f, batches) in data.iter().enumerate() {
+        for (b, first) in batches {
+            alerts.extend(observe(&store, URIS[f], b, *first));
+        }
+    }
+    assert_eq!(alert_set(&alerts), expected);
 }

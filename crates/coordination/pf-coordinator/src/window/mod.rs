@@ -289,9 +289,10 @@ impl ValkeyWindowStore {
         let mut conflicts = vec![0u32; groups.len()];
         let mut sends = 0u32;
         let mut moved = false;
+        let mut gave_up = None;
         let result = pool.run_pair("window observe", |a, b| {
             sends += 1;
-            let mut lanes_run = || -> redis::RedisResult<Option<u64>> {
+            let mut lanes_run = || -> redis::RedisResult<()> {
                 let mut queue: VecDeque<usize> = picks
                     .iter()
                     .copied()
@@ -321,7 +322,14 @@ impl ValkeyWindowStore {
                                 self.conflicts.fetch_add(1, Ordering::Relaxed);
                                 conflicts[g] += 1;
                                 if conflicts[g] > MAX_CONFLICTS {
-                                    return Ok(Some(groups[g].id));
+                                    // An error, not a reply, so that both connections
+                                    // (replies still under way, a WATCH open) are
+                                    // dropped rather than given back to the pool.
+                                    gave_up = Some(groups[g].id);
+                                    return Err(redis::RedisError::from((
+                                        redis::ErrorKind::Client,
+                                        "a slot group kept changing",
+                                    )));
                                 }
                                 queue.push_back(g);
                             }
@@ -376,7 +384,7 @@ impl ValkeyWindowStore {
                         lane.con.send_packed_command(&out)?;
                     }
                 }
-                Ok(None)
+                Ok(())
             };
             let r = lanes_run();
             if let Err(e) = &r {
@@ -384,8 +392,8 @@ impl ValkeyWindowStore {
             }
             r
         });
-        let result = match result {
-            Ok(Some(group)) => Err(PfError::Service {
+        let result = match (result, gave_up) {
+            (Err(_), Some(group)) => Err(PfError::Service {
                 service: "valkey",
                 operation: "window observe".to_owned(),
                 class: ErrorClass::Transient,
@@ -395,8 +403,7 @@ impl ValkeyWindowStore {
                     request.rule
                 ),
             }),
-            Ok(None) => Ok(()),
-            Err(e) => Err(e),
+            (result, _) => result,
         };
         NodeRun {
             done: done
@@ -563,9 +570,10 @@ fn resp<'a>(
 /// No further arguments, for [`resp`].
 const NONE: (usize, [&[u8]; 0]) = (0, []);
 
+/// A reply this store cannot read: a server it was not built for, so not retried.
 fn unexpected(command: &'static str, reply: &Value) -> redis::RedisError {
     redis::RedisError::from((
-        redis::ErrorKind::Parse,
+        redis::ErrorKind::Client,
         "unexpected reply",
         format!("{command}: {reply:?}"),
     ))
