@@ -79,6 +79,34 @@ fn reference_alerts(data: &[Vec<(RecordBatch, u64)>; 2]) -> Vec<WindowAlert> {
     expected
 }
 
+/// The alerts of two workers observing one file each at the same time, each with its
+/// own store (its own connections) on `url` under `prefix`.
+fn two_workers_at_once(
+    url: &str,
+    prefix: &str,
+    data: &[Vec<(RecordBatch, u64)>; 2],
+) -> Vec<WindowAlert> {
+    std::thread::scope(|s| {
+        let threads: Vec<_> = (0..2)
+            .map(|f| {
+                let batches = &data[f];
+                s.spawn(move || {
+                    let store = valkey_store(url, prefix);
+                    let mut alerts = Vec::new();
+                    for (b, first) in batches {
+                        alerts.extend(observe(&store, URIS[f], b, *first));
+                    }
+                    alerts
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect()
+    })
+}
+
 #[test]
 fn two_workers_raise_the_alerts_of_one_each_once() {
     let data = files(60_000, 2048);
@@ -105,25 +133,7 @@ fn two_workers_raise_the_alerts_of_one_each_once() {
 
     // Two workers, one file each, concurrently, each with its own connections.
     let url = server.url();
-    let two: Vec<WindowAlert> = std::thread::scope(|s| {
-        let threads: Vec<_> = (0..2)
-            .map(|f| {
-                let (url, batches) = (&url, &data[f]);
-                s.spawn(move || {
-                    let store = valkey_store(url, "two:");
-                    let mut alerts = Vec::new();
-                    for (b, first) in batches {
-                        alerts.extend(observe(&store, URIS[f], b, *first));
-                    }
-                    alerts
-                })
-            })
-            .collect();
-        threads
-            .into_iter()
-            .flat_map(|t| t.join().unwrap())
-            .collect()
-    });
+    let two = two_workers_at_once(&url, "two:", &data);
     assert_eq!(alert_set(&two), expected_set, "same alerts as one worker");
     assert_eq!(two.len(), expected.len(), "each alert raised exactly once");
 
@@ -721,25 +731,7 @@ fn a_valkey_cluster_holds_the_windows_and_slots_may_move() {
         .count();
     assert!(moved_groups > 0, "some slot groups were on the moved slots");
 
-    let two: Vec<WindowAlert> = std::thread::scope(|s| {
-        let threads: Vec<_> = (0..2)
-            .map(|f| {
-                let (url, batches) = (&url, &data[f]);
-                s.spawn(move || {
-                    let store = valkey_store(url, "cluster:");
-                    let mut alerts = Vec::new();
-                    for (b, first) in batches {
-                        alerts.extend(observe(&store, URIS[f], b, *first));
-                    }
-                    alerts
-                })
-            })
-            .collect();
-        threads
-            .into_iter()
-            .flat_map(|t| t.join().unwrap())
-            .collect()
-    });
+    let two = two_workers_at_once(&url, "cluster:", &data);
     assert_eq!(alert_set(&two), expected_set, "same alerts as one worker");
     assert_eq!(two.len(), expected.len(), "each alert raised exactly once");
     for node in 0..3 {
