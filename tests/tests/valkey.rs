@@ -554,7 +554,15 @@ fn rapid_alerts(path: &Path) -> Vec<String> {
 #[test]
 fn rapid_activity_across_two_workers_matches_one_worker() {
     let dir = tempfile::tempdir().unwrap();
-    let gen_dir = dir.path().join("gen");
+    let (whole, halves) = alternate_halves(dir.path());
+    two_workers_raise_one_workers_alerts(dir.path(), &whole, &halves, None);
+}
+
+/// Generated NDJSON transactions under `dir`: the work item of the whole file, and the
+/// work items of its alternate lines as two files, so that every busy account has
+/// transactions in both.
+fn alternate_halves(dir: &Path) -> (String, Vec<String>) {
+    let gen_dir = dir.join("gen");
     generate_data(&gen_dir, 200_000, 1, FileFormat::Ndjson, 5_000);
     let source = std::fs::read_dir(&gen_dir)
         .unwrap()
@@ -570,7 +578,7 @@ fn rapid_activity_across_two_workers_matches_one_worker() {
         half.push_str(l);
         half.push('\n');
     }
-    let data = dir.path().join("data");
+    let data = dir.join("data");
     std::fs::create_dir_all(&data).unwrap();
     std::fs::write(data.join("half-a.ndjson"), a).unwrap();
     std::fs::write(data.join("half-b.ndjson"), b).unwrap();
@@ -579,7 +587,22 @@ fn rapid_activity_across_two_workers_matches_one_worker() {
         .lines()
         .map(|l| format!("{l}\n"))
         .collect();
-    two_workers_raise_one_workers_alerts(dir.path(), &whole, &halves);
+    (whole, halves)
+}
+
+/// The same two halves with the shared windows on a Valkey Cluster of three primaries
+/// (`coordinator.valkey.windows_url`) and the metadata on a single server (`url`): the
+/// alerts of one worker, each once, and the window states spread over every node.
+#[test]
+fn rapid_activity_with_windows_on_a_valkey_cluster_matches_one_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let (whole, halves) = alternate_halves(dir.path());
+    let cluster = pf_test_services::ValkeyCluster::start(3);
+    two_workers_raise_one_workers_alerts(dir.path(), &whole, &halves, Some(&cluster.url()));
+    for node in 0..3 {
+        let keys: u64 = cluster.command(node, &["DBSIZE"]).parse().unwrap();
+        assert!(keys > 0, "cluster node {node} holds window states");
+    }
 }
 
 /// One Parquet file cut into ranges by `pf-discoverer --split-size`, half of the ranges
@@ -594,7 +617,7 @@ fn a_split_file_over_two_workers_raises_one_workers_alerts() {
     assert!(ranges.len() >= 4, "{} ranges", ranges.len());
     let (first, second) = ranges.split_at(ranges.len() / 2);
     let halves = [first, second].map(|part| part.iter().map(|l| format!("{l}\n")).collect());
-    two_workers_raise_one_workers_alerts(dir.path(), &whole, &halves);
+    two_workers_raise_one_workers_alerts(dir.path(), &whole, &halves, None);
 }
 
 /// The work items of `data` for job `rules`, listed with `extra` flags.
@@ -605,9 +628,15 @@ fn discover_job(data: &Path, extra: &[&str]) -> String {
 }
 
 /// Runs `whole` through one worker with windows in process, then each of `parts`
-/// through its own worker, all at once, with windows shared in Valkey: the
-/// rapid-activity alerts must be the same set, each raised once.
-fn two_workers_raise_one_workers_alerts(dir: &Path, whole: &str, parts: &[String]) {
+/// through its own worker, all at once, with windows shared in Valkey (on
+/// `windows_url` when given, else on the metadata's server): the rapid-activity alerts
+/// must be the same set, each raised once.
+fn two_workers_raise_one_workers_alerts(
+    dir: &Path,
+    whole: &str,
+    parts: &[String],
+    windows_url: Option<&str>,
+) {
     let rules_only_rapid = dir.join("rapid.yaml");
     std::fs::write(
         &rules_only_rapid,
@@ -643,7 +672,11 @@ fn two_workers_raise_one_workers_alerts(dir: &Path, whole: &str, parts: &[String
         let alerts = dir.join(format!("w{i}.alerts"));
         // The parts are read at the same time, so one worker may be far ahead of the
         // other in event time: allow for that (30 days) in the shared windows.
-        let extra = format!("    window_lateness_secs: 2592000\n{}", rules_cfg(&alerts));
+        let windows = windows_url.map_or_else(String::new, |u| format!("    windows_url: {u}\n"));
+        let extra = format!(
+            "    window_lateness_secs: 2592000\n{windows}{}",
+            rules_cfg(&alerts)
+        );
         let cfg = config(dir, &format!("w{i}.yaml"), 30, &extra);
         let summary = dir.join(format!("w{i}.json"));
         let mut c = spawn_worker(
