@@ -51,6 +51,9 @@ const MIN_FILE_LEN: u64 = 12;
 /// default 131,072 rows, which hides 50 ms round trips at ~2/3 of local speed.
 pub const DEFAULT_LOOK_AHEAD_BYTES: u64 = 8 * 1024 * 1024;
 
+/// Default [`ParquetReaderOptions::window_bytes`]: 8 MiB.
+pub const DEFAULT_WINDOW_BYTES: u64 = 8 * 1024 * 1024;
+
 /// How to read Parquet files.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParquetReaderOptions {
@@ -67,6 +70,10 @@ pub struct ParquetReaderOptions {
     /// less time than an S3 round trip takes), while they fit in this; each group ahead
     /// costs its bytes in memory.
     pub look_ahead_bytes: u64,
+    /// Bytes of the current row group's column chunks read ahead at once, shared by the
+    /// columns in proportion to their sizes (each window between 64 KiB and half of
+    /// this); a window and its next fetch can both be in memory.
+    pub window_bytes: u64,
 }
 
 impl Default for ParquetReaderOptions {
@@ -75,6 +82,7 @@ impl Default for ParquetReaderOptions {
             batch_size: 65_536,
             columns: None,
             look_ahead_bytes: DEFAULT_LOOK_AHEAD_BYTES,
+            window_bytes: DEFAULT_WINDOW_BYTES,
         }
     }
 }
@@ -100,7 +108,7 @@ impl Default for IoTuning {
     fn default() -> Self {
         IoTuning {
             footer_prefetch: 64 * 1024,
-            window_budget: 8 * 1024 * 1024,
+            window_budget: DEFAULT_WINDOW_BYTES,
             look_ahead: DEFAULT_LOOK_AHEAD_BYTES,
             min_window: 64 * 1024,
             max_window: 4 * 1024 * 1024,
@@ -139,8 +147,11 @@ pub struct ParquetReader {
 impl ParquetReader {
     /// A reader with `options`.
     pub fn new(options: ParquetReaderOptions) -> Self {
+        let window_budget = options.window_bytes.max(1);
         let io = IoTuning {
             look_ahead: options.look_ahead_bytes,
+            window_budget,
+            max_window: (window_budget / 2).max(IoTuning::default().min_window),
             ..IoTuning::default()
         };
         ParquetReader { options, io }

@@ -1206,3 +1206,29 @@ fn crafted_page_header_sizes_are_permanent_errors() {
     eprintln!("refused {refused}; accepted with the true value: {accepted:?}");
     assert!(refused > 4 * 5, "{refused} refused; accepted: {accepted:?}");
 }
+
+#[test]
+fn the_window_setting_sets_the_budget_and_the_largest_window() {
+    use crate::config::ParquetConfig;
+    let io = |window_mib| {
+        ParquetConfig {
+            window_mib,
+            ..ParquetConfig::default()
+        }
+        .build(1024)
+        .io
+    };
+    assert_eq!((io(8).window_budget, io(8).max_window), (8 << 20, 4 << 20));
+    assert_eq!(ParquetConfig::default().build(1024).io, io(8));
+    assert_eq!((io(4).window_budget, io(4).max_window), (4 << 20, 2 << 20));
+    let err = ParquetConfig {
+        window_mib: 0,
+        ..ParquetConfig::default()
+    }
+    .validate()
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("reader.parquet.window_mib"),
+        "{err}"
+    );
+}
