@@ -67,6 +67,11 @@ pub use memory::MemoryMetadataStore;
 pub use status::{JobStatus, job_status, print_status, register_job_totals};
 pub use valkey::ValkeyMetadataStore;
 pub use window::{SLOT_GROUPS, ValkeyWindowOptions, ValkeyWindowStore, WINDOW_CONFLICTS};
+/// Entry points for the fuzz targets in `fuzz/`; not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::window::fuzz_stored_state;
+}
 
 /// The error of a state change by `worker` on an item it no longer holds.
 pub(crate) fn claim_lost(item: &pf_types::WorkItem, worker: &str) -> pf_error::PfError {

@@ -6,6 +6,9 @@
 mod routing;
 mod state;
 
+#[doc(hidden)]
+pub use state::fuzz_stored_state;
+
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};

@@ -351,6 +351,52 @@ impl Reader<'_> {
     }
 }
 
+/// The fuzz target `window_state` (`fuzz/`): a stored state as read from Valkey
+/// (arbitrary bytes: damage, another version, a hostile writer) with events applied to
+/// it must never panic, keep its invariants, and read back as written.
+#[doc(hidden)]
+pub fn fuzz_stored_state(data: &[u8]) {
+    let Some((&[window, lateness, min_count, max_events, len], rest)) = data.split_first_chunk()
+    else {
+        return;
+    };
+    let p = Params {
+        window: i64::from(window) * 1_000_000,
+        lateness: i64::from(lateness) * 1_000_000,
+        min_count: usize::from(min_count % 8) + 1,
+        max_events: usize::from(max_events % 16),
+    };
+    let (stored, events) = rest.split_at(usize::from(len).min(rest.len()));
+    let mut k = KeyWindow::decode(stored);
+    let mut alerts = Vec::new();
+    let mut again = Vec::new();
+    for e in events.chunks_exact(4) {
+        let t = i64::from(i16::from_le_bytes([e[0], e[1]])) * 1_000_000;
+        let uri = ["a", "b", "c"][usize::from(e[2] % 3)];
+        k.observe(("k", uri, t, u64::from(e[3])), &p, &mut again, &mut alerts);
+        assert!(
+            k.events.windows(2).all(|w| w[0].t <= w[1].t),
+            "events sorted"
+        );
+        assert!(k.events.iter().all(|e| (e.uri as usize) < k.uris.len()));
+    }
+    for a in &alerts {
+        assert!(
+            a.count as usize >= p.min_count,
+            "an alert below the minimum"
+        );
+    }
+    k.trim(&p);
+    if k.is_live() {
+        let bytes = k.encode();
+        assert_eq!(
+            KeyWindow::decode(&bytes),
+            k,
+            "a state reads back as written"
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -442,6 +488,24 @@ mod tests {
         // Beyond window + lateness behind the newest: late.
         observe(&mut k, "u", 1000, 4);
         assert_eq!(observe(&mut k, "u", 600, 5).0, Observed::Late);
+    }
+
+    #[test]
+    fn the_fuzz_entry_point_takes_a_stored_state_and_events() {
+        let mut k = KeyWindow::default();
+        observe(&mut k, "a", 50, 1);
+        observe(&mut k, "a", 100, 2);
+        let state = k.encode();
+        let mut data = vec![60, 30, 2, 0, state.len() as u8];
+        data.extend(&state);
+        for (t, file, row) in [(100i16, 0u8, 3u8), (120, 1, 1), (90, 0, 1), (100, 0, 3)] {
+            data.extend(t.to_le_bytes());
+            data.extend([file, row]);
+        }
+        fuzz_stored_state(&data);
+        fuzz_stored_state(&[]);
+        fuzz_stored_state(&[0; 40]);
+        fuzz_stored_state(&[255; 40]);
     }
 
     #[test]
