@@ -200,17 +200,11 @@ impl ValkeyWindowStore {
         let mut redirects = 0;
         loop {
             let routing = self.routing();
-            let mut by_node: Vec<Vec<usize>> = vec![Vec::new(); routing.nodes().len()];
-            for (g, _) in done.iter().enumerate().filter(|(_, d)| d.is_none()) {
-                by_node[routing.node_index(&job.hashes[g])].push(g);
-            }
-            let work: Vec<(&ValkeyPool, Vec<usize>)> = routing
-                .nodes()
-                .iter()
-                .map(Arc::as_ref)
-                .zip(by_node)
-                .filter(|(_, picks)| !picks.is_empty())
-                .collect();
+            let pending = (0..done.len()).filter(|&g| done[g].is_none());
+            let work: Vec<(&ValkeyPool, Vec<usize>)> =
+                by_node(&routing, pending, |&g| routing.node_index(&job.hashes[g]))
+                    .map(|(pool, picks)| (pool.as_ref(), picks))
+                    .collect();
             let runs: Vec<NodeRun> = match work.as_slice() {
                 [] => Vec::new(),
                 [(pool, picks)] => vec![self.transact(pool, &job, picks)],
@@ -428,7 +422,7 @@ impl ValkeyWindowStore {
     ) -> std::result::Result<(Vec<WindowAlert>, Vec<String>), PfError> {
         let routing = self.routing();
         let mut lists: Vec<(String, Vec<Vec<u8>>)> = Vec::with_capacity(keys.len());
-        for (node, keys) in by_node(&routing, keys) {
+        for (node, keys) in by_node(&routing, keys, |k| routing.node_index(k)) {
             let mut pipe = redis::pipe();
             for k in &keys {
                 pipe.cmd("LRANGE").arg(k).arg(0).arg(-1);
@@ -514,14 +508,17 @@ struct NodeRun {
     result: Result<()>,
 }
 
-/// `keys` grouped by the node holding them.
-fn by_node(
+/// `items` grouped by the index of the node holding each (`node`), in their order.
+fn by_node<T>(
     routing: &Routing,
-    keys: impl IntoIterator<Item = String>,
-) -> impl Iterator<Item = (&Arc<ValkeyPool>, Vec<String>)> {
-    let mut groups: Vec<Vec<String>> = vec![Vec::new(); routing.nodes().len()];
-    for k in keys {
-        groups[routing.node_index(&k)].push(k);
+    items: impl IntoIterator<Item = T>,
+    node: impl Fn(&T) -> usize,
+) -> impl Iterator<Item = (&Arc<ValkeyPool>, Vec<T>)> {
+    let mut groups: Vec<Vec<T>> = std::iter::repeat_with(Vec::new)
+        .take(routing.nodes().len())
+        .collect();
+    for item in items {
+        groups[node(&item)].push(item);
     }
     routing
         .nodes()
@@ -775,13 +772,14 @@ impl WindowStore for ValkeyWindowStore {
             }
         };
         let routing = self.routing();
-        let result = by_node(&routing, keys.iter().cloned()).try_for_each(|(node, keys)| {
-            let mut pipe = redis::pipe();
-            for k in &keys {
-                pipe.cmd("DEL").arg(k).ignore();
-            }
-            node.run("release delivered alerts", |con| pipe.query::<()>(con))
-        });
+        let result = by_node(&routing, keys.iter().cloned(), |k| routing.node_index(k))
+            .try_for_each(|(node, keys)| {
+                let mut pipe = redis::pipe();
+                for k in &keys {
+                    pipe.cmd("DEL").arg(k).ignore();
+                }
+                node.run("release delivered alerts", |con| pipe.query::<()>(con))
+            });
         if result.is_err() {
             // Still held: the next delivery retries (at worst a takeover sends them again).
             self.hold(item, keys);
