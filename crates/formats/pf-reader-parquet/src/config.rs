@@ -22,9 +22,9 @@ pub struct ParquetConfig {
     /// `window_mib`: MiB of a row group's column chunks read ahead at once, per pipeline
     /// thread, shared by the columns in proportion to their sizes (each between 64 KiB
     /// and half of this). More hides slow stores better on large row groups and costs
-    /// about twice as much memory (a window and its next fetch). Default 8: 1M-row
-    /// groups at 20 ms per request read at ~95% of 0 ms and cost 68–75 MB per added
-    /// thread; 4 keeps them at 55–60 MB, reading at ~73% (20 ms) and ~35% (50 ms).
+    /// about twice as much memory (a window and its next fetch). Default 5: 1M-row
+    /// groups at 20 ms per request read at ~80–100% of 0 ms (~55% at 50 ms) and cost
+    /// 56–57 MB per added thread; 8 reads them at ~70% at 50 ms for 70–74 MB.
     pub window_mib: u64,
 }
 

@@ -1219,7 +1219,8 @@ fn the_window_setting_sets_the_budget_and_the_largest_window() {
         .io
     };
     assert_eq!((io(8).window_budget, io(8).max_window), (8 << 20, 4 << 20));
-    assert_eq!(ParquetConfig::default().build(1024).io, io(8));
+    assert_eq!(ParquetConfig::default().build(1024).io, io(5));
+    assert_eq!(ParquetConfig::default().build(1024).io, IoTuning::default());
     assert_eq!((io(4).window_budget, io(4).max_window), (4 << 20, 2 << 20));
     let err = ParquetConfig {
         window_mib: 0,
