@@ -23,8 +23,8 @@ pub struct ParquetConfig {
     /// thread, shared by the columns in proportion to their sizes (each between 64 KiB
     /// and half of this). More hides slow stores better on large row groups and costs
     /// about twice as much memory (a window and its next fetch). Default 5: 1M-row
-    /// groups at 20 ms per request read at ~80–100% of 0 ms (~55% at 50 ms) and cost
-    /// 56–57 MB per added thread; 8 reads them at ~70% at 50 ms for 70–74 MB.
+    /// groups at 20 ms per request read at 91–97% of 0 ms (53–70% at 50 ms) and cost
+    /// 54–63 MB per added thread; 8 reads them at 76–95% at 50 ms for 66–79 MB.
     pub window_mib: u64,
 }
 
