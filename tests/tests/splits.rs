@@ -146,6 +146,33 @@ fn threads_share_a_large_file_and_index_it_once_with_unsplit_ids(format: FileFor
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("cutting the file into ranges"), "{stderr}");
+
+    // A hand-written item names only the file: the worker looks its size up and cuts it
+    // all the same.
+    let file = std::fs::read_dir(&data)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let bare = format!("{{\"uri\":\"file://{}\"}}\n", file.display());
+    let sized_up = BulkTestServer::start().unwrap();
+    index(
+        work.path(),
+        "bare",
+        &sized_up,
+        &["--threads", "2", "--set", "worker.split_size_mib=1"],
+        bare.as_bytes(),
+    );
+    let s = read_summary(&work.path().join("bare.json"));
+    assert_eq!(
+        (s.files_split, s.files_completed, s.totals.rows_read),
+        (1, 1, ROWS),
+        "an item without its size is cut too: {s:?}"
+    );
+    // Without an etag the ids differ from the discovered item's; each is written once.
+    assert_eq!(sized_up.count("transactions"), ROWS);
+    assert_eq!(sized_up.rewrites(), (0, 1), "every document written once");
 }
 
 fn workers_share_the_ranges_the_discoverer_cut(format: FileFormat) {

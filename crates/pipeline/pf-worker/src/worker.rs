@@ -318,14 +318,31 @@ impl Worker {
     }
 
     /// The ranges `item` is cut into on arrival, when splitting is on, the file is large
-    /// and splittable, and some other thread or worker can take a range.
+    /// and splittable, and some other thread or worker can take a range. An item that
+    /// does not carry its size (written by hand or by another producer) has it looked
+    /// up, so that it is not read by one thread just for lacking the field; when the
+    /// lookup fails the file goes on whole and the read reports the cause.
     fn ranges_of(&self, item: &WorkItem) -> Option<Vec<WorkItem>> {
         let shared =
             self.settings.threads > 1 || self.components.queue.visibility_timeout().is_some();
-        if !shared {
+        let split_size = self.settings.split_size?;
+        if !shared || item.range.is_some() || !item.is_splittable() {
             return None;
         }
-        item.split(self.settings.split_size?)
+        if item.size.is_some() {
+            return item.split(split_size);
+        }
+        match self.components.parts.source.stat(&item.uri) {
+            Ok(info) => WorkItem {
+                size: Some(info.size),
+                ..item.clone()
+            }
+            .split(split_size),
+            Err(e) => {
+                tracing::debug!(uri = %item.uri, error = %e, "size unknown; reading the file whole");
+                None
+            }
+        }
     }
 
     /// Replaces a large file's delivery by its ranges; `Ok(false)` when the file goes on
