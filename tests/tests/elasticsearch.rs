@@ -177,6 +177,34 @@ fn a_million_rows_with_throttling_and_rejections_add_up_exactly() {
     assert_eq!(seen, rejected);
 }
 
+/// Several bulk requests in flight per thread, through the worker: with the default
+/// `max_in_flight` (4) a chunk holds four requests' worth of documents and they reach a
+/// server that answers after 100 ms together; with `--es-max-in-flight 1` they never
+/// overlap. Every document is sent once either way.
+#[test]
+fn a_chunk_sends_its_requests_together_up_to_max_in_flight() {
+    const ROWS: u64 = 40_000;
+    let (work, data) = generated(ROWS, 1);
+    write_config(work.path(), "");
+    let input = listing(&data);
+    for (args, overlap) in [(&["--es-max-in-flight", "1"][..], 1..=1), (&[][..], 2..=4)] {
+        let server = start_faulty(Faults {
+            delay: Duration::from_millis(100),
+            ..Faults::default()
+        });
+        let out = run(worker(work.path(), &server, args, &[]), &input);
+        assert_exit(&out, 0);
+        assert_eq!(server.count("transactions"), ROWS);
+        let st = server.stats();
+        assert_eq!(st.items, ROWS, "{args:?}: each document sent once");
+        assert!(
+            overlap.contains(&st.max_bulk_in_flight),
+            "{args:?}: {} requests at once, expected {overlap:?}",
+            st.max_bulk_in_flight
+        );
+    }
+}
+
 #[test]
 fn the_same_files_twice_leave_the_count_unchanged() {
     const ROWS: u64 = 60_000;

@@ -146,7 +146,9 @@ pub fn deploy(config: &Config, queue: Arc<dyn WorkQueue>) -> Result<Deployment> 
         record_dlq: record_dlq.clone(),
         alerts: alert_sink,
         metrics: metrics.clone(),
-        chunk_limits: bulk,
+        // A chunk holds as many requests as the destination sends at once, so that
+        // they are in flight together; the checkpoint follows the whole chunk.
+        chunk_limits: bulk.times(indexers.requests_per_chunk()),
     };
     let valkey = &config.coordinator.valkey;
     let metadata = valkey.metadata_store()?;

@@ -24,6 +24,17 @@ impl Default for BulkLimits {
     }
 }
 
+impl BulkLimits {
+    /// Room for `requests` requests of these limits (at least one).
+    pub fn times(self, requests: usize) -> BulkLimits {
+        let n = requests.max(1);
+        BulkLimits {
+            max_docs: self.max_docs.saturating_mul(n),
+            max_bytes: self.max_bytes.saturating_mul(n),
+        }
+    }
+}
+
 /// What the destination did with one request's documents.
 ///
 /// `indexed + failures.len()` equals the number of documents sent.
@@ -68,6 +79,12 @@ pub trait IndexerFactory: Send + Sync {
     fn name(&self) -> &'static str;
     /// A new indexer for one pipeline thread.
     fn create(&self) -> Result<Box<dyn Indexer>>;
+    /// How many requests of [`BulkLimits`] one chunk (one [`Indexer::index`] call, and
+    /// the unit of checkpoints) may fill: a destination that sends requests in parallel
+    /// gets that many to send at once. `1` by default.
+    fn requests_per_chunk(&self) -> usize {
+        1
+    }
     /// Called once after every pipeline thread finished; flushes shared output.
     fn finish(&self) -> Result<()> {
         Ok(())

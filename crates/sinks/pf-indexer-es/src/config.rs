@@ -47,10 +47,10 @@ pub struct ElasticsearchConfig {
     /// `timeout_secs`: per-request timeout, seconds. Default `30`.
     pub timeout_secs: u64,
     /// `max_in_flight`: bulk requests a pipeline thread has outstanding at once. A chunk
-    /// of documents is cut into requests of `indexer.bulk_max_docs` / `bulk_max_bytes`;
-    /// up to this many are sent together and all are settled (every document indexed,
-    /// rejected to the record DLQ, or the chunk failed) before the chunk's checkpoint.
-    /// Memory: this many request bodies per thread. Default `4`.
+    /// holds up to this many requests' worth of documents (`indexer.bulk_max_docs` /
+    /// `bulk_max_bytes` each); its requests are sent together and all are settled
+    /// (every document indexed, rejected to the record DLQ, or the chunk failed) before
+    /// the chunk's checkpoint. Memory: this many request bodies per thread. Default `4`.
     pub max_in_flight: usize,
     /// `max_retries`: retries of a bulk request (or of its 429-rejected items) before the
     /// file fails as transient. Default `5`.

@@ -312,8 +312,8 @@ impl IndexerFactory for EsIndexerFactory {
             options: self.options.clone(),
             client: self.client.clone(),
             counters: self.counters.clone(),
-            // Buffers grow on first use: a thread whose chunks fit one request never
-            // allocates the others.
+            // Buffers grow on first use: a thread whose chunks (or files) fit one
+            // request never allocates the others.
             requests: (0..self.settings.config.max_in_flight.max(1))
                 .map(|_| Request::default())
                 .collect(),
@@ -323,6 +323,10 @@ impl IndexerFactory for EsIndexerFactory {
                 IndexName::Template(_) => "_bulk".to_owned(),
             },
         }))
+    }
+
+    fn requests_per_chunk(&self) -> usize {
+        self.settings.config.max_in_flight.max(1)
     }
 
     fn counters(&self) -> Vec<(&'static str, u64)> {
