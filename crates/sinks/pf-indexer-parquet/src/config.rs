@@ -73,10 +73,12 @@ pub struct ParquetSinkConfig {
     /// over 61 dates peaked at 201 MB RSS instead of 313 MB with 128 MiB, at the same
     /// speed.
     pub max_buffered_bytes: usize,
-    /// `lineage`: add `_source_uri` (dictionary-encoded) and `_source_row` (the
-    /// record's ordinal in its file, as in alerts' `uri` and `row` and in document
-    /// ids) to every row, so alerts join their transactions and any row traces back
-    /// to its input. Default `true`.
+    /// `lineage`: add `_source_uri` and `_source_row` (the record's ordinal in its
+    /// file, as in alerts' `uri` and `row` and in document ids) to every row, so alerts
+    /// join their transactions and any row traces back to its input. Default `true`.
+    /// `_source_uri` follows `dictionary` like every column: written plain, ZSTD takes
+    /// out its one repeated value (a dictionary for it alone changed neither speed nor
+    /// size on the generated transactions and held 17 MB more over 61 open files).
     pub lineage: bool,
     /// `dictionary`: dictionary-encode columns. Default `false`: on generated
     /// transactions with the shipped rules it costs a third of the write speed for 5%
