@@ -620,6 +620,57 @@ fn a_split_file_over_two_workers_raises_one_workers_alerts() {
     two_workers_raise_one_workers_alerts(dir.path(), &whole, &halves, None);
 }
 
+/// A server without hash field expiry (as Valkey < 9.0): shared windows are refused
+/// at start with an error naming the server, the version needed and `windows: local`;
+/// with `windows: local` the same server keeps the metadata and the run completes.
+#[test]
+fn a_server_without_hash_field_expiry_refuses_shared_windows_and_serves_local_ones() {
+    let (dir, data) = generated(5_000, 1, FileFormat::Ndjson, 1_000);
+    let listing = discover_job(&data, &[]);
+    let rules = dir.path().join("rapid.yaml");
+    std::fs::write(&rules, format!("threshold: 30\n{RAPID_ACTIVITY_RULE}")).unwrap();
+    let valkey = Valkey::start_without_hash_field_expiry();
+    let url = valkey.url();
+    let run = |name: &str, windows: &str| {
+        let alerts = dir.path().join(format!("{name}.alerts"));
+        let extra = format!(
+            "    windows: {windows}\n{}",
+            rules_with_alerts(&rules, &alerts)
+        );
+        let cfg = config(dir.path(), &format!("{name}.yaml"), 30, &extra);
+        let summary = dir.path().join(format!("{name}.json"));
+        let args = worker_args(&cfg, &url, &summary, name);
+        let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+        args.extend(["--destination", "null", "--threads", "1"]);
+        (
+            run_with_stdin(&bin("pf-worker"), &args, listing.as_bytes()),
+            summary,
+        )
+    };
+
+    let (refused, _) = run("shared", "shared");
+    assert_exit(&refused, 1);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    for needed in [
+        "coordinator.valkey.windows",
+        "Valkey 9.0 or later",
+        &format!("127.0.0.1:{}", valkey.port()),
+        "windows: local",
+    ] {
+        assert!(stderr.contains(needed), "`{needed}` in: {stderr}");
+    }
+
+    let (local, summary) = run("local", "local");
+    assert_exit(&local, 0);
+    let summary = read_summary(&summary);
+    assert_accounted(&summary);
+    assert_eq!(summary.totals.rows_indexed, 5_000, "{summary:?}");
+    assert!(
+        !rapid_alerts(&dir.path().join("local.alerts")).is_empty(),
+        "the rules ran with windows in process"
+    );
+}
+
 /// The work items of `data` for job `rules`, listed with `extra` flags.
 fn discover_job(data: &Path, extra: &[&str]) -> String {
     let mut args = vec!["--path", data.to_str().unwrap(), "--job-id", "rules"];

@@ -23,6 +23,24 @@ impl Valkey {
         Self::start_with(port, &["--save", "", "--appendonly", "no"])
     }
 
+    /// Starts a fresh, empty server whose `HSETEX` is renamed away (`--rename-command`),
+    /// so it answers `COMMAND INFO HSETEX` as a Valkey older than 9.0 does: without
+    /// hash field expiry.
+    pub fn start_without_hash_field_expiry() -> Valkey {
+        Self::start_with(
+            free_port(),
+            &[
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--rename-command",
+                "HSETEX",
+                "",
+            ],
+        )
+    }
+
     /// Starts a server on `port` that logs every write to an append-only file in `dir`
     /// before answering it (`appendfsync always`), as a deployment that must not lose
     /// claims and window state runs it; started again on the same `dir`, it comes back
