@@ -162,6 +162,68 @@ impl ValkeyCluster {
         cluster
     }
 
+    /// Starts a node, joins it as a replica of node `primary`, and waits until it holds
+    /// a copy of the primary's data (`master_link_status:up`); returns its index.
+    ///
+    /// # Panics
+    /// When the replica is not in sync within 60 s.
+    pub fn add_replica(&mut self, primary: usize) -> usize {
+        self.nodes.push(Valkey::start_cluster_node(free_port()));
+        let replica = self.nodes.len() - 1;
+        let port = self.nodes[replica].port().to_string();
+        self.command(primary, &["CLUSTER", "MEET", "127.0.0.1", &port]);
+        let id = self.command(primary, &["CLUSTER", "MYID"]);
+        self.wait_for("the new node to learn its primary", || {
+            self.command(replica, &["CLUSTER", "NODES"]).contains(&id)
+        });
+        self.command(replica, &["CLUSTER", "REPLICATE", &id]);
+        self.wait_for("the replica to sync", || {
+            self.command(replica, &["INFO", "replication"])
+                .contains("master_link_status:up")
+        });
+        replica
+    }
+
+    /// Waits until every replica of node `primary` has received all of its writes
+    /// (each replica's `offset=` equals the primary's `master_repl_offset`).
+    ///
+    /// # Panics
+    /// When they do not catch up within 60 s.
+    pub fn wait_replicated(&self, primary: usize) {
+        self.wait_for("the replicas to catch up", || {
+            let info = self.command(primary, &["INFO", "replication"]);
+            let primary_offset: Option<u64> = info
+                .lines()
+                .find_map(|l| l.strip_prefix("master_repl_offset:")?.trim().parse().ok());
+            // `slave0:ip=…,port=…,state=online,offset=N,lag=0`
+            let replicas: Vec<Option<u64>> = info
+                .lines()
+                .filter(|l| l.starts_with("slave") && l.contains("offset="))
+                .map(|l| {
+                    l.split(',')
+                        .find_map(|kv| kv.strip_prefix("offset=")?.parse().ok())
+                })
+                .collect();
+            primary_offset.is_some()
+                && !replicas.is_empty()
+                && replicas.iter().all(|o| *o == primary_offset)
+        });
+    }
+
+    /// Kills node `i` with SIGKILL; a replica of it takes its slots once the others
+    /// have marked it failed (`cluster-node-timeout`, 5 s) and elected the replica.
+    pub fn kill(&mut self, i: usize) {
+        self.nodes[i].kill();
+    }
+
+    fn wait_for(&self, what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !done() {
+            assert!(Instant::now() < deadline, "waited 60 s for {what}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// `redis://127.0.0.1:<port>` of the first node (clients discover the others).
     pub fn url(&self) -> String {
         self.nodes[0].url()

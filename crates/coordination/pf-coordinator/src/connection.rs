@@ -136,15 +136,16 @@ impl ValkeyPool {
         self.run_within(operation, self.config.outage_limit(), op)
     }
 
-    /// [`run`](Self::run) with two connections at once, for work that keeps one
-    /// transaction open on each (a `WATCH` belongs to its connection). Both go back to
-    /// the pool only when `op` succeeds.
+    /// [`run_within`](Self::run_within) with two connections at once, for work that
+    /// keeps one transaction open on each (a `WATCH` belongs to its connection). Both go
+    /// back to the pool only when `op` succeeds.
     pub(crate) fn run_pair<T>(
         &self,
         operation: &'static str,
+        limit: Duration,
         mut op: impl FnMut(&mut Connection, &mut Connection) -> RedisResult<T>,
     ) -> Result<T> {
-        self.run(operation, |first| {
+        self.run_within(operation, limit, |first| {
             let mut second = self.take()?;
             let r = op(first, &mut second);
             if r.is_ok() {

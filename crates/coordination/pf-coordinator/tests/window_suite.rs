@@ -757,6 +757,51 @@ fn a_valkey_cluster_holds_the_windows_and_slots_may_move() {
     );
 }
 
+/// kill -9 of a primary holding window states, the very node the store was configured
+/// with: its replica takes the slots over (automatic failover), and the store, which
+/// learnt the slots before, reads them again from a node that answers and goes on with
+/// every alert of one worker, each once.
+#[test]
+fn a_killed_primary_is_replaced_by_its_replica_and_no_alert_is_lost() {
+    let data = files(40_000, 2048);
+    let expected = reference_alerts(&data);
+    let mut cluster = pf_test_services::ValkeyCluster::start(3);
+    cluster.add_replica(0);
+    let store = ValkeyWindowStore::connect(
+        &ValkeyConfig {
+            key_prefix: "failover:".into(),
+            // Without rerouting, the batch would wait this long for the dead node.
+            outage_limit_secs: 60,
+            ..ValkeyConfig::for_url(cluster.url())
+        },
+        ValkeyWindowOptions {
+            allowed_lateness: LATENESS,
+            ..ValkeyWindowOptions::default()
+        },
+    )
+    .unwrap();
+    let mut alerts = Vec::new();
+    for (b, first) in &data[0] {
+        alerts.extend(observe(&store, URIS[0], b, *first));
+    }
+    let states: u64 = cluster.command(0, &["DBSIZE"]).parse().unwrap();
+    assert!(states > 0, "the killed primary holds window states");
+    // Asynchronous replication: only what reached the replica survives the kill.
+    cluster.wait_replicated(0);
+    cluster.kill(0);
+    let started = Instant::now();
+    for (b, first) in &data[1] {
+        alerts.extend(observe(&store, URIS[1], b, *first));
+    }
+    eprintln!("second file after the kill: {:?}", started.elapsed());
+    assert_eq!(
+        alert_set(&alerts),
+        alert_set(&expected),
+        "same alerts as one worker"
+    );
+    assert_eq!(alerts.len(), expected.len(), "each alert raised once");
+}
+
 /// A slot group changed by another client before every write: after 100 refusals in a
 /// row the batch fails as transient (the worker retries it later), its connections are
 /// dropped rather than reused mid-transaction, and once the changes stop the same store

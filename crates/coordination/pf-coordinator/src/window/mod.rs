@@ -12,7 +12,7 @@ pub use state::fuzz_stored_state;
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arrow::array::Array;
 use arrow::buffer::BooleanBuffer;
@@ -37,6 +37,12 @@ const MAX_CONFLICTS: u32 = 100;
 /// Times a batch reads the cluster's slots again after a `MOVED` or `ASK` answer before
 /// it fails (as transient: a slot migration still under way).
 const MAX_REDIRECTS: u32 = 5;
+
+/// How long a call waits for one unreachable node of a Valkey Cluster before the store
+/// reads the slots again (from any node that answers): after a kill or a crash the
+/// cluster promotes the node's replica, and only the new slot map leads there. The
+/// store keeps trying, node and map in turn, until `outage_limit_secs`.
+const NODE_PATIENCE: Duration = Duration::from_secs(2);
 
 /// Counter: window transactions aborted because another worker changed the slot
 /// group's states between their read and their write (each is read and applied again).
@@ -76,8 +82,10 @@ impl Default for ValkeyWindowOptions {
 ///
 /// On a Valkey Cluster (the configured server reports `cluster_enabled:1`), each
 /// group's transaction goes to the primary owning its hash slot (`CLUSTER SLOTS`), the
-/// nodes of one batch in parallel; a `MOVED` or `ASK` answer (slots moved since) makes
-/// the store read the slots again and send the groups not yet done to their new node.
+/// nodes of one batch in parallel; a `MOVED` or `ASK` answer (slots moved since), or a
+/// node unreachable for [`NODE_PATIENCE`] (its replica may be taking over), makes the
+/// store read the slots again, from any node that answers, and send the groups not yet
+/// done to their node by the new map.
 ///
 /// Alerts raised and not yet delivered: `<prefix>winheld:{<rule>:<group>}:<item>`, a list
 /// per slot group and work item, appended in the transaction that raises them and
@@ -140,11 +148,54 @@ impl ValkeyWindowStore {
             .clone()
     }
 
-    /// Reads the cluster's slots again, after a node answered that a slot moved.
+    /// Reads the cluster's slots again (from any node that answers), after a node
+    /// answered that a slot moved or could not be reached.
     fn refresh_routing(&self) -> Result<()> {
-        let routing = Arc::new(Routing::discover(&self.config)?);
+        let limit = NODE_PATIENCE.min(self.config.outage_limit());
+        let routing = Arc::new(self.routing().rediscover(&self.config, limit)?);
         *self.routing.write().unwrap_or_else(|p| p.into_inner()) = routing;
         Ok(())
+    }
+
+    /// How long one call waits for an unreachable node: on a cluster only
+    /// [`NODE_PATIENCE`], since another node may hold its slots by now.
+    fn node_limit(&self, routing: &Routing) -> Duration {
+        if routing.is_cluster() {
+            NODE_PATIENCE.min(self.config.outage_limit())
+        } else {
+            self.config.outage_limit()
+        }
+    }
+
+    /// Whether a call that failed with `error` on a cluster, `started` ago, goes on
+    /// with the slots read again: a transient failure (a node down, `CLUSTERDOWN`
+    /// while its replica takes over) within `outage_limit_secs`.
+    fn reroute(&self, routing: &Routing, error: &PfError, started: Instant) -> bool {
+        if !routing.is_cluster()
+            || !error.is_transient()
+            || started.elapsed() >= self.config.outage_limit()
+        {
+            return false;
+        }
+        tracing::warn!(target: "valkey", %error, "a Valkey Cluster node failed; reading the slots again");
+        if let Err(e) = self.refresh_routing() {
+            tracing::warn!(target: "valkey", error = %e, "cannot read the Valkey Cluster's slots yet");
+        }
+        true
+    }
+
+    /// Runs `call` with the current slot map and its per-node wait; on a cluster, a
+    /// transient failure reads the slots again and runs it again (see
+    /// [`reroute`](Self::reroute)). `call` must be safe to repeat.
+    fn rerouted<T>(&self, mut call: impl FnMut(&Routing, Duration) -> Result<T>) -> Result<T> {
+        let started = Instant::now();
+        loop {
+            let routing = self.routing();
+            match call(&routing, self.node_limit(&routing)) {
+                Err(e) if self.reroute(&routing, &e, started) => {}
+                result => return result,
+            }
+        }
     }
 
     /// Transactions refused so far because another worker changed their slot group
@@ -198,8 +249,10 @@ impl ValkeyWindowStore {
         let mut done: Vec<Option<GroupOutcome>> = groups.iter().map(|_| None).collect();
         let mut resent = false;
         let mut redirects = 0;
+        let started = Instant::now();
         loop {
             let routing = self.routing();
+            let limit = self.node_limit(&routing);
             let pending = (0..done.len()).filter(|&g| done[g].is_none());
             let work: Vec<(&ValkeyPool, Vec<usize>)> =
                 by_node(&routing, pending, |&g| routing.node_index(&job.hashes[g]))
@@ -207,12 +260,14 @@ impl ValkeyWindowStore {
                     .collect();
             let runs: Vec<NodeRun> = match work.as_slice() {
                 [] => Vec::new(),
-                [(pool, picks)] => vec![self.transact(pool, &job, picks)],
+                [(pool, picks)] => vec![self.transact(pool, limit, &job, picks)],
                 _ => std::thread::scope(|s| {
                     let job = &job;
                     let threads: Vec<_> = work
                         .iter()
-                        .map(|(pool, picks)| s.spawn(move || self.transact(pool, job, picks)))
+                        .map(|(pool, picks)| {
+                            s.spawn(move || self.transact(pool, limit, job, picks))
+                        })
                         .collect();
                     threads
                         .into_iter()
@@ -221,6 +276,7 @@ impl ValkeyWindowStore {
                                 done: Vec::new(),
                                 resent: false,
                                 moved: false,
+                                conflicted: false,
                                 result: Err(PfError::Service {
                                     service: "valkey",
                                     operation: "window observe".to_owned(),
@@ -233,13 +289,14 @@ impl ValkeyWindowStore {
                 }),
             };
             let mut failure = None;
-            let mut moved = false;
+            let (mut moved, mut conflicted) = (false, false);
             for run in runs {
                 for (g, outcome) in run.done {
                     done[g] = Some(outcome);
                 }
                 resent |= run.resent;
                 moved |= run.moved;
+                conflicted |= run.conflicted;
                 if let Err(e) = run.result {
                     failure.get_or_insert(e);
                 }
@@ -251,6 +308,10 @@ impl ValkeyWindowStore {
                     // A group whose transaction may have run is then a replay.
                     resent = true;
                     self.refresh_routing()?;
+                }
+                // A node that cannot be reached: its replica may be taking over.
+                Some(e) if !moved && !conflicted && self.reroute(&routing, &e, started) => {
+                    resent = true;
                 }
                 Some(e) => return Err(e),
             }
@@ -264,7 +325,13 @@ impl ValkeyWindowStore {
     /// with new connections, for the groups not yet done; `resent` then says that a
     /// transaction may have been applied with its reply lost, its alerts only in the
     /// item's held lists. `moved` says the node answered that a slot is elsewhere.
-    fn transact(&self, pool: &ValkeyPool, job: &Job<'_, '_>, picks: &[usize]) -> NodeRun {
+    fn transact(
+        &self,
+        pool: &ValkeyPool,
+        limit: Duration,
+        job: &Job<'_, '_>,
+        picks: &[usize],
+    ) -> NodeRun {
         let Job {
             request,
             groups,
@@ -287,7 +354,7 @@ impl ValkeyWindowStore {
         let mut sends = 0u32;
         let mut moved = false;
         let mut gave_up = None;
-        let result = pool.run_pair("window observe", |a, b| {
+        let result = pool.run_pair("window observe", limit, |a, b| {
             sends += 1;
             let mut lanes_run = || -> redis::RedisResult<()> {
                 let mut queue: VecDeque<usize> = picks
@@ -410,6 +477,7 @@ impl ValkeyWindowStore {
                 .collect(),
             resent: sends > 1,
             moved,
+            conflicted: gave_up.is_some(),
             result,
         }
     }
@@ -420,16 +488,19 @@ impl ValkeyWindowStore {
         operation: &'static str,
         keys: Vec<String>,
     ) -> std::result::Result<(Vec<WindowAlert>, Vec<String>), PfError> {
-        let routing = self.routing();
-        let mut lists: Vec<(String, Vec<Vec<u8>>)> = Vec::with_capacity(keys.len());
-        for (node, keys) in by_node(&routing, keys, |k| routing.node_index(k)) {
-            let mut pipe = redis::pipe();
-            for k in &keys {
-                pipe.cmd("LRANGE").arg(k).arg(0).arg(-1);
+        let lists = self.rerouted(|routing, limit| {
+            let mut lists: Vec<(String, Vec<Vec<u8>>)> = Vec::with_capacity(keys.len());
+            for (node, keys) in by_node(routing, keys.iter(), |k| routing.node_index(k)) {
+                let mut pipe = redis::pipe();
+                for k in &keys {
+                    pipe.cmd("LRANGE").arg(*k).arg(0).arg(-1);
+                }
+                let got: Vec<Vec<Vec<u8>>> =
+                    node.run_within(operation, limit, |con| pipe.query(con))?;
+                lists.extend(keys.into_iter().cloned().zip(got));
             }
-            let got: Vec<Vec<Vec<u8>>> = node.run(operation, |con| pipe.query(con))?;
-            lists.extend(keys.into_iter().zip(got));
-        }
+            Ok(lists)
+        })?;
         let mut alerts = Vec::new();
         let mut found = Vec::new();
         for (key, list) in lists {
@@ -505,6 +576,8 @@ struct NodeRun {
     resent: bool,
     /// The node answered `MOVED` or `ASK`: the slots must be read again.
     moved: bool,
+    /// A slot group kept changing under other workers: the batch gives up for now.
+    conflicted: bool,
     result: Result<()>,
 }
 
@@ -771,15 +844,17 @@ impl WindowStore for ValkeyWindowStore {
                 _ => return Ok(()),
             }
         };
-        let routing = self.routing();
-        let result = by_node(&routing, keys.iter().cloned(), |k| routing.node_index(k))
-            .try_for_each(|(node, keys)| {
+        let result = self.rerouted(|routing, limit| {
+            by_node(routing, keys.iter(), |k| routing.node_index(k)).try_for_each(|(node, keys)| {
                 let mut pipe = redis::pipe();
                 for k in &keys {
-                    pipe.cmd("DEL").arg(k).ignore();
+                    pipe.cmd("DEL").arg(*k).ignore();
                 }
-                node.run("release delivered alerts", |con| pipe.query::<()>(con))
-            });
+                node.run_within("release delivered alerts", limit, |con| {
+                    pipe.query::<()>(con)
+                })
+            })
+        });
         if result.is_err() {
             // Still held: the next delivery retries (at worst a takeover sends them again).
             self.hold(item, keys);

@@ -2,6 +2,7 @@
 //! owns each key's hash slot.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use pf_error::{PfError, Result};
 use pf_types::SecretUrl;
@@ -25,8 +26,38 @@ impl Routing {
     /// The server of `config`; when it is a cluster node, every primary of its cluster
     /// (from `CLUSTER SLOTS`), reached with the same credentials and settings.
     pub(crate) fn discover(config: &ValkeyConfig) -> Result<Self> {
-        let seed = Arc::new(ValkeyPool::new(config)?);
-        let info: String = seed.run("read the server's cluster mode", |c| {
+        Self::read(
+            Arc::new(ValkeyPool::new(config)?),
+            config,
+            config.outage_limit(),
+        )
+    }
+
+    /// The slots read again, from the configured node or else from any node of this
+    /// map that answers within `limit`: after a failover the configured node may be the
+    /// dead one, and only the others know which replica took its slots.
+    pub(crate) fn rediscover(&self, config: &ValkeyConfig, limit: Duration) -> Result<Self> {
+        let mut failure = None;
+        let seeds = std::iter::once(ValkeyPool::new(config).map(Arc::new))
+            .chain(self.nodes.iter().cloned().map(Ok));
+        for seed in seeds {
+            match seed.and_then(|seed| Self::read(seed, config, limit)) {
+                Ok(routing) => return Ok(routing),
+                Err(e) => failure = Some(e),
+            }
+        }
+        Err(failure.expect("the configured node was tried"))
+    }
+
+    /// Whether the keys are spread over the nodes of a Valkey Cluster.
+    pub(crate) fn is_cluster(&self) -> bool {
+        !self.owner.is_empty()
+    }
+
+    /// The routing `seed` reports, waiting at most `limit` for it; node addresses
+    /// take the scheme and credentials of `config`'s URL.
+    fn read(seed: Arc<ValkeyPool>, config: &ValkeyConfig, limit: Duration) -> Result<Self> {
+        let info: String = seed.run_within("read the server's cluster mode", limit, |c| {
             redis::cmd("INFO").arg("cluster").query(c)
         })?;
         if !info.lines().any(|l| l.trim() == "cluster_enabled:1") {
@@ -35,7 +66,7 @@ impl Routing {
                 owner: Vec::new(),
             });
         }
-        let slots: Vec<Value> = seed.run("read the cluster's slots", |c| {
+        let slots: Vec<Value> = seed.run_within("read the cluster's slots", limit, |c| {
             redis::cmd("CLUSTER").arg("SLOTS").query(c)
         })?;
         let base = config.url.as_ref().map(SecretUrl::expose).unwrap_or("");
