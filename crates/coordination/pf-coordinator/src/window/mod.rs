@@ -83,7 +83,7 @@ impl Default for ValkeyWindowOptions {
 /// On a Valkey Cluster (the configured server reports `cluster_enabled:1`), each
 /// group's transaction goes to the primary owning its hash slot (`CLUSTER SLOTS`), the
 /// nodes of one batch in parallel; a `MOVED` or `ASK` answer (slots moved since), or a
-/// node unreachable for [`NODE_PATIENCE`] (its replica may be taking over), makes the
+/// node unreachable for 2 s (its replica may be taking over), makes the
 /// store read the slots again, from any node that answers, and send the groups not yet
 /// done to their node by the new map.
 ///
