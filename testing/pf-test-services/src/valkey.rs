@@ -12,6 +12,9 @@ pub struct Valkey {
     process: ServiceProcess,
 }
 
+/// Server flags for a server that writes nothing to disk.
+const NO_PERSISTENCE: [&str; 4] = ["--save", "", "--appendonly", "no"];
+
 impl Valkey {
     /// Starts a fresh, empty server.
     pub fn start() -> Valkey {
@@ -20,25 +23,15 @@ impl Valkey {
 
     /// Starts a fresh, empty server on `port` (e.g. to restart one on the same address).
     pub fn start_on(port: u16) -> Valkey {
-        Self::start_with(port, &["--save", "", "--appendonly", "no"])
+        Self::start_with(port, &NO_PERSISTENCE)
     }
 
     /// Starts a fresh, empty server whose `HSETEX` is renamed away (`--rename-command`),
     /// so it answers `COMMAND INFO HSETEX` as a Valkey older than 9.0 does: without
     /// hash field expiry.
     pub fn start_without_hash_field_expiry() -> Valkey {
-        Self::start_with(
-            free_port(),
-            &[
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--rename-command",
-                "HSETEX",
-                "",
-            ],
-        )
+        let flags = [&NO_PERSISTENCE[..], &["--rename-command", "HSETEX", ""]].concat();
+        Self::start_with(free_port(), &flags)
     }
 
     /// Starts a server on `port` that logs every write to an append-only file in `dir`
@@ -65,21 +58,15 @@ impl Valkey {
     /// Starts an empty node of a Valkey Cluster on `port` (cluster mode, its node
     /// table in its own directory, no persistence), not yet joined to any other.
     pub fn start_cluster_node(port: u16) -> Valkey {
-        Self::start_with(
-            port,
-            &[
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--cluster-enabled",
-                "yes",
-                "--cluster-config-file",
-                "nodes.conf",
-                "--cluster-node-timeout",
-                "5000",
-            ],
-        )
+        let cluster = [
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            "nodes.conf",
+            "--cluster-node-timeout",
+            "5000",
+        ];
+        Self::start_with(port, &[&NO_PERSISTENCE[..], &cluster].concat())
     }
 
     fn start_with(port: u16, persistence: &[&str]) -> Valkey {
@@ -147,18 +134,19 @@ impl ValkeyCluster {
             let port = cluster.nodes[i].port().to_string();
             cluster.command(0, &["CLUSTER", "MEET", "127.0.0.1", &port]);
         }
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !(0..n).all(|i| {
-            let info = cluster.command(i, &["CLUSTER", "INFO"]);
-            info.contains("cluster_state:ok") && info.contains(&format!("cluster_known_nodes:{n}"))
-        }) {
-            assert!(
-                Instant::now() < deadline,
-                "the Valkey Cluster did not become healthy within 60 s: {}",
-                cluster.command(0, &["CLUSTER", "INFO"])
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        cluster.wait_for(
+            || {
+                let info = cluster.command(0, &["CLUSTER", "INFO"]);
+                format!("the Valkey Cluster to become healthy: {info}")
+            },
+            || {
+                (0..n).all(|i| {
+                    let info = cluster.command(i, &["CLUSTER", "INFO"]);
+                    info.contains("cluster_state:ok")
+                        && info.contains(&format!("cluster_known_nodes:{n}"))
+                })
+            },
+        );
         cluster
     }
 
@@ -173,14 +161,18 @@ impl ValkeyCluster {
         let port = self.nodes[replica].port().to_string();
         self.command(primary, &["CLUSTER", "MEET", "127.0.0.1", &port]);
         let id = self.command(primary, &["CLUSTER", "MYID"]);
-        self.wait_for("the new node to learn its primary", || {
-            self.command(replica, &["CLUSTER", "NODES"]).contains(&id)
-        });
+        self.wait_for(
+            || "the new node to learn its primary".into(),
+            || self.command(replica, &["CLUSTER", "NODES"]).contains(&id),
+        );
         self.command(replica, &["CLUSTER", "REPLICATE", &id]);
-        self.wait_for("the replica to sync", || {
-            self.command(replica, &["INFO", "replication"])
-                .contains("master_link_status:up")
-        });
+        self.wait_for(
+            || "the replica to sync".into(),
+            || {
+                self.command(replica, &["INFO", "replication"])
+                    .contains("master_link_status:up")
+            },
+        );
         replica
     }
 
@@ -190,24 +182,27 @@ impl ValkeyCluster {
     /// # Panics
     /// When they do not catch up within 60 s.
     pub fn wait_replicated(&self, primary: usize) {
-        self.wait_for("the replicas to catch up", || {
-            let info = self.command(primary, &["INFO", "replication"]);
-            let primary_offset: Option<u64> = info
-                .lines()
-                .find_map(|l| l.strip_prefix("master_repl_offset:")?.trim().parse().ok());
-            // `slave0:ip=…,port=…,state=online,offset=N,lag=0`
-            let replicas: Vec<Option<u64>> = info
-                .lines()
-                .filter(|l| l.starts_with("slave") && l.contains("offset="))
-                .map(|l| {
-                    l.split(',')
-                        .find_map(|kv| kv.strip_prefix("offset=")?.parse().ok())
-                })
-                .collect();
-            primary_offset.is_some()
-                && !replicas.is_empty()
-                && replicas.iter().all(|o| *o == primary_offset)
-        });
+        self.wait_for(
+            || "the replicas to catch up".into(),
+            || {
+                let info = self.command(primary, &["INFO", "replication"]);
+                let primary_offset: Option<u64> = info
+                    .lines()
+                    .find_map(|l| l.strip_prefix("master_repl_offset:")?.trim().parse().ok());
+                // `slave0:ip=…,port=…,state=online,offset=N,lag=0`
+                let replicas: Vec<Option<u64>> = info
+                    .lines()
+                    .filter(|l| l.starts_with("slave") && l.contains("offset="))
+                    .map(|l| {
+                        l.split(',')
+                            .find_map(|kv| kv.strip_prefix("offset=")?.parse().ok())
+                    })
+                    .collect();
+                primary_offset.is_some()
+                    && !replicas.is_empty()
+                    && replicas.iter().all(|o| *o == primary_offset)
+            },
+        );
     }
 
     /// Kills node `i` with SIGKILL; a replica of it takes its slots once the others
@@ -216,10 +211,11 @@ impl ValkeyCluster {
         self.nodes[i].kill();
     }
 
-    fn wait_for(&self, what: &str, mut done: impl FnMut() -> bool) {
+    /// Polls `done` every 100 ms; after 60 s panics with "waited 60 s for" `what()`.
+    fn wait_for(&self, what: impl FnOnce() -> String, mut done: impl FnMut() -> bool) {
         let deadline = Instant::now() + Duration::from_secs(60);
         while !done() {
-            assert!(Instant::now() < deadline, "waited 60 s for {what}");
+            assert!(Instant::now() < deadline, "waited 60 s for {}", what());
             std::thread::sleep(Duration::from_millis(100));
         }
     }

@@ -151,7 +151,7 @@ impl ValkeyWindowStore {
     /// Reads the cluster's slots again (from any node that answers), after a node
     /// answered that a slot moved or could not be reached.
     fn refresh_routing(&self) -> Result<()> {
-        let limit = NODE_PATIENCE.min(self.config.outage_limit());
+        let limit = self.node_patience();
         let routing = Arc::new(self.routing().rediscover(&self.config, limit)?);
         *self.routing.write().unwrap_or_else(|p| p.into_inner()) = routing;
         Ok(())
@@ -161,10 +161,15 @@ impl ValkeyWindowStore {
     /// [`NODE_PATIENCE`], since another node may hold its slots by now.
     fn node_limit(&self, routing: &Routing) -> Duration {
         if routing.is_cluster() {
-            NODE_PATIENCE.min(self.config.outage_limit())
+            self.node_patience()
         } else {
             self.config.outage_limit()
         }
+    }
+
+    /// [`NODE_PATIENCE`], or the whole outage limit when that is shorter.
+    fn node_patience(&self) -> Duration {
+        NODE_PATIENCE.min(self.config.outage_limit())
     }
 
     /// Whether a call that failed with `error` on a cluster, `started` ago, goes on
